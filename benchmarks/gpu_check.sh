@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# GPU check, for a CUDA machine (< 8 minutes): GPU-marked tests, then the engine
+# benchmark on CUDA for ViT-B and ViT-T. Writes logs and JSON under ${OUT:-gpu_out}/.
+# Usage (repository root):  bash benchmarks/gpu_check.sh
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+OUT="${OUT:-gpu_out}"
+mkdir -p "$OUT"
+PY="${SEGANY_PYTHON:-python3}"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+"$PY" - <<'PY' | tee -a "$OUT/gpu.txt"
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available())
+print("bf16", torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+PY
+# Tests that need CUDA, plus the oracle tests run on the GPU device.
+SEGANY_TEST_DEVICE=cuda timeout 240 "$PY" -m pytest -q -m gpu tests 2>&1 | tee "$OUT/tests.log"
+for model in vit_b vit_t; do
+    timeout 150 "$PY" benchmarks/bench_engine.py --model "$model" --device cuda --repeats 5 \
+        --json "$OUT/bench_engine_$model.json" 2>&1 | tee "$OUT/bench_engine_$model.log"
+done
+echo "gpu_check done: results in $OUT/"

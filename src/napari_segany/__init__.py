@@ -1,0 +1,37 @@
+"""napari-segany: Segment Anything (SAM) for microscopy in napari.
+
+Importing this package is cheap: torch and the model code load only when a public
+name such as :class:`SegAny` is first used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "SegAny": "napari_segany.api",
+    "SegmentResult": "napari_segany.api",
+    "SegAnyError": "napari_segany.core.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari_segany.api import SegAny, SegmentResult
+    from napari_segany.core.errors import SegAnyError
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'napari_segany' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""Qt-free, napari-free core of napari-segany (model, prompts, caches)."""

@@ -1,0 +1,1 @@
+"""Torch-only implementation of the Segment Anything model family."""

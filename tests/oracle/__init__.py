@@ -1,0 +1,1 @@
+"""Upstream SAM / MobileSAM as test oracles (test extras only)."""
