@@ -24,7 +24,6 @@ def upstream_modules():
     standins.install()
     import mobile_sam
     import segment_anything
-
     from tests.oracle.upstream import randomize_
 
     return segment_anything, mobile_sam, randomize_

@@ -15,13 +15,16 @@ _LAZY = {
     "SegAny": "napari_segany.api",
     "SegmentResult": "napari_segany.api",
     "SegAnyError": "napari_segany.core.errors",
+    "segment_layers": "napari_segany.scripting",
 }
 
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from napari_segany.api import SegAny, SegmentResult
-    from napari_segany.core.errors import SegAnyError
+    from napari_segany.api import SegAny as SegAny
+    from napari_segany.api import SegmentResult as SegmentResult
+    from napari_segany.core.errors import SegAnyError as SegAnyError
+    from napari_segany.scripting import segment_layers as segment_layers
 
 
 def __getattr__(name: str) -> Any:

@@ -130,15 +130,22 @@ def install() -> None:
         functional = _module(
             "torchvision.transforms.functional", resize=resize, to_pil_image=to_pil_image
         )
-        boxes = _module("torchvision.ops.boxes", batched_nms=batched_nms, box_area=box_area, nms=nms)
+        boxes = _module(
+            "torchvision.ops.boxes", batched_nms=batched_nms, box_area=box_area, nms=nms
+        )
         sys.modules["torchvision"] = _module("torchvision")
-        sys.modules["torchvision.transforms"] = _module("torchvision.transforms", functional=functional)
+        sys.modules["torchvision.transforms"] = _module(
+            "torchvision.transforms", functional=functional
+        )
         sys.modules["torchvision.transforms.functional"] = functional
         sys.modules["torchvision.ops"] = _module("torchvision.ops", boxes=boxes)
         sys.modules["torchvision.ops.boxes"] = boxes
     if "timm" not in sys.modules:
         layers = _module(
-            "timm.models.layers", DropPath=DropPath, to_2tuple=to_2tuple, trunc_normal_=trunc_normal_
+            "timm.models.layers",
+            DropPath=DropPath,
+            to_2tuple=to_2tuple,
+            trunc_normal_=trunc_normal_,
         )
         registry = _module("timm.models.registry", register_model=register_model)
         sys.modules["timm"] = _module("timm")

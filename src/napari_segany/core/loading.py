@@ -1,0 +1,416 @@
+"""Read checkpoints safely, recognise their architecture and load them into a model.
+
+Checkpoints are read with ``torch.load(weights_only=True)``: a file that needs
+arbitrary unpickling (custom classes, code) is refused, never executed. Fine-tuned
+checkpoints may wrap the state dict (``model_state``, ``model``, ``state_dict``) or
+prefix its keys (``sam.``, ``module.``); both are accepted. Keys outside
+``image_encoder.``, ``prompt_encoder.`` and ``mask_decoder.`` (optimizer state, extra
+heads) are ignored. Every key and shape is checked *before* the model is filled, so a
+mismatch raises :class:`CheckpointError` naming the offending keys and never leaves a
+half-loaded model.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+from . import registry
+from .device import resolve_device
+from .errors import CheckpointError
+from .model.build import ARCHITECTURES, Architecture, build_sam
+from .model.sam import Sam
+
+logger = logging.getLogger(__name__)
+
+WRAPPER_KEYS = ("model_state", "model", "state_dict")
+KEY_PREFIXES = ("module.", "sam.")
+MODEL_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+# Keys a checkpoint may lack without changing any output: the unused classification
+# head of TinyViT and BatchNorm's step counters. They are zero-filled when absent.
+_OPTIONAL_KEY = re.compile(r"^image_encoder\.(head|norm_head)\.|\.num_batches_tracked$")
+_LISTED_KEYS = 5
+_INIT_FILLS = "uniform_ normal_ trunc_normal_ kaiming_uniform_ kaiming_normal_ xavier_uniform_"
+_NO_INIT = frozenset(getattr(torch.nn.init, name) for name in _INIT_FILLS.split())
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference and where it came from.
+
+    Attributes
+    ----------
+    model
+        The :class:`Sam`, in eval mode, on ``device``, float32 weights.
+    architecture
+        Its architecture (registered or custom).
+    name
+        Registry name, or the checkpoint file's stem for a file given by path.
+    checkpoint_path
+        The file the weights were read from.
+    device
+        Where the model lives.
+    """
+
+    model: Sam
+    architecture: Architecture
+    name: str
+    checkpoint_path: Path
+    device: torch.device
+
+
+def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
+    text = str(error)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsafe is None and "allowed global" not in text:
+        return _corrupt(path, error)
+    culprit = unsafe.group(1) if unsafe else "a Python object"
+    return CheckpointError(
+        f"Refusing to load {path}: besides tensors it contains pickled Python objects "
+        f"({culprit}), and unpickling them could execute arbitrary code. If you trust the "
+        "file, re-save only the weights: torch.save(model.state_dict(), 'weights.pth')."
+    )
+
+
+def _corrupt(path: Path, error: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"Cannot read the checkpoint {path}: the file is truncated or not a PyTorch "
+        f"checkpoint ({type(error).__name__}: {str(error)[:200].strip()}). "
+        "Download it again, or check that you picked the right file."
+    )
+
+
+def _load_file(path: Path) -> object:
+    if not path.is_file():
+        raise CheckpointError(
+            f"Checkpoint file {path} does not exist. Check the path, or give a registered "
+            f"model name ({', '.join(registry.REGISTRY)}) to download one."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise _refusal(path, error) from error
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        raise _corrupt(path, error) from error
+
+
+def _unwrap(content: object, path: Path) -> Mapping:
+    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
+        if not isinstance(content, Mapping):
+            break
+        inner = next(
+            (content[k] for k in WRAPPER_KEYS if isinstance(content.get(k), Mapping)), None
+        )
+        if inner is None:
+            break
+        content = inner
+    if not isinstance(content, Mapping):
+        raise CheckpointError(
+            f"{path} holds a {type(content).__name__}, not a state dict of tensors. "
+            "Save the weights with torch.save(model.state_dict(), path)."
+        )
+    return content
+
+
+def _strip_prefixes(key: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in KEY_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix) :], True
+    return key
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """Read the SAM weights of a checkpoint file, on the CPU.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Keys ``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*`` (wrappers
+        unwrapped, ``sam.``/``module.`` prefixes stripped, other keys dropped), tensors in
+        the file's dtypes.
+
+    Raises
+    ------
+    CheckpointError
+        Missing, truncated or corrupt file; pickled Python objects (refused, never run);
+        no SAM weights inside.
+    """
+    path = Path(path).expanduser()
+    content = _unwrap(_load_file(path), path)
+    weights: StateDict = {}
+    for raw_key, value in content.items():
+        key = _strip_prefixes(str(raw_key))
+        if key.startswith(MODEL_PARTS) and isinstance(value, torch.Tensor):
+            weights[key] = value
+    if not any(key.startswith("image_encoder.") for key in weights):
+        found = ", ".join(str(key) for key in list(content)[:_LISTED_KEYS]) or "nothing"
+        raise CheckpointError(
+            f"{path} holds no SAM weights (no 'image_encoder.*' tensors; found {found}). "
+            "Pass a Segment Anything, MobileSAM or micro-sam checkpoint."
+        )
+    return weights
+
+
+def _block_indexes(state_dict: Mapping, prefix: str) -> list[int]:
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    found = {int(m.group(1)) for key in state_dict if (m := pattern.match(key))}
+    return sorted(found)
+
+
+def _shape(state_dict: Mapping, key: str) -> tuple[int, ...]:
+    if key not in state_dict:
+        raise CheckpointError(
+            f"Unrecognised checkpoint: key {key!r} is missing, so its architecture cannot "
+            "be determined. Pass a Segment Anything, MobileSAM or micro-sam checkpoint."
+        )
+    return tuple(state_dict[key].shape)
+
+
+def _vit_options(sd: Mapping) -> dict:
+    """Encoder kwargs of a SAM ViT from its weights (see ``ImageEncoderViT``)."""
+    enc = "image_encoder."
+    embed_dim, _, patch_size, _ = _shape(sd, enc + "patch_embed.proj.weight")
+    grid = _shape(sd, enc + "pos_embed")[1]
+    blocks = _block_indexes(sd, enc + "blocks.")
+    rows = [_shape(sd, f"{enc}blocks.{i}.attn.rel_pos_h")[0] for i in blocks]
+    head_dim = _shape(sd, enc + "blocks.0.attn.rel_pos_h")[1]
+    window_rows = {r for r in rows if r != 2 * grid - 1}
+    if blocks != list(range(len(blocks))) or len(window_rows) > 1 or embed_dim % head_dim:
+        raise CheckpointError(
+            "Unrecognised ViT checkpoint: blocks, window sizes or head sizes are "
+            "inconsistent. Pass a Segment Anything or micro-sam checkpoint."
+        )
+    return {
+        "patch_size": patch_size,
+        "embed_dim": embed_dim,
+        "depth": len(blocks),
+        "num_heads": embed_dim // head_dim,
+        "mlp_ratio": _shape(sd, enc + "blocks.0.mlp.lin1.weight")[0] / embed_dim,
+        "window_size": (window_rows.pop() + 1) // 2 if window_rows else 0,
+        "global_attn_indexes": tuple(i for i, r in zip(blocks, rows) if r == 2 * grid - 1),
+    }
+
+
+def _tiny_vit_options(sd: Mapping) -> dict:
+    """Encoder kwargs of a TinyViT (MobileSAM) from its weights."""
+    enc = "image_encoder.layers."
+    stages = _block_indexes(sd, enc)
+    if stages != [0, 1, 2, 3]:
+        raise CheckpointError(
+            f"Unrecognised TinyViT checkpoint: expected 4 stages, found {len(stages)}."
+        )
+    depths = tuple(len(_block_indexes(sd, f"{enc}{s}.blocks.")) for s in stages)
+    dims = [_shape(sd, f"{enc}0.blocks.0.conv1.c.weight")[1]]
+    heads, windows = [2], [7]  # stage 0 is convolutional: reference values, unused
+    for s in stages[1:]:
+        heads_s, offsets = _shape(sd, f"{enc}{s}.blocks.0.attn.attention_biases")
+        dims.append(_shape(sd, f"{enc}{s}.blocks.0.attn.qkv.weight")[1])
+        heads.append(heads_s)
+        windows.append(round(offsets**0.5))
+    return {
+        "embed_dims": tuple(dims),
+        "depths": depths,
+        "num_heads": tuple(heads),
+        "window_sizes": tuple(windows),
+        "mlp_ratio": _shape(sd, f"{enc}1.blocks.0.mlp.fc1.weight")[0] / dims[1],
+    }
+
+
+def _decoder_fields(sd: Mapping) -> dict:
+    """Prompt-encoder and mask-decoder sizes of :class:`Architecture` from weights."""
+    dec = "mask_decoder."
+    return {
+        "prompt_embed_dim": _shape(sd, "prompt_encoder.no_mask_embed.weight")[1],
+        "mask_in_chans": _shape(sd, "prompt_encoder.mask_downscaling.3.weight")[0],
+        "decoder_depth": len(_block_indexes(sd, dec + "transformer.layers.")),
+        "decoder_mlp_dim": _shape(sd, dec + "transformer.layers.0.mlp.lin1.weight")[0],
+        "num_multimask_outputs": _shape(sd, dec + "mask_tokens.weight")[0] - 1,
+        "iou_head_depth": len(_block_indexes(sd, dec + "iou_prediction_head.layers.")),
+        "iou_head_hidden_dim": _shape(sd, dec + "iou_prediction_head.layers.0.weight")[0],
+    }
+
+
+def detect_architecture(state_dict: Mapping[str, torch.Tensor]) -> Architecture:
+    """Recognise the architecture of SAM weights from their keys and shapes.
+
+    Parameters
+    ----------
+    state_dict
+        Weights as returned by :func:`read_state_dict`.
+
+    Returns
+    -------
+    Architecture
+        The registered record of ``ARCHITECTURES`` when one matches exactly, else a
+        custom record named ``"custom_vit"`` or ``"custom_tiny_vit"``.
+
+    Raises
+    ------
+    CheckpointError
+        The weights are not those of a SAM-family model.
+    """
+    if any(key.startswith("image_encoder.layers.") for key in state_dict):
+        encoder, options = "tiny_vit", _tiny_vit_options(state_dict)
+    elif any(key.startswith("image_encoder.blocks.") for key in state_dict):
+        encoder, options = "vit", _vit_options(state_dict)
+    else:
+        raise CheckpointError(
+            "Unrecognised checkpoint: its image encoder is neither a SAM ViT "
+            "('image_encoder.blocks.*') nor a TinyViT ('image_encoder.layers.*')."
+        )
+    detected = Architecture(
+        f"custom_{encoder}",
+        encoder,
+        options,
+        **_decoder_fields(state_dict),
+        description="architecture read from a checkpoint",
+    )
+    for known in ARCHITECTURES.values():
+        if replace(detected, name=known.name, description=known.description) == known:
+            return known
+    logger.info("Checkpoint has a custom architecture: %s", detected)
+    return detected
+
+
+def detect_image_size(state_dict: Mapping[str, torch.Tensor]) -> int:
+    """Model input side ``S``: from a ViT's position embedding; 1024 for TinyViT."""
+    pos_embed = state_dict.get("image_encoder.pos_embed")
+    patch = state_dict.get("image_encoder.patch_embed.proj.weight")
+    if pos_embed is None or patch is None:
+        return 1024
+    return int(pos_embed.shape[1] * patch.shape[-1])
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """Turn ``torch.nn.init`` fills into no-ops (thread-local): the weights are about to
+    be overwritten by a checkpoint, and random init of ViT-H alone takes seconds."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _NO_INIT:
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **kwargs)
+
+
+def _check_keys(expected: StateDict, given: StateDict, path: Path) -> StateDict:
+    """``given`` completed with zero-filled optional keys; raise on any mismatch."""
+    missing = [k for k in expected if k not in given and not _OPTIONAL_KEY.search(k)]
+    unexpected = [k for k in given if k not in expected]
+    misshaped = [
+        f"{k} {tuple(given[k].shape)} (model: {tuple(expected[k].shape)})"
+        for k in expected
+        if k in given and given[k].shape != expected[k].shape
+    ]
+    problems = [
+        f"{label} ({len(keys)}): {', '.join(keys[:_LISTED_KEYS])}"
+        + (", ..." if len(keys) > _LISTED_KEYS else "")
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", misshaped),
+        )
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{path} does not fit the model: " + "; ".join(problems) + ". Check that the "
+            "model name matches the checkpoint, or pass only the checkpoint path."
+        )
+    completed = dict(given)
+    for key in expected.keys() - given.keys():
+        completed[key] = torch.zeros_like(expected[key], device="cpu")
+    return completed
+
+
+def build_loaded(
+    state_dict: StateDict, architecture: Architecture, image_size: int, path: Path
+) -> Sam:
+    """A :class:`Sam` of ``architecture`` holding ``state_dict``, on the CPU, eval mode.
+
+    Raises
+    ------
+    CheckpointError
+        Keys or shapes differ from the model's (checked before any weight is copied).
+    """
+    with _SkipRandomInit():
+        model = build_sam(architecture, image_size=image_size)
+    complete = _check_keys(model.state_dict(), state_dict, path)
+    # assign: the model takes the checkpoint's tensors instead of copying them, so
+    # loading needs no second copy of the weights in memory (half precision -> float32)
+    model.load_state_dict(complete, strict=True, assign=True)
+    return model.float().eval()
+
+
+def _is_path(model: str | os.PathLike) -> bool:
+    if isinstance(model, os.PathLike):
+        return True
+    return model not in registry.REGISTRY and (
+        os.sep in model or "/" in model or model.endswith((".pt", ".pth")) or Path(model).exists()
+    )
+
+
+def _resolve_source(model: str | os.PathLike, checkpoint) -> tuple[str, Path, str | None]:
+    """(name, checkpoint path, expected architecture name or None)."""
+    if _is_path(model):
+        if checkpoint is not None:
+            raise CheckpointError(
+                f"Both model={str(model)!r} (a path) and checkpoint= were given; "
+                "pass the file once, as model= or as checkpoint=."
+            )
+        path = Path(model).expanduser()
+        return path.stem, path, None
+    entry = registry.get_entry(str(model))
+    if checkpoint is not None:
+        return entry.name, Path(checkpoint).expanduser(), entry.architecture
+    return entry.name, registry.fetch(entry), entry.architecture
+
+
+def load_model(
+    model: str | os.PathLike = "vit_b",
+    checkpoint: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+) -> LoadedModel:
+    """Load a SAM-family model ready for inference.
+
+    Parameters
+    ----------
+    model
+        A registry name (``"vit_b"``, ``"vit_t_lm"``, ...; its file is taken from the
+        cache or downloaded once), or the path of a checkpoint file (architecture
+        detected from the weights, works offline).
+    checkpoint
+        A local checkpoint file to use instead of the registry's download; it must hold
+        the architecture of ``model`` (works offline).
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a torch.device.
+
+    Raises
+    ------
+    ModelNotFoundError, DownloadError, CheckpointError, DeviceError
+        Unknown name, failed download, unusable file, absent device.
+    """
+    target = resolve_device(device)
+    name, path, expected = _resolve_source(model, checkpoint)
+    state_dict = read_state_dict(path)
+    architecture = detect_architecture(state_dict)
+    if expected is not None and architecture.name != expected:
+        raise CheckpointError(
+            f"{path} holds a {architecture.name!r} model, but model={name!r} needs "
+            f"{expected!r}. Pass model= the matching name, or only the checkpoint path."
+        )
+    sam = build_loaded(state_dict, architecture, detect_image_size(state_dict), path)
+    logger.info("Loaded %s (%s) from %s on %s", name, architecture.name, path, target)
+    return LoadedModel(sam.to(target), architecture, name, path, target)

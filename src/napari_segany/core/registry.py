@@ -1,0 +1,353 @@
+"""Registry of known checkpoints, their cache folder, download and import.
+
+Checkpoints are downloaded once (with :mod:`pooch`, verified by their xxh128 hash) into
+:func:`cache_dir` and never at import time. A user on an offline machine can copy a file
+obtained elsewhere into the cache with :func:`import_checkpoint` (or the command
+``napari-segany import NAME FILE``).
+
+Verification policy: a file is hashed once, when it enters the cache (download or
+import). A small sidecar ``<filename>.verified`` then records the hash, size and
+modification time of the verified file; :func:`cached_checkpoint` trusts a file whose
+size and mtime still match its sidecar and re-hashes it otherwise (e.g. a file copied
+into the cache folder by hand). Hashing a 2.5 GB ViT-H checkpoint takes about a second,
+so this is done only when needed, not on every start.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import xxhash
+
+from .errors import CheckpointError, DownloadError, ModelNotFoundError
+
+logger = logging.getLogger(__name__)
+
+CACHE_ENV = "SEGANY_CACHE_DIR"
+_CHUNK_BYTES = 1 << 20
+_SIDECAR_SUFFIX = ".verified"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One downloadable checkpoint.
+
+    Attributes
+    ----------
+    name
+        Registry name users type, e.g. ``"vit_b_lm"``.
+    architecture
+        Name of the network architecture in ``core.model.build.ARCHITECTURES``
+        (``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"vit_t"``).
+    url
+        Where the file is downloaded from.
+    xxh128
+        Hex xxh128 hash of the file (32 hex digits).
+    filename
+        Name of the file in the cache folder.
+    description
+        One line for humans.
+    """
+
+    name: str
+    architecture: str
+    url: str
+    xxh128: str
+    filename: str
+    description: str
+
+    @property
+    def known_hash(self) -> str:
+        """The hash in pooch's ``"alg:hex"`` notation."""
+        return f"xxh128:{self.xxh128}"
+
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_BIOIMAGEIO_URL = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
+
+_ENTRIES = (
+    ModelEntry(
+        "vit_b",
+        "vit_b",
+        _SAM_URL + "sam_vit_b_01ec64.pth",
+        "6923c33df3637b6a922d7682bfc9a86b",
+        "sam_vit_b_01ec64.pth",
+        "Segment Anything ViT-B (Meta), general purpose, 375 MB",
+    ),
+    ModelEntry(
+        "vit_l",
+        "vit_l",
+        _SAM_URL + "sam_vit_l_0b3195.pth",
+        "a82beb3c660661e3dd38d999cc860e9a",
+        "sam_vit_l_0b3195.pth",
+        "Segment Anything ViT-L (Meta), general purpose, 1.2 GB",
+    ),
+    ModelEntry(
+        "vit_h",
+        "vit_h",
+        _SAM_URL + "sam_vit_h_4b8939.pth",
+        "97698fac30bd929c2e6d8d8cc15933c2",
+        "sam_vit_h_4b8939.pth",
+        "Segment Anything ViT-H (Meta), largest and slowest, 2.5 GB",
+    ),
+    ModelEntry(
+        "vit_t",
+        "vit_t",
+        "https://owncloud.gwdg.de/index.php/s/TuDzuwVDHd1ZDnQ/download",
+        "8eadbc88aeb9d8c7e0b4b60c3db48bd0",
+        "mobile_sam.pt",
+        "MobileSAM (TinyViT encoder), fast on CPU, 40 MB",
+    ),
+    ModelEntry(
+        "vit_b_lm",
+        "vit_b",
+        _BIOIMAGEIO_URL + "diplomatic-bug/1.2/files/vit_b.pt",
+        "fe9252a29f3f4ea53c15a06de471e186",
+        "vit_b_lm.pt",
+        "micro-sam ViT-B fine-tuned for light microscopy",
+    ),
+    ModelEntry(
+        "vit_t_lm",
+        "vit_t",
+        _BIOIMAGEIO_URL + "faithful-chicken/1.1/files/vit_t.pt",
+        "72ec5074774761a6e5c05a08942f981e",
+        "vit_t_lm.pt",
+        "micro-sam ViT-T (MobileSAM) fine-tuned for light microscopy",
+    ),
+    ModelEntry(
+        "vit_l_lm",
+        "vit_l",
+        _BIOIMAGEIO_URL + "idealistic-rat/1.2/files/vit_l.pt",
+        "017f20677997d628426dec80a8018f9d",
+        "vit_l_lm.pt",
+        "micro-sam ViT-L fine-tuned for light microscopy",
+    ),
+    ModelEntry(
+        "vit_b_em_organelles",
+        "vit_b",
+        _BIOIMAGEIO_URL + "noisy-ox/1.2/files/vit_b.pt",
+        "f3bf2ed83d691456bae2c3f9a05fb438",
+        "vit_b_em_organelles.pt",
+        "micro-sam ViT-B fine-tuned for organelles in electron microscopy",
+    ),
+)
+
+REGISTRY: Mapping[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
+
+
+def get_entry(name_or_entry: str | ModelEntry) -> ModelEntry:
+    """The registry entry for a name (or the entry itself).
+
+    Raises
+    ------
+    ModelNotFoundError
+        ``name_or_entry`` is not a registered model name.
+    """
+    if isinstance(name_or_entry, ModelEntry):
+        return name_or_entry
+    entry = REGISTRY.get(name_or_entry) if isinstance(name_or_entry, str) else None
+    if entry is None:
+        raise ModelNotFoundError(
+            f"Unknown model {name_or_entry!r}. Known models: {', '.join(REGISTRY)}. "
+            "To use another checkpoint, pass the path of its file instead of a name."
+        )
+    return entry
+
+
+def cache_dir() -> Path:
+    """The folder holding downloaded checkpoints, created if needed.
+
+    ``$SEGANY_CACHE_DIR`` when set (``~`` is expanded), else the platform's user cache
+    folder for ``napari-segany`` (e.g. ``~/.cache/napari-segany`` on Linux).
+
+    Raises
+    ------
+    CheckpointError
+        The folder cannot be created.
+    """
+    configured = os.environ.get(CACHE_ENV, "").strip()
+    folder = Path(configured).expanduser() if configured else None
+    if folder is None:
+        folder = Path(platformdirs.user_cache_dir("napari-segany", appauthor=False))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot create the checkpoint cache folder {folder} ({error}). "
+            f"Set the environment variable {CACHE_ENV} to a writable folder."
+        ) from error
+    return folder
+
+
+def _hash_file(path: Path) -> str:
+    digest = xxhash.xxh128()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + _SIDECAR_SUFFIX)
+
+
+def _stat_record(path: Path, xxh128: str) -> dict:
+    stat = path.stat()
+    return {"xxh128": xxh128, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _mark_verified(path: Path, xxh128: str) -> None:
+    """Write the sidecar stating that ``path`` was hashed and matched ``xxh128``."""
+    try:
+        _sidecar(path).write_text(json.dumps(_stat_record(path, xxh128)), encoding="utf-8")
+    except OSError:  # only costs a re-hash next time
+        logger.debug("Could not write %s", _sidecar(path), exc_info=True)
+
+
+def _is_verified(path: Path, xxh128: str) -> bool:
+    try:
+        recorded = json.loads(_sidecar(path).read_text(encoding="utf-8"))
+        return recorded == _stat_record(path, xxh128)
+    except (OSError, ValueError):
+        return False
+
+
+def cached_checkpoint(name: str | ModelEntry) -> Path | None:
+    """Path of the verified cached file of a registered model, or ``None``.
+
+    A file without a valid sidecar is hashed once; a file whose hash does not match is
+    reported in the log and treated as absent (a later :func:`fetch` replaces it).
+    """
+    entry = get_entry(name)
+    path = cache_dir() / entry.filename
+    if not path.is_file():
+        return None
+    if _is_verified(path, entry.xxh128):
+        return path
+    logger.info("Verifying %s against the registered hash", path)
+    if _hash_file(path) != entry.xxh128:
+        logger.warning(
+            "%s does not match the registered hash of %r and is ignored; "
+            "it will be downloaded again.",
+            path,
+            entry.name,
+        )
+        return None
+    _mark_verified(path, entry.xxh128)
+    return path
+
+
+def download_help(entry: ModelEntry) -> str:
+    """Sentences telling a user how to get ``entry``'s file without our download."""
+    return (
+        f"Download {entry.url} elsewhere and then run "
+        f"'napari-segany import {entry.name} FILE', or save it as "
+        f"{cache_dir() / entry.filename}."
+    )
+
+
+def _progressbar(progress: bool | object) -> bool | object:
+    """pooch's ``progressbar`` argument; False when tqdm is missing."""
+    if progress is True and importlib.util.find_spec("tqdm") is None:
+        logger.info("Install tqdm to see a download progress bar.")
+        return False
+    return progress
+
+
+def fetch(name_or_entry: str | ModelEntry, progress: bool | object = True) -> Path:
+    """Download (once) and verify a registered checkpoint; return its cached path.
+
+    Parameters
+    ----------
+    name_or_entry
+        A registry name or :class:`ModelEntry`.
+    progress
+        Show a progress bar (needs tqdm; silently off without it), or a tqdm-like
+        object with ``total``, ``update``, ``reset`` and ``close`` to report to.
+
+    Raises
+    ------
+    ModelNotFoundError
+        Unknown name.
+    DownloadError
+        No network, an HTTP error or a hash mismatch; the message says where to get
+        the file and where to put it. No partial file is left in the cache.
+    """
+    import pooch  # a heavy-ish import, only when downloading
+    import requests
+
+    entry = get_entry(name_or_entry)
+    cached = cached_checkpoint(entry)
+    if cached is not None:
+        return cached
+    folder = cache_dir()
+    logger.info("Downloading %s from %s into %s", entry.name, entry.url, folder)
+    # pooch's own logger prints the same news through a handler fixed at its import
+    pooch.get_logger().setLevel(logging.WARNING)
+    try:
+        path = pooch.retrieve(
+            entry.url,
+            known_hash=entry.known_hash,
+            fname=entry.filename,
+            path=folder,
+            progressbar=_progressbar(progress),
+        )
+    except (requests.exceptions.RequestException, OSError, ValueError) as error:
+        raise DownloadError(
+            f"Could not download the checkpoint {entry.filename!r} of model "
+            f"{entry.name!r} ({type(error).__name__}: {error}). " + download_help(entry)
+        ) from error
+    path = Path(path)
+    _mark_verified(path, entry.xxh128)
+    return path
+
+
+def import_checkpoint(name: str | ModelEntry, file: str | os.PathLike) -> Path:
+    """Copy a user-supplied checkpoint file into the cache after verifying its hash.
+
+    The copy goes to a temporary file in the cache folder that is renamed only after
+    the hash matched, so the cache never holds a partial or wrong file.
+
+    Raises
+    ------
+    ModelNotFoundError
+        Unknown name.
+    CheckpointError
+        ``file`` does not exist or cannot be read.
+    DownloadError
+        ``file`` does not match the registered hash of ``name``.
+    """
+    entry = get_entry(name)
+    source = Path(file).expanduser()
+    if not source.is_file():
+        raise CheckpointError(f"Cannot import {source}: no such file. Check the path.")
+    target = cache_dir() / entry.filename
+    handle, temporary = tempfile.mkstemp(prefix=f".{entry.filename}.", dir=target.parent)
+    try:
+        digest = xxhash.xxh128()
+        with os.fdopen(handle, "wb") as writer, open(source, "rb") as reader:
+            while chunk := reader.read(_CHUNK_BYTES):
+                digest.update(chunk)
+                writer.write(chunk)
+        if digest.hexdigest() != entry.xxh128:
+            raise DownloadError(
+                f"{source} is not the checkpoint of model {entry.name!r}: its xxh128 hash "
+                f"is {digest.hexdigest()}, expected {entry.xxh128}. The file is incomplete "
+                f"or a different model; download it again from {entry.url}."
+            )
+        os.replace(temporary, target)
+    except OSError as error:
+        raise CheckpointError(f"Cannot import {source} into {target}: {error}") from error
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    _mark_verified(target, entry.xxh128)
+    logger.info("Imported %s as %s", source, target)
+    return target

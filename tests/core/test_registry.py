@@ -1,0 +1,199 @@
+"""Registry, cache folder, download (against a loopback HTTP server) and import."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from napari_segany.core import registry
+from napari_segany.core.errors import CheckpointError, DownloadError, ModelNotFoundError
+
+PAYLOAD = b"not really a checkpoint, but bytes with a known hash\n" * 100
+
+
+class _Server:
+    """Loopback HTTP server serving ``files`` (path -> bytes) and counting GETs."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    instance = _Server({"/model.pt": PAYLOAD})
+    instance.thread.start()
+    yield instance
+    instance.httpd.shutdown()
+    instance.httpd.server_close()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(registry.CACHE_ENV, str(folder))
+    return folder
+
+
+def fake_entry(url: str, payload: bytes = PAYLOAD) -> registry.ModelEntry:
+    return registry.ModelEntry(
+        name="vit_t", architecture="vit_t", url=url,
+        xxh128=xxhash.xxh128(payload).hexdigest(), filename="fake.pt", description="test",
+    )  # fmt: skip
+
+
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/model.pt"
+
+
+def test_registry_holds_the_eight_models_with_well_formed_entries():
+    assert set(registry.REGISTRY) == {
+        "vit_b", "vit_l", "vit_h", "vit_t",
+        "vit_b_lm", "vit_t_lm", "vit_l_lm", "vit_b_em_organelles",
+    }  # fmt: skip
+    for name, entry in registry.REGISTRY.items():
+        assert entry.name == name
+        assert entry.architecture in {"vit_b", "vit_l", "vit_h", "vit_t"}
+        assert entry.url.startswith("https://")
+        assert len(entry.xxh128) == 32 and int(entry.xxh128, 16) >= 0
+    filenames = [entry.filename for entry in registry.REGISTRY.values()]
+    assert len(set(filenames)) == len(filenames)
+    assert registry.REGISTRY["vit_b"].filename == "sam_vit_b_01ec64.pth"
+    assert registry.REGISTRY["vit_t"].filename == "mobile_sam.pt"
+    assert registry.REGISTRY["vit_h"].xxh128 == "97698fac30bd929c2e6d8d8cc15933c2"
+    with pytest.raises(Exception):  # noqa: B017 -- frozen dataclass
+        registry.REGISTRY["vit_b"].url = "x"
+
+
+def test_unknown_name_lists_known_models(cache):
+    with pytest.raises(ModelNotFoundError) as info:
+        registry.fetch("vit_x")
+    message = str(info.value)
+    assert "vit_x" in message and "vit_b_lm" in message and "vit_h" in message
+    with pytest.raises(ModelNotFoundError):
+        registry.cached_checkpoint("sam2")
+
+
+def test_cache_dir_follows_environment_and_is_created(tmp_path, monkeypatch):
+    folder = tmp_path / "a" / "b"
+    monkeypatch.setenv(registry.CACHE_ENV, str(folder))
+    assert registry.cache_dir() == folder
+    assert folder.is_dir()
+    monkeypatch.delenv(registry.CACHE_ENV)
+    assert registry.cache_dir().name == "napari-segany"
+
+
+def test_fetch_downloads_verifies_and_then_uses_the_cache(server, cache):
+    entry = fake_entry(server.url("/model.pt"))
+    assert registry.cached_checkpoint(entry) is None
+    path = registry.fetch(entry, progress=False)
+    assert path == cache / "fake.pt"
+    assert path.read_bytes() == PAYLOAD
+    assert server.requests == ["/model.pt"]
+    assert registry.fetch(entry, progress=True) == path
+    assert registry.cached_checkpoint(entry) == path
+    assert server.requests == ["/model.pt"]  # no second request
+
+
+def test_fetch_hash_mismatch_leaves_nothing_in_the_cache(server, cache):
+    entry = fake_entry(server.url("/model.pt"), payload=b"other bytes")
+    with pytest.raises(DownloadError) as info:
+        registry.fetch(entry, progress=False)
+    assert "fake.pt" in str(info.value)
+    assert [p.name for p in cache.iterdir()] == []
+
+
+def test_fetch_404_is_a_download_error(server, cache):
+    with pytest.raises(DownloadError) as info:
+        registry.fetch(fake_entry(server.url("/missing.pt")), progress=False)
+    assert "404" in str(info.value)
+    assert not (cache / "fake.pt").exists()
+
+
+def test_fetch_without_server_says_where_to_get_and_put_the_file(cache):
+    url = closed_port_url()
+    with pytest.raises(DownloadError) as info:
+        registry.fetch(fake_entry(url), progress=False)
+    message = str(info.value)
+    assert "fake.pt" in message
+    assert str(cache / "fake.pt") in message
+    assert url in message
+    assert "napari-segany import vit_t FILE" in message
+
+
+def test_tampered_cached_file_is_ignored_and_downloaded_again(server, cache):
+    entry = fake_entry(server.url("/model.pt"))
+    path = registry.fetch(entry, progress=False)
+    path.write_bytes(b"corrupted")
+    assert registry.cached_checkpoint(entry) is None
+    assert registry.fetch(entry, progress=False).read_bytes() == PAYLOAD
+    assert len(server.requests) == 2
+
+
+def test_hand_copied_file_is_verified_once(cache, monkeypatch):
+    entry = fake_entry("http://127.0.0.1:9/never-used")
+    cache.mkdir()
+    (cache / "fake.pt").write_bytes(PAYLOAD)
+    calls = []
+    original = registry._hash_file
+    monkeypatch.setattr(registry, "_hash_file", lambda p: calls.append(p) or original(p))
+    assert registry.cached_checkpoint(entry) == cache / "fake.pt"
+    assert registry.cached_checkpoint(entry) == cache / "fake.pt"
+    assert len(calls) == 1
+
+
+def test_import_checkpoint_good_file(tmp_path, cache, monkeypatch):
+    entry = fake_entry("http://127.0.0.1:9/never-used")
+    monkeypatch.setitem(registry.REGISTRY, "vit_t", entry)
+    source = tmp_path / "download.bin"
+    source.write_bytes(PAYLOAD)
+    target = registry.import_checkpoint("vit_t", source)
+    assert target == cache / "fake.pt"
+    assert target.read_bytes() == PAYLOAD
+    assert registry.cached_checkpoint("vit_t") == target
+    assert sorted(p.name for p in cache.iterdir()) == ["fake.pt", "fake.pt.verified"]
+
+
+def test_import_checkpoint_bad_hash_leaves_cache_untouched(tmp_path, cache):
+    source = tmp_path / "download.bin"
+    source.write_bytes(PAYLOAD[:-1])
+    with pytest.raises(DownloadError) as info:
+        registry.import_checkpoint(fake_entry("https://example.org/x.pt"), source)
+    assert str(source) in str(info.value) and "https://example.org/x.pt" in str(info.value)
+    assert list(cache.iterdir()) == []
+
+
+def test_import_checkpoint_missing_file(tmp_path, cache):
+    with pytest.raises(CheckpointError, match="no such file"):
+        registry.import_checkpoint("vit_b", tmp_path / "nope.pth")
