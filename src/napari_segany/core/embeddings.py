@@ -1,0 +1,119 @@
+"""Image embeddings and a thread-safe LRU cache bounded by bytes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """The encoder output for one plane, plus what is needed to map prompts onto it.
+
+    Attributes
+    ----------
+    features : torch.Tensor, (1, 256, h, w) float32
+        Image embedding on the model's device (h = w = 64 for SAM).
+    original_hw : (int, int)
+        ``(H, W)`` of the plane the user gave.
+    input_hw : (int, int)
+        ``(h', w')`` of the plane resized to the model frame (long side ``image_size``),
+        before zero padding.
+    model_key : str
+        Identifies the model (and precision) that computed it.
+    """
+
+    features: torch.Tensor
+    original_hw: tuple[int, int]
+    input_hw: tuple[int, int]
+    model_key: str = ""
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by :attr:`features`, in bytes."""
+        return self.features.element_size() * self.features.numel()
+
+
+class EmbeddingCache:
+    """Least-recently-used cache of :class:`Embedding` objects with a byte budget.
+
+    Safe to use from several threads (the widget embeds in a worker thread).
+    An embedding larger than the whole budget is not stored.
+
+    Parameters
+    ----------
+    max_bytes : int
+        Budget for the sum of :attr:`Embedding.nbytes` of the stored entries;
+        0 disables caching.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[Hashable, Embedding] = OrderedDict()
+        self._nbytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes currently held by the cached embeddings."""
+        return self._nbytes
+
+    def get(self, key: Hashable) -> Embedding | None:
+        """Return the embedding stored under ``key`` (marking it recent), else None."""
+        with self._lock:
+            embedding = self._entries.get(key)
+            if embedding is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return embedding
+
+    def put(self, key: Hashable, embedding: Embedding) -> Embedding:
+        """Store ``embedding`` under ``key``, evicting the least recent entries as needed.
+
+        Returns
+        -------
+        Embedding
+            ``embedding`` itself (also when it is too big to be cached).
+        """
+        size = embedding.nbytes
+        with self._lock:
+            self._discard(key)
+            if size > self.max_bytes:
+                logger.debug("embedding of %d bytes exceeds the cache budget", size)
+                return embedding
+            while self._entries and self._nbytes + size > self.max_bytes:
+                self._discard(next(iter(self._entries)))
+            self._entries[key] = embedding
+            self._nbytes += size
+        return embedding
+
+    def _discard(self, key: Hashable) -> None:
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._nbytes -= old.nbytes
+
+    def clear(self) -> None:
+        """Drop every entry (the hit/miss counters are kept)."""
+        with self._lock:
+            self._entries.clear()
+            self._nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._entries

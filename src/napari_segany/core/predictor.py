@@ -1,0 +1,357 @@
+"""Prompts in image coordinates -> masks at image resolution.
+
+This is the one place where napari's (row, col) = (y, x) becomes SAM's (x, y), and where
+prompts are scaled from the user's plane to the model frame (long side ``image_size``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .embeddings import Embedding
+from .errors import ImageError, InputError, PromptError
+from .image import model_input_hw, preprocess
+from .model.sam import Sam
+
+logger = logging.getLogger(__name__)
+
+_UPSAMPLE_CHUNK_VALUES = 1 << 24  # float32 values interpolated at once (64 MiB)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Masks predicted for one prompt set (or N boxes).
+
+    Attributes
+    ----------
+    masks : numpy.ndarray, ([N,] K, H, W) bool
+        K = 3 ambiguity candidates with ``multimask``, else 1; (H, W) is the plane size.
+    scores : numpy.ndarray, ([N,] K) float32
+        Predicted IoU of each mask.
+    logits : numpy.ndarray, ([N,] K, 256, 256) float32
+        Low-resolution logits, usable as ``mask_input`` of a refining prediction.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    logits: np.ndarray
+
+
+class Predictor:
+    """Embed planes and predict masks from point / box / mask prompts.
+
+    Parameters
+    ----------
+    model : Sam
+        The network; moved to ``device`` and put in eval mode.
+    device : torch.device or str
+        Where the model runs.
+    precision : {"fp32", "bf16"}
+        ``"bf16"`` runs the image encoder under bf16 autocast (embeddings are still
+        stored as float32); the prompt path always runs in float32.
+    model_key : str
+        Name stored in every :class:`Embedding` this predictor computes.
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        device: torch.device | str = "cpu",
+        precision: str = "fp32",
+        model_key: str = "",
+    ) -> None:
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f'precision must be "fp32" or "bf16", got {precision!r}')
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.precision = precision
+        self.model_key = model_key
+
+    def embed(self, rgb_uint8: np.ndarray) -> Embedding:
+        """Compute the embedding of a ``(H, W, 3)`` uint8 RGB plane (see ``to_model_rgb``).
+
+        Raises
+        ------
+        ImageError
+            If the array is not ``(H, W, 3)`` uint8.
+        """
+        rgb = np.asarray(rgb_uint8)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8 or rgb.size == 0:
+            raise ImageError(
+                f"Predictor.embed needs an (H, W, 3) uint8 RGB image, got shape {rgb.shape} "
+                f"and dtype {rgb.dtype}; convert planes with core.image.to_model_rgb first."
+            )
+        image_size = self.model.image_size
+        pixels = preprocess(
+            rgb,
+            image_size,
+            self.device,
+            self.model.pixel_mean.flatten().tolist(),
+            self.model.pixel_std.flatten().tolist(),
+        )
+        with torch.inference_mode(), self._autocast():
+            features = self.model.encode(pixels)
+        original_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        return Embedding(
+            features=features.float().contiguous(),
+            original_hw=original_hw,
+            input_hw=model_input_hw(original_hw, image_size),
+            model_key=self.model_key,
+        )
+
+    def _autocast(self):
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def predict(
+        self,
+        embedding: Embedding,
+        points_yx: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box_yxyx: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> Prediction:
+        """Predict masks for prompts given in the plane's (row, col) pixel coordinates.
+
+        Parameters
+        ----------
+        embedding : Embedding
+            From :meth:`embed`, for the plane the prompts refer to.
+        points_yx : array (P, 2) float, optional
+            Point prompts as (y, x) = (row, col), with ``0 <= y < H`` and ``0 <= x < W``.
+            An empty (0, 2) array means no points.
+        labels : array (P,) int, optional
+            1 for a positive point (on the object), 0 for a negative one.
+        box_yxyx : array (4,) or (N, 4) float, optional
+            Box(es) as (y0, x0, y1, x1), inside the plane, ``y0 <= y1`` and ``x0 <= x1``.
+            N boxes segment N objects in one batch (points, if given, apply to each).
+        mask_input : array (256, 256), (1, 256, 256) or (N, 1, 256, 256), optional
+            Low-resolution logits of a previous prediction, to refine it.
+        multimask : bool
+            Return SAM's three ambiguity candidates (K = 3) instead of one (K = 1).
+
+        Returns
+        -------
+        Prediction
+            Arrays with a leading N axis only when ``box_yxyx`` was given as (N, 4).
+
+        Raises
+        ------
+        PromptError
+            On a missing, mis-shaped, non-finite or out-of-image prompt; nothing changes.
+        InputError
+            If ``embedding`` was computed by another model.
+        """
+        if embedding.model_key and self.model_key and embedding.model_key != self.model_key:
+            raise InputError(
+                f"This embedding was computed by model {embedding.model_key!r}, not by "
+                f"{self.model_key!r}; embed the plane again with this model."
+            )
+        height, width = embedding.original_hw
+        points, point_labels = _check_points(points_yx, labels, (height, width))
+        boxes, batched = _check_boxes(box_yxyx, (height, width))
+        if points is None and boxes is None:
+            raise PromptError(
+                "Give at least one prompt: a point (points_yx with labels) or a box "
+                "(box_yxyx); mask_input only refines such a prompt."
+            )
+        n_objects = 1 if boxes is None else boxes.shape[0]
+        low_res_hw = tuple(4 * s for s in embedding.features.shape[-2:])
+        masks_in = _check_mask_input(mask_input, n_objects, low_res_hw)
+        logits, scores = self._decode(
+            embedding, points, point_labels, boxes, masks_in, n_objects, multimask
+        )
+        masks = upscale_masks(
+            logits, embedding.input_hw, embedding.original_hw, self.model.image_size
+        )
+        scores_np = scores.float().cpu().numpy()
+        logits_np = logits.float().cpu().numpy()
+        if not batched:
+            return Prediction(masks[0], scores_np[0], logits_np[0])
+        return Prediction(masks, scores_np, logits_np)
+
+    def _decode(
+        self,
+        embedding: Embedding,
+        points: np.ndarray | None,
+        point_labels: np.ndarray | None,
+        boxes: np.ndarray | None,
+        masks_in: np.ndarray | None,
+        n_objects: int,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scale to the model frame, flip (y, x) -> (x, y), and run ``Sam.decode``.
+
+        Returns ``(low_res_logits (N, K, 256, 256), iou_predictions (N, K))``.
+        """
+        scale_yx = np.array(embedding.input_hw, dtype=np.float64) / embedding.original_hw
+        device = self.device
+        points_xy = labels_t = boxes_xyxy = masks_t = None
+        if points is not None:
+            model_xy = (points * scale_yx)[:, ::-1]
+            points_xy = torch.as_tensor(model_xy.copy(), dtype=torch.float32, device=device)
+            points_xy = points_xy[None].expand(n_objects, -1, -1)
+            labels_t = torch.as_tensor(point_labels, dtype=torch.int64, device=device)
+            labels_t = labels_t[None].expand(n_objects, -1)
+        if boxes is not None:
+            model_yxyx = boxes * np.tile(scale_yx, 2)
+            boxes_xyxy = torch.as_tensor(
+                model_yxyx[:, [1, 0, 3, 2]], dtype=torch.float32, device=device
+            )
+        if masks_in is not None:
+            masks_t = torch.as_tensor(masks_in, dtype=torch.float32, device=device)
+        features = embedding.features.to(device)
+        with torch.inference_mode():
+            return self.model.decode(
+                features, points_xy, labels_t, boxes_xyxy, masks_t, bool(multimask)
+            )
+
+
+def upscale_masks(
+    low_res_logits: torch.Tensor,
+    input_hw: tuple[int, int],
+    original_hw: tuple[int, int],
+    image_size: int = 1024,
+) -> np.ndarray:
+    """Threshold low-resolution logits at the plane's resolution (``logits > 0``).
+
+    Same numbers as upstream SAM (bilinear to the ``image_size`` frame, crop the padding,
+    bilinear to (H, W)), without its waste: the first resize produces only the unpadded
+    (h', w') region (rows ``i`` sit at low-res ``(i + 0.5) / 4 - 0.5`` either way, so this
+    equals resize-then-crop), the second is skipped when (h', w') == (H, W) (where it is
+    the identity), masks are processed a few at a time to bound memory, and the result
+    is thresholded straight into a bool array.
+
+    Parameters
+    ----------
+    low_res_logits : torch.Tensor, (N, K, h, w)
+        Decoder logits (256 x 256 for SAM).
+    input_hw : (int, int)
+        (h', w'), the unpadded plane size in the model frame.
+    original_hw : (int, int)
+        (H, W), the plane size.
+    image_size : int
+        Side of the square model frame.
+
+    Returns
+    -------
+    numpy.ndarray, (N, K, H, W) bool
+    """
+    n_objects, n_masks, low_h, low_w = low_res_logits.shape
+    height, width = original_hw
+    flat = low_res_logits.float().reshape(n_objects * n_masks, 1, low_h, low_w)
+    masks = torch.empty((flat.shape[0], height, width), dtype=torch.bool)
+    largest = max(height * width, input_hw[0] * input_hw[1])
+    step = max(1, _UPSAMPLE_CHUNK_VALUES // largest)
+    with torch.inference_mode():
+        for start in range(0, flat.shape[0], step):
+            chunk = flat[start : start + step].transpose(0, 1)  # masks as channels
+            model_frame = torch.ops.aten.upsample_bilinear2d(
+                chunk, list(input_hw), False, image_size / low_h, image_size / low_w
+            )
+            if tuple(input_hw) != (height, width):
+                model_frame = F.interpolate(
+                    model_frame, (height, width), mode="bilinear", align_corners=False
+                )
+            target = masks[start : start + step]
+            if model_frame.device.type == "cpu":
+                torch.gt(model_frame[0], 0.0, out=target)
+            else:
+                target.copy_(model_frame[0] > 0)
+    return masks.reshape(n_objects, n_masks, height, width).numpy()
+
+
+def _finite_array(value, name: str) -> np.ndarray:
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise PromptError(f"{name} must be numeric, got {value!r}.") from error
+    if not np.all(np.isfinite(array)):
+        raise PromptError(f"{name} contains NaN or infinite values: {array.tolist()}.")
+    return array
+
+
+def _check_points(points_yx, labels, hw: tuple[int, int]):
+    """Validated ((P, 2) float64 points, (P,) int64 labels), or (None, None) for no points."""
+    if points_yx is None and labels is None:
+        return None, None
+    if points_yx is None or labels is None:
+        raise PromptError("Give points_yx and labels together: one label (1 or 0) per point.")
+    points = _finite_array(points_yx, "points_yx")
+    if points.size == 0 and np.size(labels) == 0:
+        return None, None
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise PromptError(f"points_yx must have shape (P, 2) as (y, x) rows, got {points.shape}.")
+    label_array = _finite_array(labels, "labels")
+    if label_array.shape != (points.shape[0],):
+        raise PromptError(
+            f"labels must have shape ({points.shape[0]},), one per point, got {label_array.shape}."
+        )
+    if not np.all(np.isin(label_array, (0, 1))):
+        raise PromptError(
+            f"labels must be 1 (positive) or 0 (negative), got {label_array.tolist()}."
+        )
+    _check_inside(points, hw, "points_yx")
+    return points, label_array.astype(np.int64)
+
+
+def _check_boxes(box_yxyx, hw: tuple[int, int]):
+    """Validated ((N, 4) float64 boxes, batched) or (None, False)."""
+    if box_yxyx is None:
+        return None, False
+    boxes = _finite_array(box_yxyx, "box_yxyx")
+    if boxes.shape == (4,):
+        boxes, batched = boxes[None], False
+    elif boxes.ndim == 2 and boxes.shape[1] == 4 and boxes.shape[0] > 0:
+        batched = True
+    else:
+        raise PromptError(
+            f"box_yxyx must be (4,) or (N, 4) as (y0, x0, y1, x1), got shape {boxes.shape}."
+        )
+    if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
+        raise PromptError(
+            f"box_yxyx rows must be (y0, x0, y1, x1) with y0 <= y1 and x0 <= x1, got "
+            f"{boxes.tolist()}."
+        )
+    _check_inside(boxes.reshape(-1, 2), hw, "box_yxyx")
+    return boxes, batched
+
+
+def _check_inside(points_yx: np.ndarray, hw: tuple[int, int], name: str) -> None:
+    height, width = hw
+    inside = (
+        (points_yx[:, 0] >= 0)
+        & (points_yx[:, 0] < height)
+        & (points_yx[:, 1] >= 0)
+        & (points_yx[:, 1] < width)
+    )
+    if not np.all(inside):
+        outside = points_yx[~inside].tolist()
+        raise PromptError(
+            f"{name} has coordinates outside the image of shape ({height}, {width}): "
+            f"{outside}; (y, x) must satisfy 0 <= y < {height} and 0 <= x < {width}."
+        )
+
+
+def _check_mask_input(mask_input, n_objects: int, low_res_hw: tuple[int, int]):
+    """Validated (N, 1, h, w) float32 mask logits, or None."""
+    if mask_input is None:
+        return None
+    masks = _finite_array(mask_input, "mask_input").astype(np.float32)
+    if masks.shape in (low_res_hw, (1, *low_res_hw)):
+        masks = np.repeat(masks.reshape(1, 1, *low_res_hw), n_objects, axis=0)
+    elif masks.shape != (n_objects, 1, *low_res_hw):
+        size = ", ".join(map(str, low_res_hw))
+        raise PromptError(
+            "mask_input must be the low-resolution `logits` of a previous prediction, of "
+            f"shape ({size}), (1, {size}) or ({n_objects}, 1, {size}); got {masks.shape}."
+        )
+    return np.ascontiguousarray(masks)
