@@ -1,22 +1,34 @@
-"""napari layer <-> core conversion: planes, prompts and commits (no Qt here).
+"""napari layer <-> core conversion: planes, prompts, previews and commits (no Qt here).
 
 All indices are in the image layer's *data* coordinates. A "plane index" is the
-tuple of leading (non-spatial) indices of the plane the viewer shows, e.g. ``(z,)``
-for a ZYX stack, ``()`` for a 2D image.
+tuple of leading (non-spatial) indices of a plane, e.g. ``(z,)`` for a ZYX stack,
+``(t, z)`` for TZYX, ``()`` for a 2D image. RGB(A) layers keep their colour axis last
+and it is not part of the plane index.
 """
 
 from __future__ import annotations
 
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
 
 from napari_segany.core.errors import InputError
+from napari_segany.core.progress import Progress
+
+POSITIVE_COLOR = "lime"
+NEGATIVE_COLOR = "magenta"
 
 
 def spatial_ndim(layer: Any) -> int:
-    """Number of non-spatial leading axes + 2 is ``layer.ndim``; return leading count."""
+    """Number of leading (plane-index) axes of ``layer``: ``layer.ndim - 2``."""
     return int(layer.ndim) - 2
+
+
+def plane_shape(image: Any) -> tuple[int, ...]:
+    """Shape of a Labels layer that fits ``image``: its data shape without the RGB axis."""
+    shape = tuple(int(s) for s in image.data.shape)
+    return shape[:-1] if getattr(image, "rgb", False) else shape
 
 
 def plane_index(layer: Any, world_point: tuple[float, ...]) -> tuple[int, ...]:
@@ -41,27 +53,134 @@ def get_plane(layer: Any, index: tuple[int, ...]) -> np.ndarray:
     return np.asarray(plane)
 
 
+def contrast_of(layer: Any) -> tuple[float, float] | None:
+    """The contrast limits SAM should see for ``layer`` (None: keep uint8 RGB unchanged)."""
+    if getattr(layer, "rgb", False) and layer.data.dtype == np.uint8:
+        return None
+    return tuple(float(c) for c in layer.contrast_limits)
+
+
+def _on_plane(coords: np.ndarray, index: tuple[int, ...]) -> np.ndarray:
+    """Boolean (P,) mask of the rows of ``coords`` (P, ndim) whose leading axes hit ``index``."""
+    if not index:
+        return np.ones(len(coords), dtype=bool)
+    return np.all(np.round(coords[:, : len(index)]) == np.asarray(index), axis=1)
+
+
+def image_coords(layer: Any, coords: np.ndarray, image: Any | None) -> np.ndarray:
+    """Data coordinates (P, ndim) of ``layer`` mapped to ``image``'s data coordinates.
+
+    Layers made by the widget share the image's transform (no work is done); a layer
+    with another scale, translate or affine goes through world coordinates.
+    """
+    coords = np.asarray(coords, dtype=float).reshape(-1, layer.ndim)
+    if image is None or _same_transform(layer, image):
+        return coords
+    if layer.ndim != image.ndim:
+        raise InputError(
+            f"Layer '{layer.name}' has {layer.ndim} dimensions but image '{image.name}' has "
+            f"{image.ndim}; draw prompts in a layer made for this image."
+        )
+    return np.array([image.world_to_data(layer.data_to_world(row)) for row in coords]).reshape(
+        -1, image.ndim
+    )
+
+
+def _same_transform(layer: Any, image: Any) -> bool:
+    return (
+        layer.ndim == image.ndim
+        and all(
+            np.allclose(getattr(layer, name), getattr(image, name))
+            for name in ("scale", "translate", "rotate", "shear")
+        )
+        and np.allclose(layer.affine.affine_matrix, image.affine.affine_matrix)
+    )
+
+
 def points_on_plane(
-    points_layer: Any, index: tuple[int, ...]
+    points_layer: Any, index: tuple[int, ...], image: Any | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Points of ``points_layer`` lying on plane ``index``.
+    """Points of ``points_layer`` lying on plane ``index`` (of ``image``, when given).
 
     Returns
     -------
     points_yx : (P, 2) float64
+        In the image's data coordinates (row, col).
     labels : (P,) int64, 1 = positive, 0 = negative (feature ``positive``; default 1)
     """
-    data = np.asarray(points_layer.data, dtype=float).reshape(-1, points_layer.ndim)
-    lead = len(index)
-    on_plane = np.all(np.round(data[:, :lead]) == np.asarray(index), axis=1) if lead else (
-        np.ones(len(data), bool)
-    )
+    data = image_coords(points_layer, points_layer.data, image)
+    on_plane = _on_plane(data, index)
     features = points_layer.features
     if "positive" in features and len(features) == len(data):
         labels = np.asarray(features["positive"], dtype=bool).astype(np.int64)
     else:
         labels = np.ones(len(data), dtype=np.int64)
-    return data[on_plane, lead:], labels[on_plane]
+    return data[on_plane, len(index) :], labels[on_plane]
+
+
+def boxes_on_plane(
+    shapes_layer: Any, index: tuple[int, ...], image: Any | None = None
+) -> np.ndarray:
+    """Bounding boxes (N, 4) as (y0, x0, y1, x1) of the shapes drawn on plane ``index``.
+
+    Every shape counts (a rotated rectangle or an ellipse gives its bounding box);
+    a shape belongs to the plane when all its vertices lie on it.
+    """
+    boxes = []
+    for vertices in shapes_layer.data:
+        coords = image_coords(shapes_layer, vertices, image)
+        if len(coords) and _on_plane(coords, index).all():
+            yx = coords[:, len(index) :]
+            boxes.append([*yx.min(axis=0), *yx.max(axis=0)])
+    return np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+
+
+def clip_prompts(
+    points_yx: np.ndarray, labels: np.ndarray, boxes: np.ndarray, hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop points outside the (H, W) plane and clip boxes to it (empty boxes dropped)."""
+    height, width = hw
+    inside = (
+        (points_yx[:, 0] >= 0)
+        & (points_yx[:, 0] < height)
+        & (points_yx[:, 1] >= 0)
+        & (points_yx[:, 1] < width)
+    )
+    limits = np.array([height - 1, width - 1, height - 1, width - 1], dtype=float)
+    clipped = np.clip(boxes, 0, limits)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return points_yx[inside], labels[inside], clipped[keep]
+
+
+def remove_on_plane(layer: Any, index: tuple[int, ...], image: Any | None = None) -> int:
+    """Remove the points or shapes of ``layer`` on plane ``index``; return how many.
+
+    Uses the layer's own selection removal, so point features stay aligned.
+    """
+    if hasattr(layer, "nshapes"):
+        hits = [
+            i
+            for i, v in enumerate(layer.data)
+            if _on_plane(image_coords(layer, v, image), index).all()
+        ]
+    else:
+        coords = image_coords(layer, layer.data, image)
+        hits = np.flatnonzero(_on_plane(coords, index)).tolist()
+    if hits:
+        layer.selected_data = set(hits)
+        layer.remove_selected()
+    return len(hits)
+
+
+def check_fits(labels_layer: Any, image: Any) -> None:
+    """Raise :class:`InputError` unless ``labels_layer`` has the shape of ``image``'s planes."""
+    expected = plane_shape(image)
+    if tuple(labels_layer.data.shape) != expected:
+        raise InputError(
+            f"The Labels layer '{labels_layer.name}' has shape {tuple(labels_layer.data.shape)}, "
+            f"but image '{image.name}' needs {expected}. Pick another Labels layer or "
+            "'new layer' as the target."
+        )
 
 
 def next_free_id(labels_data: np.ndarray) -> int:
@@ -77,18 +196,83 @@ def commit_mask(
     Only background pixels are written unless ``overwrite``. Returns the id used,
     or 0 when nothing was written.
     """
-    plane_shape = labels_layer.data.shape[len(index) :]
-    if mask_yx.shape != plane_shape:
+    ids = commit_masks(labels_layer, index, np.asarray(mask_yx)[None], overwrite)
+    return ids[0]
+
+
+def commit_masks(
+    labels_layer: Any, index: tuple[int, ...], masks: np.ndarray, overwrite: bool = False
+) -> list[int]:
+    """Write N object masks (N, H, W) into plane ``index`` with new ids, as one undo step.
+
+    Each object gets the next free id. Without ``overwrite`` only background pixels
+    (0, including pixels not taken by an earlier object of this call) are written.
+
+    Returns
+    -------
+    list of int
+        The id written for each object, 0 for an object that found no free pixel.
+
+    Raises
+    ------
+    InputError
+        If a mask does not fit the labels plane (nothing is written).
+    """
+    plane_hw = tuple(labels_layer.data.shape[len(index) :])
+    if masks.ndim != 3 or tuple(masks.shape[1:]) != plane_hw:
         raise InputError(
-            f"mask of shape {mask_yx.shape} does not fit the labels plane {plane_shape}; "
+            f"mask of shape {masks.shape[1:]} does not fit the labels plane {plane_hw}; "
             "pick a Labels layer with the image's shape"
         )
-    new_id = next_free_id(np.asarray(labels_layer.data))
-    plane = np.asarray(labels_layer.data[index] if index else labels_layer.data)
-    target = mask_yx if overwrite else (mask_yx & (plane == 0))
-    rows, cols = np.nonzero(target)
-    if rows.size == 0:
-        return 0
-    lead = tuple(np.full(rows.size, i) for i in index)
-    labels_layer.data_setitem((*lead, rows, cols), new_id)
-    return new_id
+    next_id = next_free_id(np.asarray(labels_layer.data))
+    plane = np.array(labels_layer.data[index] if index else labels_layer.data)
+    ids = []
+    with labels_layer.block_history():
+        for mask in masks:
+            target = mask if overwrite else (mask & (plane == 0))
+            rows, cols = np.nonzero(target)
+            if rows.size == 0:
+                ids.append(0)
+                continue
+            lead = tuple(np.full(rows.size, i) for i in index)
+            labels_layer.data_setitem((*lead, rows, cols), next_id)
+            plane[rows, cols] = next_id
+            ids.append(next_id)
+            next_id += 1
+    return ids
+
+
+def show_preview(
+    preview_layer: Any, index: tuple[int, ...], masks: np.ndarray | None, old: tuple | None
+) -> None:
+    """Draw object masks (N, H, W) as ids 1..N on plane ``index`` of ``preview_layer``.
+
+    ``old`` is the plane index drawn before (cleared first); ``masks=None`` only clears.
+    """
+    data = preview_layer.data
+    if old is not None and len(old) == data.ndim - 2:
+        data[old if old else ...] = 0
+    if masks is not None:
+        ids = np.zeros(masks.shape[1:], dtype=data.dtype)
+        for number, mask in enumerate(masks, start=1):
+            ids[mask & (ids == 0)] = min(number, np.iinfo(data.dtype).max)
+        data[index if index else ...] = ids
+    preview_layer.refresh()
+
+
+def embed_planes(
+    segany: Any, image: Any, indices: Sequence[tuple[int, ...]] | None = None
+) -> Generator[Progress, None, int]:
+    """Embed the planes of ``image`` (all by default) into ``segany``'s cache.
+
+    Yields a :class:`Progress` before each plane; returns how many planes were embedded.
+    Planes already cached cost only a hash. Uses the layer's current contrast limits.
+    """
+    lead_shape = plane_shape(image)[:-2]
+    todo = list(indices) if indices is not None else list(np.ndindex(*lead_shape))
+    limits = contrast_of(image)
+    for done, index in enumerate(todo):
+        yield Progress(done, len(todo), f"embedding plane {index}")
+        segany.embed(get_plane(image, tuple(index)), contrast_limits=limits)
+    yield Progress(len(todo), len(todo), "all planes embedded")
+    return len(todo)

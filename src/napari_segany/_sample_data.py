@@ -9,9 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def _nuclei_plane(
-    rng: np.random.Generator, shape_yx: tuple[int, int], n_nuclei: int
-) -> np.ndarray:
+def _nuclei_plane(rng: np.random.Generator, shape_yx: tuple[int, int], n_nuclei: int) -> np.ndarray:
     """One plane of blurred elliptical nuclei with texture, background and noise.
 
     Returns

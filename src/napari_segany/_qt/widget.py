@@ -1,224 +1,270 @@
-"""The Segment Anything dock widget (first version: load, embed, click, commit).
+"""The Segment Anything dock widget (Plugins > Segment Anything).
 
-Workflow: pick an image layer and a model, press *Load model*; the model loads and
-the embedding of the shown plane is computed in a background thread (napari stays
-responsive). Click positive points into the ``SegAny prompts`` Points layer (tick
-*negative* to add background points) and press *Segment* (or ``Shift+S``): the best
-of SAM's masks is written with a new id into the ``SegAny labels`` layer, only over
-background pixels, undoable with Ctrl+Z on that layer.
+Workflow: pick an image layer and a model, press *Load model*; the model loads and the
+shown plane is embedded in a background thread (napari stays responsive, Cancel drops
+the work). Click into the ``SegAny prompts`` Points layer (Shift-click: negative point)
+or draw rectangles into ``SegAny boxes`` (one object per box): a live preview follows
+every change. Shift-M cycles SAM's candidates, Shift-S commits the preview into the
+target Labels layer with new ids, over background pixels only unless *overwrite* is
+ticked, undoable with Ctrl-Z on that layer. See ``docs/usage.md``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import time
 from typing import Any
 
-import numpy as np
-from napari.layers import Image, Labels, Points
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QVBoxLayout,
-    QWidget,
-)
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_info, show_warning
+from qtpy.QtWidgets import QWidget
 
-from napari_segany import _layers
+from napari_segany import _layers, scripting
+
+from . import _keys
+from ._controls import NEW_LAYER, Controls
+from ._prompting import BOXES, PREVIEW, PROMPTS, PromptController
+from ._workers import Job, eta_text, notify_error
 
 logger = logging.getLogger(__name__)
-PROMPTS = "SegAny prompts"
-LABELS = "SegAny labels"
-
-
-def _model_names() -> list[str]:
-    from napari_segany.core.registry import REGISTRY
-
-    return list(REGISTRY)
+LABELS = scripting.LABELS_NAME
+__all__ = ["BOXES", "LABELS", "PREVIEW", "PROMPTS", "SegAnyWidget"]
 
 
 class SegAnyWidget(QWidget):
-    """Dock widget: model loading, background embedding, point prompts, commit."""
+    """Dock widget: model loading, background embedding, prompts, preview, commit, stacks.
+
+    Attributes
+    ----------
+    segany : SegAny or None
+        The session (also ``segany`` in the napari console).
+    """
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.segany = None  # the SegAny session, also exposed to the console
-        self._worker = None
-        self._build_ui()
+        self.segany = None
+        self._job: Job | None = None
+        self.controls = Controls(self)
+        self.prompts = PromptController(self)
+        self._wire()
+        _keys.bind(self.viewer, self)
+        self.setToolTip(_keys.tooltip())
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
 
-    def _build_ui(self) -> None:
-        self.image_combo = QComboBox()
-        self.model_combo = QComboBox()
-        self.model_combo.addItems(_model_names())
-        self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText("optional: path to a checkpoint file")
-        self.device_combo = QComboBox()
-        self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
-        self.precision_combo = QComboBox()
-        self.precision_combo.addItems(["auto", "fp32", "bf16"])
-        self.load_button = QPushButton("Load model")
-        self.negative_box = QCheckBox("next points are negative")
-        self.segment_button = QPushButton("Segment (Shift+S)")
-        self.overwrite_box = QCheckBox("overwrite existing labels")
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.status = QLabel("no model loaded")
-        self.status.setWordWrap(True)
-        form = QFormLayout()
-        for text, widget in [
-            ("image", self.image_combo),
-            ("model", self.model_combo),
-            ("checkpoint", self.checkpoint_edit),
-            ("device", self.device_combo),
-            ("precision", self.precision_combo),
-        ]:
-            form.addRow(text, widget)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        for widget in [self.load_button, self.negative_box, self.segment_button]:
-            layout.addWidget(widget)
-        for widget in [self.overwrite_box, self.progress, self.status]:
-            layout.addWidget(widget)
-        layout.addStretch()
-        self.setToolTip("Shift+S: segment from the prompt points and commit")
-        self.load_button.clicked.connect(self.load_model)
-        self.segment_button.clicked.connect(self.segment)
-        self.negative_box.toggled.connect(self._set_polarity)
-        self.viewer.bind_key("Shift-S", lambda _viewer: self.segment(), overwrite=True)
+    def _wire(self) -> None:
+        c = self.controls
+        c.load_button.clicked.connect(self.load_model)
+        c.cancel_button.clicked.connect(self.cancel)
+        c.commit_button.clicked.connect(self.commit)
+        c.candidate_button.clicked.connect(self.next_candidate)
+        c.clear_button.clicked.connect(self.clear_prompts)
+        c.compute_all_button.clicked.connect(self.compute_all_slices)
+        c.negative_box.toggled.connect(self.prompts.set_negative)
+        c.image_combo.currentTextChanged.connect(self._image_changed)
 
+    # --- layers ---------------------------------------------------------------------
     def _refresh_layers(self, *_: Any) -> None:
-        current = self.image_combo.currentText()
-        names = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
-        self.image_combo.clear()
-        self.image_combo.addItems(names)
-        if current in names:
-            self.image_combo.setCurrentText(current)
+        ours = (PREVIEW,)
+        images = [la.name for la in self.viewer.layers if isinstance(la, Image)]
+        labels = [
+            la.name for la in self.viewer.layers if isinstance(la, Labels) and la.name not in ours
+        ]
+        before = self.controls.image_combo.currentText()
+        Controls.refill(self.controls.image_combo, images)
+        Controls.refill(self.controls.target_combo, [NEW_LAYER, *labels])
+        if self.controls.image_combo.currentText() != before:
+            self._image_changed()
 
-    def _image_layer(self) -> Image | None:
-        name = self.image_combo.currentText()
+    def image_layer(self, quiet: bool = False) -> Image | None:
+        """The chosen image layer (None, with a notification unless ``quiet``, if none)."""
+        name = self.controls.image_combo.currentText()
         layer = self.viewer.layers[name] if name in self.viewer.layers else None
-        if layer is None:
-            show_error("Pick an image layer first (open an image or File > Open Sample).")
+        if layer is None and not quiet:
+            show_info("Pick an image layer first (open an image or File > Open Sample).")
         return layer
 
-    def _busy(self, busy: bool, message: str) -> None:
-        self.progress.setRange(0, 0 if busy else 1)
-        self.load_button.setEnabled(not busy)
-        self.segment_button.setEnabled(not busy)
-        self.status.setText(message)
+    def target_labels(self, image: Image) -> Labels:
+        """The Labels layer to commit into: the one picked, or a new one fitting ``image``.
 
+        Raises
+        ------
+        InputError
+            If the picked layer does not have the image's shape.
+        """
+        name = self.controls.target_combo.currentText()
+        if name == NEW_LAYER or name not in self.viewer.layers:
+            name = LABELS
+        active = self.viewer.layers.selection.active
+        target = scripting.target_labels(self.viewer, image, name)
+        self.controls.target_combo.setCurrentText(target.name)
+        if active is not None and active in self.viewer.layers:
+            self.viewer.layers.selection.active = active
+        return target
+
+    def _image_changed(self, *_: Any) -> None:
+        image = self.image_layer(quiet=True)
+        if image is None or self.segany is None:
+            return
+        self.prompts.clear_preview()
+        self.prompts.ensure_layers(image)
+        self.prompts.schedule()
+
+    # --- work -----------------------------------------------------------------------
+    def idle(self) -> bool:
+        """True when no model load or whole-stack job is running."""
+        return self._job is None or self._job.finished
+
+    def show_work(self, busy: bool, message: str, determinate: bool = False) -> None:
+        """Show a busy / idle state with ``message`` (a long job keeps its own display)."""
+        if self.idle():
+            self.controls.set_busy(busy, message, determinate)
+
+    def _start(self, work: Any, *args: Any, message: str, on_done: Any, **kw: Any) -> None:
+        if not self.idle():
+            show_info("Still working: wait, or press Cancel first.")
+            return
+        self.controls.set_busy(True, message, determinate=kw.pop("determinate", False))
+        self._job = Job(work, *args, on_done=on_done, on_error=self._failed, **kw)
+        self._job.start()
+
+    def cancel(self) -> None:
+        """Cancel the running work (its result is dropped; labels are unchanged)."""
+        if self._job is not None:
+            self._job.cancel()
+        self.prompts.cancel()
+        self.controls.set_busy(False, "cancelled")
+
+    def _failed(self, error: BaseException) -> None:
+        self.controls.set_busy(False, "")
+        self.controls.status.setText(notify_error(error))
+
+    # --- session --------------------------------------------------------------------
     def load_model(self) -> None:
         """Load the chosen model and embed the shown plane, in a background thread."""
-        image = self._image_layer()
+        image = self.image_layer()
         if image is None:
             return
-        index = _layers.plane_index(image, self.viewer.dims.point)
-        plane = _layers.get_plane(image, index)
+        c = self.controls
         options = dict(
-            model=self.model_combo.currentText(),
-            checkpoint=self.checkpoint_edit.text().strip() or None,
-            device=self.device_combo.currentText(),
-            precision=self.precision_combo.currentText(),
+            model=c.model_combo.currentText(),
+            checkpoint=c.checkpoint_edit.text().strip() or None,
+            device=c.device_combo.currentText(),
+            precision=c.precision_combo.currentText(),
         )
-        self._busy(True, f"loading {options['model']} and embedding plane {index} ...")
-        self._run(_load_and_embed, options, plane, tuple(image.contrast_limits),
-                  on_done=self._loaded)
+        index, plane = self._shown_plane(image)
+        self.prompts.ensure_layers(image)  # the user may click while the model loads
+        message = f"loading {options['model']} and embedding plane {index} ..."
+        limits = _layers.contrast_of(image)
+        self._start(_load_and_embed, options, plane, limits, message=message, on_done=self._ready)
 
-    def _run(self, func: Any, *args: Any, on_done: Any) -> None:
-        if os.environ.get("SEGANY_NOTHREADS") == "1":
-            try:
-                on_done(func(*args))
-            except Exception as error:  # noqa: BLE001 - shown to the user
-                self._failed(error)
+    def use_session(self, segany: Any) -> None:
+        """Use an existing ``SegAny`` session (scripts, tests) and embed the shown plane."""
+        image = self.image_layer()
+        if image is None:
             return
-        worker = create_worker(func, *args, _start_thread=False)
-        worker.returned.connect(on_done)
-        worker.errored.connect(self._failed)
-        self._worker = worker
-        worker.start()
+        index, plane = self._shown_plane(image)
+        self.prompts.ensure_layers(image)
+        limits = _layers.contrast_of(image)
+        self._start(
+            _embed,
+            segany,
+            plane,
+            limits,
+            message=f"embedding plane {index} ...",
+            on_done=self._ready,
+        )
 
-    def _loaded(self, segany: Any) -> None:
+    def _shown_plane(self, image: Image) -> tuple[tuple[int, ...], Any]:
+        index = _layers.plane_index(image, self.viewer.dims.point)
+        return index, _layers.get_plane(image, index)
+
+    def _ready(self, segany: Any) -> None:
         self.segany = segany
-        self._busy(False, f"ready: {segany!r}")
-        self._ensure_prompt_layer()
+        scripting.register_session(self.viewer, segany)
+        self.controls.set_busy(False, f"ready: {segany!r}")
+        try:
+            self.viewer.update_console(
+                {"segany": segany, "segment_layers": scripting.segment_layers}
+            )
+        except Exception:
+            logger.debug("napari console not available", exc_info=True)
+        self.prompts.schedule()
 
-    def _failed(self, error: Exception) -> None:
-        self._busy(False, f"error: {error}")
-        show_error(str(error))
-
-    def _ensure_prompt_layer(self) -> Points:
-        image = self._image_layer()
-        if PROMPTS in self.viewer.layers:
-            return self.viewer.layers[PROMPTS]
-        points = self.viewer.add_points(
-            np.empty((0, image.ndim)), name=PROMPTS, scale=image.scale, translate=image.translate,
-            features={"positive": np.empty(0, dtype=bool)}, face_color="positive",
-            face_color_cycle=["red", "lime"], size=8,
-        )
-        points.feature_defaults["positive"] = not self.negative_box.isChecked()
-        points.mode = "add"
-        return points
-
-    def _set_polarity(self, negative: bool) -> None:
-        if PROMPTS in self.viewer.layers:
-            self.viewer.layers[PROMPTS].feature_defaults["positive"] = not negative
-
-    def _labels_layer(self, image: Image) -> Labels:
-        if LABELS in self.viewer.layers:
-            return self.viewer.layers[LABELS]
-        shape = image.data.shape[:-1] if image.rgb else image.data.shape
-        return self.viewer.add_labels(
-            np.zeros(shape, dtype=np.int32), name=LABELS, scale=image.scale,
-            translate=image.translate,
-        )
-
-    def segment(self) -> None:
-        """Segment the object marked by the prompt points and commit it to the labels."""
-        image = self._image_layer()
-        if image is None or self.segany is None:
+    # --- stacks ---------------------------------------------------------------------
+    def compute_all_slices(self) -> None:
+        """Embed every plane of the image in the background (progress, ETA, Cancel)."""
+        image = self.image_layer()
+        if image is None:
+            return
+        if self.segany is None:
             show_info("Load a model first (Load model).")
             return
-        if PROMPTS not in self.viewer.layers:
-            show_info("Add points to the 'SegAny prompts' layer first.")
-            return
-        index = _layers.plane_index(image, self.viewer.dims.point)
-        points_yx, labels = _layers.points_on_plane(self.viewer.layers[PROMPTS], index)
-        if len(points_yx) == 0:
-            show_info(f"No prompt points on plane {index}: click on the object first.")
-            return
-        plane = _layers.get_plane(image, index)
-        try:
-            self.segany.set_image(plane, contrast_limits=tuple(image.contrast_limits))
-            result = self.segany.segment(points_yx=points_yx, labels=labels, multimask=True)
-        except Exception as error:  # noqa: BLE001 - shown to the user
-            self._failed(error)
-            return
-        best = int(np.argmax(result.scores))
-        labels_layer = self._labels_layer(image)
-        new_id = _layers.commit_mask(
-            labels_layer, index, result.masks[best], overwrite=self.overwrite_box.isChecked()
-        )
-        self.viewer.layers[PROMPTS].data = np.empty((0, image.ndim))
-        self.status.setText(
-            f"object {new_id} committed (score {result.scores[best]:.2f})" if new_id
-            else "nothing committed: the mask lies on existing labels only"
+        started = time.perf_counter()
+
+        def progress(report: Any) -> None:
+            self.controls.progress.setValue(int(100 * report.fraction))
+            self.controls.status.setText(f"{report.message}: {eta_text(report, started)}")
+
+        self._start(
+            _layers.embed_planes,
+            self.segany,
+            image,
+            message="embedding all planes ...",
+            on_done=lambda count: self._all_embedded(image, count),
+            on_progress=progress,
+            determinate=True,
         )
 
+    def _all_embedded(self, image: Image, count: int) -> None:
+        self.controls.set_busy(False, f"{count} planes embedded", determinate=True)
+        if image not in self.viewer.layers:
+            show_warning(f"Image layer '{image.name}' was deleted while its planes were embedded.")
+        cached = len(getattr(self.segany, "cache", ()))
+        if cached < count:
+            show_warning(
+                f"Only {cached} of {count} plane embeddings fit the embedding cache; the "
+                "others are recomputed when visited. Use SegAny(cache_bytes=...) for more."
+            )
 
-def _load_and_embed(options: dict, plane: np.ndarray, contrast_limits: tuple) -> Any:
+    # --- prompt actions (buttons and keys) --------------------------------------------
+    def commit(self) -> None:
+        """Commit the preview into the target Labels layer (Shift-S)."""
+        if self.segany is None:
+            show_info("Load a model first (Load model).")
+            return
+        self.prompts.commit()
+
+    segment = commit  # the name of the first widget version
+
+    def next_candidate(self) -> None:
+        """Show the next of SAM's three candidate masks (Shift-M)."""
+        self.prompts.next_candidate()
+
+    def toggle_polarity(self) -> None:
+        """Toggle whether the next points are negative (Shift-N)."""
+        self.controls.negative_box.toggle()
+
+    def clear_prompts(self) -> None:
+        """Remove the prompts of the shown plane (Shift-X)."""
+        self.prompts.clear_prompts()
+
+    def closeEvent(self, event: Any) -> None:
+        """Unbind the shortcuts when the widget closes."""
+        _keys.unbind(self.viewer)
+        super().closeEvent(event)
+
+
+def _load_and_embed(options: dict, plane: Any, contrast_limits: Any) -> Any:
     """Worker body: build the SegAny session and embed ``plane`` (cached afterwards)."""
     from napari_segany.api import SegAny
 
-    segany = SegAny(**options)
+    return _embed(SegAny(**options), plane, contrast_limits)
+
+
+def _embed(segany: Any, plane: Any, contrast_limits: Any) -> Any:
+    """Worker body: compute (or fetch from the cache) the embedding of ``plane``."""
     segany.set_image(plane, contrast_limits=contrast_limits)
     return segany

@@ -1,0 +1,145 @@
+"""The widget's controls (Qt only, no behaviour): built once, wired by ``widget.py``."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+NEW_LAYER = "new layer"
+
+
+def _model_names() -> list[str]:
+    from napari_segany.core.registry import REGISTRY
+
+    return list(REGISTRY)
+
+
+class Controls:
+    """Every control of the dock widget, laid out in ``parent``.
+
+    Groups: model (image, model, checkpoint, device, precision, Load), work (progress,
+    Cancel, status), prompts (polarity, candidate, clear), commit (target, overwrite,
+    Commit) and stack (Compute all slices).
+    """
+
+    def __init__(self, parent: QWidget) -> None:
+        layout = QVBoxLayout(parent)
+        layout.addWidget(self._model_group())
+        layout.addLayout(self._work_row())
+        self.status = QLabel("Pick an image and press Load model.")
+        self.status.setWordWrap(True)
+        layout.addWidget(self.status)
+        layout.addWidget(self._prompt_group())
+        layout.addWidget(self._commit_group())
+        self.compute_all_button = QPushButton("Compute all slices")
+        self.compute_all_button.setToolTip(
+            "Embed every slice of the stack in the background, so prompts on any slice "
+            "answer at once."
+        )
+        layout.addWidget(self.compute_all_button)
+        layout.addStretch()
+
+    def _model_group(self) -> QGroupBox:
+        box = QGroupBox("Model")
+        form = QFormLayout(box)
+        self.image_combo = QComboBox()
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(_model_names())
+        self.model_combo.setToolTip("registry name; downloaded once into the cache")
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("optional: local checkpoint file (offline)")
+        self.browse_button = QPushButton("…")
+        self.browse_button.setMaximumWidth(30)
+        self.browse_button.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.checkpoint_edit)
+        row.addWidget(self.browse_button)
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
+        self.precision_combo = QComboBox()
+        self.precision_combo.addItems(["auto", "fp32", "bf16"])
+        self.load_button = QPushButton("Load model")
+        form.addRow("image", self.image_combo)
+        form.addRow("model", self.model_combo)
+        form.addRow("checkpoint", row)
+        form.addRow("device", self.device_combo)
+        form.addRow("precision", self.precision_combo)
+        form.addRow(self.load_button)
+        return box
+
+    def _work_row(self) -> QHBoxLayout:
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        row = QHBoxLayout()
+        row.addWidget(self.progress)
+        row.addWidget(self.cancel_button)
+        return row
+
+    def _prompt_group(self) -> QGroupBox:
+        box = QGroupBox("Prompts")
+        column = QVBoxLayout(box)
+        self.negative_box = QCheckBox("next points are negative (Shift-N, or Shift-click)")
+        self.candidate_label = QLabel("no preview")
+        self.candidate_button = QPushButton("Next candidate (Shift-M)")
+        self.clear_button = QPushButton("Clear prompts (Shift-X)")
+        row = QHBoxLayout()
+        row.addWidget(self.candidate_button)
+        row.addWidget(self.clear_button)
+        for item in (self.negative_box, self.candidate_label):
+            column.addWidget(item)
+        column.addLayout(row)
+        return box
+
+    def _commit_group(self) -> QGroupBox:
+        box = QGroupBox("Commit")
+        form = QFormLayout(box)
+        self.target_combo = QComboBox()
+        self.target_combo.addItem(NEW_LAYER)
+        self.overwrite_box = QCheckBox("overwrite existing labels")
+        self.commit_button = QPushButton("Commit (Shift-S)")
+        form.addRow("labels", self.target_combo)
+        form.addRow(self.overwrite_box)
+        form.addRow(self.commit_button)
+        return box
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            None, "SAM checkpoint", "", "Checkpoints (*.pth *.pt *.ckpt);;All files (*)"
+        )
+        if path:
+            self.checkpoint_edit.setText(path)
+
+    def set_busy(self, busy: bool, message: str, determinate: bool = False) -> None:
+        """Show work in progress (busy bar and Cancel) or idle, with ``message``."""
+        self.progress.setRange(0, 100 if determinate else (0 if busy else 1))
+        self.progress.setValue(0 if busy else (100 if determinate else 0))
+        self.cancel_button.setEnabled(busy)
+        self.load_button.setEnabled(not busy)
+        self.compute_all_button.setEnabled(not busy)
+        self.status.setText(message)
+
+    @staticmethod
+    def refill(combo: QComboBox, names: list[str]) -> None:
+        """Replace the items of ``combo``, keeping the current choice when it still exists."""
+        current = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems(names)
+        if current in names:
+            combo.setCurrentText(current)
+        combo.blockSignals(False)

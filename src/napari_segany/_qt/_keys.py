@@ -1,0 +1,54 @@
+"""Keyboard shortcuts of the Segment Anything widget.
+
+Every key is a Shift combination that napari 0.9 leaves unbound (checked against
+``napari.utils.shortcuts.default_shortcuts`` and the layer key bindings by
+``tests/gui/test_keys.py``), bound on the viewer so it works whichever layer is
+selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# (key, widget method name, description) -- the order is the order of the tooltip
+SHORTCUTS: tuple[tuple[str, str, str], ...] = (
+    ("Shift-S", "commit", "commit the preview into the labels layer"),
+    ("Shift-M", "next_candidate", "show the next of SAM's 3 candidate masks"),
+    ("Shift-N", "toggle_polarity", "toggle: next points negative / positive"),
+    ("Shift-X", "clear_prompts", "clear the prompts of the shown slice"),
+)
+MOUSE_HELP = (
+    "click (Points layer, add mode): positive point",
+    "Shift-click: negative point",
+    "draw rectangles in the boxes layer: one object per box",
+)
+
+
+def tooltip() -> str:
+    """Plain-text help listing the mouse actions and every shortcut."""
+    lines = ["Segment Anything", *MOUSE_HELP]
+    lines += [f"{key}: {text}" for key, _, text in SHORTCUTS]
+    lines.append("Ctrl-Z on the labels layer: undo a commit")
+    return "\n".join(lines)
+
+
+def bind(viewer: Any, widget: Any) -> list[str]:
+    """Bind every shortcut on ``viewer`` to the method of ``widget``; return the keys."""
+    for key, method, _ in SHORTCUTS:
+        viewer.bind_key(key, _caller(widget, method), overwrite=True)
+    return [key for key, _, _ in SHORTCUTS]
+
+
+def unbind(viewer: Any) -> None:
+    """Remove the widget's shortcuts from ``viewer``."""
+    for key, _, _ in SHORTCUTS:
+        viewer.bind_key(key, None, overwrite=True)
+
+
+def _caller(widget: Any, method: str) -> Callable[[Any], None]:
+    def call(_viewer: Any) -> None:
+        getattr(widget, method)()
+
+    call.__doc__ = f"Segment Anything: {method.replace('_', ' ')}"
+    return call

@@ -1,0 +1,130 @@
+"""Test doubles: a session that 'segments' a disc around the first positive point.
+
+It has the parts of ``SegAny`` the widget and ``segment_layers`` use (``embed``,
+``embedding_key``, ``cache``, ``set_image``, ``set_embedding``, ``segment``), and lets
+layer and widget tests assert *where* a mask lands (plane, scale, translate) without
+any model. A box prompt gives the filled box itself.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class DiscResult:
+    masks: np.ndarray  # ([N,] 3, H, W) bool
+    scores: np.ndarray  # ([N,] 3) float32
+    logits: np.ndarray  # ([N,] 3, 256, 256) float32
+
+
+@dataclass(frozen=True)
+class FakeEmbedding:
+    original_hw: tuple[int, int]
+    plane_sum: float  # identifies the plane content
+
+
+class DiscSession:
+    """Stands in for ``SegAny``: points give discs of radius 3, 5, 7 (best: 5) by default."""
+
+    def __init__(
+        self,
+        embed_seconds: float = 0.0,
+        fail_with: BaseException | None = None,
+        radii: tuple[float, float, float] = (3, 5, 7),
+    ):
+        self.embed_seconds = embed_seconds
+        self.radii = radii
+        self.fail_with = fail_with
+        self.planes: list[np.ndarray] = []
+        self.embed_threads: list[str] = []
+        self.cache: dict = {}
+        self.segment_calls: list[dict] = []
+        self._embedding: FakeEmbedding | None = None
+
+    def __repr__(self) -> str:
+        return "DiscSession(fake model: discs around clicks, filled boxes)"
+
+    def embedding_key(self, image, contrast_limits=None, channels=None) -> tuple:
+        array = np.asarray(image)
+        return (
+            array.tobytes(),
+            array.shape,
+            None if contrast_limits is None else tuple(contrast_limits),
+        )
+
+    def embed(self, image, contrast_limits=None, channels=None) -> FakeEmbedding:
+        key = self.embedding_key(image, contrast_limits)
+        if key in self.cache:
+            return self.cache[key]
+        self.embed_threads.append(threading.current_thread().name)
+        time.sleep(self.embed_seconds)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.planes.append(np.asarray(image))
+        embedding = FakeEmbedding(np.asarray(image).shape[:2], float(np.sum(image)))
+        self.cache[key] = embedding
+        return embedding
+
+    def set_image(self, image, contrast_limits=None, channels=None) -> FakeEmbedding:
+        self._embedding = self.embed(image, contrast_limits, channels)
+        return self._embedding
+
+    def set_embedding(self, embedding: FakeEmbedding) -> None:
+        self._embedding = embedding
+
+    def segment(self, points_yx=None, labels=None, box_yxyx=None, multimask=True, **_):
+        self.segment_calls.append(
+            {"points_yx": points_yx, "box_yxyx": box_yxyx, "plane_sum": self._embedding.plane_sum}
+        )
+        height, width = self._embedding.original_hw
+        yy, xx = np.mgrid[0:height, 0:width]
+        if box_yxyx is not None:
+            boxes = np.asarray(box_yxyx, dtype=float).reshape(-1, 4)
+            masks = np.stack(
+                [(yy >= y0) & (yy <= y1) & (xx >= x0) & (xx <= x1) for y0, x0, y1, x1 in boxes]
+            )[:, None].repeat(3 if multimask else 1, axis=1)
+            scores = np.full(masks.shape[:2], 0.8, np.float32)
+            if np.ndim(box_yxyx) == 1:
+                masks, scores = masks[0], scores[0]
+            return DiscResult(masks, scores, np.zeros((*scores.shape, 256, 256), np.float32))
+        points_yx = np.asarray(points_yx, dtype=float)
+        labels = np.ones(len(points_yx)) if labels is None else np.asarray(labels)
+        cy, cx = points_yx[np.flatnonzero(labels == 1)[0]]
+        distance = np.hypot(yy - cy, xx - cx)
+        masks = np.stack([distance <= r for r in self.radii])
+        scores = np.array([0.5, 0.9, 0.7], dtype=np.float32)
+        return DiscResult(masks, scores, np.zeros((3, 256, 256), np.float32))
+
+
+def tiny_session(image_size: int = 256):
+    """A real ``SegAny`` on a tiny random-weight ViT (fast on CPU, meaningless masks)."""
+    import torch
+
+    from napari_segany.api import SegAny
+    from napari_segany.core.model.build import Architecture, build_sam
+
+    tiny = Architecture(
+        "tiny",
+        "vit",
+        {
+            "patch_size": 16,
+            "embed_dim": 32,
+            "depth": 2,
+            "num_heads": 2,
+            "window_size": 4,
+            "global_attn_indexes": (1,),
+        },
+        prompt_embed_dim=32,
+        mask_in_chans=4,
+        decoder_num_heads=8,
+        decoder_mlp_dim=64,
+        iou_head_hidden_dim=32,
+    )
+    torch.manual_seed(0)
+    sam = build_sam(tiny, image_size=image_size)
+    return SegAny.from_model(sam, device="cpu", precision="fp32", name="tiny")
