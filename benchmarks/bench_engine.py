@@ -66,7 +66,7 @@ def embed_worker(args: argparse.Namespace) -> dict:
         base = peak_rss_mb()
 
         def embed():
-            segany.clear_cache()
+            segany.cache.clear()
             segany.set_image(image)
 
         seconds = time_it(embed, args.repeats)
@@ -80,9 +80,24 @@ def embed_worker(args: argparse.Namespace) -> dict:
 
 def run_child(impl: str, args: argparse.Namespace, tmp: Path) -> tuple[dict, np.ndarray]:
     masks_path = tmp / f"{impl}.npy"
-    command = [sys.executable, __file__, "--child", impl, "--weights", str(args.weights),
-               "--masks-out", str(masks_path), "--model", args.model, "--size", str(args.size),
-               "--repeats", str(args.repeats), "--device", args.device]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        impl,
+        "--weights",
+        str(args.weights),
+        "--masks-out",
+        str(masks_path),
+        "--model",
+        args.model,
+        "--size",
+        str(args.size),
+        "--repeats",
+        str(args.repeats),
+        "--device",
+        args.device,
+    ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1]), np.load(masks_path)
 
@@ -143,36 +158,59 @@ def report_all(args: argparse.Namespace, tmp: Path) -> dict:
     auto = resolve_precision("auto", resolve_device(args.device))
     iou = {
         "ours_fp32_vs_upstream": min(
-            mask_iou(a, b) for a, b in zip(masks["ours-fp32"].reshape(-1, args.size, args.size),
-                                           masks["upstream"].reshape(-1, args.size, args.size))),
+            mask_iou(a, b)
+            for a, b in zip(
+                masks["ours-fp32"].reshape(-1, args.size, args.size),
+                masks["upstream"].reshape(-1, args.size, args.size),
+            )
+        ),
         "ours_auto_vs_fp32": min(
-            mask_iou(a, b) for a, b in zip(masks["ours-auto"].reshape(-1, args.size, args.size),
-                                           masks["ours-fp32"].reshape(-1, args.size, args.size))),
+            mask_iou(a, b)
+            for a, b in zip(
+                masks["ours-auto"].reshape(-1, args.size, args.size),
+                masks["ours-fp32"].reshape(-1, args.size, args.size),
+            )
+        ),
     }
-    return {"model": args.model, "size": args.size, "device": args.device,
-            "auto_precision": auto, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "embed": results,
-            "prompt": prompt_timing(args), "min_mask_iou": iou}
+    return {
+        "model": args.model,
+        "size": args.size,
+        "device": args.device,
+        "auto_precision": auto,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "embed": results,
+        "prompt": prompt_timing(args),
+        "min_mask_iou": iou,
+    }
 
 
 def print_table(report: dict) -> None:
     embed = report["embed"]
     up = embed["upstream"]
-    print(f"model {report['model']}, {report['size']}x{report['size']}, device "
-          f"{report['device']}, torch {report['torch']}, {report['threads']} threads, "
-          f"auto = {report['auto_precision']}")
+    print(
+        f"model {report['model']}, {report['size']}x{report['size']}, device "
+        f"{report['device']}, torch {report['torch']}, {report['threads']} threads, "
+        f"auto = {report['auto_precision']}"
+    )
     print("| step | upstream | ours | speed-up |")
     print("|---|---|---|---|")
     for impl in ("ours-fp32", "ours-auto"):
         ours = embed[impl]
-        print(f"| embedding, {impl} | {up['seconds']:.2f} s | {ours['seconds']:.2f} s "
-              f"| {up['seconds'] / ours['seconds']:.2f}x |")
+        print(
+            f"| embedding, {impl} | {up['seconds']:.2f} s | {ours['seconds']:.2f} s "
+            f"| {up['seconds'] / ours['seconds']:.2f}x |"
+        )
     for impl in ("ours-fp32", "ours-auto"):
-        print(f"| peak RSS growth while embedding, {impl} | {up['peak_rss_growth_mb']:.0f} MiB "
-              f"| {embed[impl]['peak_rss_growth_mb']:.0f} MiB | |")
+        print(
+            f"| peak RSS growth while embedding, {impl} | {up['peak_rss_growth_mb']:.0f} MiB "
+            f"| {embed[impl]['peak_rss_growth_mb']:.0f} MiB | |"
+        )
     prompt = report["prompt"]
-    print(f"| one point prompt, 3 masks | {prompt['upstream_s'] * 1e3:.1f} ms "
-          f"| {prompt['ours_s'] * 1e3:.1f} ms | {prompt['upstream_s'] / prompt['ours_s']:.2f}x |")
+    print(
+        f"| one point prompt, 3 masks | {prompt['upstream_s'] * 1e3:.1f} ms "
+        f"| {prompt['ours_s'] * 1e3:.1f} ms | {prompt['upstream_s'] / prompt['ours_s']:.2f}x |"
+    )
     for name, value in report["min_mask_iou"].items():
         print(f"| min mask IoU {name} | | {value:.4f} | |")
 

@@ -1,0 +1,287 @@
+"""SAM's mask decoder: image embedding + prompt tokens -> mask logits and IoU scores."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .common import LayerNorm2d
+from .transformer import ImageTokens, TwoWayTransformer
+
+# Input pixels per piece of the output upscaling (1024 x 256 floats in, 16384 x 32 out):
+# the 16x larger intermediates stay small (measured faster than 256 or 4096).
+_UPSCALE_BLOCK_PIXELS = 1024
+
+
+class ReluMLP(nn.Module):
+    """``num_layers`` linear layers with ReLU between them (none after the last).
+
+    Parameters
+    ----------
+    input_dim, hidden_dim, output_dim : int
+        Widths of the input, the hidden layers and the output.
+    num_layers : int
+        Number of linear layers (>= 1).
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        widths = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
+        self.layers = nn.ModuleList(
+            nn.Linear(width_in, width_out) for width_in, width_out in zip(widths, widths[1:])
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., input_dim) -> (..., output_dim)."""
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index < last:
+                x = F.relu(x)
+        return x
+
+
+class MaskDecoder(nn.Module):
+    """Predict mask logits and their IoU from an image embedding and prompt tokens.
+
+    Output token 0 gives the single-mask answer; tokens 1..``num_multimask_outputs``
+    give the ambiguity candidates.
+
+    Parameters
+    ----------
+    transformer_dim : int
+        Channels of tokens and image embedding.
+    num_multimask_outputs : int
+        Number of candidate masks in multimask mode.
+    iou_head_depth, iou_head_hidden_dim : int
+        Depth and width of the IoU prediction MLP.
+    transformer : TwoWayTransformer, optional
+        Defaults to SAM's (depth 2, 8 heads, MLP width 2048).
+    """
+
+    def __init__(
+        self,
+        transformer_dim: int = 256,
+        num_multimask_outputs: int = 3,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+        transformer: TwoWayTransformer | None = None,
+    ) -> None:
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        if transformer is None:
+            transformer = TwoWayTransformer(2, transformer_dim, 8, 2048)
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            nn.GELU(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            ReluMLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+            for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = ReluMLP(
+            transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth
+        )
+        self._image_cache: _CachedImage | None = None
+
+    def forward(
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        sparse_embedding: Tensor,
+        dense_embedding: Tensor,
+        multimask: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """Decode N prompts against one image embedding.
+
+        Parameters
+        ----------
+        image_embedding : Tensor
+            (1 or N, C, h, w) image embedding.
+        image_pe : Tensor
+            (1, C, h, w) dense positional encoding.
+        sparse_embedding : Tensor
+            (N, T, C) prompt tokens.
+        dense_embedding : Tensor
+            (N or 1, C, h or 1, w or 1) dense prompt embedding, broadcast-added to the
+            image embedding.
+        multimask : bool
+            Return the ``num_multimask_outputs`` candidates instead of the single mask.
+
+        Returns
+        -------
+        low_res_logits : Tensor
+            (N, K, 4h, 4w) mask logits; K = ``num_multimask_outputs`` or 1.
+        iou_predictions : Tensor
+            (N, K) predicted IoU of each mask.
+        """
+        count = sparse_embedding.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight])
+        output_tokens = output_tokens.to(sparse_embedding.dtype).expand(count, -1, -1)
+        tokens = torch.cat([output_tokens, sparse_embedding], dim=1)
+        prepared = self._image_side(image_embedding, image_pe, dense_embedding)
+        upscaling = self._upscaling_weights()
+        readout = None
+        if prepared.readout_blocks is not None:  # the image carries the first upscaling
+            readout = self.transformer.readout_weights(*upscaling)
+        tokens, image = self.transformer.attend(prepared, tokens, readout)
+
+        chosen = slice(1, self.num_mask_tokens) if multimask else slice(0, 1)
+        iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, chosen]
+        mask_weights = torch.stack(
+            [
+                self.output_hypernetworks_mlps[index](tokens[:, 1 + index])
+                for index in range(self.num_mask_tokens)[chosen]
+            ],
+            dim=1,
+        )  # (N, K, C / 8)
+        masks = self._masks(image, image_embedding.shape[-2:], mask_weights, upscaling)
+        return masks, iou_predictions
+
+    def _image_side(
+        self, image_embedding: Tensor, image_pe: Tensor, dense_embedding: Tensor
+    ) -> ImageTokens:
+        """The transformer's image side, reused while it depends on nothing new.
+
+        Without a mask prompt the dense embedding is one learned vector, so the image
+        side depends only on the embedding and the weights: interactive prompting on
+        one image prepares it once. It then includes the first token-to-image keys and
+        values, which makes that attention nearly free, and the image times the first
+        upscaling weight, which the transformer carries through its blocks
+        (:meth:`TwoWayTransformer.readout_weights`). Every call on one image takes the
+        same path, so equal prompts give bit-identical results. Only without autograd
+        (inference); the cache holds one image and notices in-place changes of normal
+        tensors (not of inference-mode tensors, which must not change).
+        """
+        transformer = self.transformer
+        if (
+            torch.is_grad_enabled()
+            or tuple(dense_embedding.shape[-2:]) != (1, 1)
+            or not transformer.layers
+        ):
+            return transformer.prepare_image(image_embedding + dense_embedding, image_pe)
+        inputs = (image_embedding, image_pe, dense_embedding, *self.parameters())
+        cached = self._image_cache
+        if cached is not None and cached.matches(inputs):
+            return cached.image
+        image = transformer.prepare_image(image_embedding + dense_embedding, image_pe)
+        image = transformer.project_first_image(image)
+        readout = transformer.readout_weights(*self._upscaling_weights())
+        image = transformer.track_readout(image, readout)
+        self._image_cache = _CachedImage(inputs, image)
+        return image
+
+    def _upscaling_weights(self) -> tuple[Tensor, Tensor]:
+        """First upscaling convolution as a (C, 4 C / 4) matmul weight and (4 C / 4,) bias."""
+        first = self.output_upscaling[0]
+        return _subpixel_weight(first), first.bias.repeat(4)
+
+    def _masks(
+        self,
+        image: ImageTokens,
+        grid_hw: tuple[int, int],
+        mask_weights: Tensor,
+        upscaling: tuple[Tensor, Tensor],
+    ) -> Tensor:
+        """Upscale the image tokens 4x and project every pixel on each mask's weights.
+
+        A stride-2, 2 x 2 transposed convolution maps each input pixel to its own 2 x 2
+        output block: it is one matmul to ``4 * C_out`` columns (sub-pixel, channel)
+        plus a bias. Layer norm and GELU act per pixel, so both upscaling steps run on
+        (pixel, sub-pixel) rows, some pixels at a time (the intermediates are 16x
+        larger than the input); only the (N, K) logit planes are put into image order.
+
+        Parameters
+        ----------
+        image : ImageTokens
+            Image tokens in blocks (N or 1, r_i, C), row-major over (h, w).
+        grid_hw : tuple of int
+            (h, w).
+        mask_weights : Tensor
+            (N, K, C / 8) per-mask weights from the hypernetworks.
+        upscaling : tuple of Tensor
+            The first upscaling as a matmul weight and bias (:meth:`_upscaling_weights`).
+
+        Returns
+        -------
+        Tensor
+            (N, K, 4h, 4w) logits.
+        """
+        count, kinds, mask_channels = mask_weights.shape
+        first, norm, _, second, _ = self.output_upscaling
+        first_weight, first_bias = upscaling
+        second_weight, second_bias = _subpixel_weight(second), second.bias.repeat(4)
+        # The first upscaling's output, where the transformer carried it (readout).
+        readout = image.readout_blocks or [None] * len(image.blocks)
+        logits: list[list[Tensor]] = [[] for _ in range(count)]
+        for block, upscaled_block in zip(image.blocks, readout):
+            block = block.expand(count, -1, -1)
+            for index, (prompt_logits, weights) in enumerate(zip(logits, mask_weights)):
+                if upscaled_block is None:
+                    pieces = torch.addmm(first_bias, block[index], first_weight)
+                else:
+                    pieces = upscaled_block[index]
+                for upscaled in pieces.split(_UPSCALE_BLOCK_PIXELS):
+                    upscaled = upscaled.view(-1, first.out_channels)
+                    upscaled = F.layer_norm(
+                        upscaled, upscaled.shape[-1:], norm.weight, norm.bias, norm.eps
+                    )
+                    upscaled = torch.addmm(second_bias, F.gelu(upscaled), second_weight)
+                    upscaled = F.gelu(upscaled).view(-1, mask_channels)  # (16 pixels, C / 8)
+                    prompt_logits.append(upscaled @ weights.T)  # (16 pixels, K)
+        height, width = grid_hw
+        # Pixel order (y, x, dy, dx, ddy, ddx) is output pixel (4y + 2dy + ddy, 4x + 2dx + ddx).
+        per_pixel = torch.stack([torch.cat(parts) for parts in logits])
+        per_pixel = per_pixel.view(count, height, width, 2, 2, 2, 2, kinds)
+        per_pixel = per_pixel.permute(0, 7, 1, 3, 5, 2, 4, 6)
+        return per_pixel.reshape(count, kinds, 4 * height, 4 * width)
+
+
+def _subpixel_weight(conv: nn.ConvTranspose2d) -> Tensor:
+    """Stride-2, 2 x 2 transposed convolution as a (C_in, 4 C_out) matmul weight.
+
+    Column ``(2 dy + dx) * C_out + c`` gives channel c of output pixel (2y + dy, 2x + dx)
+    from input pixel (y, x); the bias is ``conv.bias`` repeated 4 times.
+    """
+    return conv.weight.permute(0, 2, 3, 1).reshape(conv.in_channels, 4 * conv.out_channels)
+
+
+class _CachedImage:
+    """A prepared image side and the tensors it was computed from.
+
+    Holding the input tensors keeps their memory alive, so an equal data pointer,
+    version, shape, stride, dtype and device means unchanged contents.
+    """
+
+    def __init__(self, inputs: tuple[Tensor, ...], image: ImageTokens) -> None:
+        self.inputs = inputs
+        self.fingerprints = [_fingerprint(tensor) for tensor in inputs]
+        self.image = image
+
+    def matches(self, inputs: tuple[Tensor, ...]) -> bool:
+        """True if ``inputs`` are (still) the tensors the image side was computed from."""
+        return len(inputs) == len(self.inputs) and all(
+            _fingerprint(tensor) == known for tensor, known in zip(inputs, self.fingerprints)
+        )
+
+
+def _fingerprint(tensor: Tensor) -> tuple:
+    """Identity of a tensor's current contents (inference tensors have no version)."""
+    version = -1 if tensor.is_inference() else tensor._version
+    return (
+        tensor.data_ptr(),
+        version,
+        tuple(tensor.shape),
+        tensor.stride(),
+        tensor.dtype,
+        tensor.device,
+    )
