@@ -66,10 +66,10 @@ from .common import LayerNorm2d, MLPBlock
 
 __all__ = ["ImageEncoderViT", "bf16_autocast"]
 
-#: Elements of one chunk's logit buffer on the CPU path (50 MB in fp32: 1/16 of a ViT-B
-#: global block at 1024). Smaller chunks cache better, but each op is a thread-pool
-#: round trip, which costs milliseconds on a busy machine.
-SCORE_BUDGET = 12 << 20
+#: Elements of one chunk's logit buffer on the CPU path (100 MB in fp32: 1/8 of a ViT-B
+#: global block at 1024). On 2 idle cores 6M was ~5% faster (cache); with other
+#: processes on the cores, each op's thread-pool round trip costs ms and 24-48M won.
+SCORE_BUDGET = 24 << 20
 
 
 def bf16_autocast(device: torch.device | str) -> torch.autocast:
