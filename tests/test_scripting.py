@@ -93,3 +93,19 @@ def test_console_example_uses_the_widget_session(tiny):
     exec(compile(_doc_block("segment_layers-console"), str(DOC), "exec"), namespace)
     assert namespace["best"].shape == (192, 192)
     assert "SegAny labels" in viewer.layers
+
+
+def test_segany_api_example_runs_on_a_checkpoint_file(tmp_path):
+    import torch
+
+    from tests.oracle import upstream
+
+    path = tmp_path / "mobile_sam.pt"
+    torch.save(upstream.random_upstream_sam("vit_t").state_dict(), path)
+    code = _doc_block("segany-api").replace('model="vit_b"', f"model={str(path)!r}")
+    namespace: dict = {}
+    exec(compile(code, str(DOC), "exec"), namespace)
+    sa, refined = namespace["sa"], namespace["refined"]
+    assert sa.image_shape == (256, 256)
+    assert refined.masks.shape == (1, 256, 256) and refined.scores.shape == (1,)
+    assert len(sa.cache) == 1  # three prompts, one embedding

@@ -1,0 +1,45 @@
+"""CUDA checks (run by benchmarks/gpu_check.sh; skip cleanly without a GPU)."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segany.api import SegAny
+from napari_segany.core.errors import DeviceError
+
+pytestmark = pytest.mark.gpu
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _random_mobile_sam(tmp_path):
+    from tests.oracle import upstream
+
+    path = tmp_path / "mobile_sam.pt"
+    torch.save(upstream.random_upstream_sam("vit_t").state_dict(), path)
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_asking_for_absent_cuda_is_a_clear_error(tmp_path):
+    with pytest.raises(DeviceError, match="cuda"):
+        SegAny(model=str(_random_mobile_sam(tmp_path)), device="cuda")
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_cuda_matches_cpu(tmp_path, precision):
+    path = str(_random_mobile_sam(tmp_path))
+    rng = np.random.default_rng(0)
+    image = (rng.random((300, 400, 3)) * 255).astype(np.uint8)
+    results = {}
+    for device in ("cpu", "cuda"):
+        sa = SegAny(model=path, device=device, precision="fp32" if device == "cpu" else precision)
+        assert sa.device.type == device
+        sa.set_image(image)
+        results[device] = sa.segment(points_yx=[[150, 200]], labels=[1])
+    cpu, cuda = results["cpu"], results["cuda"]
+    tolerance = 1e-3 if precision == "fp32" else 5e-2
+    np.testing.assert_allclose(cuda.scores, cpu.scores, atol=tolerance)
+    for a, b in zip(cpu.masks, cuda.masks):
+        union = np.logical_or(a, b).sum()
+        assert union == 0 or np.logical_and(a, b).sum() / union >= 0.95
