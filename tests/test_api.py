@@ -136,8 +136,10 @@ def test_bad_prompt_raises_and_keeps_the_session_usable(session, plane):
     with pytest.raises(PromptError, match="labels"):
         session.segment(points_yx=[[40, 60]], labels=[3])
     after = session.segment(points_yx=[[40, 60]], labels=[1])
-    np.testing.assert_array_equal(after.masks, before.masks)
-    np.testing.assert_array_equal(after.scores, before.scores)
+    # same result as before the errors (up to float noise of multi-threaded matmuls)
+    np.testing.assert_allclose(after.scores, before.scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(after.logits, before.logits, rtol=1e-4, atol=1e-4)
+    assert np.mean(after.masks == before.masks) > 0.999
 
 
 def test_refinement_with_previous_logits(session, plane):

@@ -12,7 +12,7 @@ Coordinates are napari's (row, col) = (y, x) in pixels of the plane.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +20,15 @@ import numpy as np
 import torch
 import xxhash
 
+from .core.automatic import GridCandidates, GridParams, decode_grid, everything_params
 from .core.embeddings import Embedding, EmbeddingCache
 from .core.errors import NoImageError
+from .core.everything_select import EverythingResult
+from .core.everything_stack import StackResult, segment_everything_stack
 from .core.image import to_model_rgb, validate_plane
 from .core.model.sam import Sam
 from .core.predictor import Predictor
+from .core.progress import Progress, drain
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +117,10 @@ class SegAny:
         self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
         self.cache = EmbeddingCache(cache_bytes)
         self._embedding: Embedding | None = None
+        self._source: tuple | None = None  # (image, contrast_limits, channels) of the plane
+        self._rgb: np.ndarray | None = None  # its model RGB, made when crops need it
+        # (embedding, GridParams, GridCandidates) of the last everything-mode decoding
+        self._everything: tuple[Embedding, GridParams, GridCandidates] | None = None
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -190,11 +198,17 @@ class SegAny:
             On an invalid plane or option; the previous plane stays current.
         """
         self._embedding = self.embed(image, contrast_limits, channels)
+        self._source, self._rgb = (image, contrast_limits, channels), None
         return self._embedding
 
     def set_embedding(self, embedding: Embedding) -> None:
-        """Make a precomputed :class:`Embedding` (e.g. from :meth:`embed`) current."""
+        """Make a precomputed :class:`Embedding` (e.g. from :meth:`embed`) current.
+
+        Everything mode with crops then needs :meth:`set_image` (crops are cut from the
+        image itself).
+        """
         self._embedding = embedding
+        self._source, self._rgb = None, None
 
     def segment(
         self,
@@ -236,6 +250,119 @@ class SegAny:
             self._embedding, points_yx, labels, box_yxyx, mask_input, multimask
         )
         return SegmentResult(prediction.masks, prediction.scores, prediction.logits)
+
+    def segment_everything(
+        self, on_progress: Callable[[Progress], object] | None = None, **params
+    ) -> EverythingResult:
+        """Segment every object of the current plane from a grid of point prompts.
+
+        The grid is decoded once per plane and grid parameters; calling again with other
+        thresholds (``pred_iou_thresh``, ``stability_score_thresh``, ``box_nms_thresh``,
+        ``crop_nms_thresh``, ``min_mask_region_area``) only re-selects masks, without
+        the model.
+
+        Parameters
+        ----------
+        on_progress : callable, optional
+            Called with each :class:`Progress` report of the decoding.
+        **params
+            SAM's automatic-mask-generator parameters: ``points_per_side=32,
+            points_per_batch=None, pred_iou_thresh=0.88, stability_score_thresh=0.95,
+            stability_score_offset=1.0, box_nms_thresh=0.7, crop_n_layers=0,
+            crop_nms_thresh=0.7, crop_overlap_ratio=512/1500,
+            crop_n_points_downscale_factor=1, min_mask_region_area=0``.
+
+        Returns
+        -------
+        EverythingResult
+            ``.labels`` (H, W) uint32 (0 = background, smaller objects on top) and
+            ``.objects`` (one record per object, the quality-control table).
+
+        Raises
+        ------
+        NoImageError
+            Before :meth:`set_image` (or with crops after :meth:`set_embedding`).
+        InputError
+            On an unknown parameter or an invalid value.
+        """
+        if self._embedding is None:
+            raise NoImageError("No image set: call set_image(plane) before segment_everything().")
+        grid, filters = everything_params(**params)
+        cached = self._everything
+        if cached is None or cached[0] is not self._embedding or cached[1] != grid:
+            self._everything = None  # free the old candidates before decoding new ones
+            steps = decode_grid(self.predictor, self._model_rgb(grid), grid, self._embedding)
+            self._everything = (self._embedding, grid, drain(steps, on_progress))
+        return self._everything[2].select(filters)
+
+    def _model_rgb(self, grid: GridParams) -> np.ndarray:
+        """(H, W, 3) uint8 of the current plane (a stand-in of its shape without crops)."""
+        if self._rgb is None and self._source is not None:
+            image, limits, channels = self._source
+            self._rgb = to_model_rgb(image, contrast_limits=limits, channels=channels)
+        if self._rgb is not None:
+            return self._rgb
+        if grid.crop_n_layers > 0:
+            raise NoImageError(
+                "Crops are cut from the image: call set_image(plane) instead of "
+                "set_embedding(...) to use crop_n_layers > 0."
+            )
+        return np.broadcast_to(np.zeros(3, np.uint8), (*self._embedding.original_hw, 3))
+
+    def segment_everything_stack(
+        self,
+        stack: np.ndarray,
+        spatial_axes: tuple[int, int] = (-2, -1),
+        channel_axis: int | None = None,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        link: bool = False,
+        link_iou: float = 0.5,
+        on_progress: Callable[[Progress], object] | None = None,
+        **params,
+    ) -> StackResult:
+        """Everything mode on every plane of an nD stack; label ids unique in the stack.
+
+        Plane embeddings go through the cache. To cancel, raise from ``on_progress`` (or
+        drive ``core.everything_stack.segment_everything_stack`` yourself).
+
+        Parameters
+        ----------
+        stack : array-like, nD
+            Two spatial axes, optionally a channel axis, any number of plane axes.
+        spatial_axes : (int, int)
+            The (row, col) axes.
+        channel_axis : int, optional
+        contrast_limits, channels
+            As in :meth:`set_image`, for every plane.
+        link : bool
+            Give an object the id of the object it overlaps (IoU >= ``link_iou``) in the
+            previous plane along the last plane axis (e.g. Z), so it keeps one id.
+        link_iou : float
+        on_progress : callable, optional
+            Called with each :class:`Progress` report.
+        **params
+            As in :meth:`segment_everything`.
+
+        Returns
+        -------
+        StackResult
+            ``.labels`` (the stack's shape without its channel axis, uint32) and
+            ``.objects`` (with ``plane`` set).
+        """
+        steps = segment_everything_stack(
+            self.predictor,
+            stack,
+            spatial_axes,
+            channel_axis,
+            contrast_limits,
+            channels,
+            link=link,
+            link_iou=link_iou,
+            embed_plane=lambda plane: self.embed(plane, contrast_limits, channels),
+            **params,
+        )
+        return drain(steps, on_progress)
 
     def __repr__(self) -> str:
         return (

@@ -7,7 +7,9 @@ needs torchvision. Upstream ``segment_anything`` and ``mobile_sam`` only use:
   resize of a uint8 HWC image, used by ``ResizeLongestSide.apply_image``);
 - ``torchvision.ops.boxes.batched_nms`` / ``box_area`` (everything mode);
 - ``timm.models.layers.DropPath`` / ``to_2tuple`` / ``trunc_normal_`` and
-  ``timm.models.registry.register_model`` (MobileSAM's TinyViT).
+  ``timm.models.registry.register_model`` (MobileSAM's TinyViT);
+- ``cv2.connectedComponentsWithStats`` (the generator's ``min_mask_region_area``;
+  OpenCV is not installed here).
 
 :func:`install` puts faithful, minimal versions into ``sys.modules`` (only where
 the real module is absent) so the oracles import. Keep them small and exact.
@@ -21,6 +23,7 @@ import types
 import numpy as np
 import torch
 from PIL import Image
+from scipy import ndimage
 
 
 def to_pil_image(pic: np.ndarray) -> Image.Image:
@@ -110,6 +113,19 @@ def register_model(fn):
     return fn
 
 
+def connectedComponentsWithStats(image: np.ndarray, connectivity: int = 8):
+    """(n_labels, labels int32, stats (n, 5) int32, centroids (n, 2)); label 0 = zeros.
+
+    Labels are numbered in raster order of their first pixel, as OpenCV does; only the
+    area column (last) of ``stats`` is filled, the only one upstream reads.
+    """
+    structure = np.ones((3, 3), int) if connectivity == 8 else None
+    labels, count = ndimage.label(np.asarray(image) != 0, structure=structure)
+    stats = np.zeros((count + 1, 5), dtype=np.int32)
+    stats[:, 4] = np.bincount(labels.ravel(), minlength=count + 1)
+    return count + 1, labels.astype(np.int32), stats, np.zeros((count + 1, 2))
+
+
 def _module(name: str, **attrs) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
@@ -152,3 +168,9 @@ def install() -> None:
         sys.modules["timm.models"] = _module("timm.models", layers=layers, registry=registry)
         sys.modules["timm.models.layers"] = layers
         sys.modules["timm.models.registry"] = registry
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        sys.modules["cv2"] = _module(
+            "cv2", connectedComponentsWithStats=connectedComponentsWithStats
+        )

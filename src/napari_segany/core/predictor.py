@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,12 +224,8 @@ def upscale_masks(
 ) -> np.ndarray:
     """Threshold low-resolution logits at the plane's resolution (``logits > 0``).
 
-    Same numbers as upstream SAM (bilinear to the ``image_size`` frame, crop the padding,
-    bilinear to (H, W)), without its waste: the first resize produces only the unpadded
-    (h', w') region (rows ``i`` sit at low-res ``(i + 0.5) / 4 - 0.5`` either way, so this
-    equals resize-then-crop), the second is skipped when (h', w') == (H, W) (where it is
-    the identity), masks are processed a few at a time to bound memory, and the result
-    is thresholded straight into a bool array.
+    Masks are upscaled a few at a time by :func:`iter_upscaled_logits` (bounded memory)
+    and thresholded straight into a bool array.
 
     Parameters
     ----------
@@ -247,26 +244,71 @@ def upscale_masks(
     """
     n_objects, n_masks, low_h, low_w = low_res_logits.shape
     height, width = original_hw
-    flat = low_res_logits.float().reshape(n_objects * n_masks, 1, low_h, low_w)
+    flat = low_res_logits.reshape(n_objects * n_masks, low_h, low_w)
     masks = torch.empty((flat.shape[0], height, width), dtype=torch.bool)
-    largest = max(height * width, input_hw[0] * input_hw[1])
-    step = max(1, _UPSAMPLE_CHUNK_VALUES // largest)
     with torch.inference_mode():
-        for start in range(0, flat.shape[0], step):
-            chunk = flat[start : start + step].transpose(0, 1)  # masks as channels
-            model_frame = torch.ops.aten.upsample_bilinear2d(
-                chunk, list(input_hw), False, image_size / low_h, image_size / low_w
-            )
-            if tuple(input_hw) != (height, width):
-                model_frame = F.interpolate(
-                    model_frame, (height, width), mode="bilinear", align_corners=False
-                )
-            target = masks[start : start + step]
-            if model_frame.device.type == "cpu":
-                torch.gt(model_frame[0], 0.0, out=target)
+        for start, logits in iter_upscaled_logits(flat, input_hw, original_hw, image_size):
+            target = masks[start : start + logits.shape[0]]
+            if logits.device.type == "cpu":
+                torch.gt(logits, 0.0, out=target)
             else:
-                target.copy_(model_frame[0] > 0)
+                target.copy_(logits > 0)
     return masks.reshape(n_objects, n_masks, height, width).numpy()
+
+
+def iter_upscaled_logits(
+    low_res_logits: torch.Tensor,
+    input_hw: tuple[int, int],
+    original_hw: tuple[int, int],
+    image_size: int = 1024,
+    max_values: int = _UPSAMPLE_CHUNK_VALUES,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Full-resolution float logits of M masks, a chunk at a time (bounded memory).
+
+    ``low_res_logits`` is (M, h, w); ``input_hw``, ``original_hw`` and ``image_size``
+    are as in :func:`upscale_masks`; a chunk holds at most ``max_values`` floats (but
+    at least one mask).
+
+    Yields
+    ------
+    start : int
+        Index of the chunk's first mask.
+    logits : torch.Tensor, (m, H, W) float32
+        Chunk ``low_res_logits[start : start + m]`` at the plane's resolution.
+    """
+    height, width = original_hw
+    largest = max(height * width, input_hw[0] * input_hw[1])
+    step = max(1, max_values // largest)
+    for start in range(0, low_res_logits.shape[0], step):
+        chunk = low_res_logits[start : start + step].float()
+        yield start, upscale_logits(chunk, input_hw, original_hw, image_size)
+
+
+def upscale_logits(
+    low_res: torch.Tensor, input_hw: tuple[int, int], out_hw: tuple[int, int], image_size: int
+) -> torch.Tensor:
+    """Low-resolution logits (m, h, w) -> (m, H, W) float logits at plane resolution.
+
+    Same numbers as upstream SAM (bilinear to the ``image_size`` frame, crop the padding,
+    bilinear to (H, W)) without its waste: the first resize produces only the unpadded
+    (h', w') region (rows ``i`` sit at low-res ``(i + 0.5) / 4 - 0.5`` either way, so this
+    equals resize-then-crop); the second is skipped when (h', w') == (H, W) (where it is
+    the identity); and when (h', w') == 2 (H, W) (e.g. 512 x 512 planes) both compose
+    to one bilinear resize with factor ``image_size / (2 h)`` -- both model-frame pixels
+    averaged by the second step lie in the same low-res cell -- computed directly
+    (results differ only by float rounding). All m masks go through one resize call.
+    """
+    chunk = low_res.float()[None]  # masks as channels
+    low_h, low_w = low_res.shape[-2:]
+    if tuple(2 * s for s in out_hw) == tuple(input_hw):
+        scales = (image_size / low_h / 2, image_size / low_w / 2)
+        return torch.ops.aten.upsample_bilinear2d(chunk, list(out_hw), False, *scales)[0]
+    model_frame = torch.ops.aten.upsample_bilinear2d(
+        chunk, list(input_hw), False, image_size / low_h, image_size / low_w
+    )
+    if tuple(input_hw) != tuple(out_hw):
+        model_frame = F.interpolate(model_frame, out_hw, mode="bilinear", align_corners=False)
+    return model_frame[0]
 
 
 def _finite_array(value, name: str) -> np.ndarray:

@@ -1,0 +1,140 @@
+"""Everything-mode benchmark: upstream SamAutomaticMaskGenerator vs ours, same weights.
+
+One process, same random weights, same image; embedding included in every time.
+Prints wall times, the speed-up of ours (fp32 and "auto" precision) over upstream, and
+how well the outputs agree: mask counts and the fraction of masks with a match of
+IoU >= 0.9 both ways.
+
+Usage::
+
+    python benchmarks/bench_everything.py                        # ViT-B, 32x32 points
+    python benchmarks/bench_everything.py --model vit_t --points-per-side 8 --size 256
+    python benchmarks/bench_everything.py --peak-rss --size 2048  # ours only: peak RSS
+
+``--peak-rss`` runs only ours (``SegAny.segment_everything`` on a uint16 plane, random
+weights, no upstream) in this fresh process and prints its peak resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from _common import blob_image, peak_rss_mb, upstream_modules
+
+
+def _models(model: str, seed: int):
+    segment_anything, mobile_sam, randomize_ = upstream_modules()
+    package = mobile_sam if model == "vit_t" else segment_anything
+    reference = randomize_(package.sam_model_registry[model](checkpoint=None), seed, 0.15)
+    from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD
+    from napari_segany.core.model.build import build_sam
+
+    reference.pixel_mean.copy_(torch.tensor(PIXEL_MEAN).view(3, 1, 1))
+    reference.pixel_std.copy_(torch.tensor(PIXEL_STD).view(3, 1, 1))
+    ours = build_sam(model)
+    ours.load_state_dict(reference.state_dict())
+    return package, reference, ours
+
+
+def _match(masks_a: list, masks_b: list) -> float:
+    """Fraction of ``masks_a`` with a mask in ``masks_b`` of IoU >= 0.9."""
+    if not masks_a or not masks_b:
+        return float(len(masks_a) == len(masks_b))
+    hits = 0
+    flat_b = np.stack(masks_b).reshape(len(masks_b), -1)
+    areas_b = flat_b.sum(1)
+    for mask in masks_a:
+        inter = flat_b[:, mask.ravel()].sum(1)
+        union = areas_b + mask.sum() - inter
+        hits += bool(np.any(inter >= 0.9 * np.maximum(union, 1)))
+    return hits / len(masks_a)
+
+
+def peak_rss(model: str, size: int, points_per_side: int, precision: str) -> None:
+    """Everything mode of ours alone on a size x size plane; print time and peak RSS."""
+    from napari_segany.api import SegAny
+    from napari_segany.core.model.build import build_sam
+
+    before = peak_rss_mb()
+    session = SegAny.from_model(build_sam(model), "cpu", precision, name=model)
+    plane = (blob_image(size, size)[..., 0].astype(np.uint16) * 16) + 100
+    loaded = peak_rss_mb()
+    start = time.perf_counter()
+    session.set_image(plane)
+    embedded = time.perf_counter() - start
+    result = session.segment_everything(
+        points_per_side=points_per_side, pred_iou_thresh=0.0, stability_score_thresh=0.0
+    )
+    total = time.perf_counter() - start
+    print(
+        f"model {model} ({precision}), {size}x{size} uint16 plane, {points_per_side}^2 points, "
+        f"{torch.get_num_threads()} threads: embed {embedded:.1f} s, total {total:.1f} s, "
+        f"{len(result.objects)} objects, {result.n_candidates} candidates"
+    )
+    print(
+        f"peak RSS: {peak_rss_mb():.0f} MiB (imports {before:.0f} MiB, "
+        f"after model build and plane {loaded:.0f} MiB)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="vit_b", choices=("vit_b", "vit_t", "vit_l", "vit_h"))
+    parser.add_argument("--size", type=int, default=512, help="image side (default 512)")
+    parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--peak-rss", action="store_true", help="ours only; print peak RSS")
+    parser.add_argument("--precision", default="fp32", help="of --peak-rss (default fp32)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.peak_rss:
+        peak_rss(args.model, args.size, args.points_per_side, args.precision)
+        return
+    from napari_segany.core.automatic import segment_everything
+    from napari_segany.core.device import resolve_precision
+    from napari_segany.core.predictor import Predictor
+
+    package, reference, ours = _models(args.model, args.seed)
+    rgb = blob_image(args.size, args.size)
+    params = {"points_per_side": args.points_per_side}
+    generator = package.SamAutomaticMaskGenerator(reference, **params)
+    auto = resolve_precision("auto", torch.device("cpu"))
+    runs = {}
+    start = time.perf_counter()
+    with torch.inference_mode():
+        upstream_masks = [r["segmentation"] for r in generator.generate(rgb)]
+    runs["upstream fp32"] = time.perf_counter() - start
+    for name, precision in (("ours fp32", "fp32"), (f"ours auto ({auto})", auto)):
+        predictor = Predictor(ours, "cpu", precision)
+        start = time.perf_counter()
+        result = segment_everything(predictor, rgb, **params)
+        runs[name] = time.perf_counter() - start
+        masks = [result.mask(i) for i in range(len(result.objects))]
+        runs[name + " masks"] = (
+            len(masks),
+            _match(upstream_masks, masks),
+            _match(masks, upstream_masks),
+        )
+    print(
+        f"model {args.model}, {args.size}x{args.size}, {args.points_per_side}^2 points, "
+        f"{torch.get_num_threads()} threads; upstream kept {len(upstream_masks)} masks"
+    )
+    print(
+        f"{'variant':<22}{'seconds':>9}{'speed-up':>10}{'masks':>7}{'up->ours':>10}{'ours->up':>10}"
+    )
+    base = runs["upstream fp32"]
+    print(f"{'upstream fp32':<22}{base:>9.1f}{1.0:>10.2f}{len(upstream_masks):>7}")
+    for name in [k for k in runs if k.startswith("ours") and not k.endswith("masks")]:
+        count, recall, precision = runs[name + " masks"]
+        print(
+            f"{name:<22}{runs[name]:>9.1f}{base / runs[name]:>10.2f}{count:>7}"
+            f"{recall:>10.3f}{precision:>10.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""``napari-segany segment-all``: everything mode on a TIFF stack into a label TIFF.
+
+Kept apart from ``cli.py`` so the parser stays short; torch, tifffile and the model are
+imported inside :func:`run` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+SPATIAL = ("Y", "X")
+CHANNEL_LETTERS = ("C", "S")
+
+# (flag, type, default, help) of the everything-mode parameters, SAM's meanings.
+EVERYTHING_OPTIONS = [
+    ("--points-per-side", int, 32, "grid points along each side (default: 32)"),
+    ("--points-per-batch", int, None, "points decoded at once (default: 64)"),
+    ("--pred-iou-thresh", float, 0.88, "keep masks with predicted IoU above (default: 0.88)"),
+    ("--stability-score-thresh", float, 0.95, "keep masks at least this stable (default: 0.95)"),
+    ("--stability-score-offset", float, 1.0, "logit offset of the stability score (default: 1)"),
+    ("--box-nms-thresh", float, 0.7, "box IoU above which duplicates go (default: 0.7)"),
+    ("--crop-n-layers", int, 0, "extra layers of image crops (default: 0)"),
+    ("--crop-nms-thresh", float, 0.7, "box NMS threshold across crops (default: 0.7)"),
+    ("--crop-overlap-ratio", float, 512 / 1500, "crop overlap (default: 512/1500)"),
+    ("--crop-n-points-downscale-factor", int, 1, "fewer points per crop layer (default: 1)"),
+    ("--min-mask-region-area", int, 0, "fill holes / drop islands below this area (default: 0)"),
+]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``segment-all`` subcommand."""
+    parser.add_argument("input", metavar="IN.tif", help="TIFF or OME-TIFF image (2D to 5D)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="label TIFF")
+    parser.add_argument(
+        "--model", help="registry name (default: vit_b, or the architecture of --checkpoint)"
+    )
+    parser.add_argument("--checkpoint", help="local checkpoint file (works offline)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    parser.add_argument(
+        "--axes", help="axis letters of the input, e.g. ZYX or TCYX (default: from the file)"
+    )
+    parser.add_argument(
+        "--contrast-limits",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="intensities mapped to black and white (default: robust percentiles)",
+    )
+    parser.add_argument("--channels", type=int, nargs="+", help="1 to 3 channels used as RGB")
+    for flag, kind, default, text in EVERYTHING_OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
+    parser.add_argument("--link", action="store_true", help="link objects across planes")
+    parser.add_argument("--link-iou", type=float, default=0.5, help="min IoU to link (0.5)")
+    parser.add_argument(
+        "--csv",
+        nargs="?",
+        const="",
+        metavar="TABLE.csv",
+        help="write the per-object table (default name: OUT.csv)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``segment-all``; errors are :class:`SegAnyError` with a clear message."""
+    output, table = _outputs(args)
+    data, axes = _read(Path(args.input), args.axes)
+    spatial_axes, channel_axis = _layout(axes, data.shape)
+
+    from .api import SegAny
+    from .core.everything_stack import segment_everything_stack
+    from .core.progress import drain
+
+    if args.checkpoint and not args.model:  # the checkpoint's own architecture
+        source, checkpoint = args.checkpoint, None
+    else:
+        source, checkpoint = args.model or "vit_b", args.checkpoint
+    session = SegAny(source, checkpoint=checkpoint, device=args.device, precision=args.precision)
+    limits, channels = args.contrast_limits, args.channels
+    params = {
+        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
+        for flag, *_ in EVERYTHING_OPTIONS
+    }
+    steps = segment_everything_stack(
+        session.predictor,
+        data,
+        spatial_axes,
+        channel_axis,
+        limits,
+        channels,
+        link=args.link,
+        link_iou=args.link_iou,
+        embed_plane=lambda plane: session.embed(plane, limits, channels),
+        **params,
+    )
+    result = drain(steps, None if args.quiet else _ProgressBar())
+    if not args.quiet:
+        sys.stderr.write("\n")
+    _write_labels(output, result.labels, axes)
+    if table is not None:
+        _write_table(table, result.objects, [a for a in axes if a not in "YX" + "CS"])
+    sys.stdout.write(f"{output}: {len(result.objects)} objects\n")
+    return 0
+
+
+def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
+    """Output paths, refusing existing files unless --overwrite."""
+    from .core.errors import InputError
+
+    output = Path(args.output)
+    table = None
+    if args.csv is not None:
+        table = Path(args.csv) if args.csv else output.with_suffix(".csv")
+    for path in (output, table):
+        if path is not None and path.exists() and not args.overwrite:
+            raise InputError(f"{path} exists; pass --overwrite to replace it.")
+    if Path(args.input).resolve() == output.resolve():
+        raise InputError("The output would replace the input image; choose another -o path.")
+    return output, table
+
+
+def _read(path: Path, axes: str | None):
+    """(array, axis letters) of the first series of a TIFF file."""
+    import tifffile
+
+    from .core.errors import InputError
+
+    if not path.is_file():
+        raise InputError(f"{path} does not exist or is not a file; give a TIFF image.")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            data, found = series.asarray(), series.axes
+    except (tifffile.TiffFileError, ValueError, IndexError) as error:
+        raise InputError(f"{path} could not be read as TIFF ({error}).") from error
+    axes = (axes or found).upper()
+    if len(axes) != data.ndim or len(set(axes)) != len(axes):
+        raise InputError(
+            f"Axes {axes!r} do not fit the image of shape {data.shape}: give one distinct "
+            f"letter per dimension with --axes, e.g. {'ZYX' if data.ndim == 3 else 'TZYX'}."
+        )
+    return data, axes
+
+
+def _layout(axes: str, shape) -> tuple[tuple[int, int], int | None]:
+    """Spatial axes (Y, X) and the channel axis (C or S) from axis letters."""
+    from .core.errors import InputError
+
+    if not all(letter in axes for letter in SPATIAL):
+        raise InputError(f"Axes {axes!r} need a Y and an X axis (e.g. --axes ZYX).")
+    channels = [axes.index(c) for c in CHANNEL_LETTERS if c in axes]
+    if len(channels) > 1:
+        raise InputError(f"Axes {axes!r} have two channel axes (C and S); name one of them.")
+    return (axes.index("Y"), axes.index("X")), (channels[0] if channels else None)
+
+
+def _write_labels(path: Path, labels, axes: str) -> None:
+    import numpy as np
+    import tifffile
+
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.uint16 if top < 2**16 else np.uint32
+    kept = "".join(a for a in axes if a not in CHANNEL_LETTERS)
+    tifffile.imwrite(path, labels.astype(dtype), metadata={"axes": kept})
+
+
+def _write_table(path: Path, objects, plane_axes: list[str]) -> None:
+    header = [
+        "label",
+        *[f"plane_{a}" for a in plane_axes],
+        "area",
+        "visible_area",
+        "bbox_y0",
+        "bbox_x0",
+        "bbox_y1",
+        "bbox_x1",
+        "predicted_iou",
+        "stability_score",
+        "point_y",
+        "point_x",
+        "crop_y0",
+        "crop_x0",
+        "crop_y1",
+        "crop_x1",
+    ]
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for o in objects:
+            writer.writerow(
+                [
+                    o.label,
+                    *o.plane,
+                    o.area,
+                    o.visible_area,
+                    *o.bbox_yxyx,
+                    f"{o.predicted_iou:.6g}",
+                    f"{o.stability_score:.6g}",
+                    f"{o.point_yx[0]:.2f}",
+                    f"{o.point_yx[1]:.2f}",
+                    *o.crop_box_yxyx,
+                ]
+            )
+
+
+class _ProgressBar:
+    """A one-line text progress bar on stderr."""
+
+    def __init__(self, width: int = 30) -> None:
+        self.width = width
+
+    def __call__(self, report) -> None:
+        filled = int(report.fraction * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        sys.stderr.write(f"\r[{bar}] {100 * report.fraction:5.1f}% {report.message[:40]:<40}")
+        sys.stderr.flush()

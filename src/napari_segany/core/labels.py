@@ -1,0 +1,166 @@
+"""Masks -> label images: painting order, free ids, linking objects across planes.
+
+Painting order (everything mode): objects get labels 1, 2, ... by *decreasing* mask
+area (ties keep their input order) and are painted in increasing label order, so a
+pixel covered by several masks shows the smallest of them: small objects stay visible
+over the large ones they sit on. An object fully covered by smaller ones keeps its
+record but has no visible pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import InputError
+
+LABEL_DTYPE = np.uint32
+
+
+def paint_masks(
+    image_hw: tuple[int, int],
+    windows: Sequence[tuple[int, int, np.ndarray]],
+    areas: Sequence[int] | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paint masks into a label image, largest first (see the module docstring).
+
+    Parameters
+    ----------
+    image_hw : (int, int)
+        (H, W) of the label image.
+    windows : sequence of (y0, x0, mask)
+        Each mask as a bool array placed with its top-left corner at (y0, x0).
+    areas : sequence of int
+        Mask areas deciding the order (usually ``mask.sum()``).
+
+    Returns
+    -------
+    labels : numpy.ndarray, (H, W) uint32
+        0 = background.
+    label_of : numpy.ndarray, (N,) int64
+        Label given to each input mask.
+    """
+    labels = np.zeros(image_hw, dtype=LABEL_DTYPE)
+    order = np.argsort(-np.asarray(areas, dtype=np.int64), kind="stable")
+    label_of = np.empty(len(order), dtype=np.int64)
+    label_of[order] = np.arange(1, len(order) + 1)
+    for position in order:
+        y0, x0, mask = windows[position]
+        target = labels[y0 : y0 + mask.shape[0], x0 : x0 + mask.shape[1]]
+        target[mask] = label_of[position]
+    return labels, label_of
+
+
+def next_free_id(labels: np.ndarray) -> int:
+    """Smallest id larger than every label in ``labels`` (1 for an empty image)."""
+    array = np.asarray(labels)
+    return int(array.max()) + 1 if array.size else 1
+
+
+def relabel(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    """Copy of ``labels`` with each key of ``mapping`` replaced by its value.
+
+    Labels absent from ``mapping`` are kept; 0 is always kept.
+    """
+    if not mapping:
+        return labels.copy()
+    top = max(int(labels.max()), *mapping)
+    table = np.arange(top + 1, dtype=np.int64)
+    for old, new in mapping.items():
+        if old != 0:
+            table[old] = new
+    return table[labels].astype(labels.dtype)
+
+
+def overlap_iou(previous: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU of every overlapping pair of objects between two label planes.
+
+    Parameters
+    ----------
+    previous, current : numpy.ndarray, (H, W) int
+        Label planes of the same shape.
+
+    Returns
+    -------
+    pairs : numpy.ndarray, (P, 2) int64
+        (previous label, current label) of each overlapping pair, both non-zero.
+    iou : numpy.ndarray, (P,) float64
+    """
+    if previous.shape != current.shape:
+        raise InputError(f"Planes to link differ in shape: {previous.shape} vs {current.shape}.")
+    both = (previous != 0) & (current != 0)
+    pairs, inter = np.unique(
+        np.stack([previous[both], current[both]], axis=1).astype(np.int64),
+        axis=0,
+        return_counts=True,
+    )
+    if pairs.size == 0:
+        return np.zeros((0, 2), np.int64), np.zeros(0)
+    prev_area = _areas(previous, pairs[:, 0])
+    cur_area = _areas(current, pairs[:, 1])
+    return pairs, inter / (prev_area + cur_area - inter)
+
+
+def _areas(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    unique, counts = np.unique(labels[labels != 0], return_counts=True)
+    return counts[np.searchsorted(unique, ids)].astype(np.float64)
+
+
+def link_labels(previous: np.ndarray, current: np.ndarray, min_iou: float = 0.5) -> dict[int, int]:
+    """Match objects of ``current`` to objects of the adjacent plane ``previous``.
+
+    Pairs are matched greedily by decreasing IoU, each object at most once, while the
+    IoU is at least ``min_iou`` (> 0.5 makes matches unambiguous).
+
+    Returns
+    -------
+    dict
+        current label -> previous label, for matched objects only.
+    """
+    pairs, iou = overlap_iou(previous, current)
+    used_prev: set[int] = set()
+    mapping: dict[int, int] = {}
+    for rank in np.argsort(-iou, kind="stable"):
+        if iou[rank] < min_iou:
+            break
+        prev_id, cur_id = (int(v) for v in pairs[rank])
+        if prev_id in used_prev or cur_id in mapping:
+            continue
+        used_prev.add(prev_id)
+        mapping[cur_id] = prev_id
+    return mapping
+
+
+def renumber_plane(
+    labels: np.ndarray,
+    first_id: int,
+    linked: dict[int, int] | None = None,
+    ids: Sequence[int] | None = None,
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Give a plane's objects ids unique in a stack.
+
+    Objects in ``linked`` (plane label -> stack id) take that id; the others get
+    consecutive ids from ``first_id`` in increasing order of their plane label.
+    ``ids`` lists the plane labels to number (default: those present in ``labels``;
+    pass the objects' labels to number hidden objects too).
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        Relabelled copy (same dtype).
+    mapping : dict
+        Plane label -> stack id for every label present.
+    """
+    linked = linked or {}
+    present = sorted(int(v) for v in (np.unique(labels) if ids is None else ids) if v != 0)
+    mapping, next_id = {}, int(first_id)
+    for label in present:
+        if label in linked:
+            mapping[label] = linked[label]
+        else:
+            mapping[label] = next_id
+            next_id += 1
+    if next_id > np.iinfo(labels.dtype).max:
+        raise InputError(f"Too many objects for {labels.dtype} labels; use a wider dtype.")
+    return relabel(labels, mapping), mapping

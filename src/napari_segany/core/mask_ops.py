@@ -1,0 +1,254 @@
+"""Operations on batches of binary masks for everything mode.
+
+Boxes inside this module follow SAM's mask-generator convention: ``(x0, y0, x1, y1)``
+with *inclusive* maxima (the last column / row of the mask), ``(0, 0, 0, 0)`` for an
+empty mask. Masks are stored compactly as run lists (:class:`MaskRuns`): for each mask,
+the flat row-major start and end (exclusive) of every run of ``True`` in its frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from skimage.measure import label as label_components
+
+
+def box_nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """Greedy non-maximum suppression of boxes.
+
+    Boxes are visited by decreasing score (ties in input order); a box is dropped when
+    its IoU with an already kept box exceeds ``iou_threshold``. A box of zero area
+    (NaN IoU) never suppresses nor is suppressed, as in torchvision.
+
+    Parameters
+    ----------
+    boxes_xyxy : torch.Tensor, (N, 4)
+        Boxes as (x0, y0, x1, y1); areas are ``(x1 - x0) * (y1 - y0)``.
+    scores : torch.Tensor, (N,)
+    iou_threshold : float
+
+    Returns
+    -------
+    torch.Tensor, (K,) int64
+        Indices of the kept boxes, by decreasing score.
+    """
+    count = int(boxes_xyxy.shape[0])
+    if count == 0:
+        return torch.empty(0, dtype=torch.int64)
+    order = torch.argsort(scores.float().cpu(), descending=True, stable=True)
+    boxes = boxes_xyxy.float().cpu()[order]
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    suppressed = np.zeros(count, dtype=bool)
+    kept = []
+    for rank in range(count):
+        if suppressed[rank]:
+            continue
+        kept.append(rank)
+        if rank + 1 == count:
+            break
+        rest = boxes[rank + 1 :]
+        top_left = torch.maximum(boxes[rank, :2], rest[:, :2])
+        bottom_right = torch.minimum(boxes[rank, 2:], rest[:, 2:])
+        overlap = (bottom_right - top_left).clamp(min=0).prod(dim=1)
+        iou = overlap / (areas[rank] + areas[rank + 1 :] - overlap)
+        suppressed[rank + 1 :] |= (iou > iou_threshold).numpy()
+    return order[torch.as_tensor(kept, dtype=torch.int64)]
+
+
+def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+    """Inclusive (x0, y0, x1, y1) box of each mask; (0, 0, 0, 0) for an empty mask.
+
+    Parameters
+    ----------
+    masks : torch.Tensor, (N, H, W) bool
+
+    Returns
+    -------
+    torch.Tensor, (N, 4) int64
+    """
+    count, height, width = masks.shape
+    if count == 0:
+        return torch.zeros((0, 4), dtype=torch.int64)
+    rows = masks.any(dim=2)
+    cols = masks.any(dim=1)
+    y0, y1 = _first_last(rows, height)
+    x0, x1 = _first_last(cols, width)
+    boxes = torch.stack([x0, y0, x1, y1], dim=1)
+    return boxes * rows.any(dim=1, keepdim=True)
+
+
+def _first_last(present: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index of the first and last True along dim 1 (garbage for all-False rows)."""
+    positions = torch.arange(length, device=present.device)
+    last = torch.where(present, positions, -1).amax(dim=1)
+    first = torch.where(present, positions, length).amin(dim=1)
+    return first.long(), last.long()
+
+
+def boxes_near_crop_edge(
+    boxes_xyxy: torch.Tensor, crop_xyxy: tuple[int, int, int, int], image_hw: tuple[int, int]
+) -> torch.Tensor:
+    """Which boxes (in crop frame) lie within 20 px of a crop edge that is not an image edge.
+
+    Parameters
+    ----------
+    boxes_xyxy : torch.Tensor, (N, 4)
+        Inclusive boxes relative to the crop's top-left corner.
+    crop_xyxy : (int, int, int, int)
+        The crop in the image, (x0, y0, x1, y1) with exclusive ends.
+    image_hw : (int, int)
+
+    Returns
+    -------
+    torch.Tensor, (N,) bool
+    """
+    crop = torch.tensor(crop_xyxy, dtype=torch.float32)
+    image = torch.tensor([0, 0, image_hw[1], image_hw[0]], dtype=torch.float32)
+    shifted = boxes_xyxy.float() + crop[[0, 1, 0, 1]]
+    near_crop = (shifted - crop).abs() <= 20.0
+    near_image = (shifted - image).abs() <= 20.0
+    return (near_crop & ~near_image).any(dim=1)
+
+
+@dataclass(frozen=True)
+class MaskRuns:
+    """Many binary masks of one (H, W) frame as runs of True pixels.
+
+    Masks with more run edges than their low-resolution logits have values (speckle,
+    e.g. from untrained weights) keep those logits instead, so memory per mask stays
+    bounded whatever the mask's shape.
+
+    Attributes
+    ----------
+    edges : numpy.ndarray, (E,) int32
+        For every mask in turn, alternating run starts and (exclusive) run ends as flat
+        row-major indices into its frame (none for masks in ``dense``).
+    offsets : numpy.ndarray, (N + 1,) int64
+        Mask ``i`` owns ``edges[offsets[i]:offsets[i + 1]]``.
+    frame_hw : (int, int)
+        (H, W) of the frame the flat indices refer to.
+    dense : dict of int to torch.Tensor (h, w) float32
+        Low-resolution logits of the masks stored that way.
+    to_frame : callable, optional
+        ``(m, h, w) logits -> (m, H, W) logits``; needed when ``dense`` is not empty.
+    """
+
+    edges: np.ndarray
+    offsets: np.ndarray
+    frame_hw: tuple[int, int]
+    dense: dict = field(default_factory=dict)
+    to_frame: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, in bytes."""
+        held = sum(t.numel() * t.element_size() for t in self.dense.values())
+        return self.edges.nbytes + self.offsets.nbytes + held
+
+    def decode_rows(self, index: int, row0: int, row1: int) -> np.ndarray:
+        """Mask ``index`` restricted to rows ``row0:row1`` of its frame, (rows, W) bool."""
+        if index in self.dense:
+            with torch.inference_mode():
+                logits = self.to_frame(self.dense[index][None])[0, row0:row1]
+                return (logits > 0).cpu().numpy()
+        width = self.frame_hw[1]
+        edges = self.edges[self.offsets[index] : self.offsets[index + 1]].astype(np.int64)
+        edges = np.clip(edges - row0 * width, 0, (row1 - row0) * width)
+        steps = np.zeros((row1 - row0) * width + 1, dtype=np.int32)
+        np.add.at(steps, edges[0::2], 1)
+        np.add.at(steps, edges[1::2], -1)
+        return (np.cumsum(steps[:-1]) > 0).reshape(row1 - row0, width)
+
+
+def encode_runs(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Run edges of a batch of masks (see :class:`MaskRuns`).
+
+    Parameters
+    ----------
+    masks : torch.Tensor, (N, H, W) bool
+
+    Returns
+    -------
+    edges : numpy.ndarray, (E,) int32
+    counts : numpy.ndarray, (N,) int64
+        Number of edges of each mask (twice its number of runs).
+    """
+    count = masks.shape[0]
+    flat = masks.reshape(count, -1)
+    padded = torch.zeros((count, flat.shape[1] + 2), dtype=torch.bool, device=flat.device)
+    padded[:, 1:-1] = flat
+    changes = torch.nonzero(padded[:, 1:] != padded[:, :-1])
+    counts = torch.bincount(changes[:, 0], minlength=count)
+    return changes[:, 1].to(torch.int32).cpu().numpy(), counts.cpu().numpy()
+
+
+def remove_small_regions(
+    mask: np.ndarray, area_threshold: int, mode: str, outside: tuple[int, ...] = (0, 0, 0, 0)
+) -> tuple[np.ndarray, bool]:
+    """Fill small holes or drop small islands (8-connected), as SAM's generator does.
+
+    ``mode="holes"`` fills background components smaller than ``area_threshold``;
+    ``mode="islands"`` drops foreground components smaller than it, keeping the largest
+    one if all are small. ``mask`` may be a window of a larger all-background image:
+    ``outside`` gives the pixel count of the background beyond each side of the window
+    (top, bottom, left, right; top/bottom bands span the full image width), so
+    components touching the window's edge get their true size.
+
+    Returns
+    -------
+    mask : numpy.ndarray, (h, w) bool, or None
+        None when a small hole reaches beyond the window (then redo it on the whole
+        image; this needs a mask covering nearly all of it).
+    changed : bool
+        Whether any small region was found (the mask may still be unchanged).
+    """
+    holes = mode == "holes"
+    working, weights = _framed(~mask if holes else mask, outside)
+    regions = label_components(working, connectivity=2)
+    sizes = np.bincount(regions.ravel(), weights=weights.ravel())[1:]
+    small = np.flatnonzero(sizes < area_threshold) + 1
+    if small.size == 0:
+        return mask, False
+    inner = regions[1:-1, 1:-1]
+    if holes:
+        frame = np.concatenate([regions[[0, -1]].ravel(), regions[:, [0, -1]].ravel()])
+        if np.isin(small, frame).any():
+            return None, True
+        return mask | np.isin(inner, small), True
+    large = np.setdiff1d(np.arange(1, sizes.size + 1), small)
+    if large.size == 0:
+        large = np.array([int(np.argmax(sizes)) + 1])
+    return np.isin(inner, large), True
+
+
+def _framed(working: np.ndarray, outside: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``working`` inside a one-pixel frame standing for the background outside it.
+
+    A side of the frame is True (part of the background) only where ``outside`` has
+    pixels; one pixel per side carries their count as weight, corners weigh nothing.
+    """
+    top, bottom, left, right = (int(v) > 0 for v in outside)
+    framed = np.zeros((working.shape[0] + 2, working.shape[1] + 2), dtype=bool)
+    framed[1:-1, 1:-1] = working
+    weights = framed.astype(np.float64)
+    for present, row, col, count in (
+        (top, 0, slice(1, -1), outside[0]),
+        (bottom, -1, slice(1, -1), outside[1]),
+        (left, slice(1, -1), 0, outside[2]),
+        (right, slice(1, -1), -1, outside[3]),
+    ):
+        if present:
+            framed[row, col] = True
+            weights[row, col] = 0.0
+            weights[(row, 1) if isinstance(col, slice) else (1, col)] = count
+    for (r, c), sides in (((0, 0), top and left), ((0, -1), top and right)):
+        framed[r, c] = sides
+    for (r, c), sides in (((-1, 0), bottom and left), ((-1, -1), bottom and right)):
+        framed[r, c] = sides
+    return framed, weights

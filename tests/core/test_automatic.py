@@ -1,0 +1,238 @@
+"""Everything mode: building blocks against upstream's, the two phases, stacks."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segany.core.automatic import (
+    GridParams,
+    crop_boxes_xyxy,
+    decode_grid,
+    everything_params,
+    segment_everything,
+    unit_grid_xy,
+)
+from napari_segany.core.errors import InputError
+from napari_segany.core.everything_select import EmptyResultWarning
+from napari_segany.core.everything_stack import segment_everything_stack
+from napari_segany.core.mask_ops import (
+    MaskRuns,
+    box_nms,
+    encode_runs,
+    masks_to_boxes,
+    remove_small_regions,
+)
+from napari_segany.core.model.build import build_sam
+from napari_segany.core.predictor import (
+    Predictor,
+    iter_upscaled_logits,
+    upscale_logits,
+    upscale_masks,
+)
+from napari_segany.core.progress import drain
+
+upstream = pytest.importorskip("tests.oracle.upstream")
+amg = pytest.importorskip("segment_anything.utils.amg")
+from tests.oracle import standins  # noqa: E402
+
+
+def test_box_nms_equals_reference_with_ties_and_empty_boxes():
+    rng = np.random.default_rng(0)
+    corners = rng.integers(0, 60, (300, 2))
+    boxes = torch.as_tensor(np.concatenate([corners, corners + rng.integers(0, 25, (300, 2))], 1))
+    boxes[::17, 2:] = boxes[::17, :2]  # zero-area boxes
+    scores = torch.as_tensor(rng.integers(0, 5, 300), dtype=torch.float32)  # many ties
+    for threshold in (0.0, 0.3, 0.7, 1.0):
+        expected = standins.nms(boxes.float(), scores, threshold)
+        assert box_nms(boxes, scores, threshold).tolist() == expected.tolist()
+
+
+def test_masks_to_boxes_equals_upstream():
+    masks = torch.zeros((4, 30, 40), dtype=torch.bool)
+    masks[0, 3:9, 5:6] = True
+    masks[1, 0, 0] = True
+    masks[2, 10:30, 20:40] = True  # masks[3] stays empty
+    assert masks_to_boxes(masks).tolist() == amg.batched_mask_to_box(masks).tolist()
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (300, 701), (1000, 37)])
+def test_crop_boxes_and_grid_equal_upstream(shape):
+    for layers in (0, 1, 2):
+        boxes, layer_ids = amg.generate_crop_boxes(shape, layers, 512 / 1500)
+        ours = crop_boxes_xyxy(shape, layers, 512 / 1500)
+        assert [list(b) for b, _ in ours] == boxes and [k for _, k in ours] == layer_ids
+    np.testing.assert_allclose(unit_grid_xy(7), amg.build_point_grid(7), atol=1e-12)
+
+
+def test_runs_round_trip_and_upscaling_routes_agree():
+    rng = np.random.default_rng(1)
+    low = torch.as_tensor(rng.normal(0, 3, (5, 64, 64)), dtype=torch.float32)
+    direct = upscale_logits(low, (256, 200), (128, 100), 256)  # model frame = 2 x plane
+    model_frame = torch.nn.functional.interpolate(low[None], (256, 256), mode="bilinear")
+    two_step = torch.nn.functional.interpolate(
+        model_frame[..., :256, :200], (128, 100), mode="bilinear"
+    )[0]
+    torch.testing.assert_close(direct, two_step, atol=1e-5, rtol=1e-5)
+    masks = direct > 0
+    edges, counts = encode_runs(masks)
+    runs = MaskRuns(edges, np.concatenate([[0], np.cumsum(counts)]), (128, 100))
+    for index in range(5):
+        np.testing.assert_array_equal(runs.decode_rows(index, 30, 90), masks[index, 30:90].numpy())
+
+
+def test_chunked_upscaling_equals_one_call_and_predictor_masks():
+    rng = np.random.default_rng(4)
+    low = torch.as_tensor(rng.normal(0, 3, (7, 64, 64)), dtype=torch.float32)
+    whole = upscale_logits(low, (256, 171), (90, 60), 256)
+    chunks = list(iter_upscaled_logits(low, (256, 171), (90, 60), 256, max_values=3 * 256 * 171))
+    assert [start for start, _ in chunks] == [0, 3, 6]
+    torch.testing.assert_close(torch.cat([c for _, c in chunks]), whole, rtol=0, atol=0)
+    masks = upscale_masks(low.reshape(7, 1, 64, 64), (256, 171), (90, 60), 256)
+    np.testing.assert_array_equal(masks[:, 0], (whole > 0).numpy())
+
+
+def test_speckled_masks_keep_logits_and_decode_the_same():
+    from napari_segany.core.automatic import _mask_statistics
+
+    rng = np.random.default_rng(5)
+    low = torch.as_tensor(rng.normal(0, 3, (3, 64, 64)), dtype=torch.float32)  # speckle
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    low[1] = 10.0 - ((yy - 20) ** 2 + (xx - 30) ** 2).sqrt()  # a smooth disc
+    stats = _mask_statistics(low, (256, 256), (256, 256), 256, 1.0)
+    assert set(stats["dense"]) == {0, 2} and stats["counts"][[0, 2]].tolist() == [0, 0]
+    offsets = np.concatenate([[0], np.cumsum(stats["counts"])])
+    to_frame = lambda x: upscale_logits(x, (256, 256), (256, 256), 256)  # noqa: E731
+    runs = MaskRuns(stats["edges"], offsets, (256, 256), stats["dense"], to_frame)
+    expected = to_frame(low) > 0
+    for index in range(3):
+        np.testing.assert_array_equal(runs.decode_rows(index, 40, 200), expected[index, 40:200])
+    assert runs.nbytes < 3 * 64 * 64 * 4 + stats["edges"].nbytes + 100
+    assert stats["area"].tolist() == expected.sum((1, 2)).tolist()
+
+
+def test_small_region_removal_in_a_window_equals_the_whole_image():
+    rng = np.random.default_rng(2)
+    image = np.zeros((60, 80), bool)
+    image[10:50, 20:70] = rng.random((40, 50)) < 0.8  # holes and islands of all sizes
+    image[30, 75] = True  # an island far from the rest
+    full_holes, changed = amg.remove_small_regions(image, 6, "holes")
+    y0, y1, x0, x1 = 9, 51, 19, 77  # bbox grown by one pixel
+    outside = (y0 * 80, (60 - y1) * 80, (y1 - y0) * x0, (y1 - y0) * (80 - x1))
+    ours, ours_changed = remove_small_regions(image[y0:y1, x0:x1], 6, "holes", outside)
+    assert ours_changed == changed
+    np.testing.assert_array_equal(ours, full_holes[y0:y1, x0:x1])
+    full_islands, _ = amg.remove_small_regions(full_holes, 6, "islands")
+    ours_islands, _ = remove_small_regions(ours, 6, "islands")
+    np.testing.assert_array_equal(ours_islands, full_islands[y0:y1, x0:x1])
+    # a mask covering almost the whole image: its "hole" reaches outside the window
+    almost = np.zeros((20, 20), bool)
+    almost[2:] = True  # window: rows 1..19; outside: row 0 (20 px); "hole": rows 0-1 (40 px)
+    kept, changed = remove_small_regions(almost[1:], 30, "holes", (20, 0, 0, 0))
+    assert not changed and np.array_equal(kept, almost[1:])
+    assert remove_small_regions(almost[1:], 50, "holes", (20, 0, 0, 0))[0] is None
+
+
+def test_parameters_are_validated():
+    grid, filters = everything_params(points_per_side=8, pred_iou_thresh=0.5)
+    assert grid.points_per_side == 8 and filters.pred_iou_thresh == 0.5
+    for bad in (
+        {"points_per_sid": 8},
+        {"points_per_side": 0},
+        {"box_nms_thresh": 1.5},
+        {"crop_overlap_ratio": 1.0},
+        {"min_mask_region_area": -1},
+    ):
+        with pytest.raises(InputError):
+            everything_params(**bad)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    sam = build_sam("vit_t")
+    upstream.randomize_(sam, seed=1, scale=0.15)
+    return Predictor(sam, "cpu", "fp32")
+
+
+def _blobs(shape, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    image = np.full(shape, 30.0)
+    for _ in range(8):
+        cy, cx, r = rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(6, 20)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(80, 250)
+    return np.clip(np.stack([image, 0.7 * image, 255 - image], -1), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def candidates(predictor):
+    return drain(decode_grid(predictor, _blobs((96, 120)), GridParams(points_per_side=5)))
+
+
+def test_thresholds_rerun_cheaply_without_the_model(candidates, predictor, monkeypatch):
+    assert len(candidates) == 75 and candidates.nbytes < 2_000_000
+    monkeypatch.setattr(predictor.model, "decode", None)  # any model call would fail
+    start = time.perf_counter()
+    loose = candidates.select(pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
+    strict = candidates.select(pred_iou_thresh=0.0, stability_score_thresh=0.9)
+    assert time.perf_counter() - start < 2.0
+    assert len(loose.objects) == 75 > len(strict.objects) > 0
+    for result in (loose, strict):
+        labels = result.labels
+        assert labels.shape == (96, 120) and labels.dtype == np.uint32
+        assert sorted(o.label for o in result.objects) == list(range(1, len(result.objects) + 1))
+        areas = [o.area for o in result.objects]
+        assert areas == sorted(areas, reverse=True)
+        for o in result.objects:
+            assert o.visible_area == int((labels == o.label).sum()) <= o.area
+            y0, x0, y1, x1 = o.bbox_yxyx
+            assert np.all(labels[:y0] != o.label) and np.all(labels[y1:] != o.label)
+            assert np.all(labels[:, :x0] != o.label) and np.all(labels[:, x1:] != o.label)
+
+
+def test_empty_result_warns_with_scores_and_advice(candidates):
+    with pytest.warns(EmptyResultWarning, match="Lower pred_iou_thresh.*stability_score_thresh"):
+        result = candidates.select(pred_iou_thresh=1e6, stability_score_thresh=0.5)
+    assert result.objects == [] and not result.labels.any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        candidates.select(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+
+
+def test_stack_ids_are_unique_linked_and_cancellable(predictor):
+    plane = _blobs((64, 80), seed=3)
+    stack = np.stack([plane, plane, np.roll(plane, 30, axis=1)])  # Z, Y, X, C
+    embedded = []
+
+    def embed_plane(image):
+        embedded.append(1)
+        return predictor.embed(image)
+
+    params = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.8)
+    run = segment_everything_stack(
+        predictor, stack, spatial_axes=(1, 2), channel_axis=3, embed_plane=embed_plane, **params
+    )
+    separate = drain(run)
+    linked = drain(
+        segment_everything_stack(
+            predictor, stack, spatial_axes=(1, 2), channel_axis=3, link=True, **params
+        )
+    )
+    assert separate.labels.shape == (3, 64, 80) and len(embedded) == 3
+    ids = [set(np.unique(p)) - {0} for p in separate.labels]
+    assert ids[0] and not (ids[0] & ids[1]) and not (ids[1] & ids[2])
+    assert {o.plane for o in separate.objects} == {(0,), (1,), (2,)}
+    np.testing.assert_array_equal(linked.labels[0], linked.labels[1])  # same plane, same ids
+    single = segment_everything(predictor, plane[..., :3], **params)
+    assert len(single.objects) == sum(o.plane == (0,) for o in separate.objects)
+    embedded.clear()
+    steps = segment_everything_stack(
+        predictor, stack, spatial_axes=(1, 2), channel_axis=3, embed_plane=embed_plane, **params
+    )
+    next(steps)
+    steps.close()  # cancelling: nothing more is computed
+    assert len(embedded) <= 1

@@ -1,0 +1,93 @@
+"""``napari-segany segment-all``: TIFF in, label TIFF (+ CSV) out, clear failures."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from napari_segany.cli import main
+from napari_segany.core.model.build import Architecture, build_sam
+
+# A tiny ViT at a 256 x 256 model input: the checkpoint loader detects both from the
+# weights (decoder_num_heads stays 8: checkpoints do not store it).
+TINY = Architecture(
+    "tiny",
+    "vit",
+    {
+        "patch_size": 16,
+        "embed_dim": 32,
+        "depth": 2,
+        "num_heads": 2,
+        "window_size": 4,
+        "global_attn_indexes": (1,),
+    },
+    prompt_embed_dim=32,
+    mask_in_chans=4,
+    decoder_mlp_dim=64,
+    iou_head_hidden_dim=32,
+)
+
+FAST = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    torch.save(build_sam(TINY, image_size=256).state_dict(), path)
+    return str(path)
+
+
+def _stack(shape=(2, 48, 64)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    stack = rng.integers(0, 200, shape).astype(np.uint16)
+    stack[..., 10:30, 20:40] += 3000
+    return stack
+
+
+def test_zyx_stack_to_labels_and_csv(tmp_path, checkpoint, capsys):
+    source, out = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
+    args = [str(source), "-o", str(out), "--checkpoint", checkpoint, "--device", "cpu"]
+    assert main(["segment-all", *args, *FAST, "--csv"]) == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (2, 48, 64) and labels.dtype.kind == "u" and labels.any()
+    with open(out.with_suffix(".csv")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0])[:3] == ["label", "plane_Z", "area"]
+    assert {"bbox_y0", "predicted_iou", "stability_score", "point_y", "crop_x1"} <= set(rows[0])
+    assert {r["plane_Z"] for r in rows} == {"0", "1"}
+    present = set(np.unique(labels)) - {0}
+    assert present <= {int(r["label"]) for r in rows}
+    for row in rows:  # ids unique across the stack: each label lives in its own plane
+        plane = labels[int(row["plane_Z"])]
+        other = labels[1 - int(row["plane_Z"])]
+        assert int(row["visible_area"]) == int((plane == int(row["label"])).sum())
+        assert not (other == int(row["label"])).any()
+    captured = capsys.readouterr()
+    assert "%" in captured.err  # progress bar on stderr
+    assert main(["segment-all", *args, *FAST]) == 1  # refuses to overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["segment-all", *args, *FAST, "--overwrite", "-q"]) == 0
+
+
+def test_bad_input_exits_1_with_a_message(tmp_path, checkpoint, capsys):
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _stack())
+    base = [str(source), "-o", str(tmp_path / "o.tif"), "--checkpoint", checkpoint]
+    assert main(["segment-all", *base, "--axes", "ZX"]) == 1
+    assert "--axes" in capsys.readouterr().err
+    assert main(["segment-all", str(tmp_path / "missing.tif"), "-o", "x.tif"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "text.tif").write_text("not a tiff")
+    assert main(["segment-all", str(tmp_path / "text.tif"), "-o", str(tmp_path / "y.tif")]) == 1
+    assert "could not be read as TIFF" in capsys.readouterr().err
+    assert main(["segment-all", *base, "--points-per-side", "zero"]) == 2
+    assert "invalid int value" in capsys.readouterr().err
+    assert main(["segment-all", *base, "--points-per-side", "0"]) == 1
+    assert "points_per_side" in capsys.readouterr().err
+    assert not (tmp_path / "o.tif").exists()
