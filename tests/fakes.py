@@ -101,14 +101,15 @@ class DiscSession:
         return DiscResult(masks, scores, np.zeros((3, 256, 256), np.float32))
 
 
-def tiny_session(image_size: int = 256):
-    """A real ``SegAny`` on a tiny random-weight ViT (fast on CPU, meaningless masks)."""
-    import torch
+def tiny_architecture(window_size: int = 4):
+    """A SAM-shaped architecture small enough for CPU tests (ViT 32 wide, 2 blocks).
 
-    from napari_segany.api import SegAny
-    from napari_segany.core.model.build import Architecture, build_sam
+    ``decoder_num_heads`` stays SAM's 8: checkpoints do not store it, so the loader
+    assumes 8 when it detects a custom architecture from a file.
+    """
+    from napari_segany.core.model.build import Architecture
 
-    tiny = Architecture(
+    return Architecture(
         "tiny",
         "vit",
         {
@@ -116,7 +117,7 @@ def tiny_session(image_size: int = 256):
             "embed_dim": 32,
             "depth": 2,
             "num_heads": 2,
-            "window_size": 4,
+            "window_size": window_size,
             "global_attn_indexes": (1,),
         },
         prompt_embed_dim=32,
@@ -125,6 +126,16 @@ def tiny_session(image_size: int = 256):
         decoder_mlp_dim=64,
         iou_head_hidden_dim=32,
     )
+
+
+def tiny_session(image_size: int = 256):
+    """A real ``SegAny`` on a tiny random-weight ViT (fast on CPU, meaningless masks)."""
+    import torch
+
+    from napari_segany.api import SegAny
+    from napari_segany.core.model.build import build_sam
+
+    tiny = tiny_architecture()
     torch.manual_seed(0)
     sam = build_sam(tiny, image_size=image_size)
     return SegAny.from_model(sam, device="cpu", precision="fp32", name="tiny")

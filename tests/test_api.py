@@ -8,26 +8,10 @@ import torch
 
 from napari_segany.api import SegAny, SegmentResult
 from napari_segany.core.errors import ImageError, NoImageError, PromptError
-from napari_segany.core.model.build import Architecture, build_sam
+from napari_segany.core.model.build import build_sam
+from tests.fakes import tiny_architecture
 
-# decoder_num_heads stays 8: it is not stored in checkpoints, so loading assumes SAM's 8
-TINY = Architecture(
-    "tiny",
-    "vit",
-    {
-        "patch_size": 16,
-        "embed_dim": 32,
-        "depth": 2,
-        "num_heads": 2,
-        "window_size": 14,
-        "global_attn_indexes": (1,),
-    },
-    prompt_embed_dim=32,
-    mask_in_chans=4,
-    decoder_num_heads=8,
-    decoder_mlp_dim=64,
-    iou_head_hidden_dim=32,
-)
+TINY = tiny_architecture(window_size=14)
 
 
 def _tiny_sam():

@@ -12,24 +12,10 @@ from napari_segany.api import SegAny
 from napari_segany.core.automatic import segment_everything
 from napari_segany.core.errors import NoImageError
 from napari_segany.core.image import to_model_rgb
-from napari_segany.core.model.build import Architecture, build_sam
+from napari_segany.core.model.build import build_sam
+from tests.fakes import tiny_architecture
 
-TINY = Architecture(
-    "tiny",
-    "vit",
-    {
-        "patch_size": 16,
-        "embed_dim": 32,
-        "depth": 2,
-        "num_heads": 2,
-        "window_size": 4,
-        "global_attn_indexes": (1,),
-    },
-    prompt_embed_dim=32,
-    mask_in_chans=4,
-    decoder_mlp_dim=64,
-    iou_head_hidden_dim=32,
-)
+TINY = tiny_architecture(window_size=4)
 LOOSE = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=1.0)
 
 

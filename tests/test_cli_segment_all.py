@@ -10,26 +10,12 @@ import tifffile
 import torch
 
 from napari_segany.cli import main
-from napari_segany.core.model.build import Architecture, build_sam
+from napari_segany.core.model.build import build_sam
+from tests.fakes import tiny_architecture
 
 # A tiny ViT at a 256 x 256 model input: the checkpoint loader detects both from the
 # weights (decoder_num_heads stays 8: checkpoints do not store it).
-TINY = Architecture(
-    "tiny",
-    "vit",
-    {
-        "patch_size": 16,
-        "embed_dim": 32,
-        "depth": 2,
-        "num_heads": 2,
-        "window_size": 4,
-        "global_attn_indexes": (1,),
-    },
-    prompt_embed_dim=32,
-    mask_in_chans=4,
-    decoder_mlp_dim=64,
-    iou_head_hidden_dim=32,
-)
+TINY = tiny_architecture(window_size=4)
 
 FAST = ["--points-per-side", "3", "--pred-iou-thresh", "0", "--stability-score-thresh", "0"]
 

@@ -6,29 +6,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.fakes import tiny_architecture
 
 from napari_segany.core import predictor as predictor_module
 from napari_segany.core.errors import ImageError, PromptError
-from napari_segany.core.model.build import Architecture, build_sam
+from napari_segany.core.model.build import build_sam
 from napari_segany.core.predictor import Predictor, upscale_masks
 
-TINY = Architecture(
-    "tiny",
-    "vit",
-    {
-        "patch_size": 16,
-        "embed_dim": 32,
-        "depth": 2,
-        "num_heads": 2,
-        "window_size": 14,
-        "global_attn_indexes": (1,),
-    },
-    prompt_embed_dim=32,
-    mask_in_chans=4,
-    decoder_num_heads=8,
-    decoder_mlp_dim=64,
-    iou_head_hidden_dim=32,
-)
+TINY = tiny_architecture(window_size=14)
 HW = (120, 200)  # non-square: model frame 614 x 1024
 
 
