@@ -15,6 +15,7 @@ import numpy as np
 
 from napari_segany.core.errors import InputError
 from napari_segany.core.progress import Progress
+from napari_segany.core.stack import inside_plane
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
@@ -140,12 +141,7 @@ def clip_prompts(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop points outside the (H, W) plane and clip boxes to it (empty boxes dropped)."""
     height, width = hw
-    inside = (
-        (points_yx[:, 0] >= 0)
-        & (points_yx[:, 0] < height)
-        & (points_yx[:, 1] >= 0)
-        & (points_yx[:, 1] < width)
-    )
+    inside = inside_plane(points_yx, hw)
     limits = np.array([height - 1, width - 1, height - 1, width - 1], dtype=float)
     clipped = np.clip(boxes, 0, limits)
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])

@@ -19,6 +19,7 @@ from .embeddings import Embedding
 from .errors import ImageError, InputError, PromptError
 from .image import model_input_hw, preprocess
 from .model.sam import Sam
+from .stack import inside_plane
 
 logger = logging.getLogger(__name__)
 
@@ -369,12 +370,7 @@ def _check_boxes(box_yxyx, hw: tuple[int, int]):
 
 def _check_inside(points_yx: np.ndarray, hw: tuple[int, int], name: str) -> None:
     height, width = hw
-    inside = (
-        (points_yx[:, 0] >= 0)
-        & (points_yx[:, 0] < height)
-        & (points_yx[:, 1] >= 0)
-        & (points_yx[:, 1] < width)
-    )
+    inside = inside_plane(points_yx, hw)
     if not np.all(inside):
         outside = points_yx[~inside].tolist()
         raise PromptError(
