@@ -7,23 +7,27 @@ Random weights give masks of many areas and stability scores (the per-point test
 speckled ones whose boxes span the whole crop (10th..90th percentile of box area / crop
 area = 1.0 for every seed and scale tried), so box NMS keeps one mask per crop and the
 NMS / crop / small-region logic would go untested. The second test therefore swaps the
-prompt encoder and mask decoder of *both* models for the same synthetic decoder: three
-ragged discs around the point whose edges follow the (real) crop embedding, with
-scores that depend on it -- masks that overlap like real ones.
+prompt encoder and mask decoder of *both* models for the same synthetic decoder (see
+``_disc_decoder``): ragged discs of varied sizes, near duplicates and shared "objects"
+with small holes and islands, whose edges and scores follow the (real) crop embedding.
+With 8 x 8 points and one crop layer, upstream keeps over a hundred masks; NMS removes
+dozens and small-region removal changes dozens, and both sides must agree on them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
-from napari_segany.core.automatic import segment_everything
+from napari_segany.core.automatic import decode_grid, everything_params, segment_everything
 from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD
 from napari_segany.core.model.build import build_sam
 from napari_segany.core.predictor import Predictor
+from napari_segany.core.progress import drain
 
 upstream = pytest.importorskip("tests.oracle.upstream")
 pytestmark = pytest.mark.slow
@@ -98,23 +102,43 @@ def _points_as_tokens(points=None, boxes=None, masks=None):
 
 
 def _disc_decoder(image_embedding, image_pe, sparse, dense, multimask):
-    """Mask-decoder stand-in: ragged discs of radius 8, 18 and 21 low-res pixels.
+    """Mask-decoder stand-in: per point, a small disc, a near copy, and its "object".
 
-    Same arguments and outputs as both decoders (upstream passes them by keyword).
+    In the 256 x 256 low-res frame: a disc of radius 3 to 8 (varying from point to point)
+    around the point, the same disc 1.15 times larger (a near duplicate that NMS must
+    remove), and a disc of radius 12 to 20 around the nearest node of a 48-pixel lattice
+    (the object the point lies in: neighbouring points give the same one, as SAM does).
+    Edges and scores follow the (real) crop embedding. Same arguments and outputs as
+    both decoders (upstream passes them by keyword).
     """
     point_xy = sparse[:, 0, :2] / 4.0  # model frame -> 256 x 256 low-res frame
     texture = torch.nn.functional.interpolate(
         image_embedding[:1, :1], (256, 256), mode="bilinear", align_corners=False
     )[0, 0]
     texture = (texture - texture.mean()) / texture.std()
-    centres = torch.arange(256, dtype=torch.float32) + 0.5
-    dist_y = (centres[None, :, None] - point_xy[:, 1, None, None]) ** 2
-    dist = (dist_y + (centres[None, None, :] - point_xy[:, 0, None, None]) ** 2).sqrt()
-    radii = torch.tensor([8.0, 18.0, 21.0])[None, :, None, None]
-    logits = 4.0 * (radii - dist[:, None] + 2.0 * texture)
+    node_xy = torch.round(point_xy / 48.0) * 48.0
+    centres_xy = torch.stack([point_xy, point_xy, node_xy], dim=1)  # (N, 3, 2)
+    small = 5.5 + 2.5 * torch.sin(0.37 * point_xy[:, 0] + 0.61 * point_xy[:, 1])
+    large = 16.0 + 4.0 * torch.cos(0.05 * node_xy[:, 0] + 0.09 * node_xy[:, 1])
+    radii = torch.stack([small, 1.15 * small, large], dim=1)[..., None, None]
+    grid = torch.arange(256, dtype=torch.float32) + 0.5
+    dist_y = (grid[None, None, :, None] - centres_xy[..., 1, None, None]) ** 2
+    dist = (dist_y + (grid[None, None, None, :] - centres_xy[..., 0, None, None]) ** 2).sqrt()
+    logits = 4.0 * (radii - dist + 2.0 * texture)
+    hole_xy = node_xy + torch.tensor([4.0, 3.0])
+    island_xy = node_xy + torch.stack([large + 5.0, torch.zeros_like(large)], dim=1)
+    spots = [
+        (
+            (grid[None, :, None] - xy[:, 1, None, None]) ** 2
+            + (grid[None, None, :] - xy[:, 0, None, None]) ** 2
+        ).sqrt()
+        for xy in (hole_xy, island_xy)
+    ]
+    logits[:, 2] = torch.minimum(logits[:, 2], 4.0 * (spots[0] - 1.8))  # a small hole
+    logits[:, 2] = torch.maximum(logits[:, 2], 4.0 * (1.8 - spots[1]))  # a small island
     rows = point_xy[:, 1].long().clamp(0, 255)
     cols = point_xy[:, 0].long().clamp(0, 255)
-    iou = 0.8 + 0.15 * torch.tanh(texture[rows, cols])[:, None] + torch.tensor([0.1, 0.0, -0.1])
+    iou = 0.8 + 0.15 * torch.tanh(texture[rows, cols])[:, None] + torch.tensor([0.1, 0.0, 0.05])
     return (logits, iou) if multimask else (logits[:, :1], iou[:, :1])
 
 
@@ -136,7 +160,7 @@ def test_kept_masks_match_with_nms_crops_and_small_region_removal(models, monkey
         monkeypatch.setattr(model.mask_decoder, "forward", decoder)
     rgb = _plane(seed=0)
     params = dict(
-        points_per_side=6,
+        points_per_side=8,
         crop_n_layers=1,
         crop_n_points_downscale_factor=2,
         pred_iou_thresh=0.75,
@@ -144,12 +168,17 @@ def test_kept_masks_match_with_nms_crops_and_small_region_removal(models, monkey
         min_mask_region_area=30,
     )  # box_nms_thresh and crop_nms_thresh: the default 0.7
     expected = [r["segmentation"] for r in _upstream(reference, rgb, **params)]
-    result = segment_everything(predictor, rgb, **params)
+    grid, filters = everything_params(**params)
+    candidates = drain(decode_grid(predictor, rgb, grid))
+    result = candidates.select(filters)
     ours = [result.mask(i) for i in range(len(result.objects))]
-    assert len(expected) >= 8 and abs(len(ours) - len(expected)) <= max(1, len(expected) // 20)
+    assert len(expected) >= 100 and abs(len(ours) - len(expected)) <= max(1, len(expected) // 20)
     assert np.mean(_best_ious(expected, ours) >= 0.9) >= 0.95
     assert np.mean(_best_ious(ours, expected) >= 0.9) >= 0.95
     assert {o.crop_box_yxyx for o in result.objects} != {(0, 0, 256, 200)}  # crops count
-    no_nms = {"box_nms_thresh": 1.0, "crop_nms_thresh": 1.0}
-    loose = segment_everything(predictor, rgb, **params, **no_nms)
-    assert len(loose.objects) > len(ours)  # NMS removed overlapping masks
+    assert len({o.area for o in result.objects}) >= len(ours) // 2  # masks of many sizes
+    loose = candidates.select(replace(filters, box_nms_thresh=1.0, crop_nms_thresh=1.0))
+    raw = candidates.select(replace(filters, min_mask_region_area=0))
+    changed = _best_ious(ours, [raw.mask(i) for i in range(len(raw.objects))]) < 1.0
+    assert len(loose.objects) >= len(ours) + 30  # NMS removed dozens of overlapping masks
+    assert changed.sum() >= 20  # small holes and islands were removed from many masks

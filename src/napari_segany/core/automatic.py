@@ -4,8 +4,12 @@ Same semantics as SAM's automatic mask generator, in two phases:
 
 1. :func:`decode_grid` (expensive, a generator yielding :class:`Progress`): embeds the
    plane and its crops, decodes three masks per grid point and stores, per mask, its
-   predicted IoU, stability score, area, box and the mask itself as runs (a few kB,
-   never (batch x 3 x H x W) float tensors).
+   predicted IoU, stability score, area, box and the mask itself as runs (a few kB;
+   speckled masks keep their 256 x 256 logits instead, so at most 256 KiB). Memory
+   stays bounded: full-resolution logits exist 64 MiB at a time, never as (batch x 3 x
+   H x W) tensors, and freed memory goes back to the system after every batch
+   (:mod:`napari_segany.core._memory`). With a bf16 predictor the decoder runs in bf16
+   (:mod:`napari_segany.core.grid_decoder`).
 2. :meth:`GridCandidates.select` (cheap, no model): applies the score thresholds,
    box NMS within and across crops, removal of small holes and islands, and paints the
    label image (see :mod:`napari_segany.core.everything_select`).
@@ -26,10 +30,12 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from ._memory import release_freed_memory
 from .embeddings import Embedding
 from .errors import InputError
 from .everything_select import EverythingResult, FilterParams, select
-from .mask_ops import MaskRuns, boxes_near_crop_edge, encode_runs, masks_to_boxes
+from .grid_decoder import GridDecoder
+from .mask_ops import MaskRuns, boxes_near_crop_edge, count_above, encode_runs, masks_to_boxes
 from .predictor import Predictor, iter_upscaled_logits, upscale_logits
 from .progress import Progress, drain
 
@@ -222,19 +228,22 @@ def decode_grid(
     ]
     total = sum(len(crops) + math.ceil(len(grids[layer]) / batch) for _, layer in crops)
     done, parts = 0, []
+    decoder = GridDecoder(predictor.model, predictor.device, predictor.precision)
     for index, (crop, layer) in enumerate(crops):
         yield Progress(done, total, f"embedding crop {index + 1}/{len(crops)}")
         x0, y0, x1, y1 = crop
         crop_embedding = embedding if index == 0 and embedding is not None else None
         if crop_embedding is None:
             crop_embedding = embed(np.ascontiguousarray(rgb_uint8[y0:y1, x0:x1]))
+            release_freed_memory()  # the encoder's temporaries
         done += 1
         points_xy = grids[layer] * np.array([x1 - x0, y1 - y0], dtype=np.float64)
         crop_parts = []
         for start in range(0, len(points_xy), batch):
             yield Progress(done, total, f"crop {index + 1}/{len(crops)}: points {start}")
             chunk = points_xy[start : start + batch]
-            crop_parts.append(_decode_points(predictor, crop_embedding, chunk, params))
+            crop_parts.append(_decode_points(decoder, crop_embedding, chunk, params))
+            release_freed_memory()  # the decoder's and upscaling's temporaries
             done += 1
         parts.append((crop, points_xy, crop_parts))
     yield Progress(total, total, "decoded")
@@ -242,30 +251,25 @@ def decode_grid(
 
 
 def _decode_points(
-    predictor: Predictor, embedding: Embedding, points_xy: np.ndarray, params: GridParams
+    decoder: GridDecoder, embedding: Embedding, points_xy: np.ndarray, params: GridParams
 ) -> dict:
     """Decode one batch of points (crop frame, (x, y)); per-mask statistics and runs."""
-    crop_hw = embedding.original_hw
-    scale_xy = np.array(embedding.input_hw[::-1], dtype=np.float64) / np.array(crop_hw[::-1])
-    model_xy = torch.as_tensor(points_xy * scale_xy, dtype=torch.float32)
-    model_xy = model_xy.to(predictor.device)[:, None, :]
-    labels = torch.ones(model_xy.shape[:2], dtype=torch.int64, device=predictor.device)
-    features = embedding.features.to(predictor.device)
+    image_size = decoder.model.image_size
+    low_res, iou = decoder.decode(embedding, points_xy)
     with torch.inference_mode():
-        low_res, iou = predictor.model.decode(features, model_xy, labels, None, None, True)
         stats = _mask_statistics(
-            low_res.float().flatten(0, 1),
+            low_res.flatten(0, 1),
             embedding.input_hw,
-            crop_hw,
-            predictor.model.image_size,
+            embedding.original_hw,
+            image_size,
             float(params.stability_score_offset),
         )
-    stats["predicted_iou"] = iou.float().flatten().cpu().numpy()
+    stats["predicted_iou"] = iou.flatten().cpu().numpy()
     stats["to_frame"] = functools.partial(
         upscale_logits,
         input_hw=embedding.input_hw,
-        out_hw=crop_hw,
-        image_size=predictor.model.image_size,
+        out_hw=embedding.original_hw,
+        image_size=image_size,
     )
     return stats
 
@@ -279,35 +283,35 @@ def _mask_statistics(
 ) -> dict:
     """Stability, area, box and runs of (n, 256, 256) logits at crop resolution.
 
-    Masks with more run edges than low-res values keep their logits (``"dense"``).
+    The logits are upscaled a chunk at a time (64 MiB); per mask only counts, a box and
+    its runs are kept. Masks with more run edges than low-res values keep their logits
+    (``"dense"``, one block per batch), so each mask costs at most 256 KiB.
     """
-    pieces: dict[str, list] = {"stable": [], "area": [], "boxes": [], "edges": [], "counts": []}
-    dense: dict[int, torch.Tensor] = {}
+    pieces: dict[str, list] = {"counts": [], "boxes": [], "edges": [], "n_edges": []}
+    speckled = []
     budget = low_res.shape[-2] * low_res.shape[-1]  # int32 edges vs float32 logits
-    chunks = iter_upscaled_logits(low_res, input_hw, crop_hw, image_size)  # 64 MiB each
+    chunks = iter_upscaled_logits(low_res, input_hw, crop_hw, image_size)
     for start, logits in chunks:
-        strict = (logits > offset).sum((1, 2), dtype=torch.int32)
-        loose = (logits > -offset).sum((1, 2), dtype=torch.int32)
-        masks = logits > 0.0
+        # (strict, area, loose): logits > offset, > 0, > -offset (upstream's thresholds)
+        pieces["counts"].append(count_above(logits, (offset, 0.0, -offset)))
+        masks = (logits > 0.0).cpu().numpy()
         del logits
-        pieces["stable"].append((strict / loose).cpu())
-        pieces["area"].append(masks.sum((1, 2)).cpu())
-        pieces["boxes"].append(masks_to_boxes(masks).cpu())
-        edges, counts = encode_runs(masks)
-        speckled = counts > budget
-        if speckled.any():
-            edges = edges[np.repeat(~speckled, counts)]
-            dense.update({start + j: low_res[start + j].clone() for j in np.flatnonzero(speckled)})
-            counts = np.where(speckled, 0, counts)
+        pieces["boxes"].append(masks_to_boxes(masks))
+        edges, n_edges, too_many = encode_runs(masks, max_edges=budget)
         pieces["edges"].append(edges)
-        pieces["counts"].append(counts)
+        pieces["n_edges"].append(n_edges)
+        speckled.extend(start + np.flatnonzero(too_many))
+    counts = np.concatenate(pieces["counts"])
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0: nan, as upstream
+        stability = counts[:, 0].astype(np.float32) / counts[:, 2].astype(np.float32)
+    kept_logits = low_res[torch.as_tensor(speckled, dtype=torch.int64)].clone()  # exact
     return {
-        "stability_score": torch.cat(pieces["stable"]).numpy().astype(np.float32),
-        "area": torch.cat(pieces["area"]).numpy().astype(np.int64),
-        "boxes_xyxy": torch.cat(pieces["boxes"]).numpy(),
+        "stability_score": stability,
+        "area": counts[:, 1],
+        "boxes_xyxy": np.concatenate(pieces["boxes"]),
         "edges": np.concatenate(pieces["edges"]),
-        "counts": np.concatenate(pieces["counts"]),
-        "dense": dense,
+        "counts": np.concatenate(pieces["n_edges"]),
+        "dense": {int(index): kept_logits[k] for k, index in enumerate(speckled)},
     }
 
 
@@ -353,8 +357,7 @@ def _assemble(image_hw: tuple[int, int], params: GridParams, parts: list) -> Gri
 def _move_edges(batches: list[dict], total: int) -> np.ndarray:
     """Concatenate the batches' run edges, freeing each batch's copy as it goes.
 
-    Run edges dominate the memory of phase 1 (speckled masks have many runs); plain
-    concatenation would hold them twice at the peak.
+    Plain concatenation would hold the run edges (most of phase 1's memory) twice.
     """
     edges = np.empty(int(total), dtype=np.int32)
     start = 0
@@ -362,7 +365,6 @@ def _move_edges(batches: list[dict], total: int) -> np.ndarray:
         part = batch.pop("edges")
         edges[start : start + part.size] = part
         start += part.size
-        del part
     return edges
 
 

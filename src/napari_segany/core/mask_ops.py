@@ -58,34 +58,54 @@ def box_nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float
     return order[torch.as_tensor(kept, dtype=torch.int64)]
 
 
-def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
+def masks_to_boxes(masks: np.ndarray | torch.Tensor) -> np.ndarray:
     """Inclusive (x0, y0, x1, y1) box of each mask; (0, 0, 0, 0) for an empty mask.
 
     Parameters
     ----------
-    masks : torch.Tensor, (N, H, W) bool
+    masks : numpy.ndarray or torch.Tensor, (N, H, W) bool
 
     Returns
     -------
-    torch.Tensor, (N, 4) int64
+    numpy.ndarray, (N, 4) int64
     """
-    count, height, width = masks.shape
-    if count == 0:
-        return torch.zeros((0, 4), dtype=torch.int64)
-    rows = masks.any(dim=2)
-    cols = masks.any(dim=1)
-    y0, y1 = _first_last(rows, height)
-    x0, x1 = _first_last(cols, width)
-    boxes = torch.stack([x0, y0, x1, y1], dim=1)
-    return boxes * rows.any(dim=1, keepdim=True)
+    masks = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    boxes = np.zeros((masks.shape[0], 4), dtype=np.int64)
+    rows, cols = masks.any(axis=2), masks.any(axis=1)
+    for index in np.flatnonzero(rows.any(axis=1)):
+        y0, y1 = _first_last(rows[index])
+        x0, x1 = _first_last(cols[index])
+        boxes[index] = (x0, y0, x1, y1)
+    return boxes
 
 
-def _first_last(present: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of the first and last True along dim 1 (garbage for all-False rows)."""
-    positions = torch.arange(length, device=present.device)
-    last = torch.where(present, positions, -1).amax(dim=1)
-    first = torch.where(present, positions, length).amin(dim=1)
-    return first.long(), last.long()
+def _first_last(present: np.ndarray) -> tuple[int, int]:
+    """Index of the first and the last True of a 1-D bool array with at least one."""
+    return int(np.argmax(present)), int(present.size - 1 - np.argmax(present[::-1]))
+
+
+def count_above(logits: torch.Tensor, thresholds: tuple[float, ...]) -> np.ndarray:
+    """Pixels of each mask whose logit exceeds each threshold (``logits > t``).
+
+    Parameters
+    ----------
+    logits : torch.Tensor, (N, H, W) float32
+    thresholds : tuple of float
+
+    Returns
+    -------
+    numpy.ndarray, (N, len(thresholds)) int64
+    """
+    if logits.device.type != "cpu":
+        flat = logits.flatten(1)
+        counts = [(flat > t).sum(1) for t in thresholds]
+        return torch.stack(counts, 1).cpu().numpy().astype(np.int64)
+    values = logits.numpy()
+    counts = np.empty((values.shape[0], len(thresholds)), dtype=np.int64)
+    for index, mask_logits in enumerate(values):  # one (H, W) bool temporary at a time
+        for column, threshold in enumerate(thresholds):
+            counts[index, column] = np.count_nonzero(mask_logits > np.float32(threshold))
+    return counts
 
 
 def boxes_near_crop_edge(
@@ -130,7 +150,7 @@ class MaskRuns:
         Mask ``i`` owns ``edges[offsets[i]:offsets[i + 1]]``.
     frame_hw : (int, int)
         (H, W) of the frame the flat indices refer to.
-    dense : dict of int to torch.Tensor (h, w) float32
+    dense : dict of int to torch.Tensor (h, w) float32 or bfloat16 (as decoded)
         Low-resolution logits of the masks stored that way.
     to_frame : callable, optional
         ``(m, h, w) logits -> (m, H, W) logits``; needed when ``dense`` is not empty.
@@ -166,26 +186,43 @@ class MaskRuns:
         return (np.cumsum(steps[:-1]) > 0).reshape(row1 - row0, width)
 
 
-def encode_runs(masks: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def encode_runs(
+    masks: np.ndarray | torch.Tensor, max_edges: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run edges of a batch of masks (see :class:`MaskRuns`).
 
     Parameters
     ----------
-    masks : torch.Tensor, (N, H, W) bool
+    masks : numpy.ndarray or torch.Tensor, (N, H, W) bool
+    max_edges : int, optional
+        Masks with more edges than this are not encoded (``too_many``; no edges, count 0).
 
     Returns
     -------
     edges : numpy.ndarray, (E,) int32
     counts : numpy.ndarray, (N,) int64
         Number of edges of each mask (twice its number of runs).
+    too_many : numpy.ndarray, (N,) bool
     """
-    count = masks.shape[0]
-    flat = masks.reshape(count, -1)
-    padded = torch.zeros((count, flat.shape[1] + 2), dtype=torch.bool, device=flat.device)
-    padded[:, 1:-1] = flat
-    changes = torch.nonzero(padded[:, 1:] != padded[:, :-1])
-    counts = torch.bincount(changes[:, 0], minlength=count)
-    return changes[:, 1].to(torch.int32).cpu().numpy(), counts.cpu().numpy()
+    masks = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    limit = np.inf if max_edges is None else max_edges
+    counts = np.zeros(masks.shape[0], dtype=np.int64)
+    too_many = np.zeros(masks.shape[0], dtype=bool)
+    parts = []
+    for index, mask in enumerate(masks):
+        flat = mask.reshape(-1)
+        changes = flat[1:] != flat[:-1]  # change between pixel i and i + 1
+        count = np.count_nonzero(changes) + int(flat[0]) + int(flat[-1])
+        if count > limit:
+            too_many[index] = True
+            continue
+        if flat[0]:
+            parts.append(np.zeros(1, dtype=np.int32))
+        parts.append(np.flatnonzero(changes).astype(np.int32) + 1)
+        if flat[-1]:
+            parts.append(np.array([flat.size], dtype=np.int32))
+        counts[index] = count
+    return (np.concatenate(parts) if parts else np.zeros(0, np.int32)), counts, too_many
 
 
 def remove_small_regions(
