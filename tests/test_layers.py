@@ -87,3 +87,34 @@ def test_several_objects_take_successive_ids_in_one_undo_step():
     assert (layer.data[2:4] == 1).all() and (layer.data[4:6] == 2).all()
     layer.undo()
     assert layer.data.max() == 0
+
+
+def test_label_planes_go_over_the_base_or_replace_the_plane_in_one_undo_step():
+    data = np.zeros((3, 4, 4), dtype=np.int32)
+    data[0, 0, 0] = 9  # another plane's id
+    data[1, 0, :] = 5  # the user's labels on plane 1
+    layer = Labels(data)
+    ids = np.zeros((4, 4), np.uint32)
+    ids[0:2, 0:2] = 1
+    ids[3, 3] = 2
+    base = np.array(layer.data[1])
+    written = _layers.write_label_planes(layer, {(1,): ids}, {(1,): base}, offset=9)
+    assert layer.data[1, 0].tolist() == [5, 5, 5, 5]  # kept
+    assert layer.data[1, 1, :2].tolist() == [10, 10] and layer.data[1, 3, 3] == 11
+    np.testing.assert_array_equal(written[(1,)], layer.data[1])
+    _layers.write_label_planes(layer, {(1,): ids}, {(1,): base}, offset=9, overwrite=True)
+    assert layer.data[1, 0].tolist() == [10, 10, 5, 5]
+    _layers.write_label_planes(layer, {(2,): ids, (1,): ids}, {(2,): None, (1,): None})
+    assert layer.data[1, 0].tolist() == [1, 1, 0, 0] and layer.data[2, 3, 3] == 2
+    layer.undo()  # both planes of the last write come back at once
+    assert layer.data[1, 0].tolist() == [10, 10, 5, 5] and layer.data[2].max() == 0
+    assert _layers.free_id_outside(layer, [(1,)]) == 9
+    assert _layers.free_id_outside(layer, [(0,), (1,), (2,)]) == 0
+
+
+def test_label_planes_that_do_not_fit_the_dtype_write_nothing():
+    layer = Labels(np.zeros((4, 4), dtype=np.uint8))
+    ids = np.full((4, 4), 3, np.uint32)
+    with pytest.raises(InputError, match="new layer"):
+        _layers.write_label_planes(layer, {(): ids}, {(): None}, offset=254)
+    assert layer.data.max() == 0

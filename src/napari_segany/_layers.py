@@ -272,3 +272,73 @@ def embed_planes(
         segany.embed(get_plane(image, tuple(index)), contrast_limits=limits)
     yield Progress(len(todo), len(todo), "all planes embedded")
     return len(todo)
+
+
+def free_id_outside(labels_layer: Any, indices: Sequence[tuple[int, ...]]) -> int:
+    """Largest id of ``labels_layer`` outside the planes ``indices`` (0 when none)."""
+    data = np.asarray(labels_layer.data)
+    keep = np.ones(data.shape[: data.ndim - 2], dtype=bool)  # 0-d for a 2D layer
+    for index in indices:
+        keep[index] = False
+    return int(data[keep].max(initial=0))
+
+
+def write_label_planes(
+    labels_layer: Any,
+    planes: dict[tuple[int, ...], np.ndarray],
+    bases: dict[tuple[int, ...], np.ndarray | None],
+    offset: int = 0,
+    overwrite: bool = False,
+) -> dict[tuple[int, ...], np.ndarray]:
+    """Write label planes (everything mode) into ``labels_layer`` as one undo step.
+
+    Parameters
+    ----------
+    planes : dict
+        Plane index -> (H, W) int label plane (0 = background).
+    bases : dict
+        Plane index -> the plane's content the labels go over: an (H, W) array (the
+        user's labels, kept: only its 0 pixels are written unless ``overwrite``), or
+        None to replace the whole plane (a layer that holds only everything results).
+    offset : int
+        Added to every non-zero label (keeps ids unique in the layer).
+    overwrite : bool
+        Write over the non-zero pixels of a base too.
+
+    Returns
+    -------
+    dict
+        Plane index -> the plane as written (to detect later edits).
+
+    Raises
+    ------
+    InputError
+        If the ids do not fit the layer's dtype or a plane does not fit (nothing written).
+    """
+    dtype = np.asarray(labels_layer.data).dtype
+    top = max((int(p.max(initial=0)) for p in planes.values()), default=0) + offset
+    if top > np.iinfo(dtype).max:
+        raise InputError(
+            f"Labels layer '{labels_layer.name}' stores {dtype} ids up to "
+            f"{np.iinfo(dtype).max}, but {top} are needed; pick 'new layer' as the target."
+        )
+    written = {}
+    with labels_layer.block_history():
+        for index, ids in planes.items():
+            current = np.asarray(labels_layer.data[index] if index else labels_layer.data)
+            if current.shape != ids.shape:
+                raise InputError(
+                    f"A label plane of shape {ids.shape} does not fit the plane "
+                    f"{current.shape} of '{labels_layer.name}'; pick another target."
+                )
+            base = bases.get(index)
+            new = np.zeros_like(current) if base is None else np.array(base, dtype=dtype)
+            take = ids > 0 if (base is None or overwrite) else (ids > 0) & (new == 0)
+            new[take] = ids[take] + offset
+            rows, cols = np.nonzero(new != current)
+            if rows.size:
+                lead = tuple(np.full(rows.size, i) for i in index)
+                labels_layer.data_setitem((*lead, rows, cols), new[rows, cols], refresh=False)
+            written[index] = new
+    labels_layer.refresh()
+    return written

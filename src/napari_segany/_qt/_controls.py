@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -26,12 +27,28 @@ def _model_names() -> list[str]:
     return list(REGISTRY)
 
 
+def _model_description(name: str) -> str:
+    """The registry's one-line description of ``name`` ('' for unknown names)."""
+    from napari_segany.core.registry import REGISTRY
+
+    entry = REGISTRY.get(name)
+    return entry.description if entry is not None else ""
+
+
+def _default_model() -> str | None:
+    """The registry's default model (``DEFAULT_MODEL`` when it names one), else None."""
+    from napari_segany.core import registry
+
+    name = getattr(registry, "DEFAULT_MODEL", None)
+    return name if name in registry.REGISTRY else None
+
+
 class Controls:
     """Every control of the dock widget, laid out in ``parent``.
 
     Groups: model (image, model, checkpoint, device, precision, Load), work (progress,
     Cancel, status), prompts (polarity, candidate, clear), commit (target, overwrite,
-    Commit) and stack (Compute all slices).
+    Commit) and stack (Compute all slices); more sections come with :meth:`add_section`.
     """
 
     def __init__(self, parent: QWidget) -> None:
@@ -50,14 +67,28 @@ class Controls:
         )
         layout.addWidget(self.compute_all_button)
         layout.addStretch()
+        self.layout = layout
+        self.busy_buttons = [self.load_button, self.compute_all_button]
+
+    def add_section(self, widget: QWidget) -> None:
+        """Add a section (e.g. the everything-mode group) below the others."""
+        self.layout.insertWidget(self.layout.count() - 1, widget)
 
     def _model_group(self) -> QGroupBox:
         box = QGroupBox("Model")
         form = QFormLayout(box)
         self.image_combo = QComboBox()
         self.model_combo = QComboBox()
-        self.model_combo.addItems(_model_names())
-        self.model_combo.setToolTip("registry name; downloaded once into the cache")
+        for index, name in enumerate(_model_names()):
+            self.model_combo.addItem(name)
+            self.model_combo.setItemData(index, _model_description(name), Qt.ToolTipRole)
+        # What the chosen model is, e.g. that "builtin" was trained on synthetic images.
+        self.model_note = QLabel()
+        self.model_note.setWordWrap(True)
+        self.model_combo.currentTextChanged.connect(self._describe_model)
+        if _default_model() is not None:
+            self.model_combo.setCurrentText(_default_model())
+        self._describe_model(self.model_combo.currentText())
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("optional: local checkpoint file (offline)")
         self.browse_button = QPushButton("…")
@@ -73,11 +104,17 @@ class Controls:
         self.load_button = QPushButton("Load model")
         form.addRow("image", self.image_combo)
         form.addRow("model", self.model_combo)
+        form.addRow(self.model_note)
         form.addRow("checkpoint", row)
         form.addRow("device", self.device_combo)
         form.addRow("precision", self.precision_combo)
         form.addRow(self.load_button)
         return box
+
+    def _describe_model(self, name: str) -> None:
+        description = _model_description(name)
+        self.model_note.setText(f"<small>{description}</small>" if description else "")
+        self.model_combo.setToolTip(description or "registry name; downloaded once into the cache")
 
     def _work_row(self) -> QHBoxLayout:
         self.progress = QProgressBar()
@@ -129,8 +166,8 @@ class Controls:
         self.progress.setRange(0, 100 if determinate else (0 if busy else 1))
         self.progress.setValue(0 if busy else (100 if determinate else 0))
         self.cancel_button.setEnabled(busy)
-        self.load_button.setEnabled(not busy)
-        self.compute_all_button.setEnabled(not busy)
+        for button in self.busy_buttons:
+            button.setEnabled(not busy)
         self.status.setText(message)
 
     @staticmethod

@@ -17,6 +17,7 @@ SHORTCUTS: tuple[tuple[str, str, str], ...] = (
     ("Shift-M", "next_candidate", "show the next of SAM's 3 candidate masks"),
     ("Shift-N", "toggle_polarity", "toggle: next points negative / positive"),
     ("Shift-X", "clear_prompts", "clear the prompts of the shown slice"),
+    ("Shift-E", "segment_everything", "everything mode on the shown slice"),
 )
 MOUSE_HELP = (
     "click (Points layer, add mode): positive point",

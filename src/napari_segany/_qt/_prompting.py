@@ -21,7 +21,7 @@ from napari_segany import _layers
 from napari_segany.core.errors import SegAnyError
 from napari_segany.scripting import ObjectMasks, predict_objects
 
-from ._workers import Job, notify_error
+from ._workers import Job, embed_cancellable, notify_error
 
 logger = logging.getLogger(__name__)
 PROMPTS = "SegAny prompts"
@@ -195,11 +195,13 @@ class PromptController(QObject):
             return False
         self.widget.show_work(True, f"embedding plane {request.index or ''} ...")
         self._job = Job(
-            session.embed,
+            embed_cancellable,
+            session,
             request.plane,
             request.limits,
             on_done=lambda embedding: self._embedded(key, embedding),
             on_error=self._embed_failed,
+            pass_cancel_event=True,
         )
         self._job.start()
         return False
@@ -224,7 +226,7 @@ class PromptController(QObject):
         self.widget.show_work(False, notify_error(error, "Embedding failed"))
 
     def cancel(self) -> None:
-        """Drop the embedding in progress and any commit waiting for it."""
+        """Stop the embedding in progress and drop any commit waiting for it."""
         if self._job is not None:
             self._job.cancel()
         self._waiting.clear()

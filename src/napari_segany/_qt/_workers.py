@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,8 +82,42 @@ def eta_text(report: Progress, started: float, now: float | None = None) -> str:
     return f"{base}, about {remaining:.0f} s left"
 
 
+def embed_cancellable(
+    segany: Any, plane: Any, contrast_limits: Any, cancel_event: threading.Event
+) -> Any:
+    """Worker body: ``segany.embed(plane)`` that stops within one encoder block on cancel.
+
+    Raises
+    ------
+    CancelledError
+        When ``cancel_event`` is set while the encoder runs (see ``core.cancel``).
+    """
+    from napari_segany.core.cancel import image_encoder_of, stop_on
+
+    with stop_on(image_encoder_of(segany), cancel_event):
+        return segany.embed(plane, contrast_limits=contrast_limits)
+
+
+def _report_errors_only_once(worker: Any) -> None:
+    """Stop napari from also relaying the worker's errors (e.g. a cancel) as tracebacks.
+
+    :meth:`Job._error` shows each error once, with a next step, and ignores the
+    ``CancelledError`` of cancelled work.
+    """
+    relay = getattr(worker, "_relay_error", None)
+    if relay is not None:
+        try:
+            worker.errored.disconnect(relay)
+        except (TypeError, RuntimeError):
+            logger.debug("napari's error relay was not connected", exc_info=True)
+
+
 class Job:
-    """One piece of background work; :meth:`cancel` drops its result (and stops a generator).
+    """One piece of background work; :meth:`cancel` stops it and drops its result.
+
+    Cancel sets :attr:`cancel_event` (work started with ``pass_cancel_event=True``
+    receives it as its last argument and stops on it, e.g. with
+    :func:`embed_cancellable`) and stops a generator at its next ``yield``.
 
     Parameters
     ----------
@@ -91,6 +126,8 @@ class Job:
     on_done : callable(result)
     on_error : callable(exception)
     on_progress : callable(Progress), optional
+    pass_cancel_event : bool
+        Call ``work(*args, cancel_event)``.
     """
 
     def __init__(
@@ -100,8 +137,11 @@ class Job:
         on_done: Callable[[Any], Any],
         on_error: Callable[[BaseException], Any],
         on_progress: Callable[[Progress], Any] | None = None,
+        pass_cancel_event: bool = False,
     ) -> None:
-        self._work, self._args = work, args
+        self.cancel_event = threading.Event()
+        self._work = work
+        self._args = (*args, self.cancel_event) if pass_cancel_event else args
         self._on_done, self._on_error = on_done, on_error
         self._on_progress = on_progress
         self.cancelled = False
@@ -114,9 +154,11 @@ class Job:
         if threads_disabled():
             self._run_inline()
             return self
-        worker = create_worker(self._work, *self._args, _start_thread=False)
+        worker = create_worker(
+            self._work, *self._args, _start_thread=False, _connect={"errored": self._error}
+        )
+        _report_errors_only_once(worker)
         worker.returned.connect(self._done)
-        worker.errored.connect(self._error)
         if inspect.isgeneratorfunction(self._work):
             worker.yielded.connect(self._progress)
         worker.finished.connect(self._finished)
@@ -148,8 +190,9 @@ class Job:
                 return None
 
     def cancel(self) -> None:
-        """Stop a generator at its next step; the result of any work is ignored."""
+        """Stop the work (generator: at its next step); its result is ignored."""
         self.cancelled = True
+        self.cancel_event.set()
         if self._worker is not None and hasattr(self._worker, "quit"):
             self._worker.quit()
 

@@ -6,7 +6,9 @@ the work). Click into the ``SegAny prompts`` Points layer (Shift-click: negative
 or draw rectangles into ``SegAny boxes`` (one object per box): a live preview follows
 every change. Shift-M cycles SAM's candidates, Shift-S commits the preview into the
 target Labels layer with new ids, over background pixels only unless *overwrite* is
-ticked, undoable with Ctrl-Z on that layer. See ``docs/usage.md``.
+ticked, undoable with Ctrl-Z on that layer. *Everything mode* (Shift-E for the shown
+slice, or the whole stack) segments every object into a Labels layer; its thresholds
+re-apply without the model (``_everything.py``). See ``docs/usage.md``.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from napari_segany import _layers, scripting
 
 from . import _keys
 from ._controls import NEW_LAYER, Controls
+from ._everything import EVERYTHING, EverythingPanel
 from ._prompting import BOXES, PREVIEW, PROMPTS, PromptController
-from ._workers import Job, eta_text, notify_error
+from ._workers import Job, embed_cancellable, eta_text, notify_error
 
 logger = logging.getLogger(__name__)
 LABELS = scripting.LABELS_NAME
-__all__ = ["BOXES", "LABELS", "PREVIEW", "PROMPTS", "SegAnyWidget"]
+__all__ = ["BOXES", "EVERYTHING", "LABELS", "PREVIEW", "PROMPTS", "SegAnyWidget"]
 
 
 class SegAnyWidget(QWidget):
@@ -47,6 +50,9 @@ class SegAnyWidget(QWidget):
         self._job: Job | None = None
         self.controls = Controls(self)
         self.prompts = PromptController(self)
+        self.everything = EverythingPanel(self)
+        self.controls.add_section(self.everything.box)
+        self.controls.busy_buttons += self.everything.buttons
         self._wire()
         _keys.bind(self.viewer, self)
         self.setToolTip(_keys.tooltip())
@@ -75,6 +81,7 @@ class SegAnyWidget(QWidget):
         before = self.controls.image_combo.currentText()
         Controls.refill(self.controls.image_combo, images)
         Controls.refill(self.controls.target_combo, [NEW_LAYER, *labels])
+        self.everything.refresh_layers(labels)
         if self.controls.image_combo.currentText() != before:
             self._image_changed()
 
@@ -122,13 +129,31 @@ class SegAnyWidget(QWidget):
         if self.idle():
             self.controls.set_busy(busy, message, determinate)
 
-    def _start(self, work: Any, *args: Any, message: str, on_done: Any, **kw: Any) -> None:
+    def start(self, work: Any, *args: Any, message: str, on_done: Any, **kw: Any) -> bool:
+        """Run ``work(*args)`` as the one long job (progress bar, Cancel); False if busy.
+
+        Keywords: ``determinate`` (a percentage bar), ``on_progress`` and
+        ``pass_cancel_event`` (see :class:`Job`).
+        """
         if not self.idle():
             show_info("Still working: wait, or press Cancel first.")
-            return
+            return False
         self.controls.set_busy(True, message, determinate=kw.pop("determinate", False))
         self._job = Job(work, *args, on_done=on_done, on_error=self._failed, **kw)
         self._job.start()
+        return True
+
+    _start = start
+
+    def progress_display(self) -> Any:
+        """A ``Progress`` callback showing percentage, message and ETA from now on."""
+        started = time.perf_counter()
+
+        def progress(report: Any) -> None:
+            self.controls.progress.setValue(int(100 * report.fraction))
+            self.controls.status.setText(f"{report.message}: {eta_text(report, started)}")
+
+        return progress
 
     def cancel(self) -> None:
         """Cancel the running work (its result is dropped; labels are unchanged)."""
@@ -158,7 +183,15 @@ class SegAnyWidget(QWidget):
         self.prompts.ensure_layers(image)  # the user may click while the model loads
         message = f"loading {options['model']} and embedding plane {index} ..."
         limits = _layers.contrast_of(image)
-        self._start(_load_and_embed, options, plane, limits, message=message, on_done=self._ready)
+        self._start(
+            _load_and_embed,
+            options,
+            plane,
+            limits,
+            message=message,
+            on_done=self._ready,
+            pass_cancel_event=True,
+        )
 
     def use_session(self, segany: Any) -> None:
         """Use an existing ``SegAny`` session (scripts, tests) and embed the shown plane."""
@@ -175,6 +208,7 @@ class SegAnyWidget(QWidget):
             limits,
             message=f"embedding plane {index} ...",
             on_done=self._ready,
+            pass_cancel_event=True,
         )
 
     def _shown_plane(self, image: Image) -> tuple[tuple[int, ...], Any]:
@@ -202,19 +236,13 @@ class SegAnyWidget(QWidget):
         if self.segany is None:
             show_info("Load a model first (Load model).")
             return
-        started = time.perf_counter()
-
-        def progress(report: Any) -> None:
-            self.controls.progress.setValue(int(100 * report.fraction))
-            self.controls.status.setText(f"{report.message}: {eta_text(report, started)}")
-
-        self._start(
+        self.start(
             _layers.embed_planes,
             self.segany,
             image,
             message="embedding all planes ...",
             on_done=lambda count: self._all_embedded(image, count),
-            on_progress=progress,
+            on_progress=self.progress_display(),
             determinate=True,
         )
 
@@ -243,6 +271,14 @@ class SegAnyWidget(QWidget):
         """Show the next of SAM's three candidate masks (Shift-M)."""
         self.prompts.next_candidate()
 
+    def segment_everything(self) -> None:
+        """Everything mode on the shown slice (Shift-E); see the Everything mode group."""
+        self.everything.segment(stack=False)
+
+    def segment_everything_stack(self) -> None:
+        """Everything mode on every slice of the image (ids unique in the stack)."""
+        self.everything.segment(stack=True)
+
     def toggle_polarity(self) -> None:
         """Toggle whether the next points are negative (Shift-N)."""
         self.controls.negative_box.toggle()
@@ -257,14 +293,15 @@ class SegAnyWidget(QWidget):
         super().closeEvent(event)
 
 
-def _load_and_embed(options: dict, plane: Any, contrast_limits: Any) -> Any:
+def _load_and_embed(options: dict, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
     """Worker body: build the SegAny session and embed ``plane`` (cached afterwards)."""
     from napari_segany.api import SegAny
 
-    return _embed(SegAny(**options), plane, contrast_limits)
+    return _embed(SegAny(**options), plane, contrast_limits, cancel_event)
 
 
-def _embed(segany: Any, plane: Any, contrast_limits: Any) -> Any:
-    """Worker body: compute (or fetch from the cache) the embedding of ``plane``."""
-    segany.set_image(plane, contrast_limits=contrast_limits)
+def _embed(segany: Any, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
+    """Worker body: embed ``plane`` into the cache (stops on ``cancel_event``)."""
+    embed_cancellable(segany, plane, contrast_limits, cancel_event)
+    segany.set_image(plane, contrast_limits=contrast_limits)  # a cache hit now
     return segany
