@@ -4,10 +4,9 @@ Run under a virtual display::
 
     xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python scripts/screenshots.py
 
-The session is the test double ``tests.fakes.DiscSession`` (no weights needed): its
-masks are discs around the first positive point and filled boxes, so the pictures
-show where the widget puts masks, not SAM's segmentation quality. Everything else --
-viewer, widget, layers, preview, commit, stack embedding -- is the real code.
+Everything is the real code with the real built-in model (``SegAny()``, shipped in
+the package, trained on synthetic images -- see docs/models.md) on the generated sample
+images; prompts are placed on objects of the samples' known true labels.
 """
 
 from __future__ import annotations
@@ -27,12 +26,39 @@ warnings.filterwarnings("ignore", message=".*System theme.*")
 
 import napari  # noqa: E402
 import numpy as np  # noqa: E402
-from tests.fakes import DiscSession  # noqa: E402
+from scipy import ndimage  # noqa: E402
 
+from napari_segany import SegAny  # noqa: E402
 from napari_segany._qt.widget import BOXES, LABELS, PROMPTS, SegAnyWidget  # noqa: E402
-from napari_segany._sample_data import make_nuclei_2d, make_nuclei_3d  # noqa: E402
+from napari_segany._sample_data import (  # noqa: E402
+    make_nuclei_3d,
+    nuclei_scene_2d,
+    nuclei_scenes_3d,
+)
 
 IMAGES = ROOT / "docs" / "images"
+SESSION = SegAny(device="cpu")  # the built-in model
+
+
+def _interior_yx(labels: np.ndarray, label: int) -> list[int]:
+    """The pixel of object ``label`` farthest from its border."""
+    depth = ndimage.distance_transform_edt(labels == label)
+    return [int(v) for v in np.unravel_index(int(np.argmax(depth)), labels.shape)]
+
+
+def _central_objects(labels: np.ndarray, count: int) -> list[int]:
+    """``count`` medium-sized labels nearest the image centre."""
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    medium = ids[(areas > np.percentile(areas, 30)) & (areas < np.percentile(areas, 90))]
+    centres = ndimage.center_of_mass(labels > 0, labels, medium)
+    middle = np.array(labels.shape) / 2
+    order = np.argsort([np.hypot(*(np.array(c) - middle)) for c in centres])
+    return [int(medium[i]) for i in order[:count]]
+
+
+def _box_yxyx(labels: np.ndarray, label: int, margin: int = 2) -> list[list[int]]:
+    ys, xs = np.nonzero(labels == label)
+    return [[ys.min() - margin, xs.min() - margin], [ys.max() + margin, xs.max() + margin]]
 
 
 def _settle(viewer: napari.Viewer, widget: SegAnyWidget) -> None:
@@ -42,20 +68,31 @@ def _settle(viewer: napari.Viewer, widget: SegAnyWidget) -> None:
 
 
 def _shot(viewer: napari.Viewer, name: str) -> None:
+    """Save a screenshot as a small palette PNG (docs images stay well under 150 KB)."""
+    from PIL import Image
+
     path = IMAGES / name
-    viewer.screenshot(str(path), canvas_only=False, flash=False)
-    print(f"wrote {path.relative_to(ROOT)}")
+    pixels = viewer.screenshot(canvas_only=False, flash=False)
+    picture = Image.fromarray(np.asarray(pixels)[..., :3])
+    picture = picture.resize((picture.width * 3 // 4, picture.height * 3 // 4), Image.LANCZOS)
+    picture.quantize(colors=64, dither=Image.Dither.NONE).save(path, optimize=True)
+    print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
 
 
 def _viewer(
-    image: np.ndarray, name: str, centre: tuple[float, float], zoom: float
+    image: np.ndarray,
+    name: str,
+    centre: tuple[float, float],
+    zoom: float,
+    session: object | None = None,
+    height: int = 860,
 ) -> tuple[napari.Viewer, SegAnyWidget]:
     viewer = napari.Viewer(title="napari-segany", show=True)
-    viewer.window._qt_window.resize(1280, 860)
+    viewer.window._qt_window.resize(1280, height)
     viewer.add_image(image, name=name, colormap="gray")
     widget = SegAnyWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment Anything", area="right")
-    widget.use_session(DiscSession(radii=(9, 14, 20)))
+    widget.use_session(session or SESSION)
     viewer.camera.center = centre
     viewer.camera.zoom = zoom
     return viewer, widget
@@ -63,11 +100,13 @@ def _viewer(
 
 def points_and_boxes() -> None:
     """Steps 2-4 on a 2D image: points, candidates, boxes, commit."""
-    viewer, widget = _viewer(make_nuclei_2d(), "nuclei", (128, 128), 1.9)
+    scene = nuclei_scene_2d()
+    first, second, third = _central_objects(scene.labels, 3)
+    viewer, widget = _viewer(scene.image, "nuclei", (128, 128), 1.9)
     prompts = viewer.layers[PROMPTS]
-    prompts.add([151, 170])  # on a nucleus
+    prompts.add(_interior_yx(scene.labels, first))  # on a nucleus
     widget.toggle_polarity()  # Shift-N: the next point is negative
-    prompts.add([163, 110])  # on its neighbour: background for this object
+    prompts.add(_interior_yx(scene.labels, second))  # on another: background for this one
     widget.toggle_polarity()
     _settle(viewer, widget)
     _shot(viewer, "01-points-preview.png")
@@ -75,7 +114,9 @@ def points_and_boxes() -> None:
     _settle(viewer, widget)
     _shot(viewer, "02-next-candidate.png")
     widget.commit()
-    viewer.layers[BOXES].add_rectangles([[[78, 20], [112, 68]], [[90, 170], [124, 208]]])
+    viewer.layers[BOXES].add_rectangles(
+        [_box_yxyx(scene.labels, second), _box_yxyx(scene.labels, third)]
+    )
     _settle(viewer, widget)
     _shot(viewer, "03-boxes-preview.png")
     widget.commit()
@@ -89,10 +130,33 @@ def stack() -> None:
     """Step 5: a ZYX stack, prompts on the shown slice, all slices embedded."""
     viewer, widget = _viewer(make_nuclei_3d(), "nuclei stack", (96, 96), 2.4)
     viewer.dims.set_point(0, 5)
-    viewer.layers[PROMPTS].add([5, 128, 114])
+    labels = nuclei_scenes_3d()[5].labels
+    viewer.layers[PROMPTS].add([5, *_interior_yx(labels, _central_objects(labels, 1)[0])])
     widget.compute_all_slices()
     _settle(viewer, widget)
     _shot(viewer, "05-stack.png")
+    viewer.close()
+
+
+def everything() -> None:
+    """Step 6: everything mode on a slice, a threshold changed, then the whole stack."""
+    viewer, widget = _viewer(make_nuclei_3d(), "nuclei stack", (96, 96), 2.4, None, 1000)
+    panel = widget.everything
+    panel.box.setChecked(True)  # open the group
+    # the built-in model's predicted IoUs stay below SAM's thresholds (docs/models.md)
+    panel.iou_spin.setValue(0.5)
+    panel.stability_spin.setValue(0.8)
+    viewer.dims.set_point(0, 5)
+    widget.segment_everything()  # Shift-E
+    _settle(viewer, widget)
+    _shot(viewer, "06-everything-slice.png")
+    panel.iou_spin.setValue(0.6)  # re-applied without the model
+    panel.timer.stop()
+    panel.reselect()
+    widget.segment_everything_stack()
+    viewer.dims.set_point(0, 4)  # another slice of the stack: objects keep their ids
+    _settle(viewer, widget)
+    _shot(viewer, "07-everything-stack.png")
     viewer.close()
 
 
@@ -100,3 +164,4 @@ if __name__ == "__main__":
     IMAGES.mkdir(parents=True, exist_ok=True)
     points_and_boxes()
     stack()
+    everything()

@@ -116,7 +116,7 @@ def test_fetch_failure_is_one_clear_line(capsys, cache, monkeypatch, base_url):
 
 def test_unknown_model_exits_1(capsys, cache):
     assert cli.main(["fetch", "vit_zz"]) == 1
-    assert "Known models: vit_b" in capsys.readouterr().err
+    assert "Known models: builtin, vit_b" in capsys.readouterr().err
 
 
 def test_import_verifies_and_copies(capsys, cache, monkeypatch, tmp_path):

@@ -1,50 +1,44 @@
 """Sample images that need no network: generated fluorescent nuclei.
 
-The images are drawn from a fixed seed, so every user sees the same sample.
+They come from the same generator as the built-in model's training and evaluation
+data (:mod:`napari_segany.core.synthetic`), drawn from fixed seeds that training never
+uses, so every user sees the same samples and the true masks are known.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+
+from .core.synthetic import Scene, generate_scene
+
+SAMPLE_SEED = 2_024_112_600
 
 
-def _nuclei_plane(rng: np.random.Generator, shape_yx: tuple[int, int], n_nuclei: int) -> np.ndarray:
-    """One plane of blurred elliptical nuclei with texture, background and noise.
-
-    Returns
-    -------
-    numpy.ndarray
-        (H, W) float64 photon counts before the camera offset.
-    """
-    height, width = shape_yx
-    yy, xx = np.mgrid[0:height, 0:width]
-    plane = np.zeros(shape_yx)
-    for _ in range(n_nuclei):
-        cy, cx = rng.uniform(0, height), rng.uniform(0, width)
-        ry, rx = rng.uniform(8, 18, size=2)
-        angle = rng.uniform(0, np.pi)
-        dy, dx = yy - cy, xx - cx
-        u = (dy * np.cos(angle) + dx * np.sin(angle)) / ry
-        v = (-dy * np.sin(angle) + dx * np.cos(angle)) / rx
-        inside = u**2 + v**2 <= 1.0
-        plane[inside] = rng.uniform(300, 1200)
-    texture = ndimage.gaussian_filter(rng.normal(1.0, 0.25, shape_yx), 1.5)
-    plane = ndimage.gaussian_filter(plane * texture, 1.2)
-    background = 100 + 60 * np.sin(xx / width * np.pi) * np.cos(yy / height * np.pi / 2)
-    return rng.poisson(np.clip(plane + background, 0, None)).astype(np.float64)
+def nuclei_scene_2d(seed: int = 0) -> Scene:
+    """A (256, 256) uint16 scene of about 40 nuclei, with its true labels."""
+    rng = np.random.default_rng(SAMPLE_SEED + seed)
+    return generate_scene(rng, (256, 256), kind="nuclei", radius=9, coverage=0.25, dtype="uint16")
 
 
 def make_nuclei_2d(seed: int = 0) -> np.ndarray:
-    """(256, 256) uint16 image of about 40 fluorescent nuclei."""
-    rng = np.random.default_rng(seed)
-    return _nuclei_plane(rng, (256, 256), 40).astype(np.uint16)
+    """(256, 256) uint16 image of generated fluorescent nuclei."""
+    return nuclei_scene_2d(seed).image
+
+
+def nuclei_scenes_3d(seed: int = 1) -> list[Scene]:
+    """The 8 (192, 192) float32 planes of :func:`make_nuclei_3d`, with true labels."""
+    rng = np.random.default_rng(SAMPLE_SEED + 1000 + seed)
+    return [
+        generate_scene(rng, (192, 192), kind="nuclei", radius=8, coverage=0.2, dtype="float32")
+        for _ in range(8)
+    ]
 
 
 def make_nuclei_3d(seed: int = 1) -> np.ndarray:
     """(8, 192, 192) uint16 ZYX stack; each plane is a new draw (a time lapse look)."""
-    rng = np.random.default_rng(seed)
-    return np.stack([_nuclei_plane(rng, (192, 192), 25) for _ in range(8)]).astype(np.uint16)
+    # one camera range for the whole stack, as one acquisition would have
+    stack = np.stack([plane.image for plane in nuclei_scenes_3d(seed)]).astype(np.float64)
+    return np.clip(200 + 3000 * stack, 0, 65535).astype(np.uint16)
 
 
 def nuclei_2d() -> list[tuple]:

@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.tif", help="TIFF or OME-TIFF image (2D to 5D)")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="label TIFF")
     parser.add_argument(
-        "--model", help="registry name (default: vit_b, or the architecture of --checkpoint)"
+        "--model", help="registry name (default: builtin, or the architecture of --checkpoint)"
     )
     parser.add_argument("--checkpoint", help="local checkpoint file (works offline)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
@@ -75,11 +75,12 @@ def run(args: argparse.Namespace) -> int:
     from .api import SegAny
     from .core.everything_stack import segment_everything_stack
     from .core.progress import drain
+    from .core.registry import DEFAULT_MODEL
 
     if args.checkpoint and not args.model:  # the checkpoint's own architecture
         source, checkpoint = args.checkpoint, None
     else:
-        source, checkpoint = args.model or "vit_b", args.checkpoint
+        source, checkpoint = args.model or DEFAULT_MODEL, args.checkpoint
     session = SegAny(source, checkpoint=checkpoint, device=args.device, precision=args.precision)
     limits, channels = args.contrast_limits, args.channels
     params = {

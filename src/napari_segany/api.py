@@ -29,6 +29,7 @@ from .core.image import to_model_rgb, validate_plane
 from .core.model.sam import Sam
 from .core.predictor import Predictor
 from .core.progress import Progress, drain
+from .core.registry import DEFAULT_MODEL
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class SegAny:
     Parameters
     ----------
     model : str
-        Registry name (``"vit_b"``, ``"vit_t"``, ``"vit_b_lm"``, ...) or, with
-        ``checkpoint``, the name to show for it.
+        Registry name (``"builtin"``, the default: a small model shipped in the package
+        that works offline; ``"vit_b"``, ``"vit_t"``, ``"vit_b_lm"``, ...), the path of a
+        checkpoint file, or, with ``checkpoint``, the registry name of its architecture.
     checkpoint : str or Path, optional
         Local checkpoint file (works offline); its architecture is detected.
     device : str
@@ -75,7 +77,7 @@ class SegAny:
 
     def __init__(
         self,
-        model: str = "vit_b",
+        model: str = DEFAULT_MODEL,
         checkpoint: str | Path | None = None,
         device: str | torch.device = "auto",
         precision: str = "auto",

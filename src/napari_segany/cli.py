@@ -50,9 +50,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     _write(f"cache           {registry.cache_dir()}")
     _write("models:")
     for name, entry in registry.REGISTRY.items():
-        state = "cached" if registry.cached_checkpoint(entry) is not None else "not cached"
-        _write(f"  {name:<20} {state:<11} {entry.description}")
+        _write(f"  {name:<20} {_model_state(entry):<11} {entry.description}")
     return 0
+
+
+def _model_state(entry) -> str:
+    """'packaged', 'cached', 'not cached' or 'damaged' (a packaged file that fails)."""
+    from .core import registry
+    from .core.errors import CheckpointError
+
+    if entry.packaged:
+        try:
+            registry.packaged_checkpoint(entry)
+        except CheckpointError:
+            return "damaged"
+        return "packaged"
+    return "cached" if registry.cached_checkpoint(entry) is not None else "not cached"
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

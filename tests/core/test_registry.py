@@ -77,15 +77,17 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/model.pt"
 
 
-def test_registry_holds_the_eight_models_with_well_formed_entries():
+def test_registry_holds_the_nine_models_with_well_formed_entries():
     assert set(registry.REGISTRY) == {
-        "vit_b", "vit_l", "vit_h", "vit_t",
+        "builtin", "vit_b", "vit_l", "vit_h", "vit_t",
         "vit_b_lm", "vit_t_lm", "vit_l_lm", "vit_b_em_organelles",
     }  # fmt: skip
+    assert registry.DEFAULT_MODEL == "builtin"
     for name, entry in registry.REGISTRY.items():
         assert entry.name == name
-        assert entry.architecture in {"vit_b", "vit_l", "vit_h", "vit_t"}
-        assert entry.url.startswith("https://")
+        assert entry.architecture in {"vit_b", "vit_l", "vit_h", "vit_t", "conv_s"}
+        assert entry.packaged == (name == "builtin")
+        assert entry.packaged or entry.url.startswith("https://")
         assert len(entry.xxh128) == 32 and int(entry.xxh128, 16) >= 0
     filenames = [entry.filename for entry in registry.REGISTRY.values()]
     assert len(set(filenames)) == len(filenames)
@@ -197,3 +199,42 @@ def test_import_checkpoint_bad_hash_leaves_cache_untouched(tmp_path, cache):
 def test_import_checkpoint_missing_file(tmp_path, cache):
     with pytest.raises(CheckpointError, match="no such file"):
         registry.import_checkpoint("vit_b", tmp_path / "nope.pth")
+
+
+def packaged_entry(tmp_path, monkeypatch, payload: bytes = PAYLOAD) -> registry.ModelEntry:
+    """A packaged entry whose file lies in tmp_path (as if it were the package)."""
+    monkeypatch.setattr(registry, "PACKAGED_DIR", tmp_path)
+    monkeypatch.setattr(registry, "_PACKAGED_VERIFIED", set())
+    (tmp_path / "shipped.pt").write_bytes(payload)
+    return registry.ModelEntry(
+        name="shipped", architecture="conv_s", url="",
+        xxh128=xxhash.xxh128(PAYLOAD).hexdigest(), filename="shipped.pt", description="test",
+    )  # fmt: skip
+
+
+def test_packaged_model_needs_no_download_or_cache(tmp_path, cache, monkeypatch):
+    entry = packaged_entry(tmp_path, monkeypatch)
+    assert registry.fetch(entry, progress=False) == tmp_path / "shipped.pt"
+    assert registry.cached_checkpoint(entry) == tmp_path / "shipped.pt"
+    assert not cache.exists() or not any(cache.iterdir())  # nothing put in the cache
+
+
+def test_damaged_packaged_model_asks_for_a_reinstall(tmp_path, cache, monkeypatch):
+    entry = packaged_entry(tmp_path, monkeypatch, payload=b"truncated")
+    with pytest.raises(CheckpointError, match="Reinstall napari-segany"):
+        registry.fetch(entry, progress=False)
+    (tmp_path / "shipped.pt").unlink()
+    with pytest.raises(CheckpointError, match="missing"):
+        registry.fetch(entry, progress=False)
+
+
+def test_packaged_model_cannot_be_imported(tmp_path, cache, monkeypatch):
+    entry = packaged_entry(tmp_path, monkeypatch)
+    with pytest.raises(CheckpointError, match="ships inside napari-segany"):
+        registry.import_checkpoint(entry, tmp_path / "shipped.pt")
+
+
+def test_the_shipped_builtin_weights_match_their_hash():
+    entry = registry.REGISTRY["builtin"]
+    path = registry.packaged_checkpoint(entry)
+    assert path.stat().st_size <= 15 * 1024 * 1024  # the model card's size limit

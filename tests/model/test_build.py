@@ -22,7 +22,10 @@ def _upstream_builder(arch: str):
     return package.sam_model_registry[arch]
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+UPSTREAM_ARCHITECTURES = ("vit_b", "vit_h", "vit_l", "vit_t")  # conv_s is ours only
+
+
+@pytest.mark.parametrize("arch", UPSTREAM_ARCHITECTURES)
 def test_state_dict_layout_matches_upstream_checkpoint(arch):
     with torch.device("meta"):
         ours = build_sam(arch)

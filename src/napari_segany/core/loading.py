@@ -229,6 +229,29 @@ def _tiny_vit_options(sd: Mapping) -> dict:
     }
 
 
+def _conv_options(sd: Mapping) -> dict:
+    """Encoder kwargs of the convolutional encoder (built-in model) from its weights."""
+    enc = "image_encoder."
+    stages = _block_indexes(sd, enc + "stages.")
+    if stages != [0, 1]:
+        raise CheckpointError(
+            f"Unrecognised convolutional checkpoint: expected 2 stages, found {len(stages)}."
+        )
+    dilations = tuple(
+        tuple(
+            int(sd[f"{enc}stages.{s}.blocks.{b}.dilation"])
+            for b in _block_indexes(sd, f"{enc}stages.{s}.blocks.")
+        )
+        for s in stages
+    )
+    widths = (
+        _shape(sd, enc + "stem.0.weight")[0],
+        _shape(sd, enc + "stem.2.weight")[0],
+        _shape(sd, enc + "stages.1.down.weight")[0],
+    )
+    return {"widths": widths, "stage_dilations": dilations}
+
+
 def _decoder_fields(sd: Mapping) -> dict:
     """Prompt-encoder and mask-decoder sizes of :class:`Architecture` from weights."""
     dec = "mask_decoder."
@@ -266,10 +289,13 @@ def detect_architecture(state_dict: Mapping[str, torch.Tensor]) -> Architecture:
         encoder, options = "tiny_vit", _tiny_vit_options(state_dict)
     elif any(key.startswith("image_encoder.blocks.") for key in state_dict):
         encoder, options = "vit", _vit_options(state_dict)
+    elif any(key.startswith("image_encoder.stages.") for key in state_dict):
+        encoder, options = "conv", _conv_options(state_dict)
     else:
         raise CheckpointError(
             "Unrecognised checkpoint: its image encoder is neither a SAM ViT "
-            "('image_encoder.blocks.*') nor a TinyViT ('image_encoder.layers.*')."
+            "('image_encoder.blocks.*'), a TinyViT ('image_encoder.layers.*') nor the "
+            "built-in CNN ('image_encoder.stages.*')."
         )
     detected = Architecture(
         f"custom_{encoder}",
@@ -286,7 +312,10 @@ def detect_architecture(state_dict: Mapping[str, torch.Tensor]) -> Architecture:
 
 
 def detect_image_size(state_dict: Mapping[str, torch.Tensor]) -> int:
-    """Model input side ``S``: from a ViT's position embedding; 1024 for TinyViT."""
+    """Model input side ``S``: from a ViT's position embedding or the CNN's
+    ``input_size`` buffer; 1024 for TinyViT."""
+    if "image_encoder.input_size" in state_dict:
+        return int(state_dict["image_encoder.input_size"].reshape(-1)[0])
     pos_embed = state_dict.get("image_encoder.pos_embed")
     patch = state_dict.get("image_encoder.patch_embed.proj.weight")
     if pos_embed is None or patch is None:
@@ -379,7 +408,7 @@ def _resolve_source(model: str | os.PathLike, checkpoint) -> tuple[str, Path, st
 
 
 def load_model(
-    model: str | os.PathLike = "vit_b",
+    model: str | os.PathLike = registry.DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
 ) -> LoadedModel:
@@ -388,9 +417,10 @@ def load_model(
     Parameters
     ----------
     model
-        A registry name (``"vit_b"``, ``"vit_t_lm"``, ...; its file is taken from the
-        cache or downloaded once), or the path of a checkpoint file (architecture
-        detected from the weights, works offline).
+        A registry name (``"builtin"``, shipped in the package; ``"vit_b"``,
+        ``"vit_t_lm"``, ...: their files are taken from the cache or downloaded once),
+        or the path of a checkpoint file (architecture detected from the weights,
+        works offline).
     checkpoint
         A local checkpoint file to use instead of the registry's download; it must hold
         the architecture of ``model`` (works offline).

@@ -48,7 +48,8 @@ class ModelEntry:
         Name of the network architecture in ``core.model.build.ARCHITECTURES``
         (``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or ``"vit_t"``).
     url
-        Where the file is downloaded from.
+        Where the file is downloaded from; empty for a model shipped inside the
+        package (see :attr:`packaged`).
     xxh128
         Hex xxh128 hash of the file (32 hex digits).
     filename
@@ -65,6 +66,11 @@ class ModelEntry:
     description: str
 
     @property
+    def packaged(self) -> bool:
+        """The file ships inside the package (``napari_segany/models/``): no download."""
+        return not self.url
+
+    @property
     def known_hash(self) -> str:
         """The hash in pooch's ``"alg:hex"`` notation."""
         return f"xxh128:{self.xxh128}"
@@ -73,7 +79,19 @@ class ModelEntry:
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _BIOIMAGEIO_URL = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
 
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_MODEL = "builtin"
+
 _ENTRIES = (
+    ModelEntry(
+        "builtin",
+        "conv_s",
+        "",
+        "48ed89850cbaf5a5781afef673884ca0",
+        "builtin.pt",
+        "Built-in small model trained on synthetic nuclei/cell images (works offline; "
+        "use SAM or micro-sam weights for best results), 8.6 MB",
+    ),
     ModelEntry(
         "vit_b",
         "vit_b",
@@ -227,6 +245,8 @@ def cached_checkpoint(name: str | ModelEntry) -> Path | None:
     reported in the log and treated as absent (a later :func:`fetch` replaces it).
     """
     entry = get_entry(name)
+    if entry.packaged:
+        return packaged_checkpoint(entry)
     path = cache_dir() / entry.filename
     if not path.is_file():
         return None
@@ -242,6 +262,31 @@ def cached_checkpoint(name: str | ModelEntry) -> Path | None:
         )
         return None
     _mark_verified(path, entry.xxh128)
+    return path
+
+
+_PACKAGED_VERIFIED: set[Path] = set()
+
+
+def packaged_checkpoint(entry: ModelEntry) -> Path:
+    """Path of the weights shipped in the package, hashed once per process.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing or damaged: the installation is broken.
+    """
+    path = PACKAGED_DIR / entry.filename
+    if path in _PACKAGED_VERIFIED:
+        return path
+    if not path.is_file() or _hash_file(path) != entry.xxh128:
+        state = "missing" if not path.is_file() else "damaged (hash mismatch)"
+        raise CheckpointError(
+            f"The weights of the {entry.name!r} model shipped with napari-segany are "
+            f"{state}: {path}. Reinstall napari-segany (pip install --force-reinstall "
+            "napari-segany)."
+        )
+    _PACKAGED_VERIFIED.add(path)
     return path
 
 
@@ -326,6 +371,11 @@ def import_checkpoint(name: str | ModelEntry, file: str | os.PathLike) -> Path:
         ``file`` does not match the registered hash of ``name``.
     """
     entry = get_entry(name)
+    if entry.packaged:
+        raise CheckpointError(
+            f"The {entry.name!r} model ships inside napari-segany; there is nothing to "
+            "import. To use other weights, pass the path of their file as the model."
+        )
     source = Path(file).expanduser()
     if not source.is_file():
         raise CheckpointError(f"Cannot import {source}: no such file. Check the path.")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from torch import nn
 
 from ..errors import InputError
+from .conv_encoder import CONV_IMAGE_SIZE, CONV_STRIDE, ConvEncoder
 from .image_encoder import ImageEncoderViT
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
@@ -21,8 +22,12 @@ from .sam import Sam
 from .tiny_vit import TinyViT
 from .transformer import TwoWayTransformer
 
-EncoderKind = Literal["vit", "tiny_vit"]
-_ENCODERS: dict[str, type[nn.Module]] = {"vit": ImageEncoderViT, "tiny_vit": TinyViT}
+EncoderKind = Literal["vit", "tiny_vit", "conv"]
+_ENCODERS: dict[str, type[nn.Module]] = {
+    "vit": ImageEncoderViT,
+    "tiny_vit": TinyViT,
+    "conv": ConvEncoder,
+}
 # Set by build_sam from its own arguments, never by an Architecture.
 _RESERVED_ENCODER_ARGS = ("img_size", "out_chans")
 TINY_VIT_STRIDE = 16
@@ -43,8 +48,9 @@ class Architecture:
     ----------
     name : str
         Short name, e.g. ``"vit_b"``.
-    encoder : {"vit", "tiny_vit"}
-        Image encoder class: ``ImageEncoderViT`` or ``TinyViT``.
+    encoder : {"vit", "tiny_vit", "conv"}
+        Image encoder class: ``ImageEncoderViT``, ``TinyViT`` or ``ConvEncoder`` (the
+        built-in model's small CNN).
     encoder_kwargs : mapping or tuple of (str, value) pairs
         Keyword arguments of the encoder, except ``img_size`` and ``out_chans`` (which
         come from ``build_sam``'s ``image_size`` and from ``prompt_embed_dim``). Stored
@@ -100,10 +106,18 @@ class Architecture:
 
     @property
     def embedding_stride(self) -> int:
-        """Input pixels per embedding cell: the ViT patch size, or 16 for TinyViT."""
+        """Input pixels per embedding cell: the ViT patch size, 16 for TinyViT, 8 for
+        the convolutional encoder."""
         if self.encoder == "vit":
             return int(self.encoder_options.get("patch_size", 16))
+        if self.encoder == "conv":
+            return CONV_STRIDE
         return TINY_VIT_STRIDE
+
+    @property
+    def default_image_size(self) -> int:
+        """Model input side used when none is given: 1024 (SAM), 512 for the CNN."""
+        return CONV_IMAGE_SIZE if self.encoder == "conv" else 1024
 
 
 def _sam_vit(name: str, dim: int, depth: int, heads: int, global_blocks: tuple, text: str):
@@ -137,6 +151,19 @@ ARCHITECTURES: dict[str, Architecture] = {
             },
             description="MobileSAM: TinyViT-5M image encoder, SAM decoder",
         ),
+        Architecture(
+            "conv_s",
+            "conv",
+            {
+                "widths": (32, 64, 128),
+                "stage_dilations": ((1,), (1, 2, 4, 8)),
+            },
+            prompt_embed_dim=128,
+            decoder_mlp_dim=512,
+            iou_head_hidden_dim=128,
+            description="napari-segany built-in: residual CNN encoder (stride 8), "
+            "SAM prompt encoder and two-way-transformer decoder at width 128",
+        ),
     )
 }
 
@@ -159,15 +186,16 @@ def resolve_architecture(arch: str | Architecture) -> Architecture:
     )
 
 
-def build_sam(arch: str | Architecture, image_size: int = 1024) -> Sam:
+def build_sam(arch: str | Architecture, image_size: int | None = None) -> Sam:
     """Build a randomly initialised :class:`Sam` of architecture ``arch``, in eval mode.
 
     Parameters
     ----------
     arch : str or Architecture
         A name of :data:`ARCHITECTURES` or a record.
-    image_size : int
-        Side of the square model input; a multiple of the encoder stride (16).
+    image_size : int, optional
+        Side of the square model input, a multiple of the encoder stride; default
+        :attr:`Architecture.default_image_size` (1024 for SAM).
 
     Returns
     -------
@@ -175,6 +203,8 @@ def build_sam(arch: str | Architecture, image_size: int = 1024) -> Sam:
         State-dict keys and shapes equal those of the official checkpoint of ``arch``.
     """
     arch = resolve_architecture(arch)
+    if image_size is None:
+        image_size = arch.default_image_size
     stride = arch.embedding_stride
     if not isinstance(image_size, int) or image_size <= 0 or image_size % stride:
         raise InputError(

@@ -1,0 +1,58 @@
+"""Speed of the built-in model on 2 CPU threads: embedding, one click, everything mode.
+
+    cd benchmarks && ../.venv/bin/python bench_builtin.py [--threads 2] [--repeats 5]
+
+Targets (docs/models.md): embedding of a 1024 x 1024 image <= 0.3 s on 2 cores; the
+whole model <= 15 MB. The embedding time includes the conversion to model RGB and the
+resize to the 512 px frame (what ``SegAny.set_image`` does), not a cache hit.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from _common import time_it
+from napari_segany import SegAny
+from napari_segany._sample_data import nuclei_scene_2d
+from napari_segany.core import registry
+from napari_segany.core.synthetic import generate_scene
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    path = registry.packaged_checkpoint(registry.REGISTRY["builtin"])
+    session = SegAny(device="cpu", precision="fp32")
+    rng = np.random.default_rng(7)
+    planes = [
+        generate_scene(rng, (1024, 1024), kind="nuclei", radius=14, dtype="uint16").image
+        for _ in range(args.repeats + 1)
+    ]
+    index = iter(range(len(planes)))
+
+    def embed() -> None:
+        session.cache.clear()
+        session.set_image(planes[next(index)])
+
+    embedding = time_it(embed, args.repeats)
+    session.set_image(planes[0])
+    click = time_it(lambda: session.segment(points_yx=[[500, 500]], labels=[1]), 20)
+    scene = nuclei_scene_2d()
+    session.set_image(scene.image)
+    low = {"pred_iou_thresh": 0.5, "stability_score_thresh": 0.8}  # see docs/models.md
+    everything = time_it(lambda: session.segment_everything(**low), 1, warmup=0)
+    print(f"built-in model, {args.threads} threads, weights {path.stat().st_size / 1e6:.1f} MB")
+    print(f"embedding 1024x1024 uint16 (convert + resize + encode): {embedding * 1000:.0f} ms")
+    print(f"one click (decode + upscale to 1024x1024):             {click * 1000:.1f} ms")
+    print(f"everything mode 256x256 sample, 32x32 points:           {everything:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""The shipped built-in model: loads offline by default and finds the clicked object.
+
+These tests use the real weights in ``src/napari_segany/models/builtin.pt`` on
+generated images whose true masks are known (seeds the training never used). The
+floors are below the issue's targets, which this model does not reach (see
+docs/models.md, "Metrics"): they check that the mask is on the prompted object, not
+that it is a good mask.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_segany import SegAny
+from napari_segany._sample_data import nuclei_scene_2d
+from napari_segany.core.synthetic import generate_scene
+
+
+@pytest.fixture(scope="module")
+def builtin() -> SegAny:
+    return SegAny(device="cpu", precision="fp32")  # no model argument: the built-in one
+
+
+def _interior_yx(mask: np.ndarray) -> list[int]:
+    depth = ndimage.distance_transform_edt(mask)
+    return [int(v) for v in np.unravel_index(int(np.argmax(depth)), mask.shape)]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.logical_and(a, b).sum() / np.logical_or(a, b).sum())
+
+
+def _on_object(mask: np.ndarray, labels: np.ndarray, label: int) -> bool:
+    """Most of the predicted pixels that fall on objects fall on object ``label``."""
+    hit = labels[mask & (labels > 0)]
+    return hit.size > 0 and np.bincount(hit).argmax() == label
+
+
+def test_default_session_is_the_builtin_model_on_its_512_frame(builtin):
+    assert builtin.model_name == "builtin"
+    assert builtin.predictor.model.image_size == 512
+
+
+def test_a_click_finds_the_clicked_nucleus(builtin):
+    scene = nuclei_scene_2d()
+    builtin.set_image(scene.image)
+    ids, areas = np.unique(scene.labels[scene.labels > 0], return_counts=True)
+    ious, right = [], []
+    for label in ids[areas >= 40][:12]:
+        truth = scene.labels == label
+        result = builtin.segment(points_yx=[_interior_yx(truth)], labels=[1])
+        best = result.masks[int(np.argmax(result.scores))]
+        ious.append(_iou(best, truth))
+        right.append(_on_object(best, scene.labels, label))
+    assert np.mean(right) >= 0.75, right  # measured 0.83 (10 of 12)
+    assert np.mean(ious) >= 0.3, ious  # measured 0.39
+
+
+def test_a_box_finds_the_boxed_nucleus_on_another_size_and_dtype(builtin):
+    scene = generate_scene(
+        np.random.default_rng(31_337), (300, 420), kind="nuclei", radius=12, dtype="uint8"
+    )
+    builtin.set_image(scene.image)
+    ids = np.unique(scene.labels[scene.labels > 0])[:10]
+    boxes = []
+    for label in ids:
+        ys, xs = np.nonzero(scene.labels == label)
+        boxes.append([ys.min(), xs.min(), ys.max(), xs.max()])
+    result = builtin.segment(box_yxyx=boxes, multimask=False)
+    ious = [_iou(result.masks[i, 0], scene.labels == label) for i, label in enumerate(ids)]
+    assert np.mean(ious) >= 0.15, ious  # measured 0.23: boxes are its weakest prompt
+
+
+def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_below_them(builtin):
+    scene = nuclei_scene_2d(seed=1)
+    builtin.set_image(scene.image)
+    # the model's predicted IoUs stay below SAM's 0.88: the empty result says what to lower
+    with pytest.warns(UserWarning, match="Lower pred_iou_thresh"):
+        assert builtin.segment_everything().labels.max() == 0
+    found = builtin.segment_everything(pred_iou_thresh=0.5, stability_score_thresh=0.8).labels
+    matched = 0
+    for label in np.unique(scene.labels[scene.labels > 0]):
+        truth = scene.labels == label
+        overlap = found[truth]
+        best = np.bincount(overlap[overlap > 0]).argmax() if (overlap > 0).any() else 0
+        matched += bool(best) and _iou(found == best, truth) > 0.5
+    assert matched >= 3  # measured: 4 of 33 (F1 0.17)

@@ -1,0 +1,123 @@
+"""The training recipe of the built-in model: prompt sampling, losses, one step."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from training import train_builtin
+from training.losses import dice_loss, mask_iou, prompt_loss
+from training.prompts import as_tensors, correction_clicks, jittered_box, sample_prompts
+from training.warm_start import AuxiliaryHead, borders, set_position_frequencies
+
+
+def _two_discs(size: int = 64) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.uint16)
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 < 64] = 1
+    labels[(yy - 40) ** 2 + (xx - 45) ** 2 < 100] = 2
+    return labels
+
+
+def test_sampled_prompts_lie_on_their_objects():
+    labels = np.stack([_two_discs(), _two_discs()])
+    groups = sample_prompts(np.random.default_rng(0), labels, objects_per_image=2)
+    total = 0
+    for name, group in groups.items():
+        for index, truth in enumerate(group.truth):
+            window = labels[group.image_index[index]]
+            if group.background[index]:
+                x, y = group.points_xy[index][0].astype(int)
+                assert window[y, x] == 0 and not truth.any()
+                continue
+            total += 1
+            object_id = window[truth][0]
+            assert np.array_equal(truth, window == object_id)
+            if name != "box":
+                xy, flags = group.points_xy[index], group.point_labels[index]
+                for (x, y), flag in zip(xy.astype(int), flags):
+                    if flag == 1:
+                        assert truth[y, x]
+                    elif flag == 0:
+                        assert not truth[y, x]
+    assert total == 4  # every object of both windows, once
+
+
+def test_jittered_box_stays_in_the_window_and_near_the_object():
+    mask = _two_discs() == 2
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        x0, y0, x1, y1 = jittered_box(rng, mask)
+        assert 0 <= x0 < x1 <= 63 and 0 <= y0 < y1 <= 63
+        assert abs(x0 - 35) <= 20 and abs(y1 - 49) <= 20
+
+
+def test_correction_clicks_point_at_the_error():
+    truth = np.zeros((2, 32, 32), bool)
+    truth[:, 8:20, 8:20] = True
+    predicted = truth.copy()
+    predicted[0, 8:20, 14:20] = False  # missed a part: expect a positive click there
+    predicted[1, 24:30, 24:30] = True  # extra blob: expect a negative click there
+    points, labels = correction_clicks(np.random.default_rng(0), predicted, truth)
+    (x, y), flag = points[0, 0].astype(int), labels[0, 0]
+    assert flag == 1 and 8 <= y < 20 and 14 <= x < 20
+    (x, y), flag = points[1, 0].astype(int), labels[1, 0]
+    assert flag == 0 and 24 <= y < 30 and 24 <= x < 30
+
+
+def test_losses_rank_a_right_mask_above_a_wrong_one():
+    truth = torch.from_numpy(_two_discs() == 1)[None]
+    right = torch.where(truth, 8.0, -8.0)[:, None]
+    wrong = torch.where(truth, -8.0, 8.0)[:, None]
+    both = torch.cat([wrong, right], dim=1)  # (1, 2, S, S)
+    assert dice_loss(right, truth[:, None]) < 0.01 < dice_loss(wrong, truth[:, None])
+    assert torch.allclose(mask_iou(both, truth[:, None]), torch.tensor([[0.0, 1.0]]))
+    # prompt_loss works on low-resolution logits (here the same size) and picks the best
+    _, best, best_iou = prompt_loss(both, torch.zeros(1, 2), truth, torch.tensor([False]))
+    assert best.tolist() == [1] and best_iou.tolist() == [1.0]
+
+
+def test_auxiliary_head_and_borders():
+    labels = _two_discs()[None]
+    edge = borders(labels)
+    assert edge.sum() > 0 and not edge[labels == 0].any()
+    inner = np.zeros_like(labels, bool)
+    inner[0, 18:23, 18:23] = True  # deep inside disc 1
+    assert not edge[inner].any()
+    head = AuxiliaryHead(16, 8)
+    assert head(torch.zeros(2, 16, 8, 8)).shape == (2, 2, 64, 64)
+
+
+def test_position_frequencies_have_the_chosen_magnitudes():
+    model = train_builtin.build_sam("conv_s")
+    set_position_frequencies(model, seed=0)
+    matrix = model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    norms = matrix.norm(dim=0)
+    assert norms.min() >= 1.0 - 1e-5 and norms.max() <= 12.0 + 1e-4
+
+
+def test_a_few_steps_on_one_batch_lower_the_loss():
+    torch.manual_seed(0)
+    labels = np.stack([_two_discs(256)] * 2)
+    rgb = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=-1)
+    batch = (rgb, labels, np.zeros(labels.shape, bool))
+    args = train_builtin.parse_args(["--objects", "2", "--correction-rate", "0"])
+    model = train_builtin.build_sam("conv_s").train()
+    aux = AuxiliaryHead(128, 8)
+    optimizer = torch.optim.Adam([*model.parameters(), *aux.parameters()], lr=1e-3)
+    losses = []
+    for step in range(8):
+        optimizer.zero_grad()
+        stats = train_builtin.train_step(model, aux, batch, np.random.default_rng(step), args)
+        optimizer.step()
+        losses.append(stats["loss"] + stats["aux"])
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:2])
+
+
+def test_prompt_tensors_keep_the_group_order():
+    labels = np.stack([_two_discs()])
+    groups = sample_prompts(np.random.default_rng(3), labels, objects_per_image=2)
+    for group in groups.values():
+        if len(group):
+            stacked = as_tensors(group)
+            assert stacked["truth"].shape == (len(group), 64, 64)
+            assert stacked["image_index"].tolist() == group.image_index

@@ -1,0 +1,1 @@
+"""Training and evaluation of the built-in model (not part of the installed package)."""

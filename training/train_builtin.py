@@ -1,0 +1,251 @@
+"""Train the built-in model (architecture ``conv_s``) on generated images.
+
+One command reproduces the shipped weights (2 CPU cores, see docs/models.md)::
+
+    PYTHONPATH=src .venv/bin/python -m training.train_builtin
+
+Steps: draw the training windows ahead (cached in ``training/out/``), train with
+SAM's recipe (prompt sampling of ``training/prompts.py``, loss of
+``training/losses.py``), write ``training/out/builtin.pt`` and, with ``--export``, the
+packaged file ``src/napari_segany/models/builtin.pt``.
+
+The model sees images in a 512 px frame; training runs on 256 px windows of that frame
+(a quarter of the pixels), with each window placed at a random offset so that the
+positional encoding of points, boxes and embedding cells is exactly that of the full
+frame. Everything is seeded; bit-exact repetition also needs the same torch build and
+thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from napari_segany.core.model.build import build_sam
+from napari_segany.core.model.sam import PIXEL_MEAN_RGB, PIXEL_STD_RGB, Sam
+
+from .data import WindowSet, load_or_draw
+from .losses import prompt_loss
+from .prompts import as_tensors, correction_clicks, sample_prompts
+from .warm_start import (
+    AuxiliaryHead,
+    auxiliary_loss,
+    local_attention_init,
+    set_position_frequencies,
+)
+
+logger = logging.getLogger("train_builtin")
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGED = ROOT / "src" / "napari_segany" / "models" / "builtin.pt"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=4, help="windows per step")
+    parser.add_argument("--objects", type=int, default=12, help="prompted objects per window")
+    parser.add_argument("--windows", type=int, default=2400, help="windows drawn ahead")
+    parser.add_argument("--window-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--draw-workers", type=int, default=2, help="processes drawing data")
+    parser.add_argument("--aux-weight", type=float, default=1.0)
+    parser.add_argument("--correction-rate", type=float, default=0.5)
+    parser.add_argument("--out", type=Path, default=ROOT / "training" / "out")
+    parser.add_argument("--export", action="store_true", help=f"also write {PACKAGED}")
+    return parser.parse_args(argv)
+
+
+def _augment(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray):
+    """Random rotation by 90 degrees and flip of each window; a band of some windows
+    becomes padding (zero after normalisation, no objects), as at image edges."""
+    rgb_out, labels_out, pad = [], [], np.zeros(labels.shape, bool)
+    for index in range(len(labels)):
+        turns, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
+        r, lab = np.rot90(rgb[index], turns), np.rot90(labels[index], turns)
+        if flip:
+            r, lab = r[:, ::-1], lab[:, ::-1]
+        lab = np.ascontiguousarray(lab)
+        if rng.random() < 0.15:
+            width = int(rng.integers(16, lab.shape[1] // 2))
+            lab[:, -width:] = 0
+            pad[index, :, -width:] = True
+        rgb_out.append(np.ascontiguousarray(r))
+        labels_out.append(lab)
+    return np.stack(rgb_out), np.stack(labels_out), pad
+
+
+def _normalise(rgb: np.ndarray, pad: np.ndarray) -> torch.Tensor:
+    pixels = torch.from_numpy(rgb).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(PIXEL_MEAN_RGB).view(1, 3, 1, 1)
+    std = torch.tensor(PIXEL_STD_RGB).view(1, 3, 1, 1)
+    pixels = (pixels - mean) / std
+    return pixels.masked_fill(torch.from_numpy(pad)[:, None], 0.0)
+
+
+def window_pe(model: Sam, origin_xy: tuple[int, int], grid: int, stride: int) -> torch.Tensor:
+    """(1, C, grid, grid) positional encoding of the embedding cells of a window whose
+    top-left pixel is ``origin_xy`` in the model frame."""
+    size = model.image_size
+    cells = torch.arange(grid, dtype=torch.float32) * stride + stride / 2
+    xs = (origin_xy[0] + cells) / size
+    ys = (origin_xy[1] + cells) / size
+    grid_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+    return model.prompt_encoder.pe_layer.encode_unit(grid_xy).permute(2, 0, 1)[None]
+
+
+def _decode(model: Sam, embedding, pe, prompts: dict, origin, mask_input, multimask: bool):
+    shift = torch.tensor(origin, dtype=torch.float32)
+    points = None
+    if prompts["points_xy"] is not None:
+        points = (prompts["points_xy"] + shift, prompts["point_labels"])
+    boxes = None if prompts["boxes_xyxy"] is None else prompts["boxes_xyxy"] + shift.repeat(2)
+    sparse, dense = model.prompt_encoder(points, boxes, mask_input)
+    return model.mask_decoder(embedding, pe, sparse, dense, multimask)
+
+
+def _with_click(prompts: dict, clicks_xy: np.ndarray, click_labels: np.ndarray) -> dict:
+    """The prompts plus one correction click each."""
+    updated = dict(prompts)
+    clicks_xy, click_labels = torch.from_numpy(clicks_xy), torch.from_numpy(click_labels)
+    if prompts["points_xy"] is None:
+        updated["points_xy"], updated["point_labels"] = clicks_xy, click_labels
+    else:
+        updated["points_xy"] = torch.cat([prompts["points_xy"], clicks_xy], dim=1)
+        updated["point_labels"] = torch.cat([prompts["point_labels"], click_labels], dim=1)
+    return updated
+
+
+def train_step(
+    model: Sam, aux: AuxiliaryHead, batch: tuple, rng: np.random.Generator, args
+) -> dict:
+    """Forward and backward of one batch; returns the loss and per-group IoUs."""
+    rgb, labels, pad = batch
+    embedding = model.image_encoder(_normalise(rgb, pad))
+    dense_loss = auxiliary_loss(aux(embedding), labels)
+    grid = embedding.shape[-1]
+    stride = labels.shape[-1] // grid
+    span = (model.image_size - labels.shape[-1]) // stride
+    origin = tuple(int(v) * stride for v in rng.integers(0, span + 1, 2))
+    pe = window_pe(model, origin, grid, stride)
+    groups = sample_prompts(rng, labels, args.objects)
+    correct = rng.random() < args.correction_rate
+    losses, stats, count = [], {}, 0
+    for name, group in groups.items():
+        if not len(group):
+            continue
+        prompts = as_tensors(group)
+        image = embedding[prompts["image_index"]]
+        low, iou = _decode(model, image, pe, prompts, origin, None, name == "point")
+        loss, best, best_iou = prompt_loss(low, iou, prompts["truth"], prompts["background"])
+        losses.append(loss * len(group))
+        count += len(group)
+        stats[name] = float(best_iou[~prompts["background"]].mean()) if len(group) else 0.0
+        if correct:
+            chosen = low[torch.arange(len(best)), best][:, None].detach()
+            predicted = F.interpolate(chosen, size=labels.shape[-2:], mode="bilinear") > 0
+            clicks = correction_clicks(rng, predicted[:, 0].numpy(), prompts["truth"].numpy())
+            again = _with_click(prompts, *clicks)
+            low2, iou2 = _decode(model, image, pe, again, origin, chosen, False)
+            loss2, _, iou_2 = prompt_loss(low2, iou2, again["truth"], again["background"])
+            losses.append(loss2 * len(group))
+            count += len(group)
+            stats[name + "+click"] = float(iou_2[~prompts["background"]].mean())
+    total = torch.stack(losses).sum() / max(count, 1)
+    (total + args.aux_weight * dense_loss).backward()
+    stats["loss"] = float(total.detach())
+    stats["aux"] = float(dense_loss.detach())
+    return stats
+
+
+def _learning_rate(step: int, steps: int, peak: float) -> float:
+    warmup = min(200, steps // 10)
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(steps - warmup, 1)
+    return peak * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(args, windows: WindowSet) -> Sam:
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    model = build_sam("conv_s").train()
+    set_position_frequencies(model, args.seed)
+    local_attention_init(model)
+    aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
+    parameters = [*model.parameters(), *aux.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
+    started, history = time.perf_counter(), []
+    for step in range(args.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _learning_rate(step, args.steps, args.lr)
+        chosen = rng.integers(0, len(windows), args.batch)
+        batch = _augment(rng, windows.rgb[chosen], windows.labels[chosen])
+        optimizer.zero_grad(set_to_none=True)
+        stats = train_step(model, aux, batch, rng, args)
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        history.append(stats)
+        if step % 25 == 0 or step == args.steps - 1:
+            recent = history[-25:]
+            keys = sorted({k for s in recent for k in s})
+            means = {k: np.mean([s[k] for s in recent if k in s]) for k in keys}
+            elapsed = time.perf_counter() - started
+            logger.info(
+                "step %d/%d  %.0f s  %s",
+                step,
+                args.steps,
+                elapsed,
+                "  ".join(f"{k} {v:.3f}" for k, v in means.items()),
+            )
+    return model.eval()
+
+
+def save(model: Sam, path: Path, meta: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    torch.save(state, path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    logger.info("Wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    started = time.perf_counter()
+    cache = args.out / f"windows_{args.windows}_{args.window_size}_{args.seed}.npz"
+    windows = load_or_draw(cache, args.windows, args.window_size, args.seed, args.draw_workers)
+    drawn = time.perf_counter() - started
+    logger.info("%d windows ready in %.0f s", len(windows), drawn)
+    model = train(args, windows)
+    meta = {
+        "steps": args.steps,
+        "batch": args.batch,
+        "objects": args.objects,
+        "windows": args.windows,
+        "window_size": args.window_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "threads": args.threads,
+        "torch": torch.__version__,
+        "draw_seconds": round(drawn, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    save(model, args.out / "builtin.pt", meta)
+    if args.export:
+        save(model, PACKAGED, meta)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Helps for training a SAM-design model from scratch on two CPU cores.
+
+SAM starts from an MAE-pretrained encoder and trains for 90k steps on 256 GPUs; here
+there are minutes. Three things make the from-scratch problem converge fast enough:
+
+- positional frequencies: the fixed random Fourier frequencies of the prompt encoder
+  (a buffer stored with the weights) are drawn with magnitudes between 1 and 12
+  instead of SAM's standard normal, so that the encoding separates positions a few
+  pixels apart in the 512 px frame (nuclei can be 3 px in radius there);
+- attention that starts local: the query and key projections of the decoder's
+  cross-attentions start as scaled selections of (sin, cos) pairs of the positional
+  encoding, so a point prompt attends to the embedding cells around it from step 0
+  (the dot product of two encodings is a kernel peaked at equal positions);
+- an auxiliary dense head (:class:`AuxiliaryHead`, discarded after training) that
+  predicts foreground and object borders at full window resolution from the
+  embedding, so that the encoder learns object features before the decoder can use
+  them. Its loss is added to the prompt loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from napari_segany.core.model.sam import Sam
+
+from .losses import dice_loss
+
+FREQUENCY_RANGE = (1.0, 12.0)
+ATTENTION_SCALE = 2.5
+
+
+@torch.no_grad()
+def set_position_frequencies(model: Sam, seed: int) -> None:
+    """Redraw ``positional_encoding_gaussian_matrix``: random directions, magnitudes
+    log-uniform in :data:`FREQUENCY_RANGE`."""
+    matrix = model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix
+    rng = np.random.default_rng(seed)
+    count = matrix.shape[1]
+    angles = rng.uniform(0, 2 * np.pi, count)
+    low, high = np.log(FREQUENCY_RANGE[0]), np.log(FREQUENCY_RANGE[1])
+    magnitudes = np.exp(rng.uniform(low, high, count))
+    values = np.stack([np.cos(angles), np.sin(angles)]) * magnitudes
+    matrix.copy_(torch.as_tensor(values, dtype=matrix.dtype))
+
+
+@torch.no_grad()
+def local_attention_init(model: Sam) -> None:
+    """Start every decoder cross-attention's q/k as a selection of (sin, cos) pairs."""
+    transformer = model.mask_decoder.transformer
+    attentions = [transformer.final_attn_token_to_image]
+    for layer in transformer.layers:
+        attentions += [layer.cross_attn_token_to_image, layer.cross_attn_image_to_token]
+    for attention in attentions:
+        internal, width = attention.q_proj.weight.shape
+        half = width // 2  # encoding channels: sin of each frequency, then cos
+        selection = torch.zeros(internal, width)
+        for row in range(internal // 2):
+            frequency = row % half
+            selection[2 * row, frequency] = ATTENTION_SCALE
+            selection[2 * row + 1, half + frequency] = ATTENTION_SCALE
+        for projection in (attention.q_proj, attention.k_proj):
+            projection.weight.copy_(selection + 0.02 * torch.randn_like(selection))
+            projection.bias.zero_()
+
+
+class AuxiliaryHead(nn.Module):
+    """Foreground and border logits at full resolution from a stride-``s`` embedding.
+
+    A 1x1 convolution gives ``2 * s * s`` channels per cell, rearranged into the cell's
+    ``s x s`` pixels (pixel shuffle).
+    """
+
+    def __init__(self, channels: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.project = nn.Conv2d(channels, 2 * stride * stride, 1)
+
+    def forward(self, embedding: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, 2, s h, s w) logits (foreground, border)."""
+        return F.pixel_shuffle(self.project(embedding), self.stride)
+
+
+def borders(labels: np.ndarray) -> np.ndarray:
+    """(B, S, S) bool: object pixels with a 4-neighbour of another value."""
+    edge = np.zeros(labels.shape, bool)
+    differ_y = labels[:, 1:] != labels[:, :-1]
+    differ_x = labels[:, :, 1:] != labels[:, :, :-1]
+    edge[:, 1:] |= differ_y
+    edge[:, :-1] |= differ_y
+    edge[:, :, 1:] |= differ_x
+    edge[:, :, :-1] |= differ_x
+    return edge & (labels > 0)
+
+
+def auxiliary_loss(logits: Tensor, labels: np.ndarray) -> Tensor:
+    """BCE + Dice on the foreground, BCE (positives weighted x4) on borders."""
+    foreground = torch.from_numpy(labels > 0).float()
+    border = torch.from_numpy(borders(labels)).float()
+    fg_logits, border_logits = logits[:, 0], logits[:, 1]
+    loss = F.binary_cross_entropy_with_logits(fg_logits, foreground)
+    loss = loss + dice_loss(fg_logits[:, None], foreground[:, None]).mean()
+    weight = torch.tensor(4.0)
+    return loss + F.binary_cross_entropy_with_logits(border_logits, border, pos_weight=weight)
