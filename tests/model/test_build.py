@@ -9,7 +9,7 @@ import torch
 from tests.oracle import upstream
 
 from napari_segany.core.errors import InputError
-from napari_segany.core.model.build import ARCHITECTURES, Architecture, build_sam
+from napari_segany.core.model.build import Architecture, build_sam
 from napari_segany.core.model.sam import Sam
 
 
