@@ -35,6 +35,7 @@ from napari_segany._sample_data import (  # noqa: E402
     nuclei_scene_2d,
     nuclei_scenes_3d,
 )
+from napari_segany.core.synthetic import interior_point_yx  # noqa: E402
 
 IMAGES = ROOT / "docs" / "images"
 SESSION = SegAny(device="cpu")  # the built-in model
@@ -42,8 +43,7 @@ SESSION = SegAny(device="cpu")  # the built-in model
 
 def _interior_yx(labels: np.ndarray, label: int) -> list[int]:
     """The pixel of object ``label`` farthest from its border."""
-    depth = ndimage.distance_transform_edt(labels == label)
-    return [int(v) for v in np.unravel_index(int(np.argmax(depth)), labels.shape)]
+    return list(interior_point_yx(labels == label, edge_is_background=False))
 
 
 def _central_objects(labels: np.ndarray, count: int) -> list[int]:

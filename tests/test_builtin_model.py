@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from napari_segany import SegAny
 from napari_segany._sample_data import nuclei_scene_2d
-from napari_segany.core.synthetic import generate_scene
+from napari_segany.core.synthetic import generate_scene, interior_point_yx
 
 
 @pytest.fixture(scope="module")
 def builtin() -> SegAny:
     return SegAny(device="cpu", precision="fp32")  # no model argument: the built-in one
-
-
-def _interior_yx(mask: np.ndarray) -> list[int]:
-    depth = ndimage.distance_transform_edt(mask)
-    return [int(v) for v in np.unravel_index(int(np.argmax(depth)), mask.shape)]
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,7 +44,8 @@ def test_a_click_finds_the_clicked_nucleus(builtin):
     ious, right = [], []
     for label in ids[areas >= 40][:12]:
         truth = scene.labels == label
-        result = builtin.segment(points_yx=[_interior_yx(truth)], labels=[1])
+        click_yx = interior_point_yx(truth, edge_is_background=False)
+        result = builtin.segment(points_yx=[click_yx], labels=[1])
         best = result.masks[int(np.argmax(result.scores))]
         ious.append(_iou(best, truth))
         right.append(_on_object(best, scene.labels, label))
@@ -86,4 +81,4 @@ def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_below_them(bu
         overlap = found[truth]
         best = np.bincount(overlap[overlap > 0]).argmax() if (overlap > 0).any() else 0
         matched += bool(best) and _iou(found == best, truth) > 0.5
-    assert matched >= 3  # measured: 4 of 33 (F1 0.17)
+    assert matched >= 3  # measured F1 0.17 on this image (29 objects kept)

@@ -25,10 +25,9 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from napari_segany.api import SegAny
-from napari_segany.core.synthetic import generate_scene
+from napari_segany.core.synthetic import generate_scene, interior_point_yx
 
 EVAL_SEED = 987_654_321
 SIZES_HW = ((256, 256), (512, 512), (384, 640), (768, 768))
@@ -45,13 +44,6 @@ class Scores:
     n_images: int
     n_objects: int
     seconds: float
-
-
-def interior_point_yx(mask: np.ndarray) -> tuple[int, int]:
-    """The pixel of ``mask`` farthest from the background (first one on ties)."""
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
-    return int(y), int(x)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

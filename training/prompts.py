@@ -70,8 +70,8 @@ def jittered_box(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
     return box
 
 
-def _point_set(rng: np.random.Generator, mask: np.ndarray, labels: np.ndarray):
-    """2-4 points: positives inside ``mask``, negatives on other objects or near it."""
+def _point_set(rng: np.random.Generator, mask: np.ndarray):
+    """2-4 points: positives inside ``mask``, negatives anywhere outside it."""
     total = int(rng.integers(2, MAX_POINTS + 1))
     negatives = int(rng.integers(0, total))
     points = [_pick_inside(rng, mask, total - negatives)]
@@ -126,7 +126,7 @@ def sample_prompts(
             elif kind == "box":
                 group.boxes_xyxy.append(jittered_box(rng, mask))
             else:
-                points_xy, point_labels = _point_set(rng, mask, window)
+                points_xy, point_labels = _point_set(rng, mask)
                 group.points_xy.append(points_xy)
                 group.point_labels.append(point_labels)
         empty = window == 0

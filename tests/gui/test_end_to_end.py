@@ -50,9 +50,8 @@ def test_session_is_offered_to_the_console(make_napari_viewer, monkeypatch):
 
 def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_widget):
     """The default model, loaded with Load model (no network), finds the right object."""
-    from scipy import ndimage
-
     from napari_segany._sample_data import nuclei_scene_2d
+    from napari_segany.core.synthetic import interior_point_yx
 
     scene = nuclei_scene_2d()
     viewer, widget, image = viewer_widget(scene.image, scale=(0.5, 0.5), translate=(10, 20))
@@ -63,8 +62,7 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     assert widget.segany is not None and widget.segany.model_name == "builtin"
     ids, areas = np.unique(scene.labels[scene.labels > 0], return_counts=True)
     label = int(ids[np.argsort(areas)[len(areas) // 2]])  # a median-sized nucleus
-    depth = ndimage.distance_transform_edt(scene.labels == label)
-    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    y, x = interior_point_yx(scene.labels == label, edge_is_background=False)
     viewer.layers[PROMPTS].add([y, x])  # layer data = image pixels (same scale, translate)
     widget.prompts.timer.stop()
     widget.prompts.refresh()

@@ -164,7 +164,7 @@ def select_planes(candidates: dict, filter_params: dict, link: bool) -> Selectio
     """
     from napari_segany.core.automatic import everything_params
     from napari_segany.core.everything_select import EmptyResultWarning
-    from napari_segany.core.labels import link_labels, renumber_plane
+    from napari_segany.core.labels import number_in_stack
 
     _, filters = everything_params(**filter_params)
     planes, notes, ids = {}, [], set()
@@ -174,13 +174,14 @@ def select_planes(candidates: dict, filter_params: dict, link: bool) -> Selectio
             warnings.simplefilter("always", EmptyResultWarning)
             result = plane_candidates.select(filters)
         notes += [f"{f'plane {index}: ' if index else ''}{w.message}" for w in caught]
-        linked = {}
-        if link and previous is not None and index and index[-1] > 0:
-            linked = link_labels(previous, result.labels, LINK_IOU)
-        labels, mapping = renumber_plane(
-            result.labels, next_id, linked, ids=[o.label for o in result.objects]
+        linking = link and previous is not None and index and index[-1] > 0
+        labels, mapping, next_id = number_in_stack(
+            result.labels,
+            [o.label for o in result.objects],
+            next_id,
+            previous if linking else None,
+            LINK_IOU,
         )
-        next_id = max([next_id, *(v + 1 for v in mapping.values())])
         ids.update(mapping.values())
         planes[index], previous = labels, labels
     return Selection(planes, len(ids), notes)

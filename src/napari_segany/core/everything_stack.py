@@ -18,7 +18,7 @@ from .automatic import decode_grid, everything_params
 from .embeddings import Embedding
 from .everything_select import EverythingObject
 from .image import to_model_rgb
-from .labels import LABEL_DTYPE, link_labels, renumber_plane
+from .labels import LABEL_DTYPE, number_in_stack
 from .predictor import Predictor
 from .progress import Progress
 from .stack import get_plane, plane_axes, plane_indices
@@ -95,13 +95,14 @@ def segment_everything_stack(
         steps = decode_grid(predictor, rgb, grid, embedding)
         candidates = yield from _scaled(steps, number, len(indices), index)
         result = candidates.select(filters)
-        linked = {}
-        if link and previous is not None and axes and index[-1] > 0:
-            linked = link_labels(previous, result.labels, link_iou)
-        plane_labels, mapping = renumber_plane(
-            result.labels, next_id, linked, ids=[o.label for o in result.objects]
+        linking = link and previous is not None and axes and index[-1] > 0
+        plane_labels, mapping, next_id = number_in_stack(
+            result.labels,
+            [o.label for o in result.objects],
+            next_id,
+            previous if linking else None,
+            link_iou,
         )
-        next_id = max([next_id, *(v + 1 for v in mapping.values())])
         _write_plane(labels, plane_labels, index, axes, spatial_axes, channel_axis)
         objects.extend(replace(o, label=mapping[o.label], plane=index) for o in result.objects)
         previous = plane_labels

@@ -164,3 +164,30 @@ def renumber_plane(
     if next_id > np.iinfo(labels.dtype).max:
         raise InputError(f"Too many objects for {labels.dtype} labels; use a wider dtype.")
     return relabel(labels, mapping), mapping
+
+
+def number_in_stack(
+    plane_labels: np.ndarray,
+    plane_ids: Sequence[int],
+    first_id: int,
+    previous: np.ndarray | None,
+    min_iou: float,
+) -> tuple[np.ndarray, dict[int, int], int]:
+    """Number one plane's objects for a stack, linked to the previous plane if given.
+
+    Parameters
+    ----------
+    plane_labels : (H, W) label image of the plane (its own ids).
+    plane_ids : the plane's object ids (also hidden ones, see :func:`renumber_plane`).
+    first_id : the first stack id still free.
+    previous : the previous plane's stack labels to link to, or None (no linking).
+    min_iou : overlap needed to link (see :func:`link_labels`).
+
+    Returns
+    -------
+    labels, mapping, next_free
+        The renumbered plane, plane id -> stack id, and the next free stack id.
+    """
+    linked = {} if previous is None else link_labels(previous, plane_labels, min_iou)
+    labels, mapping = renumber_plane(plane_labels, first_id, linked, ids=plane_ids)
+    return labels, mapping, max([first_id, *(v + 1 for v in mapping.values())])

@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from . import render
 from .layout import Layout, draw_layout, grow_cells
 
-__all__ = ["Scene", "SceneKind", "generate_scene", "SCENE_KINDS"]
+__all__ = ["Scene", "SceneKind", "generate_scene", "interior_point_yx", "SCENE_KINDS"]
 
 SCENE_KINDS = ("nuclei", "cells", "cells_rgb")
 SceneKind = str
@@ -113,3 +114,17 @@ def generate_scene(
     blue = _finish(rng, nuclei_signal, layout, "uint8")
     red = np.zeros_like(green)
     return Scene(np.stack([red, green, blue], axis=-1), cells, kind, radius)
+
+
+def interior_point_yx(mask: np.ndarray, edge_is_background: bool = True) -> tuple[int, int]:
+    """The pixel of a (H, W) bool ``mask`` farthest from the background (first on ties).
+
+    With ``edge_is_background`` the image border counts as background, so an object cut
+    by the border is clicked away from the cut.
+    """
+    if edge_is_background:
+        depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    else:
+        depth = ndimage.distance_transform_edt(mask)
+    y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return int(y), int(x)

@@ -16,11 +16,6 @@ def smooth_noise(rng: np.random.Generator, shape_hw: tuple[int, int], sigma: flo
     return field / (field.std() + 1e-12)
 
 
-def per_label(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(H, W) image of ``values[labels]`` (``values[0]`` is the background value)."""
-    return values[labels]
-
-
 def nuclear_stain(
     rng: np.random.Generator, labels: np.ndarray, radius: float, dividing: frozenset
 ) -> np.ndarray:
@@ -34,7 +29,7 @@ def nuclear_stain(
     for label in dividing:
         brightness[label] *= rng.uniform(1.5, 2.5)
     brightness[0] = 0.0
-    signal = per_label(brightness, labels)
+    signal = brightness[labels]
     texture = rng.uniform(0.0, 0.35)
     signal *= 1.0 + texture * smooth_noise(rng, labels.shape, rng.uniform(0.7, 2.0))
     if rng.random() < 0.4:  # nucleoli: dark spots inside
@@ -60,10 +55,10 @@ def cell_stain(
     if rng.random() < 0.5:  # membrane
         width = max(1, int(round(radius / 8)))
         rim = ndimage.binary_dilation(edges, iterations=width - 1) if width > 1 else edges
-        signal = np.where(rim, per_label(brightness, ndimage.maximum_filter(cells, 3)), 0.0)
-        signal += 0.15 * per_label(brightness, cells)
+        signal = np.where(rim, brightness[ndimage.maximum_filter(cells, 3)], 0.0)
+        signal += 0.15 * brightness[cells]
     else:  # cytoplasm, dimmer over the nucleus
-        signal = per_label(brightness, cells)
+        signal = brightness[cells]
         signal *= 1.0 + 0.3 * smooth_noise(rng, cells.shape, rng.uniform(1.0, 3.0))
         signal[nuclei > 0] *= rng.uniform(0.3, 0.9)
         signal[edges] *= 0.6
