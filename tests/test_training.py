@@ -107,7 +107,9 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
     losses = []
     for step in range(8):
         optimizer.zero_grad()
-        stats = train_builtin.train_step(model, aux, batch, np.random.default_rng(step), args)
+        stats = train_builtin.train_step(
+            model, aux, batch, np.random.default_rng(step), args, objects=2
+        )
         optimizer.step()
         losses.append(stats["loss"] + stats["aux"])
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:2])
@@ -121,3 +123,43 @@ def test_prompt_tensors_keep_the_group_order():
             stacked = as_tensors(group)
             assert stacked["truth"].shape == (len(group), 64, 64)
             assert stacked["image_index"].tolist() == group.image_index
+
+
+def test_zoom_keeps_pixels_and_labels_aligned():
+    labels = _two_discs(256)
+    rgb = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=-1)
+    pad = np.zeros(labels.shape, bool)
+    rng = np.random.default_rng(4)
+    seen = set()
+    for _ in range(40):
+        r, lab, out_pad = train_builtin._zoom(rng, rgb, labels, pad)
+        assert r.shape == rgb.shape and lab.shape == labels.shape and r.dtype == np.uint8
+        assert not lab[out_pad].any()  # padding holds no object
+        inside = ~out_pad
+        bright = r[..., 0] > 110
+        # pixels and labels resampled alike: they disagree only along the rims
+        disagree = (bright != (lab > 0)) & inside
+        assert disagree.sum() <= 0.1 * max((lab > 0).sum(), 1) + 8
+        seen.add("in" if not out_pad.any() else "out")
+        if out_pad.any():  # zoomed out: the image sits in the top-left corner
+            assert not out_pad[0, 0] and out_pad[-1, -1]
+    assert seen == {"in", "out"}
+
+
+def test_prompts_skip_remnants_too_small_to_click():
+    labels = _two_discs()[None].copy()
+    labels[0, 60:62, 0:3] = 7  # a 6-pixel remnant
+    groups = sample_prompts(np.random.default_rng(0), labels, objects_per_image=5)
+    truths = [truth for group in groups.values() for truth in group.truth if truth.any()]
+    prompted = {int(labels[0][truth][0]) for truth in truths}
+    assert prompted == {1, 2}
+
+
+def test_window_sets_are_seeded_by_index():
+    from training.data import draw_windows
+
+    pair = draw_windows(2, 64, seed=3, workers=1)
+    second = draw_windows(1, 64, seed=3, workers=1, first_index=1)
+    assert np.array_equal(pair.labels[1], second.labels[0])
+    assert np.array_equal(pair.rgb[1], second.rgb[0])
+    assert not np.array_equal(pair.rgb[0], pair.rgb[1])

@@ -48,7 +48,9 @@ def _draw(args: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     return to_model_rgb(scene.image), scene.labels
 
 
-def draw_windows(count: int, size: int, seed: int, workers: int = 2) -> WindowSet:
+def draw_windows(
+    count: int, size: int, seed: int, workers: int = 2, first_index: int = 0
+) -> WindowSet:
     """Draw ``count`` windows of ``size`` px; window i uses seed ``(seed, i)``.
 
     Parameters
@@ -59,8 +61,11 @@ def draw_windows(count: int, size: int, seed: int, workers: int = 2) -> WindowSe
         that any subset can be redrawn.
     workers : int
         Processes to draw with.
+    first_index : int
+        ``i`` of the first window, so that two sets drawn with one seed differ.
     """
-    jobs = [(seed * 1_000_003 + index, size) for index in range(count)]
+    first = seed * 1_000_003 + first_index
+    jobs = [(first + index, size) for index in range(count)]
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             drawn = pool.map(_draw, jobs, chunksize=16)
@@ -71,15 +76,18 @@ def draw_windows(count: int, size: int, seed: int, workers: int = 2) -> WindowSe
     return WindowSet(rgb, labels)
 
 
-def load_or_draw(path: Path, count: int, size: int, seed: int, workers: int) -> WindowSet:
+def load_or_draw(
+    path: Path, count: int, size: int, seed: int, workers: int, first_index: int = 0
+) -> WindowSet:
     """Windows cached in ``path`` (an .npz) when it matches, else drawn and saved."""
+    wanted = (count, size, seed, first_index)
     if path.exists():
         with np.load(path) as saved:
             meta = tuple(int(v) for v in saved["meta"])
-            if meta == (count, size, seed):
+            if meta + (0,) * (4 - len(meta)) == wanted:
                 logger.info("Using cached windows %s", path)
                 return WindowSet(saved["rgb"], saved["labels"])
-    windows = draw_windows(count, size, seed, workers)
+    windows = draw_windows(count, size, seed, workers, first_index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, rgb=windows.rgb, labels=windows.labels, meta=np.array([count, size, seed]))
+    np.savez(path, rgb=windows.rgb, labels=windows.labels, meta=np.array(wanted))
     return windows

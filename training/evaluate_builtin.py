@@ -6,10 +6,14 @@ The targets of the model card (docs/models.md)::
     PYTHONPATH=src .venv/bin/python -m training.evaluate_builtin --model training/out/builtin.pt
 
 - click: one positive click at each object's most interior pixel (maximum of the
-  distance to the background), best-scored of the three candidates: mean IoU;
+  distance to the background), best-scored of the three candidates: mean IoU (and,
+  as a diagnosis, the best of the three: ``click_oracle_iou``);
 - box: the object's exact bounding box, one mask: mean IoU;
 - everything: ``segment_everything()`` with SAM's default parameters: F1 at IoU 0.5
-  (a prediction matches a true object when IoU > 0.5; such matches are one-to-one).
+  (a prediction matches a true object when IoU > 0.5; such matches are one-to-one);
+  ``--pred-iou-thresh`` / ``--stability-score-thresh`` change its thresholds and
+  ``--no-everything`` skips it;
+- ``by_radius``: click and box IoU per object radius in the 512 px model frame.
 
 Held-out scenes are drawn from seeds the training never uses (training draws from
 ``seed * 1_000_003 + i`` with small i; these from ``EVAL_SEED + i``), at several image
@@ -32,12 +36,18 @@ from napari_segany.core.synthetic import generate_scene, interior_point_yx
 EVAL_SEED = 987_654_321
 SIZES_HW = ((256, 256), (512, 512), (384, 640), (768, 768))
 MIN_AREA = 12  # objects smaller than this (px) are not prompted
+MODEL_FRAME = 512  # the built-in model's input side, for the radius buckets
+
+
+RADIUS_BUCKETS = (0.0, 4.0, 8.0, 16.0, np.inf)  # object radius in the 512 px model frame
 
 
 @dataclass
 class Scores:
     click_iou: float
+    click_oracle_iou: float
     box_iou: float
+    by_radius: dict
     everything_f1: float
     everything_precision: float
     everything_recall: float
@@ -74,6 +84,20 @@ def matching_f1(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float,
     return f1, precision, recall
 
 
+def _by_radius(radii: np.ndarray, clicks: np.ndarray, boxes: np.ndarray) -> dict:
+    """Click and box IoU per bucket of object radius in the model frame."""
+    table = {}
+    for low, high in zip(RADIUS_BUCKETS[:-1], RADIUS_BUCKETS[1:]):
+        inside = (radii >= low) & (radii < high)
+        if inside.any():
+            table[f"r {low:g}-{high:g} px"] = {
+                "objects": int(inside.sum()),
+                "click_iou": round(float(clicks[inside].mean()), 3),
+                "box_iou": round(float(boxes[inside].mean()), 3),
+            }
+    return table
+
+
 def held_out_scenes(count: int, kind: str | None = None):
     for index in range(count):
         rng = np.random.default_rng(EVAL_SEED + index)
@@ -81,23 +105,33 @@ def held_out_scenes(count: int, kind: str | None = None):
 
 
 def evaluate(
-    session: SegAny, n_images: int, max_objects: int, kind: str | None, everything: dict
+    session: SegAny,
+    n_images: int,
+    max_objects: int,
+    kind: str | None,
+    everything: dict | None,
 ) -> Scores:
     started = time.perf_counter()
-    clicks, boxes, f1s, precisions, recalls = [], [], [], [], []
+    clicks, oracle, boxes, radii, f1s, precisions, recalls = [], [], [], [], [], [], []
     rng = np.random.default_rng(0)
     for scene in held_out_scenes(n_images, kind):
         session.set_image(scene.image)
+        to_frame = MODEL_FRAME / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
         for object_id in rng.permutation(ids)[:max_objects]:
             mask = scene.labels == object_id
             click = session.segment(points_yx=[interior_point_yx(mask)], labels=[1])
-            clicks.append(iou(click.masks[int(np.argmax(click.scores))], mask))
+            candidates = [iou(candidate, mask) for candidate in click.masks]
+            clicks.append(candidates[int(np.argmax(click.scores))])
+            oracle.append(max(candidates))
             ys, xs = np.nonzero(mask)
             box = session.segment(
                 box_yxyx=[ys.min(), xs.min(), ys.max(), xs.max()], multimask=False
             )
             boxes.append(iou(box.masks[0], mask))
+            radii.append(np.sqrt(mask.sum() / np.pi) * to_frame)
+        if everything is None:
+            continue
         result = session.segment_everything(**everything)
         f1, precision, recall = matching_f1(scene.labels, result.labels)
         f1s.append(f1)
@@ -105,10 +139,12 @@ def evaluate(
         recalls.append(recall)
     return Scores(
         float(np.mean(clicks)),
+        float(np.mean(oracle)),
         float(np.mean(boxes)),
-        float(np.mean(f1s)),
-        float(np.mean(precisions)),
-        float(np.mean(recalls)),
+        _by_radius(np.array(radii), np.array(clicks), np.array(boxes)),
+        float(np.mean(f1s)) if f1s else -1.0,
+        float(np.mean(precisions)) if f1s else -1.0,
+        float(np.mean(recalls)) if f1s else -1.0,
         n_images,
         len(clicks),
         round(time.perf_counter() - started, 1),
@@ -122,14 +158,24 @@ def main(argv=None) -> None:
     parser.add_argument("--objects", type=int, default=25, help="prompted objects per image")
     parser.add_argument("--kind", choices=["nuclei", "cells", "cells_rgb"], default=None)
     parser.add_argument("--points-per-side", type=int, default=32)
+    parser.add_argument("--pred-iou-thresh", type=float, default=None, help="default: SAM's")
+    parser.add_argument("--stability-score-thresh", type=float, default=None)
+    parser.add_argument(
+        "--no-everything", action="store_true", help="prompts only (fast; F1 reported as -1)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     session = SegAny(args.model, device="cpu", precision="fp32")
-    everything = {"points_per_side": args.points_per_side}
+    everything = None
+    if not args.no_everything:
+        everything = {"points_per_side": args.points_per_side}
+        if args.pred_iou_thresh is not None:
+            everything["pred_iou_thresh"] = args.pred_iou_thresh
+        if args.stability_score_thresh is not None:
+            everything["stability_score_thresh"] = args.stability_score_thresh
     scores = evaluate(session, args.images, args.objects, args.kind, everything)
-    print(
-        json.dumps({"model": args.model, "kind": args.kind or "mixed", **asdict(scores)}, indent=2)
-    )
+    report = {"model": args.model, "kind": args.kind or "mixed", "everything": everything}
+    print(json.dumps({**report, **asdict(scores)}, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ from torch import Tensor
 
 FOCAL_WEIGHT = 5.0  # SAM uses 20 : 1 from a pretrained encoder; see docs/models.md
 FOCAL_ALPHA = 0.5
+FOCAL_GAMMA = 2.0
 
 
 def focal_loss(
-    logits: Tensor, truth: Tensor, alpha: float = FOCAL_ALPHA, gamma: float = 2.0
+    logits: Tensor, truth: Tensor, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA
 ) -> Tensor:
     """Sigmoid focal loss per mask: (N, K, S, S) logits, (N, 1, S, S) truth -> (N, K)."""
     truth = truth.to(logits.dtype)
@@ -47,7 +48,12 @@ def mask_iou(logits: Tensor, truth: Tensor) -> Tensor:
 
 
 def prompt_loss(
-    low_res_logits: Tensor, iou_predictions: Tensor, truth: Tensor, background: Tensor
+    low_res_logits: Tensor,
+    iou_predictions: Tensor,
+    truth: Tensor,
+    background: Tensor,
+    focal_weight: float = FOCAL_WEIGHT,
+    focal_gamma: float = FOCAL_GAMMA,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Loss of one decoder call.
 
@@ -72,7 +78,8 @@ def prompt_loss(
     size = truth.shape[-2:]
     logits = F.interpolate(low_res_logits, size=size, mode="bilinear", align_corners=False)
     target = truth[:, None]
-    per_mask = FOCAL_WEIGHT * focal_loss(logits, target) + dice_loss(logits, target)
+    focal = focal_loss(logits, target, gamma=focal_gamma)
+    per_mask = focal_weight * focal + dice_loss(logits, target)
     best = per_mask.argmin(dim=1)
     rows = torch.arange(len(best))
     ious = mask_iou(logits, target)

@@ -16,6 +16,7 @@ import torch
 
 GROUPS = ("point", "box", "points")
 MAX_POINTS = 4
+MIN_PROMPT_AREA = 8  # px; smaller remnants (e.g. after zooming out) are not prompted
 
 
 @dataclass
@@ -110,7 +111,8 @@ def sample_prompts(
     """
     groups = {name: PromptGroup() for name in GROUPS}
     for index, window in enumerate(labels):
-        ids = np.unique(window)
+        areas = np.bincount(window.ravel())
+        ids = np.nonzero(areas >= MIN_PROMPT_AREA)[0]
         ids = ids[ids > 0]
         chosen = rng.permutation(ids)[:objects_per_image]
         for object_id in chosen:

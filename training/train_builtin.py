@@ -29,13 +29,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_segany.core.image import resize_longest_side
 from napari_segany.core.model.build import build_sam
+from napari_segany.core.model.conv_encoder import CONV_IMAGE_SIZE
 from napari_segany.core.model.sam import PIXEL_MEAN_RGB, PIXEL_STD_RGB, Sam
 
 from .data import WindowSet, load_or_draw
-from .losses import prompt_loss
+from .losses import FOCAL_GAMMA, FOCAL_WEIGHT, prompt_loss
 from .prompts import as_tensors, correction_clicks, sample_prompts
 from .warm_start import (
+    ATTENTION_SCALE,
     AuxiliaryHead,
     auxiliary_loss,
     local_attention_init,
@@ -45,43 +48,93 @@ from .warm_start import (
 logger = logging.getLogger("train_builtin")
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGED = ROOT / "src" / "napari_segany" / "models" / "builtin.pt"
+FRAME_FIRST_INDEX = 500_000  # frames are drawn from seeds no window uses
+ZOOM_RANGE = (0.5, 2.0)  # an image of 256 px is enlarged 2x into the 512 px frame
+CROP_MIN = 64
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=3200)
     parser.add_argument("--batch", type=int, default=4, help="windows per step")
     parser.add_argument("--objects", type=int, default=12, help="prompted objects per window")
     parser.add_argument("--windows", type=int, default=2400, help="windows drawn ahead")
     parser.add_argument("--window-size", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=400, help="full 512 px frames drawn")
+    parser.add_argument(
+        "--frame-steps", type=int, default=500, help="last steps on full frames (batch 1)"
+    )
+    parser.add_argument("--frame-objects", type=int, default=24)
+    parser.add_argument("--zoom-rate", type=float, default=0.5)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--draw-workers", type=int, default=2, help="processes drawing data")
     parser.add_argument("--aux-weight", type=float, default=1.0)
-    parser.add_argument("--correction-rate", type=float, default=0.5)
+    parser.add_argument("--correction-rate", type=float, default=0.4)
+    parser.add_argument("--focal-weight", type=float, default=FOCAL_WEIGHT)
+    parser.add_argument("--focal-gamma", type=float, default=FOCAL_GAMMA)
+    parser.add_argument("--attention-scale", type=float, default=ATTENTION_SCALE)
+    parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")
+    parser.add_argument("--stop-at", type=int, default=None, help="end early (experiments)")
+    parser.add_argument("--tag", default="", help="suffix of the output name (experiments)")
     parser.add_argument("--out", type=Path, default=ROOT / "training" / "out")
     parser.add_argument("--export", action="store_true", help=f"also write {PACKAGED}")
     return parser.parse_args(argv)
 
 
-def _augment(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray):
-    """Random rotation by 90 degrees and flip of each window; a band of some windows
-    becomes padding (zero after normalisation, no objects), as at image edges."""
-    rgb_out, labels_out, pad = [], [], np.zeros(labels.shape, bool)
+def _nearest(labels: np.ndarray, side: int) -> np.ndarray:
+    """(S, S) array resampled to (side, side) by nearest neighbour (pixel centres)."""
+    index = ((np.arange(side) + 0.5) * labels.shape[0] / side).astype(np.intp)
+    return labels[index][:, index]
+
+
+def _zoom(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray, pad: np.ndarray):
+    """Rescale one window by a log-uniform factor in :data:`ZOOM_RANGE`, resizing the
+    pixels exactly as the predictor resizes a user's image. Zooming in crops a random
+    part and enlarges it (as a small image is enlarged to the model frame); zooming out
+    shrinks the window into the top-left corner and pads the rest (as a small or
+    non-square image is padded)."""
+    size = labels.shape[0]
+    factor = float(np.exp(rng.uniform(*np.log(ZOOM_RANGE))))
+    if factor >= 1:
+        side = max(CROP_MIN, int(round(size / factor)))
+        y0, x0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
+        crop = np.s_[y0 : y0 + side, x0 : x0 + side]
+        pixels = resize_longest_side(rgb[crop], size)[0].permute(1, 2, 0).to(torch.uint8)
+        return pixels.numpy(), _nearest(labels[crop], size), _nearest(pad[crop], size)
+    side = int(round(size * factor))
+    out_rgb = np.zeros_like(rgb)
+    out_rgb[:side, :side] = resize_longest_side(rgb, side)[0].permute(1, 2, 0).to(torch.uint8)
+    out_labels = np.zeros_like(labels)
+    out_labels[:side, :side] = _nearest(labels, side)
+    out_pad = np.ones_like(pad)
+    out_pad[:side, :side] = _nearest(pad, side)
+    return out_rgb, out_labels, out_pad
+
+
+def _augment(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray, zoom_rate: float):
+    """Random rotation by 90 degrees and flip of each window, a zoom (:func:`_zoom`)
+    with probability ``zoom_rate``; a band of some windows becomes padding (zero after
+    normalisation, no objects), as at image edges."""
+    rgb_out, labels_out, pads = [], [], []
     for index in range(len(labels)):
         turns, flip = int(rng.integers(0, 4)), bool(rng.integers(0, 2))
         r, lab = np.rot90(rgb[index], turns), np.rot90(labels[index], turns)
         if flip:
             r, lab = r[:, ::-1], lab[:, ::-1]
-        lab = np.ascontiguousarray(lab)
+        r, lab = np.ascontiguousarray(r), np.ascontiguousarray(lab)
+        pad = np.zeros(lab.shape, bool)
+        if rng.random() < zoom_rate:
+            r, lab, pad = _zoom(rng, r, lab, pad)
         if rng.random() < 0.15:
             width = int(rng.integers(16, lab.shape[1] // 2))
             lab[:, -width:] = 0
-            pad[index, :, -width:] = True
-        rgb_out.append(np.ascontiguousarray(r))
+            pad[:, -width:] = True
+        rgb_out.append(r)
         labels_out.append(lab)
-    return np.stack(rgb_out), np.stack(labels_out), pad
+        pads.append(pad)
+    return np.stack(rgb_out), np.stack(labels_out), np.stack(pads)
 
 
 def _normalise(rgb: np.ndarray, pad: np.ndarray) -> torch.Tensor:
@@ -126,7 +179,7 @@ def _with_click(prompts: dict, clicks_xy: np.ndarray, click_labels: np.ndarray) 
 
 
 def train_step(
-    model: Sam, aux: AuxiliaryHead, batch: tuple, rng: np.random.Generator, args
+    model: Sam, aux: AuxiliaryHead, batch: tuple, rng: np.random.Generator, args, objects: int
 ) -> dict:
     """Forward and backward of one batch; returns the loss and per-group IoUs."""
     rgb, labels, pad = batch
@@ -137,8 +190,9 @@ def train_step(
     span = (model.image_size - labels.shape[-1]) // stride
     origin = tuple(int(v) * stride for v in rng.integers(0, span + 1, 2))
     pe = window_pe(model, origin, grid, stride)
-    groups = sample_prompts(rng, labels, args.objects)
+    groups = sample_prompts(rng, labels, objects)
     correct = rng.random() < args.correction_rate
+    focal = (args.focal_weight, args.focal_gamma)
     losses, stats, count = [], {}, 0
     for name, group in groups.items():
         if not len(group):
@@ -146,20 +200,25 @@ def train_step(
         prompts = as_tensors(group)
         image = embedding[prompts["image_index"]]
         low, iou = _decode(model, image, pe, prompts, origin, None, name == "point")
-        loss, best, best_iou = prompt_loss(low, iou, prompts["truth"], prompts["background"])
+        loss, best, best_iou = prompt_loss(
+            low, iou, prompts["truth"], prompts["background"], *focal
+        )
         losses.append(loss * len(group))
         count += len(group)
-        stats[name] = float(best_iou[~prompts["background"]].mean()) if len(group) else 0.0
+        on_objects = ~prompts["background"]
+        if on_objects.any():  # a group may hold only a background click
+            stats[name] = float(best_iou[on_objects].mean())
         if correct:
             chosen = low[torch.arange(len(best)), best][:, None].detach()
             predicted = F.interpolate(chosen, size=labels.shape[-2:], mode="bilinear") > 0
             clicks = correction_clicks(rng, predicted[:, 0].numpy(), prompts["truth"].numpy())
             again = _with_click(prompts, *clicks)
             low2, iou2 = _decode(model, image, pe, again, origin, chosen, False)
-            loss2, _, iou_2 = prompt_loss(low2, iou2, again["truth"], again["background"])
+            loss2, _, iou_2 = prompt_loss(low2, iou2, again["truth"], again["background"], *focal)
             losses.append(loss2 * len(group))
             count += len(group)
-            stats[name + "+click"] = float(iou_2[~prompts["background"]].mean())
+            if on_objects.any():
+                stats[name + "+click"] = float(iou_2[on_objects].mean())
     total = torch.stack(losses).sum() / max(count, 1)
     (total + args.aux_weight * dense_loss).backward()
     stats["loss"] = float(total.detach())
@@ -175,12 +234,12 @@ def _learning_rate(step: int, steps: int, peak: float) -> float:
     return peak * (0.03 + 0.97 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(args, windows: WindowSet) -> Sam:
+def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed + 1)
     model = build_sam("conv_s").train()
     set_position_frequencies(model, args.seed)
-    local_attention_init(model)
+    local_attention_init(model, args.attention_scale)
     aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
     parameters = [*model.parameters(), *aux.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
@@ -188,14 +247,20 @@ def train(args, windows: WindowSet) -> Sam:
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, args.steps, args.lr)
-        chosen = rng.integers(0, len(windows), args.batch)
-        batch = _augment(rng, windows.rgb[chosen], windows.labels[chosen])
+        full_frame = step >= args.steps - args.frame_steps
+        if full_frame and step == args.steps - args.frame_steps:
+            # Kept to measure what the full-frame phase adds (docs/models.md).
+            torch.save(model.state_dict(), args.out / f"builtin{args.tag}_before_frames.pt")
+        source, count = (frames, 1) if full_frame else (windows, args.batch)
+        chosen = rng.integers(0, len(source), count)
+        batch = _augment(rng, source.rgb[chosen], source.labels[chosen], args.zoom_rate)
         optimizer.zero_grad(set_to_none=True)
-        stats = train_step(model, aux, batch, rng, args)
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        objects = args.frame_objects if full_frame else args.objects
+        stats = train_step(model, aux, batch, rng, args, objects)
+        stats["grad"] = float(torch.nn.utils.clip_grad_norm_(parameters, args.clip))
         optimizer.step()
         history.append(stats)
-        if step % 25 == 0 or step == args.steps - 1:
+        if step % 25 == 0 or step == args.steps - 1 or step + 1 == args.stop_at:
             recent = history[-25:]
             keys = sorted({k for s in recent for k in s})
             means = {k: np.mean([s[k] for s in recent if k in s]) for k in keys}
@@ -207,6 +272,8 @@ def train(args, windows: WindowSet) -> Sam:
                 elapsed,
                 "  ".join(f"{k} {v:.3f}" for k, v in means.items()),
             )
+        if args.stop_at is not None and step + 1 >= args.stop_at:
+            break
     return model.eval()
 
 
@@ -226,15 +293,28 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     cache = args.out / f"windows_{args.windows}_{args.window_size}_{args.seed}.npz"
     windows = load_or_draw(cache, args.windows, args.window_size, args.seed, args.draw_workers)
+    frames = load_or_draw(
+        args.out / f"frames_{args.frames}_{CONV_IMAGE_SIZE}_{args.seed}.npz",
+        args.frames,
+        CONV_IMAGE_SIZE,
+        args.seed,
+        args.draw_workers,
+        first_index=FRAME_FIRST_INDEX,
+    )
     drawn = time.perf_counter() - started
-    logger.info("%d windows ready in %.0f s", len(windows), drawn)
-    model = train(args, windows)
+    logger.info("%d windows and %d frames ready in %.0f s", len(windows), len(frames), drawn)
+    model = train(args, windows, frames)
     meta = {
         "steps": args.steps,
         "batch": args.batch,
         "objects": args.objects,
         "windows": args.windows,
         "window_size": args.window_size,
+        "frames": args.frames,
+        "frame_steps": args.frame_steps,
+        "frame_objects": args.frame_objects,
+        "zoom_rate": args.zoom_rate,
+        "clip": args.clip,
         "lr": args.lr,
         "seed": args.seed,
         "threads": args.threads,
@@ -242,7 +322,7 @@ def main(argv=None) -> None:
         "draw_seconds": round(drawn, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
     }
-    save(model, args.out / "builtin.pt", meta)
+    save(model, args.out / f"builtin{args.tag}.pt", meta)
     if args.export:
         save(model, PACKAGED, meta)
 

@@ -29,7 +29,7 @@ from napari_segany.core.model.sam import Sam
 from .losses import dice_loss
 
 FREQUENCY_RANGE = (1.0, 12.0)
-ATTENTION_SCALE = 2.5
+ATTENTION_SCALE = 1.0
 
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ def set_position_frequencies(model: Sam, seed: int) -> None:
 
 
 @torch.no_grad()
-def local_attention_init(model: Sam) -> None:
+def local_attention_init(model: Sam, scale: float = ATTENTION_SCALE) -> None:
     """Start every decoder cross-attention's q/k as a selection of (sin, cos) pairs."""
     transformer = model.mask_decoder.transformer
     attentions = [transformer.final_attn_token_to_image]
@@ -59,8 +59,8 @@ def local_attention_init(model: Sam) -> None:
         selection = torch.zeros(internal, width)
         for row in range(internal // 2):
             frequency = row % half
-            selection[2 * row, frequency] = ATTENTION_SCALE
-            selection[2 * row + 1, half + frequency] = ATTENTION_SCALE
+            selection[2 * row, frequency] = scale
+            selection[2 * row + 1, half + frequency] = scale
         for projection in (attention.q_proj, attention.k_proj):
             projection.weight.copy_(selection + 0.02 * torch.randn_like(selection))
             projection.bias.zero_()
