@@ -154,7 +154,11 @@ def everything() -> None:
     panel.timer.stop()
     panel.reselect()
     widget.segment_everything_stack()
-    viewer.dims.set_point(0, 4)  # another slice of the stack: objects keep their ids
+    _settle(viewer, widget)
+    # another slice of the stack (objects keep their ids): the one with most objects
+    found = np.asarray(viewer.layers["SegAny everything"].data)
+    counts = [len(np.unique(plane)) - 1 if index != 5 else -1 for index, plane in enumerate(found)]
+    viewer.dims.set_point(0, int(np.argmax(counts)))
     _settle(viewer, widget)
     _shot(viewer, "07-everything-stack.png")
     viewer.close()

@@ -3,8 +3,9 @@
 These tests use the real weights in ``src/napari_segany/models/builtin.pt`` on
 generated images whose true masks are known (seeds the training never used). The
 floors are below the issue's targets, which this model does not reach (see
-docs/models.md, "Metrics"): they check that the mask is on the prompted object, not
-that it is a good mask.
+docs/models.md, "Metrics"): they check that the mask is on the prompted object and
+guard the measured quality (each floor sits below the figure measured with the shipped
+file, noted beside it).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def test_a_click_finds_the_clicked_nucleus(builtin):
         best = result.masks[int(np.argmax(result.scores))]
         ious.append(_iou(best, truth))
         right.append(_on_object(best, scene.labels, label))
-    assert np.mean(right) >= 0.75, right  # measured 0.83 (10 of 12)
-    assert np.mean(ious) >= 0.3, ious  # measured 0.39
+    assert np.mean(right) >= 0.9, right  # measured 1.0 (12 of 12)
+    assert np.mean(ious) >= 0.6, ious  # measured 0.73
 
 
 def test_a_box_finds_the_boxed_nucleus_on_another_size_and_dtype(builtin):
@@ -65,7 +66,7 @@ def test_a_box_finds_the_boxed_nucleus_on_another_size_and_dtype(builtin):
         boxes.append([ys.min(), xs.min(), ys.max(), xs.max()])
     result = builtin.segment(box_yxyx=boxes, multimask=False)
     ious = [_iou(result.masks[i, 0], scene.labels == label) for i, label in enumerate(ids)]
-    assert np.mean(ious) >= 0.15, ious  # measured 0.23: boxes are its weakest prompt
+    assert np.mean(ious) >= 0.55, ious  # measured 0.71
 
 
 def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_below_them(builtin):
@@ -81,4 +82,4 @@ def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_below_them(bu
         overlap = found[truth]
         best = np.bincount(overlap[overlap > 0]).argmax() if (overlap > 0).any() else 0
         matched += bool(best) and _iou(found == best, truth) > 0.5
-    assert matched >= 3  # measured F1 0.17 on this image (29 objects kept)
+    assert matched >= 12  # measured 22 of 65 nuclei (F1 0.30, 84 objects kept)

@@ -87,7 +87,7 @@ _ENTRIES = (
         "builtin",
         "conv_s",
         "",
-        "48ed89850cbaf5a5781afef673884ca0",
+        "3add82647b4c210d646aec705edfc06a",
         "builtin.pt",
         "Built-in small model trained on synthetic nuclei/cell images (works offline; "
         "use SAM or micro-sam weights for best results), 8.6 MB",
