@@ -248,7 +248,7 @@ def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, args.steps, args.lr)
         full_frame = step >= args.steps - args.frame_steps
-        if full_frame and step == args.steps - args.frame_steps:
+        if step == args.steps - args.frame_steps:
             # Kept to measure what the full-frame phase adds (docs/models.md).
             torch.save(model.state_dict(), args.out / f"builtin{args.tag}_before_frames.pt")
         source, count = (frames, 1) if full_frame else (windows, args.batch)

@@ -164,24 +164,19 @@ def select_planes(candidates: dict, filter_params: dict, link: bool) -> Selectio
     """
     from napari_segany.core.automatic import everything_params
     from napari_segany.core.everything_select import EmptyResultWarning
-    from napari_segany.core.labels import number_in_stack
+    from napari_segany.core.labels import StackNumbering
 
     _, filters = everything_params(**filter_params)
     planes, notes, ids = {}, [], set()
-    next_id, previous = 1, None
+    numbering = StackNumbering(LINK_IOU, link)
     for index, plane_candidates in candidates.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", EmptyResultWarning)
             result = plane_candidates.select(filters)
         notes += [f"{f'plane {index}: ' if index else ''}{w.message}" for w in caught]
-        linking = link and previous is not None and index and index[-1] > 0
-        labels, mapping, next_id = number_in_stack(
-            result.labels,
-            [o.label for o in result.objects],
-            next_id,
-            previous if linking else None,
-            LINK_IOU,
+        continues = bool(index) and index[-1] > 0
+        planes[index], mapping = numbering.number(
+            result.labels, [o.label for o in result.objects], continues
         )
         ids.update(mapping.values())
-        planes[index], previous = labels, labels
     return Selection(planes, len(ids), notes)

@@ -18,7 +18,7 @@ from .automatic import decode_grid, everything_params
 from .embeddings import Embedding
 from .everything_select import EverythingObject
 from .image import to_model_rgb
-from .labels import LABEL_DTYPE, number_in_stack
+from .labels import LABEL_DTYPE, StackNumbering
 from .predictor import Predictor
 from .progress import Progress
 from .stack import get_plane, plane_axes, plane_indices
@@ -87,7 +87,7 @@ def segment_everything_stack(
     indices = list(plane_indices(shape, spatial_axes, channel_axis))
     labels = np.zeros(_label_shape(shape, channel_axis), dtype=LABEL_DTYPE)
     objects: list[EverythingObject] = []
-    next_id, previous = 1, None
+    numbering = StackNumbering(link_iou, link)
     for number, index in enumerate(indices):
         plane = get_plane(stack, index, spatial_axes, channel_axis)
         rgb = to_model_rgb(plane, contrast_limits=contrast_limits, channels=channels)
@@ -95,17 +95,12 @@ def segment_everything_stack(
         steps = decode_grid(predictor, rgb, grid, embedding)
         candidates = yield from _scaled(steps, number, len(indices), index)
         result = candidates.select(filters)
-        linking = link and previous is not None and axes and index[-1] > 0
-        plane_labels, mapping, next_id = number_in_stack(
-            result.labels,
-            [o.label for o in result.objects],
-            next_id,
-            previous if linking else None,
-            link_iou,
+        continues = bool(axes) and index[-1] > 0
+        plane_labels, mapping = numbering.number(
+            result.labels, [o.label for o in result.objects], continues
         )
         _write_plane(labels, plane_labels, index, axes, spatial_axes, channel_axis)
         objects.extend(replace(o, label=mapping[o.label], plane=index) for o in result.objects)
-        previous = plane_labels
     yield Progress(len(indices), len(indices), "done")
     return StackResult(labels, objects)
 

@@ -10,6 +10,7 @@ record but has no visible pixel.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -166,28 +167,49 @@ def renumber_plane(
     return relabel(labels, mapping), mapping
 
 
-def number_in_stack(
-    plane_labels: np.ndarray,
-    plane_ids: Sequence[int],
-    first_id: int,
-    previous: np.ndarray | None,
-    min_iou: float,
-) -> tuple[np.ndarray, dict[int, int], int]:
-    """Number one plane's objects for a stack, linked to the previous plane if given.
+@dataclass
+class StackNumbering:
+    """Numbers a stack's planes in turn with stack-wide ids, linking each plane to the
+    previous one when asked.
 
     Parameters
     ----------
-    plane_labels : (H, W) label image of the plane (its own ids).
-    plane_ids : the plane's object ids (also hidden ones, see :func:`renumber_plane`).
-    first_id : the first stack id still free.
-    previous : the previous plane's stack labels to link to, or None (no linking).
-    min_iou : overlap needed to link (see :func:`link_labels`).
-
-    Returns
-    -------
-    labels, mapping, next_free
-        The renumbered plane, plane id -> stack id, and the next free stack id.
+    min_iou : float
+        Overlap needed to link (see :func:`link_labels`).
+    link : bool
+        Give an object the id of the object it overlaps on the previous plane.
+    next_id : int
+        The first stack id still free.
+    previous : (H, W) array or None
+        The previous plane's stack labels.
     """
-    linked = {} if previous is None else link_labels(previous, plane_labels, min_iou)
-    labels, mapping = renumber_plane(plane_labels, first_id, linked, ids=plane_ids)
-    return labels, mapping, max([first_id, *(v + 1 for v in mapping.values())])
+
+    min_iou: float
+    link: bool
+    next_id: int = 1
+    previous: np.ndarray | None = None
+
+    def number(
+        self, plane_labels: np.ndarray, plane_ids: Sequence[int], continues: bool
+    ) -> tuple[np.ndarray, dict[int, int]]:
+        """Renumber one plane (its own ids) into stack ids.
+
+        Parameters
+        ----------
+        plane_labels : (H, W) label image of the plane.
+        plane_ids : the plane's object ids (also hidden ones, see :func:`renumber_plane`).
+        continues : the plane follows the previous one along the linked axis (False for
+            the first plane of a run, e.g. Z = 0 of each time point).
+
+        Returns
+        -------
+        labels, mapping
+            The renumbered plane and plane id -> stack id.
+        """
+        linked = {}
+        if self.link and continues and self.previous is not None:
+            linked = link_labels(self.previous, plane_labels, self.min_iou)
+        labels, mapping = renumber_plane(plane_labels, self.next_id, linked, ids=plane_ids)
+        self.next_id = max([self.next_id, *(v + 1 for v in mapping.values())])
+        self.previous = labels
+        return labels, mapping
