@@ -50,7 +50,7 @@ def test_a_click_finds_the_clicked_nucleus(builtin):
         best = result.masks[int(np.argmax(result.scores))]
         ious.append(_iou(best, truth))
         right.append(_on_object(best, scene.labels, label))
-    assert np.mean(right) >= 0.9, right  # measured 1.0 (12 of 12)
+    assert np.mean(right) >= 0.9, right  # measured 0.92 (11 of 12)
     assert np.mean(ious) >= 0.6, ious  # measured 0.73
 
 
@@ -66,7 +66,7 @@ def test_a_box_finds_the_boxed_nucleus_on_another_size_and_dtype(builtin):
         boxes.append([ys.min(), xs.min(), ys.max(), xs.max()])
     result = builtin.segment(box_yxyx=boxes, multimask=False)
     ious = [_iou(result.masks[i, 0], scene.labels == label) for i, label in enumerate(ids)]
-    assert np.mean(ious) >= 0.55, ious  # measured 0.71
+    assert np.mean(ious) >= 0.55, ious  # measured 0.66
 
 
 def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_below_them(builtin):
@@ -82,4 +82,4 @@ def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_below_them(bu
         overlap = found[truth]
         best = np.bincount(overlap[overlap > 0]).argmax() if (overlap > 0).any() else 0
         matched += bool(best) and _iou(found == best, truth) > 0.5
-    assert matched >= 12  # measured 22 of 65 nuclei (F1 0.30, 84 objects kept)
+    assert matched >= 12  # measured 20 of 65 nuclei (F1 0.26, 89 objects kept)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 from training import train_builtin
+from training.data import WindowSet
 from training.losses import dice_loss, mask_iou, prompt_loss
 from training.prompts import as_tensors, correction_clicks, jittered_box, sample_prompts
-from training.warm_start import AuxiliaryHead, borders, set_position_frequencies
+from training.warm_start import (
+    AuxiliaryHead,
+    auxiliary_loss,
+    borders,
+    set_position_frequencies,
+)
 
 
 def _two_discs(size: int = 64) -> np.ndarray:
@@ -113,6 +119,35 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
         optimizer.step()
         losses.append(stats["loss"] + stats["aux"])
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:2])
+
+
+def test_encoder_pretraining_trains_only_the_encoder_and_lowers_the_dense_loss():
+    torch.manual_seed(0)
+    labels = np.stack([_two_discs(64)] * 2)
+    rgb = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=-1)
+    windows = WindowSet(rgb, labels)
+    model = train_builtin.build_sam("conv_s").train()
+    aux = AuxiliaryHead(128, 8)
+    decoder_before = {k: v.clone() for k, v in model.mask_decoder.state_dict().items()}
+    encoder_before = {k: v.clone() for k, v in model.image_encoder.state_dict().items()}
+
+    def dense_loss() -> float:
+        with torch.no_grad():
+            pixels = train_builtin._normalise(rgb, np.zeros(labels.shape, bool))
+            return float(auxiliary_loss(aux(model.image_encoder(pixels)), labels))
+
+    before = dense_loss()
+    args = train_builtin.parse_args(["--encoder-steps", "30", "--batch", "2", "--zoom-rate", "0"])
+    train_builtin.pretrain_encoder(model, aux, windows, np.random.default_rng(0), args)
+    assert dense_loss() < 0.7 * before
+    for key, value in model.mask_decoder.state_dict().items():
+        assert torch.equal(value, decoder_before[key]), key
+    changed = [
+        k
+        for k, v in model.image_encoder.state_dict().items()
+        if not torch.equal(v, encoder_before[k])
+    ]
+    assert any(k.startswith("stem") for k in changed) and any(k.startswith("neck") for k in changed)
 
 
 def test_prompt_tensors_keep_the_group_order():

@@ -13,7 +13,10 @@ The targets of the model card (docs/models.md)::
   (a prediction matches a true object when IoU > 0.5; such matches are one-to-one);
   ``--pred-iou-thresh`` / ``--stability-score-thresh`` change its thresholds and
   ``--no-everything`` skips it;
-- ``by_radius``: click and box IoU per object radius in the 512 px model frame.
+- ``by_radius``: click and box IoU per object radius in the 512 px model frame;
+- ``--contrast napari``: the intensities the widget passes, napari's default contrast
+  limits (uint8: 0-255, other types: the data range) instead of the API's robust
+  percentiles.
 
 Held-out scenes are drawn from seeds the training never uses (training draws from
 ``seed * 1_000_003 + i`` with small i; these from ``EVAL_SEED + i``), at several image
@@ -98,6 +101,14 @@ def _by_radius(radii: np.ndarray, clicks: np.ndarray, boxes: np.ndarray) -> dict
     return table
 
 
+def napari_default_limits(image: np.ndarray) -> tuple[float, float] | None:
+    """The contrast limits a new napari image layer gets, as the widget passes them:
+    none for 8-bit RGB (taken as is), (0, 255) for uint8, else the data range."""
+    if image.dtype == np.uint8:
+        return None if image.ndim == 3 else (0.0, 255.0)
+    return float(image.min()), float(image.max())
+
+
 def held_out_scenes(count: int, kind: str | None = None):
     for index in range(count):
         rng = np.random.default_rng(EVAL_SEED + index)
@@ -110,12 +121,14 @@ def evaluate(
     max_objects: int,
     kind: str | None,
     everything: dict | None,
+    contrast: str = "robust",
 ) -> Scores:
     started = time.perf_counter()
     clicks, oracle, boxes, radii, f1s, precisions, recalls = [], [], [], [], [], [], []
     rng = np.random.default_rng(0)
     for scene in held_out_scenes(n_images, kind):
-        session.set_image(scene.image)
+        limits = napari_default_limits(scene.image) if contrast == "napari" else None
+        session.set_image(scene.image, contrast_limits=limits)
         to_frame = MODEL_FRAME / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
         for object_id in rng.permutation(ids)[:max_objects]:
@@ -157,6 +170,12 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--objects", type=int, default=25, help="prompted objects per image")
     parser.add_argument("--kind", choices=["nuclei", "cells", "cells_rgb"], default=None)
+    parser.add_argument(
+        "--contrast",
+        choices=["robust", "napari"],
+        default="robust",
+        help="robust percentiles (the API's default) or napari's default contrast limits",
+    )
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--pred-iou-thresh", type=float, default=None, help="default: SAM's")
     parser.add_argument("--stability-score-thresh", type=float, default=None)
@@ -173,8 +192,13 @@ def main(argv=None) -> None:
             everything["pred_iou_thresh"] = args.pred_iou_thresh
         if args.stability_score_thresh is not None:
             everything["stability_score_thresh"] = args.stability_score_thresh
-    scores = evaluate(session, args.images, args.objects, args.kind, everything)
-    report = {"model": args.model, "kind": args.kind or "mixed", "everything": everything}
+    scores = evaluate(session, args.images, args.objects, args.kind, everything, args.contrast)
+    report = {
+        "model": args.model,
+        "kind": args.kind or "mixed",
+        "contrast": args.contrast,
+        "everything": everything,
+    }
     print(json.dumps({**report, **asdict(scores)}, indent=2))
 
 

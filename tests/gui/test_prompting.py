@@ -73,6 +73,20 @@ def test_preview_follows_prompts_and_candidates_cycle(viewer_widget):
     assert viewer.layers[PREVIEW].data.max() == 0 and len(viewer.layers[PROMPTS].data) == 0
 
 
+def test_next_candidate_skips_empty_candidates(viewer_widget):
+    viewer, widget, _ = viewer_widget(np.zeros((50, 60), np.uint8))
+    widget.segany.radii = (3, 5, -1)  # the third candidate has no pixel
+    viewer.layers[PROMPTS].add([20, 25])
+    _preview_now(widget)
+    assert "candidate 2/3 · score 0.90" in widget.controls.candidate_label.text()
+    widget.next_candidate()
+    assert "candidate 1/3 · score 0.50" in widget.controls.candidate_label.text()
+    radius3 = (np.hypot(*np.mgrid[-3:4, -3:4]) <= 3).sum()
+    assert (viewer.layers[PREVIEW].data > 0).sum() == radius3
+    widget.next_candidate()
+    assert "candidate 2/3 · score 0.90" in widget.controls.candidate_label.text()
+
+
 def test_several_boxes_are_several_objects_in_one_call(viewer_widget):
     viewer, widget, _ = viewer_widget(np.zeros((60, 60), np.uint8))
     boxes = viewer.layers[BOXES]

@@ -295,13 +295,18 @@ class PromptController(QObject):
         self.viewer.text_overlay.visible = self.preview is not None
 
     def next_candidate(self) -> None:
-        """Show the next of SAM's candidate masks (single-object previews)."""
+        """Show the next of SAM's candidate masks that is not empty (single-object
+        previews); a model may leave a candidate empty (the built-in one leaves its
+        third one so)."""
         if self.preview is None or self.preview.objects.masks.shape[1] < 2:
             return
         objects = self.preview.objects
         current = self.preview.candidate
         current = int(np.argmax(objects.scores[0])) if current is None else current
-        self.preview.candidate = (current + 1) % objects.masks.shape[1]
+        count = objects.masks.shape[1]
+        following = [(current + step) % count for step in range(1, count)]
+        shown = [k for k in following if objects.masks[0, k].any()]
+        self.preview.candidate = shown[0] if shown else current
         self._draw()
 
     def clear_preview(self) -> None:

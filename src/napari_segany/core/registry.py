@@ -87,7 +87,7 @@ _ENTRIES = (
         "builtin",
         "conv_s",
         "",
-        "3add82647b4c210d646aec705edfc06a",
+        "9a6bd017f6c8b25cfd28280a0731a6c3",
         "builtin.pt",
         "Built-in small model trained on synthetic nuclei/cell images (works offline; "
         "use SAM or micro-sam weights for best results), 8.6 MB",
