@@ -304,9 +304,8 @@ class PromptController(QObject):
         current = self.preview.candidate
         current = int(np.argmax(objects.scores[0])) if current is None else current
         count = objects.masks.shape[1]
-        following = [(current + step) % count for step in range(1, count)]
-        shown = [k for k in following if objects.masks[0, k].any()]
-        self.preview.candidate = shown[0] if shown else current
+        following = ((current + step) % count for step in range(1, count))
+        self.preview.candidate = next((k for k in following if objects.masks[0, k].any()), current)
         self._draw()
 
     def clear_preview(self) -> None:
