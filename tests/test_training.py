@@ -82,6 +82,31 @@ def test_losses_rank_a_right_mask_above_a_wrong_one():
     assert best.tolist() == [1] and best_iou.tolist() == [1.0]
 
 
+def test_background_all_trains_every_candidate_on_a_background_click():
+    """With ``background_all`` every candidate gets a gradient on a background click
+    (empty target), not only the emptiest one."""
+    empty = torch.zeros(1, 16, 16, dtype=torch.bool)
+    logits = torch.stack([torch.full((16, 16), v) for v in (-9.0, 2.0, 4.0)])[None]
+    logits.requires_grad_(True)
+    flag = torch.tensor([True])
+    loss, best, _ = prompt_loss(logits, torch.zeros(1, 3), empty, flag, background_all=True)
+    loss.backward()
+    assert best.tolist() == [0]
+    assert (logits.grad[0, 1:].abs().amax(dim=(-2, -1)) > 0).all()
+    # by default (the shipped recipe) only the emptiest candidate is trained
+    logits.grad = None
+    prompt_loss(logits, torch.zeros(1, 3), empty, flag)[0].backward()
+    assert logits.grad[0, 1:].abs().max() == 0 and logits.grad[0, 0].abs().max() > 0
+    # an object prompt still trains only its best candidate
+    logits.grad = None
+    truth = torch.ones(1, 16, 16, dtype=torch.bool)
+    no = torch.tensor([False])
+    loss, best, _ = prompt_loss(logits, torch.zeros(1, 3), truth, no, background_all=True)
+    loss.backward()
+    assert best.tolist() == [2]
+    assert logits.grad[0, :2].abs().max() == 0 and logits.grad[0, 2].abs().max() > 0
+
+
 def test_auxiliary_head_and_borders():
     labels = _two_discs()[None]
     edge = borders(labels)
@@ -198,3 +223,43 @@ def test_window_sets_are_seeded_by_index():
     assert np.array_equal(pair.labels[1], second.labels[0])
     assert np.array_equal(pair.rgb[1], second.rgb[0])
     assert not np.array_equal(pair.rgb[0], pair.rgb[1])
+
+
+def test_phase_two_restarted_from_its_checkpoint_gives_the_same_weights(tmp_path):
+    """`--frames-from` the checkpoint written before phase 2 reproduces the whole run,
+    so a run stopped in phase 2 can be finished without redoing phases 0 and 1."""
+    labels = np.stack([_two_discs(64)] * 3)
+    rgb = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=-1)
+    data = WindowSet(rgb, labels)
+    options = ["--encoder-steps", "2", "--steps", "4", "--frame-steps", "2", "--batch", "2"]
+    options += ["--objects", "2", "--frame-objects", "2", "--out", str(tmp_path)]
+    options += ["--restartable-frames"]
+    args = train_builtin.parse_args(options)
+    whole = train_builtin.train(args, data, data).state_dict()
+    checkpoint = train_builtin.before_frames_path(args)
+    restarted = train_builtin.build_sam("conv_s")
+    restarted.load_state_dict(torch.load(checkpoint, weights_only=True))
+    before = {k: v.clone() for k, v in restarted.state_dict().items()}
+    finished = train_builtin.train_frames(restarted, data, args).state_dict()
+    assert any(not torch.equal(finished[k], before[k]) for k in before)  # phase 2 trained
+    for key, value in whole.items():
+        assert torch.equal(value, finished[key]), key
+
+
+def test_a_batch_without_prompts_trains_the_auxiliary_loss_alone():
+    """A batch with nothing to prompt (here: no object may be prompted and the window
+    has no background to click) used to end the run on an empty list of losses."""
+    labels = np.ones((1, 64, 64), np.uint16)
+    rgb = np.full((*labels.shape, 3), 200, np.uint8)
+    args = train_builtin.parse_args(["--correction-rate", "0"])
+    model = train_builtin.build_sam("conv_s").train()
+    aux = AuxiliaryHead(128, 8)
+    batch = (rgb, labels, np.zeros(labels.shape, bool))
+    stats = train_builtin.train_step(model, aux, batch, np.random.default_rng(0), args, 0)
+    assert "loss" not in stats and stats["aux"] > 0
+    assert model.image_encoder.neck[0].weight.grad is not None
+    assert model.mask_decoder.mask_tokens.weight.grad is None
+    # phase 2 has no auxiliary head: such a batch then trains nothing
+    model.zero_grad(set_to_none=True)
+    stats = train_builtin.train_step(model, None, batch, np.random.default_rng(0), args, 0)
+    assert stats == {} and model.image_encoder.neck[0].weight.grad is None

@@ -14,6 +14,10 @@ The targets of the model card (docs/models.md)::
   ``--pred-iou-thresh`` / ``--stability-score-thresh`` change its thresholds and
   ``--no-everything`` skips it;
 - ``by_radius``: click and box IoU per object radius in the 512 px model frame;
+- ``box_errors``: where the box masks' wrong pixels lie (:func:`box_error_pixels`):
+  the shares of false positives outside the box and on other objects, the shares of
+  false positives and negatives within :data:`RIM_PX` px of the object's outline, and
+  the mean box IoU were those rim errors right (what sharper rims alone could give);
 - ``--contrast napari``: the intensities the widget passes, napari's default contrast
   limits (uint8: 0-255, other types: the data range) instead of the API's robust
   percentiles.
@@ -32,6 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from napari_segany.api import SegAny
 from napari_segany.core.synthetic import generate_scene, interior_point_yx
@@ -43,6 +48,7 @@ MODEL_FRAME = 512  # the built-in model's input side, for the radius buckets
 
 
 RADIUS_BUCKETS = (0.0, 4.0, 8.0, 16.0, np.inf)  # object radius in the 512 px model frame
+RIM_PX = 2  # errors this close to the true outline (image pixels) count as rim errors
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Scores:
     click_oracle_iou: float
     box_iou: float
     by_radius: dict
+    box_errors: dict
     everything_f1: float
     everything_precision: float
     everything_recall: float
@@ -85,6 +92,62 @@ def matching_f1(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float,
     recall = matches / max(len(true_ids), 1)
     f1 = 2 * matches / max(len(true_ids) + len(pred_ids), 1)
     return f1, precision, recall
+
+
+def box_error_pixels(
+    predicted: np.ndarray, mask: np.ndarray, labels: np.ndarray, box_yxyx
+) -> dict[str, int]:
+    """Count where a box prompt's mask is wrong.
+
+    Parameters
+    ----------
+    predicted, mask : (H, W) bool
+        The mask and the prompted object's truth.
+    labels : (H, W) int
+        All objects (to tell a leak into a neighbour from one into background).
+    box_yxyx : sequence of 4 int
+        The prompt, inclusive pixel bounds.
+
+    Returns
+    -------
+    dict
+        Pixel counts: ``fp``, ``fp_outside_box``, ``fp_on_objects``, ``fp_rim`` (within
+        :data:`RIM_PX` px outside the outline), ``fn``, ``fn_rim`` (within it inside),
+        ``inter``, ``union``.
+    """
+    y0, x0, y1, x1 = (int(v) for v in box_yxyx)
+    false_pos, false_neg = predicted & ~mask, mask & ~predicted
+    inside_box = np.zeros_like(mask)
+    inside_box[y0 : y1 + 1, x0 : x1 + 1] = True
+    lo_y, lo_x = max(y0 - RIM_PX - 1, 0), max(x0 - RIM_PX - 1, 0)
+    near = np.s_[lo_y : y1 + RIM_PX + 2, lo_x : x1 + RIM_PX + 2]  # the rim lies in here
+    outside = ndimage.distance_transform_edt(~mask[near]) <= RIM_PX
+    inside = ndimage.distance_transform_edt(np.pad(mask[near], 1))[1:-1, 1:-1] <= RIM_PX
+    return {
+        "fp": int(false_pos.sum()),
+        "fp_outside_box": int((false_pos & ~inside_box).sum()),
+        "fp_on_objects": int((false_pos & (labels > 0)).sum()),
+        "fp_rim": int((false_pos[near] & outside).sum()),
+        "fn": int(false_neg.sum()),
+        "fn_rim": int((false_neg[near] & inside).sum()),
+        "inter": int((predicted & mask).sum()),
+        "union": int((predicted | mask).sum()),
+    }
+
+
+def _box_errors(counts: list[dict[str, int]]) -> dict[str, float]:
+    """Shares of the summed error pixels, and the mean IoU with rim errors forgiven."""
+    total = {key: sum(c[key] for c in counts) for key in counts[0]}
+    forgiven = [(c["inter"] + c["fn_rim"]) / max(c["union"] - c["fp_rim"], 1) for c in counts]
+    fp, fn = max(total["fp"], 1), max(total["fn"], 1)
+    return {
+        "fp_per_fn": round(total["fp"] / fn, 3),
+        "fp_outside_box_share": round(total["fp_outside_box"] / fp, 3),
+        "fp_on_objects_share": round(total["fp_on_objects"] / fp, 3),
+        "fp_rim_share": round(total["fp_rim"] / fp, 3),
+        "fn_rim_share": round(total["fn_rim"] / fn, 3),
+        "box_iou_rims_right": round(float(np.mean(forgiven)), 3),
+    }
 
 
 def _by_radius(radii: np.ndarray, clicks: np.ndarray, boxes: np.ndarray) -> dict:
@@ -125,6 +188,7 @@ def evaluate(
 ) -> Scores:
     started = time.perf_counter()
     clicks, oracle, boxes, radii, f1s, precisions, recalls = [], [], [], [], [], [], []
+    errors = []
     rng = np.random.default_rng(0)
     for scene in held_out_scenes(n_images, kind):
         limits = napari_default_limits(scene.image) if contrast == "napari" else None
@@ -138,10 +202,10 @@ def evaluate(
             clicks.append(candidates[int(np.argmax(click.scores))])
             oracle.append(max(candidates))
             ys, xs = np.nonzero(mask)
-            box = session.segment(
-                box_yxyx=[ys.min(), xs.min(), ys.max(), xs.max()], multimask=False
-            )
+            box_yxyx = [ys.min(), xs.min(), ys.max(), xs.max()]
+            box = session.segment(box_yxyx=box_yxyx, multimask=False)
             boxes.append(iou(box.masks[0], mask))
+            errors.append(box_error_pixels(box.masks[0], mask, scene.labels, box_yxyx))
             radii.append(np.sqrt(mask.sum() / np.pi) * to_frame)
         if everything is None:
             continue
@@ -155,6 +219,7 @@ def evaluate(
         float(np.mean(oracle)),
         float(np.mean(boxes)),
         _by_radius(np.array(radii), np.array(clicks), np.array(boxes)),
+        _box_errors(errors),
         float(np.mean(f1s)) if f1s else -1.0,
         float(np.mean(precisions)) if f1s else -1.0,
         float(np.mean(recalls)) if f1s else -1.0,

@@ -3,7 +3,10 @@
 For a single-click prompt the decoder returns three candidates and only the best one
 (lowest mask loss) is trained on, as in SAM; the IoU head is trained on every candidate
 against the IoU that candidate really has, so that ``scores`` rank masks and everything
-mode's thresholds keep good masks.
+mode's thresholds keep good masks. With ``background_all`` a click on background (an
+empty target, the same for every candidate) trains every candidate's mask loss: trained
+on the best one only, one candidate of model v3 kept winning those clicks and stayed
+empty (docs/models.md). Off by default: the shipped model was trained without it.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def prompt_loss(
     background: Tensor,
     focal_weight: float = FOCAL_WEIGHT,
     focal_gamma: float = FOCAL_GAMMA,
+    background_all: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Loss of one decoder call.
 
@@ -64,7 +68,8 @@ def prompt_loss(
     iou_predictions : (N, K)
     truth : (N, S, S) bool
     background : (N,) bool
-        Background clicks: their IoU target is 0 for every candidate.
+        Background clicks: their IoU target is 0 (and with ``background_all`` every
+        candidate's mask loss counts, mean over candidates).
 
     Returns
     -------
@@ -85,5 +90,8 @@ def prompt_loss(
     ious = mask_iou(logits, target)
     iou_target = torch.where(background[:, None], torch.zeros_like(ious), ious)
     iou_loss = F.mse_loss(iou_predictions.float(), iou_target, reduction="none").sum(dim=1)
-    loss = (per_mask[rows, best] + iou_loss).mean()
+    mask_loss = per_mask[rows, best]
+    if background_all:
+        mask_loss = torch.where(background, per_mask.mean(dim=1), mask_loss)
+    loss = (mask_loss + iou_loss).mean()
     return loss, best, ious[rows, best]

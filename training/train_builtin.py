@@ -19,6 +19,7 @@ thread count.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from napari_segany.core.image import resize_longest_side
-from napari_segany.core.model.build import build_sam
+from napari_segany.core.model.build import ARCHITECTURES, Architecture, build_sam
 from napari_segany.core.model.conv_encoder import CONV_IMAGE_SIZE
 from napari_segany.core.model.sam import PIXEL_MEAN_RGB, PIXEL_STD_RGB, Sam
 
@@ -83,6 +84,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--attention-scale", type=float, default=ATTENTION_SCALE)
     parser.add_argument("--clip", type=float, default=1.0, help="gradient-norm clip")
     parser.add_argument("--stop-at", type=int, default=None, help="end early (experiments)")
+    parser.add_argument(
+        "--frames-from",
+        type=Path,
+        default=None,
+        help="run only phase 2 (--restartable-frames), from the checkpoint written before it",
+    )
+    # Tried for v4 (docs/models.md) and not taken: the defaults give the shipped file.
+    parser.add_argument(
+        "--restartable-frames",
+        action="store_true",
+        help="phase 2 with a fresh optimizer, its own random stream and no auxiliary loss",
+    )
+    parser.add_argument(
+        "--background-all",
+        action="store_true",
+        help="train every candidate's mask on background clicks, not only the best",
+    )
+    parser.add_argument(
+        "--detail-strides",
+        default="",
+        help="encoder detail path, e.g. '4' (ConvEncoder detail_strides); none by default",
+    )
     parser.add_argument("--tag", default="", help="suffix of the output name (experiments)")
     parser.add_argument("--out", type=Path, default=ROOT / "training" / "out")
     parser.add_argument("--export", action="store_true", help=f"also write {PACKAGED}")
@@ -185,12 +208,23 @@ def _with_click(prompts: dict, clicks_xy: np.ndarray, click_labels: np.ndarray) 
 
 
 def train_step(
-    model: Sam, aux: AuxiliaryHead, batch: tuple, rng: np.random.Generator, args, objects: int
+    model: Sam,
+    aux: AuxiliaryHead | None,
+    batch: tuple,
+    rng: np.random.Generator,
+    args,
+    objects: int,
 ) -> dict:
-    """Forward and backward of one batch; returns the loss and per-group IoUs."""
+    """Forward and backward of one batch; returns the loss and per-group IoUs.
+
+    Without ``aux`` (phase 2) only the prompt loss is trained. A batch without any
+    prompt (e.g. a frame zoomed out until every object is smaller than
+    ``MIN_PROMPT_AREA``, with no background to click) trains the auxiliary loss alone,
+    or nothing.
+    """
     rgb, labels, pad = batch
     embedding = model.image_encoder(_normalise(rgb, pad))
-    dense_loss = auxiliary_loss(aux(embedding), labels)
+    dense_loss = auxiliary_loss(aux(embedding), labels) if aux is not None else None
     grid = embedding.shape[-1]
     stride = labels.shape[-1] // grid
     span = (model.image_size - labels.shape[-1]) // stride
@@ -198,7 +232,7 @@ def train_step(
     pe = window_pe(model, origin, grid, stride)
     groups = sample_prompts(rng, labels, objects)
     correct = rng.random() < args.correction_rate
-    focal = (args.focal_weight, args.focal_gamma)
+    focal = (args.focal_weight, args.focal_gamma, args.background_all)
     losses, stats, count = [], {}, 0
     for name, group in groups.items():
         if not len(group):
@@ -225,10 +259,14 @@ def train_step(
             count += len(group)
             if on_objects.any():
                 stats[name + "+click"] = float(iou_2[on_objects].mean())
-    total = torch.stack(losses).sum() / max(count, 1)
-    (total + args.aux_weight * dense_loss).backward()
-    stats["loss"] = float(total.detach())
-    stats["aux"] = float(dense_loss.detach())
+    total = torch.stack(losses).sum() / count if losses else embedding.new_zeros(())
+    objective = total if dense_loss is None else total + args.aux_weight * dense_loss
+    if objective.requires_grad:
+        objective.backward()
+    if losses:
+        stats["loss"] = float(total.detach())
+    if dense_loss is not None:
+        stats["aux"] = float(dense_loss.detach())
     return stats
 
 
@@ -273,30 +311,16 @@ def pretrain_encoder(
             )
 
 
-def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
-    torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed + 1)
-    model = build_sam("conv_s").train()
-    set_position_frequencies(model, args.seed)
-    local_attention_init(model, args.attention_scale)
-    aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
-    if args.encoder_steps:
-        pretrain_encoder(model, aux, windows, rng, args)
-    parameters = [*model.parameters(), *aux.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
+def _optimise(model, aux, optimizer, parameters, source, count, objects, steps, rng, args):
+    """Steps ``steps`` (a range of step indexes of the schedule) on ``count`` items of
+    ``source`` per step, logging every 25 steps."""
     started, history = time.perf_counter(), []
-    for step in range(args.steps):
+    for step in steps:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, args.steps, args.lr)
-        full_frame = step >= args.steps - args.frame_steps
-        if step == args.steps - args.frame_steps:
-            # Kept to measure what the full-frame phase adds (docs/models.md).
-            torch.save(model.state_dict(), args.out / f"builtin{args.tag}_before_frames.pt")
-        source, count = (frames, 1) if full_frame else (windows, args.batch)
         chosen = rng.integers(0, len(source), count)
         batch = _augment(rng, source.rgb[chosen], source.labels[chosen], args.zoom_rate)
         optimizer.zero_grad(set_to_none=True)
-        objects = args.frame_objects if full_frame else args.objects
         stats = train_step(model, aux, batch, rng, args, objects)
         stats["grad"] = float(torch.nn.utils.clip_grad_norm_(parameters, args.clip))
         optimizer.step()
@@ -314,7 +338,65 @@ def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
                 "  ".join(f"{k} {v:.3f}" for k, v in means.items()),
             )
         if args.stop_at is not None and step + 1 >= args.stop_at:
-            break
+            return False
+    return True
+
+
+def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
+    """Phases 0, 1 and 2 (with ``--restartable-frames``: :func:`train_frames`)."""
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed + 1)
+    model = build_sam(architecture(args)).train()
+    set_position_frequencies(model, args.seed)
+    local_attention_init(model, args.attention_scale)
+    aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
+    if args.encoder_steps:
+        pretrain_encoder(model, aux, windows, rng, args)
+    parameters = [*model.parameters(), *aux.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
+    window_steps = range(args.steps - args.frame_steps)
+    batch = args.batch
+    if not _optimise(
+        model, aux, optimizer, parameters, windows, batch, args.objects, window_steps, rng, args
+    ):
+        return model.eval()
+    # Kept to measure what phase 2 adds (docs/models.md) and to restart phase 2.
+    torch.save(model.state_dict(), before_frames_path(args))
+    if args.restartable_frames:
+        return train_frames(model, frames, args)
+    frame_steps = range(args.steps - args.frame_steps, args.steps)
+    objects = args.frame_objects
+    _optimise(model, aux, optimizer, parameters, frames, 1, objects, frame_steps, rng, args)
+    return model.eval()
+
+
+def architecture(args) -> Architecture:
+    """``conv_s``, with the encoder detail path of ``--detail-strides`` if given."""
+    strides = tuple(int(v) for v in args.detail_strides.split(",") if v)
+    if not strides:
+        return ARCHITECTURES["conv_s"]
+    options = {**ARCHITECTURES["conv_s"].encoder_options, "detail_strides": strides}
+    return dataclasses.replace(ARCHITECTURES["conv_s"], encoder_kwargs=options)
+
+
+def before_frames_path(args) -> Path:
+    return args.out / f"builtin{args.tag}_before_frames.pt"
+
+
+def train_frames(model: Sam, frames: WindowSet, args) -> Sam:
+    """Phase 2: the last ``args.frame_steps`` steps of the schedule on full frames.
+
+    It depends only on the weights it starts from and on the seed: a fresh AdamW over
+    the model's parameters (the learning rate is low there, 11 % of the peak), its
+    own random stream, no auxiliary loss. So ``--frames-from`` the checkpoint written
+    before it gives the same weights as the whole run.
+    """
+    model.train()
+    rng = np.random.default_rng(args.seed + 2)
+    parameters = list(model.parameters())
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
+    steps = range(args.steps - args.frame_steps, args.steps)
+    _optimise(model, None, optimizer, parameters, frames, 1, args.frame_objects, steps, rng, args)
     return model.eval()
 
 
@@ -344,7 +426,14 @@ def main(argv=None) -> None:
     )
     drawn = time.perf_counter() - started
     logger.info("%d windows and %d frames ready in %.0f s", len(windows), len(frames), drawn)
-    model = train(args, windows, frames)
+    if args.frames_from is not None:
+        if not args.restartable_frames:
+            raise SystemExit("--frames-from needs --restartable-frames (phase 2 as it ran)")
+        model = build_sam(architecture(args))
+        model.load_state_dict(torch.load(args.frames_from, weights_only=True))
+        model = train_frames(model, frames, args)
+    else:
+        model = train(args, windows, frames)
     meta = {
         "encoder_steps": args.encoder_steps,
         "steps": args.steps,
@@ -355,6 +444,10 @@ def main(argv=None) -> None:
         "frames": args.frames,
         "frame_steps": args.frame_steps,
         "frame_objects": args.frame_objects,
+        "frames_from": None if args.frames_from is None else str(args.frames_from.name),
+        "restartable_frames": args.restartable_frames,
+        "background_all": args.background_all,
+        "detail_strides": args.detail_strides,
         "zoom_rate": args.zoom_rate,
         "clip": args.clip,
         "lr": args.lr,

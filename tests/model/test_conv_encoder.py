@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -61,6 +63,53 @@ def test_custom_widths_and_dilations_are_read_from_the_weights():
     assert detected.encoder == "conv" and detected.name == "custom_conv"
     assert detected.encoder_options == custom.encoder_options
     assert detect_image_size(state) == 256
+
+
+def test_detail_strides_are_read_from_the_weights_and_old_checkpoints_still_load(tmp_path):
+    torch.manual_seed(0)
+    base = {"widths": (8, 16, 24), "stage_dilations": ((1,), (1, 2))}
+    kwargs = {"prompt_embed_dim": 32, "decoder_num_heads": 2, "decoder_mlp_dim": 64}
+    with_detail = Architecture("d", "conv", {**base, "detail_strides": (2, 4)}, **kwargs)
+    state = build_sam(with_detail, image_size=64).state_dict()
+    # stride 2: 8 channels x 4 x 4 pixels per cell; stride 4: 16 x 2 x 2
+    assert state["image_encoder.detail2.weight"].shape == (32, 128, 1, 1)
+    assert state["image_encoder.detail4.weight"].shape == (32, 64, 1, 1)
+    assert detect_architecture(state).encoder_options == with_detail.encoder_options
+    # a checkpoint without detail weights (the first built-in models) is read as one
+    without = Architecture("plain", "conv", base, **kwargs)
+    plain = build_sam(without, image_size=64).state_dict()
+    assert "detail_strides" not in detect_architecture(plain).encoder_options
+
+
+def test_the_detail_path_feeds_the_embedding():
+    """Zeroing the detail projection changes the embedding: the stride-4 features
+    reach it, which is the point of the path."""
+    torch.manual_seed(0)
+    conv_s = ARCHITECTURES["conv_s"]
+    options = {**conv_s.encoder_options, "detail_strides": (4,)}
+    model = build_sam(replace(conv_s, encoder_kwargs=options))
+    pixels = torch.randn(1, 3, 512, 512)
+    with torch.inference_mode():
+        before = model.encode(pixels)
+        model.image_encoder.detail4.weight.zero_()
+        model.image_encoder.detail4.bias.zero_()
+        after = model.encode(pixels)
+    assert (before - after).abs().mean() > 0.05
+
+
+def test_detail_strides_other_than_2_and_4_are_refused():
+    with pytest.raises(ValueError, match="detail_strides"):
+        build_sam(
+            Architecture(
+                "bad",
+                "conv",
+                {"detail_strides": (8,)},
+                prompt_embed_dim=32,
+                decoder_num_heads=2,
+                decoder_mlp_dim=64,
+            ),
+            image_size=64,
+        )
 
 
 def test_a_conv_checkpoint_missing_a_stage_is_refused():

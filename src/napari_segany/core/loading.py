@@ -249,7 +249,11 @@ def _conv_options(sd: Mapping) -> dict:
         _shape(sd, enc + "stem.2.weight")[0],
         _shape(sd, enc + "stages.1.down.weight")[0],
     )
-    return {"widths": widths, "stage_dilations": dilations}
+    options = {"widths": widths, "stage_dilations": dilations}
+    details = tuple(s for s in (2, 4) if f"{enc}detail{s}.weight" in sd)
+    if details:  # absent from the first built-in models: their records stay equal
+        options["detail_strides"] = details
+    return options
 
 
 def _decoder_fields(sd: Mapping) -> dict:

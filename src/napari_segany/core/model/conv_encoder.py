@@ -14,6 +14,9 @@ State-dict layout (read back by ``core/loading.py``)::
     image_encoder.stages.{i}.down.weight/bias    stride-2 3x3 conv into stage i (i >= 1)
     image_encoder.stages.{i}.blocks.{j}.*        residual blocks of stage i
     image_encoder.neck.{0,1}.*                   1x1 conv to C and LayerNorm2d
+    image_encoder.detail{2,4}.weight/bias        optional 1x1 convs of the pixel-unshuffled
+                                                 stride-2 / stride-4 features, added
+                                                 before the LayerNorm (built-in v4 on)
     image_encoder.input_size, ...blocks.{j}.dilation   integer buffers: the input side
                                                  and the block dilations, so that a
                                                  checkpoint describes its architecture
@@ -100,6 +103,14 @@ class ConvEncoder(nn.Module):
         ``(32, 64, 128)``.
     stage_dilations : sequence of sequence of int
         Dilations of the residual blocks of the stride-4 and stride-8 stages.
+    detail_strides : sequence of int
+        Earlier feature maps (stride 2: the first stem convolution; stride 4: the
+        stride-4 stage) folded into the embedding: each is rearranged so that a
+        cell's ``8 / s x 8 / s`` pixels become channels (pixel unshuffle), projected
+        by a 1x1 convolution ``image_encoder.detail{s}`` and added before the
+        LayerNorm. The decoder's transposed convolutions unfold cells into 4 x 4
+        sub-pixels, so this gives them the rim detail a stride-8 stage blurs.
+        Empty (no ``detail`` weights) for the first built-in models.
     """
 
     def __init__(
@@ -108,6 +119,7 @@ class ConvEncoder(nn.Module):
         out_chans: int = 128,
         widths: Sequence[int] = (32, 64, 128),
         stage_dilations: Sequence[Sequence[int]] = ((1,), (1, 2, 4, 8, 1, 2, 4, 8)),
+        detail_strides: Sequence[int] = (),
     ) -> None:
         super().__init__()
         if len(widths) != 3 or len(stage_dilations) != 2:
@@ -129,10 +141,28 @@ class ConvEncoder(nn.Module):
             ]
         )
         self.neck = nn.Sequential(nn.Conv2d(deep, out_chans, 1), LayerNorm2d(out_chans))
+        channels_at = {2: stem, 4: mid}
+        self.detail_strides = tuple(sorted({int(s) for s in detail_strides}))
+        unknown = set(self.detail_strides) - set(channels_at)
+        if unknown or len(self.detail_strides) != len(detail_strides):
+            raise ValueError(
+                f"detail_strides must be distinct values among (2, 4), got {detail_strides}"
+            )
+        for stride in self.detail_strides:
+            fold = (CONV_STRIDE // stride) ** 2
+            self.add_module(f"detail{stride}", nn.Conv2d(channels_at[stride] * fold, out_chans, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, S, S) normalised pixels -> (B, C, S / 8, S / 8) embedding."""
-        x = self.stem(x)
-        for stage in self.stages:
-            x = stage(x)
-        return self.neck(x)
+        features = {}
+        x = F.gelu(self.stem[0](x))
+        features[2] = x
+        x = F.gelu(self.stem[2](x))
+        x = self.stages[0](x)
+        features[4] = x
+        x = self.stages[1](x)
+        x = self.neck[0](x)
+        for stride in self.detail_strides:
+            folded = F.pixel_unshuffle(features[stride], CONV_STRIDE // stride)
+            x = x + getattr(self, f"detail{stride}")(folded)
+        return self.neck[1](x)

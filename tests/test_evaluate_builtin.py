@@ -1,0 +1,54 @@
+"""The held-out evaluation's own arithmetic: matching F1 and the box-error breakdown."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from training.evaluate_builtin import _box_errors, box_error_pixels, matching_f1
+
+
+def _two_squares() -> np.ndarray:
+    labels = np.zeros((20, 20), np.uint16)
+    labels[5:10, 5:10] = 1
+    labels[5:10, 10:15] = 2  # a touching neighbour on the right
+    return labels
+
+
+def test_box_errors_tell_rims_from_leaks():
+    labels = _two_squares()
+    mask = labels == 1
+    predicted = mask.copy()
+    predicted[5:10, 10:13] = True  # leak 3 columns into the neighbour, outside the box
+    predicted[5, 5:10] = False  # miss the top row of the object
+    counts = box_error_pixels(predicted, mask, labels, (5, 5, 9, 9))
+    assert counts["fp"] == 15 and counts["fp_outside_box"] == 15
+    assert counts["fp_on_objects"] == 15
+    assert counts["fp_rim"] == 10  # columns 1 and 2 px from the outline; the third is 3 px
+    assert counts["fn"] == 5 and counts["fn_rim"] == 5
+    assert counts["inter"] == 20 and counts["union"] == 40
+    shares = _box_errors([counts])
+    assert shares["fp_rim_share"] == pytest.approx(10 / 15, abs=1e-3)
+    # with the rim errors right only the third leaked column remains: 25 / 30
+    assert shares["box_iou_rims_right"] == pytest.approx(25 / 30, abs=1e-3)
+
+
+def test_a_leak_into_background_far_from_the_object_is_not_a_rim_error():
+    labels = _two_squares()
+    mask = labels == 1
+    predicted = mask.copy()
+    predicted[15:18, 0:3] = True  # a blob far away, on background, outside the box
+    counts = box_error_pixels(predicted, mask, labels, (5, 5, 9, 9))
+    assert counts["fp"] == 9 and counts["fp_outside_box"] == 9
+    assert counts["fp_on_objects"] == 0 and counts["fp_rim"] == 0
+    assert counts["fn"] == 0
+
+
+def test_matching_f1_counts_one_to_one_matches_above_half_iou():
+    truth = _two_squares()
+    predicted = np.zeros_like(truth)
+    predicted[5:10, 5:10] = 7  # object 1 exactly
+    predicted[5:10, 10:12] = 8  # 2 of object 2's 5 columns: IoU 0.4, no match
+    predicted[0:2, 0:2] = 9  # a false positive
+    f1, precision, recall = matching_f1(truth, predicted)
+    assert (precision, recall) == pytest.approx((1 / 3, 1 / 2))
+    assert f1 == pytest.approx(2 * 1 / (2 + 3))
