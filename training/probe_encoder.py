@@ -3,9 +3,9 @@ measure the auxiliary head's foreground against the truth on held-out 512 px fra
 
 The experiment behind the ``detail_strides`` choice of docs/models.md::
 
-    PYTHONPATH=src .venv/bin/python -m training.probe_encoder --detail ""    # no detail path
-    PYTHONPATH=src .venv/bin/python -m training.probe_encoder --detail 4
-    PYTHONPATH=src .venv/bin/python -m training.probe_encoder --detail 2,4
+    PYTHONPATH=src .venv/bin/python -m training.probe_encoder    # no detail path
+    PYTHONPATH=src .venv/bin/python -m training.probe_encoder --detail-strides 4
+    PYTHONPATH=src .venv/bin/python -m training.probe_encoder --detail-strides 2,4
 
 Reported: ``foreground_iou`` (all objects against all foreground, per frame) and
 ``rim_iou``: per object, the predicted foreground within 3 px of it (other objects'
@@ -16,9 +16,7 @@ touching neighbours taken out of the question. Other options are those of
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import sys
 import time
 
 import numpy as np
@@ -26,13 +24,12 @@ import torch
 from scipy import ndimage
 
 from napari_segany.core.image import to_model_rgb
-from napari_segany.core.model.build import ARCHITECTURES, build_sam
 from napari_segany.core.synthetic import generate_scene
 
 from . import train_builtin
 from .data import load_or_draw
 from .evaluate_builtin import EVAL_SEED, MIN_AREA, iou
-from .warm_start import AuxiliaryHead, local_attention_init, set_position_frequencies
+from .warm_start import AuxiliaryHead
 
 FRAMES = 12
 RIM_BAND_PX = 3
@@ -61,32 +58,22 @@ def rim_scores(model, aux: AuxiliaryHead) -> dict[str, float]:
 
 
 def main(argv=None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    detail = ""
-    if "--detail" in argv:
-        at = argv.index("--detail")
-        detail = argv[at + 1]
-        del argv[at : at + 2]
     args = train_builtin.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    strides = tuple(int(v) for v in detail.split(",") if v)
-    base = ARCHITECTURES["conv_s"]
-    options = {**base.encoder_options, "detail_strides": strides}
-    arch = dataclasses.replace(base, encoder_kwargs=options)
     cache = args.out / f"windows_{args.windows}_{args.window_size}_{args.seed}.npz"
     windows = load_or_draw(cache, args.windows, args.window_size, args.seed, args.draw_workers)
-    torch.manual_seed(args.seed)
+    model, aux = train_builtin.fresh_model(args)  # as train(): the same random streams
     rng = np.random.default_rng(args.seed + 1)
-    model = build_sam(arch).train()
-    set_position_frequencies(model, args.seed)
-    local_attention_init(model, args.attention_scale)  # as train(): same random stream
-    aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
     started = time.perf_counter()
     train_builtin.pretrain_encoder(model, aux, windows, rng, args)
     seconds = time.perf_counter() - started
     scores = rim_scores(model.eval(), aux.eval())
-    report = {"detail_strides": strides, "encoder_steps": args.encoder_steps, "seconds": seconds}
+    report = {
+        "detail_strides": args.detail_strides,
+        "encoder_steps": args.encoder_steps,
+        "seconds": seconds,
+    }
     print(json.dumps({**report, **scores}, indent=2))
 
 

@@ -344,30 +344,33 @@ def _optimise(model, aux, optimizer, parameters, source, count, objects, steps, 
 
 def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
     """Phases 0, 1 and 2 (with ``--restartable-frames``: :func:`train_frames`)."""
-    torch.manual_seed(args.seed)
+    model, aux = fresh_model(args)
     rng = np.random.default_rng(args.seed + 1)
-    model = build_sam(architecture(args)).train()
-    set_position_frequencies(model, args.seed)
-    local_attention_init(model, args.attention_scale)
-    aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
     if args.encoder_steps:
         pretrain_encoder(model, aux, windows, rng, args)
     parameters = [*model.parameters(), *aux.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
     window_steps = range(args.steps - args.frame_steps)
-    batch = args.batch
-    if not _optimise(
-        model, aux, optimizer, parameters, windows, batch, args.objects, window_steps, rng, args
-    ):
+    phase_1 = (windows, args.batch, args.objects, window_steps)
+    if not _optimise(model, aux, optimizer, parameters, *phase_1, rng, args):
         return model.eval()
     # Kept to measure what phase 2 adds (docs/models.md) and to restart phase 2.
     torch.save(model.state_dict(), before_frames_path(args))
     if args.restartable_frames:
         return train_frames(model, frames, args)
-    frame_steps = range(args.steps - args.frame_steps, args.steps)
-    objects = args.frame_objects
-    _optimise(model, aux, optimizer, parameters, frames, 1, objects, frame_steps, rng, args)
+    phase_2 = (frames, 1, args.frame_objects, range(args.steps - args.frame_steps, args.steps))
+    _optimise(model, aux, optimizer, parameters, *phase_2, rng, args)
     return model.eval()
+
+
+def fresh_model(args) -> tuple[Sam, AuxiliaryHead]:
+    """The untrained model (seeded, with the from-scratch helps of ``warm_start``) and
+    the auxiliary head; phase 0 starts from these."""
+    torch.manual_seed(args.seed)
+    model = build_sam(architecture(args)).train()
+    set_position_frequencies(model, args.seed)
+    local_attention_init(model, args.attention_scale)
+    return model, AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
 
 
 def architecture(args) -> Architecture:

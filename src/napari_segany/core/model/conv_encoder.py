@@ -16,7 +16,8 @@ State-dict layout (read back by ``core/loading.py``)::
     image_encoder.neck.{0,1}.*                   1x1 conv to C and LayerNorm2d
     image_encoder.detail{2,4}.weight/bias        optional 1x1 convs of the pixel-unshuffled
                                                  stride-2 / stride-4 features, added
-                                                 before the LayerNorm (built-in v4 on)
+                                                 before the LayerNorm (none in the
+                                                 shipped built-in model)
     image_encoder.input_size, ...blocks.{j}.dilation   integer buffers: the input side
                                                  and the block dilations, so that a
                                                  checkpoint describes its architecture
@@ -155,9 +156,9 @@ class ConvEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, S, S) normalised pixels -> (B, C, S / 8, S / 8) embedding."""
         features = {}
-        x = F.gelu(self.stem[0](x))
+        x = self.stem[1](self.stem[0](x))
         features[2] = x
-        x = F.gelu(self.stem[2](x))
+        x = self.stem[3](self.stem[2](x))
         x = self.stages[0](x)
         features[4] = x
         x = self.stages[1](x)
