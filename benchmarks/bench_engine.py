@@ -75,7 +75,10 @@ def embed_worker(args: argparse.Namespace) -> dict:
             return segany.segment(points_yx=point_yx, labels=[1]).masks
 
     np.save(args.masks_out, _point_masks(predict, args.size))
-    return {"seconds": seconds, "peak_rss_growth_mb": peak_rss_mb() - base}
+    result = {"seconds": seconds, "peak_rss_growth_mb": peak_rss_mb() - base}
+    if args.device.startswith("cuda"):
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
 
 
 def run_child(impl: str, args: argparse.Namespace, tmp: Path) -> tuple[dict, np.ndarray]:
@@ -98,8 +101,11 @@ def run_child(impl: str, args: argparse.Namespace, tmp: Path) -> tuple[dict, np.
         "--device",
         args.device,
     ]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1]), np.load(masks_path)
+    child = subprocess.run(command, capture_output=True, text=True)
+    if child.returncode:
+        sys.stderr.write(child.stderr)
+        raise SystemExit(f"{impl} failed (exit {child.returncode}); its error output is above")
+    return json.loads(child.stdout.strip().splitlines()[-1]), np.load(masks_path)
 
 
 def prompt_timing(args: argparse.Namespace) -> dict:
@@ -206,6 +212,12 @@ def print_table(report: dict) -> None:
             f"| peak RSS growth while embedding, {impl} | {up['peak_rss_growth_mb']:.0f} MiB "
             f"| {embed[impl]['peak_rss_growth_mb']:.0f} MiB | |"
         )
+    if "peak_cuda_mb" in up:
+        for impl in ("ours-fp32", "ours-auto"):
+            print(
+                f"| peak CUDA memory, model and embedding, {impl} | {up['peak_cuda_mb']:.0f} MiB "
+                f"| {embed[impl]['peak_cuda_mb']:.0f} MiB | |"
+            )
     prompt = report["prompt"]
     print(
         f"| one point prompt, 3 masks | {prompt['upstream_s'] * 1e3:.1f} ms "

@@ -57,6 +57,24 @@ def test_jittered_box_stays_in_the_window_and_near_the_object():
         assert abs(x0 - 35) <= 20 and abs(y1 - 49) <= 20
 
 
+def test_outward_jittered_box_never_cuts_the_object_and_is_sometimes_loose():
+    mask = _two_discs() == 2
+    ys, xs = np.nonzero(mask)
+    tight = np.array([xs.min(), ys.min(), xs.max(), ys.max()])
+    symmetric = [jittered_box(np.random.default_rng(seed), mask) for seed in range(40)]
+    outward = [jittered_box(np.random.default_rng(seed), mask, True) for seed in range(40)]
+    for box in outward:
+        assert box[0] <= tight[0] and box[1] <= tight[1]
+        assert box[2] >= tight[2] and box[3] >= tight[3]
+    looser = [np.abs(o - tight).sum() for o in outward]
+    assert np.mean(looser) > 2
+    # the same draws: each side moves by the same amount, only the direction differs
+    for s, o in zip(symmetric, outward):
+        inside = (o > 0) & (o < 63) & (s > 0) & (s < 63)
+        assert np.allclose(np.abs(s - tight)[inside], np.abs(o - tight)[inside], atol=1e-4)
+    assert any((s[0] > tight[0]) or (s[2] < tight[2]) for s in symmetric)
+
+
 def test_correction_clicks_point_at_the_error():
     truth = np.zeros((2, 32, 32), bool)
     truth[:, 8:20, 8:20] = True

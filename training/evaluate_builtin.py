@@ -247,9 +247,10 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--no-everything", action="store_true", help="prompts only (fast; F1 reported as -1)"
     )
+    parser.add_argument("--device", default="cpu", help="e.g. 'cuda' (fp32 either way)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    session = SegAny(args.model, device="cpu", precision="fp32")
+    session = SegAny(args.model, device=args.device, precision="fp32")
     everything = None
     if not args.no_everything:
         everything = {"points_per_side": args.points_per_side}
@@ -262,6 +263,7 @@ def main(argv=None) -> None:
         "model": args.model,
         "kind": args.kind or "mixed",
         "contrast": args.contrast,
+        "device": args.device,
         "everything": everything,
     }
     print(json.dumps({**report, **asdict(scores)}, indent=2))

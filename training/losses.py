@@ -86,7 +86,7 @@ def prompt_loss(
     focal = focal_loss(logits, target, gamma=focal_gamma)
     per_mask = focal_weight * focal + dice_loss(logits, target)
     best = per_mask.argmin(dim=1)
-    rows = torch.arange(len(best))
+    rows = torch.arange(len(best), device=best.device)
     ious = mask_iou(logits, target)
     iou_target = torch.where(background[:, None], torch.zeros_like(ious), ious)
     iou_loss = F.mse_loss(iou_predictions.float(), iou_target, reduction="none").sum(dim=1)

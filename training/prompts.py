@@ -56,13 +56,20 @@ def _pick_inside(rng: np.random.Generator, mask: np.ndarray, count: int) -> np.n
     return np.stack([xs[chosen], ys[chosen]], axis=1).astype(np.float32)
 
 
-def jittered_box(rng: np.random.Generator, mask: np.ndarray) -> np.ndarray:
+def jittered_box(rng: np.random.Generator, mask: np.ndarray, outward: bool = False) -> np.ndarray:
     """(4,) float32 bounding box (x0, y0, x1, y1) of ``mask`` with each side moved by
-    noise of std 10 % of the box side, at most 20 px (SAM's training recipe)."""
+    noise of std 10 % of the box side, at most 20 px (SAM's training recipe).
+
+    With ``outward`` each side moves by the noise's magnitude away from the object
+    (half-normal: the box still touches the object at times, and never cuts it), as a
+    user draws a box around an object. The same random numbers are drawn either way.
+    """
     ys, xs = np.nonzero(mask)
     box = np.array([xs.min(), ys.min(), xs.max(), ys.max()], dtype=np.float32)
     sides = np.array([box[2] - box[0], box[3] - box[1]] * 2, dtype=np.float32) + 1.0
     noise = rng.normal(0, 0.1, 4) * sides
+    if outward:
+        noise = np.abs(noise) * np.array([-1.0, -1.0, 1.0, 1.0])
     box += np.clip(noise, -20, 20).astype(np.float32)
     limit = mask.shape[1] - 1, mask.shape[0] - 1
     box[[0, 2]] = np.clip(box[[0, 2]], 0, limit[0])
@@ -92,6 +99,7 @@ def sample_prompts(
     labels: np.ndarray,
     objects_per_image: int,
     background_rate: float = 0.5,
+    outward_boxes: bool = False,
 ) -> dict[str, PromptGroup]:
     """Draw prompts for a batch of windows.
 
@@ -103,6 +111,8 @@ def sample_prompts(
         At most this many objects are prompted per window (drawn without replacement).
     background_rate : float
         Probability of one background click per window (target: empty mask).
+    outward_boxes : bool
+        Jitter boxes outwards only (:func:`jittered_box`).
 
     Returns
     -------
@@ -126,7 +136,7 @@ def sample_prompts(
                 group.points_xy.append(_pick_inside(rng, mask, 1))
                 group.point_labels.append(np.ones(1, np.int64))
             elif kind == "box":
-                group.boxes_xyxy.append(jittered_box(rng, mask))
+                group.boxes_xyxy.append(jittered_box(rng, mask, outward_boxes))
             else:
                 points_xy, point_labels = _point_set(rng, mask)
                 group.points_xy.append(points_xy)

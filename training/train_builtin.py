@@ -76,6 +76,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="'cuda' for experiments on a GPU; the shipped file is trained on the CPU",
+    )
     parser.add_argument("--draw-workers", type=int, default=2, help="processes drawing data")
     parser.add_argument("--aux-weight", type=float, default=1.0)
     parser.add_argument("--correction-rate", type=float, default=0.4)
@@ -100,6 +105,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--background-all",
         action="store_true",
         help="train every candidate's mask on background clicks, not only the best",
+    )
+    parser.add_argument(
+        "--box-jitter",
+        choices=("symmetric", "outward"),
+        default="symmetric",
+        help="box sides moved either way (SAM's recipe) or only away from the object",
     )
     parser.add_argument(
         "--detail-strides",
@@ -181,12 +192,16 @@ def window_pe(model: Sam, origin_xy: tuple[int, int], grid: int, stride: int) ->
     cells = torch.arange(grid, dtype=torch.float32) * stride + stride / 2
     xs = (origin_xy[0] + cells) / size
     ys = (origin_xy[1] + cells) / size
-    grid_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
+    grid_xy = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).to(_device(model))
     return model.prompt_encoder.pe_layer.encode_unit(grid_xy).permute(2, 0, 1)[None]
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _decode(model: Sam, embedding, pe, prompts: dict, origin, mask_input, multimask: bool):
-    shift = torch.tensor(origin, dtype=torch.float32)
+    shift = torch.tensor(origin, dtype=torch.float32, device=embedding.device)
     points = None
     if prompts["points_xy"] is not None:
         points = (prompts["points_xy"] + shift, prompts["point_labels"])
@@ -198,7 +213,9 @@ def _decode(model: Sam, embedding, pe, prompts: dict, origin, mask_input, multim
 def _with_click(prompts: dict, clicks_xy: np.ndarray, click_labels: np.ndarray) -> dict:
     """The prompts plus one correction click each."""
     updated = dict(prompts)
-    clicks_xy, click_labels = torch.from_numpy(clicks_xy), torch.from_numpy(click_labels)
+    device = prompts["truth"].device
+    clicks_xy = torch.from_numpy(clicks_xy).to(device)
+    click_labels = torch.from_numpy(click_labels).to(device)
     if prompts["points_xy"] is None:
         updated["points_xy"], updated["point_labels"] = clicks_xy, click_labels
     else:
@@ -223,21 +240,22 @@ def train_step(
     or nothing.
     """
     rgb, labels, pad = batch
-    embedding = model.image_encoder(_normalise(rgb, pad))
+    device = _device(model)
+    embedding = model.image_encoder(_normalise(rgb, pad).to(device))
     dense_loss = auxiliary_loss(aux(embedding), labels) if aux is not None else None
     grid = embedding.shape[-1]
     stride = labels.shape[-1] // grid
     span = (model.image_size - labels.shape[-1]) // stride
     origin = tuple(int(v) * stride for v in rng.integers(0, span + 1, 2))
     pe = window_pe(model, origin, grid, stride)
-    groups = sample_prompts(rng, labels, objects)
+    groups = sample_prompts(rng, labels, objects, outward_boxes=args.box_jitter == "outward")
     correct = rng.random() < args.correction_rate
     focal = (args.focal_weight, args.focal_gamma, args.background_all)
     losses, stats, count = [], {}, 0
     for name, group in groups.items():
         if not len(group):
             continue
-        prompts = as_tensors(group)
+        prompts = {k: None if v is None else v.to(device) for k, v in as_tensors(group).items()}
         image = embedding[prompts["image_index"]]
         low, iou = _decode(model, image, pe, prompts, origin, None, name == "point")
         loss, best, best_iou = prompt_loss(
@@ -249,9 +267,10 @@ def train_step(
         if on_objects.any():  # a group may hold only a background click
             stats[name] = float(best_iou[on_objects].mean())
         if correct:
-            chosen = low[torch.arange(len(best)), best][:, None].detach()
+            chosen = low[torch.arange(len(best), device=device), best][:, None].detach()
             predicted = F.interpolate(chosen, size=labels.shape[-2:], mode="bilinear") > 0
-            clicks = correction_clicks(rng, predicted[:, 0].numpy(), prompts["truth"].numpy())
+            truth = prompts["truth"].cpu().numpy()
+            clicks = correction_clicks(rng, predicted[:, 0].cpu().numpy(), truth)
             again = _with_click(prompts, *clicks)
             low2, iou2 = _decode(model, image, pe, again, origin, chosen, False)
             loss2, _, iou_2 = prompt_loss(low2, iou2, again["truth"], again["background"], *focal)
@@ -295,7 +314,8 @@ def pretrain_encoder(
             rng, windows.rgb[chosen], windows.labels[chosen], args.zoom_rate
         )
         optimizer.zero_grad(set_to_none=True)
-        loss = auxiliary_loss(aux(model.image_encoder(_normalise(rgb, pad))), labels)
+        pixels = _normalise(rgb, pad).to(_device(model))
+        loss = auxiliary_loss(aux(model.image_encoder(pixels)), labels)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, args.clip)
         optimizer.step()
@@ -370,7 +390,8 @@ def fresh_model(args) -> tuple[Sam, AuxiliaryHead]:
     model = build_sam(architecture(args)).train()
     set_position_frequencies(model, args.seed)
     local_attention_init(model, args.attention_scale)
-    return model, AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
+    aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
+    return model.to(args.device), aux.to(args.device)
 
 
 def architecture(args) -> Architecture:
@@ -405,17 +426,15 @@ def train_frames(model: Sam, frames: WindowSet, args) -> Sam:
 
 def save(model: Sam, path: Path, meta: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     torch.save(state, path)
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     logger.info("Wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
 
 
-def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)
+def training_data(args) -> tuple[WindowSet, WindowSet]:
+    """The training windows and full frames, drawn (``args.draw_workers`` processes)
+    or read from their cache in ``args.out``."""
     started = time.perf_counter()
     cache = args.out / f"windows_{args.windows}_{args.window_size}_{args.seed}.npz"
     windows = load_or_draw(cache, args.windows, args.window_size, args.seed, args.draw_workers)
@@ -429,11 +448,25 @@ def main(argv=None) -> None:
     )
     drawn = time.perf_counter() - started
     logger.info("%d windows and %d frames ready in %.0f s", len(windows), len(frames), drawn)
+    return windows, frames
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    if args.device.startswith("cuda"):  # fp32 convolutions, as on the CPU
+        torch.backends.cudnn.allow_tf32 = False
+    started = time.perf_counter()
+    windows, frames = training_data(args)
+    drawn = time.perf_counter() - started
     if args.frames_from is not None:
         if not args.restartable_frames:
             raise SystemExit("--frames-from needs --restartable-frames (phase 2 as it ran)")
         model = build_sam(architecture(args))
-        model.load_state_dict(torch.load(args.frames_from, weights_only=True))
+        model.load_state_dict(torch.load(args.frames_from, map_location="cpu", weights_only=True))
+        model = model.to(args.device)
         model = train_frames(model, frames, args)
     else:
         model = train(args, windows, frames)
@@ -450,12 +483,14 @@ def main(argv=None) -> None:
         "frames_from": None if args.frames_from is None else str(args.frames_from.name),
         "restartable_frames": args.restartable_frames,
         "background_all": args.background_all,
+        "box_jitter": args.box_jitter,
         "detail_strides": args.detail_strides,
         "zoom_rate": args.zoom_rate,
         "clip": args.clip,
         "lr": args.lr,
         "seed": args.seed,
         "threads": args.threads,
+        "device": args.device,
         "torch": torch.__version__,
         "draw_seconds": round(drawn, 1),
         "total_seconds": round(time.perf_counter() - started, 1),

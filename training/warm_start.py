@@ -97,10 +97,10 @@ def borders(labels: np.ndarray) -> np.ndarray:
 
 def auxiliary_loss(logits: Tensor, labels: np.ndarray) -> Tensor:
     """BCE + Dice on the foreground, BCE (positives weighted x4) on borders."""
-    foreground = torch.from_numpy(labels > 0).float()
-    border = torch.from_numpy(borders(labels)).float()
+    foreground = torch.from_numpy(labels > 0).float().to(logits.device)
+    border = torch.from_numpy(borders(labels)).float().to(logits.device)
     fg_logits, border_logits = logits[:, 0], logits[:, 1]
     loss = F.binary_cross_entropy_with_logits(fg_logits, foreground)
     loss = loss + dice_loss(fg_logits[:, None], foreground[:, None]).mean()
-    weight = torch.tensor(4.0)
+    weight = torch.tensor(4.0, device=logits.device)
     return loss + F.binary_cross_entropy_with_logits(border_logits, border, pos_weight=weight)
