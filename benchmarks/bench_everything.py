@@ -10,6 +10,7 @@ Usage::
     python benchmarks/bench_everything.py                        # ViT-B, 32x32 points
     python benchmarks/bench_everything.py --model vit_t --points-per-side 8 --size 256
     python benchmarks/bench_everything.py --peak-rss --size 2048  # ours only: peak RSS
+    python benchmarks/bench_everything.py --device cuda --size 1024  # GPU, after a warm-up
 
 ``--peak-rss`` runs only ours (``SegAny.segment_everything`` on a uint16 plane, random
 weights, no upstream) in this fresh process and prints its peak resident set size.
@@ -89,6 +90,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--peak-rss", action="store_true", help="ours only; print peak RSS")
     parser.add_argument("--precision", default="fp32", help="of --peak-rss (default fp32)")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu or cuda (on cuda each variant runs once untimed first)"
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.peak_rss:
@@ -99,17 +103,24 @@ def main() -> None:
     from napari_segany.core.predictor import Predictor
 
     package, reference, ours = _models(args.model, args.seed)
+    device = torch.device(args.device)
+    reference = reference.to(device)
     rgb = blob_image(args.size, args.size)
     params = {"points_per_side": args.points_per_side}
     generator = package.SamAutomaticMaskGenerator(reference, **params)
-    auto = resolve_precision("auto", torch.device("cpu"))
+    auto = resolve_precision("auto", device)
+    warm_up = device.type == "cuda"  # CUDA start-up and kernel choice are not timed
     runs = {}
-    start = time.perf_counter()
     with torch.inference_mode():
+        if warm_up:
+            generator.generate(rgb)
+        start = time.perf_counter()
         upstream_masks = [r["segmentation"] for r in generator.generate(rgb)]
     runs["upstream fp32"] = time.perf_counter() - start
     for name, precision in (("ours fp32", "fp32"), (f"ours auto ({auto})", auto)):
-        predictor = Predictor(ours, "cpu", precision)
+        predictor = Predictor(ours, device, precision)
+        if warm_up:
+            segment_everything(predictor, rgb, **params)
         start = time.perf_counter()
         result = segment_everything(predictor, rgb, **params)
         runs[name] = time.perf_counter() - start
@@ -121,17 +132,18 @@ def main() -> None:
         )
     print(
         f"model {args.model}, {args.size}x{args.size}, {args.points_per_side}^2 points, "
-        f"{torch.get_num_threads()} threads; upstream kept {len(upstream_masks)} masks"
+        f"device {args.device}, {torch.get_num_threads()} threads; "
+        f"upstream kept {len(upstream_masks)} masks"
     )
     print(
         f"{'variant':<22}{'seconds':>9}{'speed-up':>10}{'masks':>7}{'up->ours':>10}{'ours->up':>10}"
     )
     base = runs["upstream fp32"]
-    print(f"{'upstream fp32':<22}{base:>9.1f}{1.0:>10.2f}{len(upstream_masks):>7}")
+    print(f"{'upstream fp32':<22}{base:>9.2f}{1.0:>10.2f}{len(upstream_masks):>7}")
     for name in [k for k in runs if k.startswith("ours") and not k.endswith("masks")]:
         count, recall, precision = runs[name + " masks"]
         print(
-            f"{name:<22}{runs[name]:>9.1f}{base / runs[name]:>10.2f}{count:>7}"
+            f"{name:<22}{runs[name]:>9.2f}{base / runs[name]:>10.2f}{count:>7}"
             f"{recall:>10.3f}{precision:>10.3f}"
         )
 

@@ -43,3 +43,19 @@ def test_cuda_matches_cpu(tmp_path, precision):
     for a, b in zip(cpu.masks, cuda.masks):
         union = np.logical_or(a, b).sum()
         assert union == 0 or np.logical_and(a, b).sum() / union >= 0.95
+
+
+@needs_cuda
+def test_everything_mode_statistics_on_cuda_equal_the_cpu_ones():
+    """Boxes and run edges of CUDA masks are computed on the GPU (only they travel to
+    the host) and equal the numpy ones."""
+    from napari_segany.core.mask_ops import encode_runs, masks_to_boxes
+
+    rng = np.random.default_rng(0)
+    masks = torch.as_tensor(rng.normal(0, 3, (12, 200, 300)) > 1.0)
+    masks[0] = False
+    masks[1, 50:120, 10:290] = True
+    on_gpu = masks.cuda()
+    assert masks_to_boxes(on_gpu).tolist() == masks_to_boxes(masks.numpy()).tolist()
+    for got, want in zip(encode_runs(on_gpu, 5000), encode_runs(masks.numpy(), 5000)):
+        np.testing.assert_array_equal(got, want)

@@ -26,7 +26,9 @@ from napari_segany.core.mask_ops import (
     MaskRuns,
     box_nms,
     encode_runs,
+    encode_runs_torch,
     masks_to_boxes,
+    masks_to_boxes_torch,
     remove_small_regions,
 )
 from napari_segany.core.model.build import build_sam
@@ -61,6 +63,30 @@ def test_masks_to_boxes_equals_upstream():
     masks[2, 10:30, 20:40] = True  # masks[3] stays empty
     assert masks_to_boxes(masks).tolist() == amg.batched_mask_to_box(masks).tolist()
     assert masks_to_boxes(masks.numpy()).tolist() == amg.batched_mask_to_box(masks).tolist()
+
+
+def test_device_side_boxes_and_runs_equal_the_numpy_ones():
+    """The versions that run where the masks are (CUDA in everything mode) give the
+    numpy versions' results, edge cases included: empty and full masks, runs touching
+    the first and last pixel, masks over the edge limit."""
+    rng = np.random.default_rng(6)
+    masks = torch.as_tensor(rng.normal(0, 3, (9, 23, 31)) > 2.0)  # speckle
+    masks[0] = False
+    masks[1] = True
+    masks[2] = False
+    masks[2, 0, :5] = True  # starts at pixel 0
+    masks[2, -1, -3:] = True  # ends at the last pixel
+    masks[3] = False
+    masks[3, 4:9, 6:20] = True
+    masks[4, 0, 0], masks[4, -1, -1] = True, True
+    assert masks_to_boxes_torch(masks).tolist() == masks_to_boxes(masks.numpy()).tolist()
+    for limit in (None, 40, 0):
+        ours = encode_runs_torch(masks, limit)
+        expected = encode_runs(masks.numpy(), limit)
+        for got, want in zip(ours, expected):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+    assert encode_runs(masks.numpy(), 40)[2].any() and not encode_runs(masks.numpy(), 40)[2].all()
 
 
 @pytest.mark.parametrize("shape", [(512, 512), (300, 701), (1000, 37)])
