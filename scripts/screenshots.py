@@ -25,6 +25,10 @@ warnings.filterwarnings("ignore", message=".*PyQt5.*")  # keep toasts out of the
 warnings.filterwarnings("ignore", message=".*System theme.*")
 
 import napari  # noqa: E402
+import napari._qt.qt_main_window as _main_window  # noqa: E402
+
+# napari's PyQt5 deprecation notice is a toast, not a Python warning: switch it off
+_main_window.SHOW_QT_WARNING = False
 import numpy as np  # noqa: E402
 from scipy import ndimage  # noqa: E402
 

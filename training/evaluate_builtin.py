@@ -8,7 +8,8 @@ The targets of the model card (docs/models.md)::
 - click: one positive click at each object's most interior pixel (maximum of the
   distance to the background), best-scored of the three candidates: mean IoU (and,
   as a diagnosis, the best of the three: ``click_oracle_iou``);
-- box: the object's exact bounding box, one mask: mean IoU;
+- box: the object's exact bounding box, one mask: mean IoU (cut to the box where the
+  session's ``clip_to_box`` is on, the built-in model's default; ``--clip-to-box``);
 - everything: ``segment_everything()`` with SAM's default parameters: F1 at IoU 0.5
   (a prediction matches a true object when IoU > 0.5; such matches are one-to-one);
   ``--pred-iou-thresh`` / ``--stability-score-thresh`` change its thresholds and
@@ -248,9 +249,16 @@ def main(argv=None) -> None:
         "--no-everything", action="store_true", help="prompts only (fast; F1 reported as -1)"
     )
     parser.add_argument("--device", default="cpu", help="e.g. 'cuda' (fp32 either way)")
+    parser.add_argument(
+        "--clip-to-box",
+        choices=["model", "on", "off"],
+        default="model",
+        help="cut box masks to the box: the model's default (on for builtin), on or off",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    session = SegAny(args.model, device=args.device, precision="fp32")
+    clip = {"model": None, "on": True, "off": False}[args.clip_to_box]
+    session = SegAny(args.model, device=args.device, precision="fp32", clip_to_box=clip)
     everything = None
     if not args.no_everything:
         everything = {"points_per_side": args.points_per_side}
@@ -264,6 +272,7 @@ def main(argv=None) -> None:
         "kind": args.kind or "mixed",
         "contrast": args.contrast,
         "device": args.device,
+        "clip_to_box": session.clip_to_box,
         "everything": everything,
     }
     print(json.dumps({**report, **asdict(scores)}, indent=2))

@@ -26,10 +26,11 @@ from .core.errors import NoImageError
 from .core.everything_select import EverythingResult
 from .core.everything_stack import StackResult, segment_everything_stack
 from .core.image import to_model_rgb, validate_plane
+from .core.mask_ops import clip_masks_to_boxes
 from .core.model.sam import Sam
 from .core.predictor import Predictor
 from .core.progress import Progress, drain
-from .core.registry import DEFAULT_MODEL
+from .core.registry import DEFAULT_MODEL, REGISTRY
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,12 @@ class SegAny:
     cache_bytes : int
         Memory budget of the embedding cache (planes already embedded are never
         recomputed while they fit).
+    clip_to_box : bool, optional
+        Cut the masks of a box prompt to the box (pixels outside it are never part of
+        the object). Default: the model's registry setting, on for ``"builtin"`` only
+        (its masks leak into touching neighbours past the box; docs/models.md), off
+        for SAM's weights, whose results stay those of the reference code. Also the
+        attribute ``clip_to_box``, which may be changed at any time.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class SegAny:
         device: str | torch.device = "auto",
         precision: str = "auto",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        clip_to_box: bool | None = None,
     ) -> None:
         from .core.device import resolve_precision
         from .core.loading import load_model
@@ -89,6 +97,10 @@ class SegAny:
         loaded = load_model(model, checkpoint=checkpoint, device=device)
         resolved = resolve_precision(precision, loaded.device)
         self._setup(loaded.model, loaded.device, resolved, str(loaded.name), cache_bytes)
+        if clip_to_box is None:
+            entry = REGISTRY.get(model) if checkpoint is None else None
+            clip_to_box = entry is not None and entry.clip_to_box
+        self.clip_to_box = bool(clip_to_box)
 
     @classmethod
     def from_model(
@@ -115,6 +127,7 @@ class SegAny:
 
     def _setup(self, sam: Sam, device, precision: str, name: str, cache_bytes: int) -> None:
         self.model_name = name
+        self.clip_to_box = False  # see the constructor
         self.precision = precision
         self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
         self.cache = EmbeddingCache(cache_bytes)
@@ -238,6 +251,8 @@ class SegAny:
         Returns
         -------
         SegmentResult
+            With :attr:`clip_to_box` and a box, the masks are cut to their box; the
+            scores and low-resolution logits stay the model's.
 
         Raises
         ------
@@ -251,7 +266,10 @@ class SegAny:
         prediction = self.predictor.predict(
             self._embedding, points_yx, labels, box_yxyx, mask_input, multimask
         )
-        return SegmentResult(prediction.masks, prediction.scores, prediction.logits)
+        masks = prediction.masks
+        if self.clip_to_box and box_yxyx is not None:
+            masks = clip_masks_to_boxes(masks, np.asarray(box_yxyx, dtype=np.float64))
+        return SegmentResult(masks, prediction.scores, prediction.logits)
 
     def segment_everything(
         self, on_progress: Callable[[Progress], object] | None = None, **params

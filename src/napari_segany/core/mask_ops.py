@@ -271,6 +271,35 @@ def encode_runs_torch(
     )
 
 
+def clip_masks_to_boxes(masks: np.ndarray, boxes_yxyx: np.ndarray) -> np.ndarray:
+    """Masks with every pixel outside their box set to False.
+
+    Pixel ``(r, c)`` covers ``r - 0.5 .. r + 0.5`` (napari's convention); it is kept
+    when it overlaps the box by more than an edge: ``y0 - 0.5 < r < y1 + 0.5``, so an
+    integer box keeps rows ``y0..y1`` inclusive.
+
+    Parameters
+    ----------
+    masks : numpy.ndarray, (K, H, W) or (N, K, H, W) bool
+    boxes_yxyx : numpy.ndarray, (4,) or (N, 4) float
+        One box, or one per leading mask axis, as (y0, x0, y1, x1).
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of the masks' shape.
+    """
+    boxes = np.asarray(boxes_yxyx, dtype=np.float64).reshape(-1, 4)
+    stacked = masks.reshape((len(boxes),) + masks.shape[-3:])
+    clipped = np.zeros_like(stacked)
+    height, width = masks.shape[-2:]
+    for index, (y0, x0, y1, x1) in enumerate(boxes):
+        r0, c0 = max(int(np.floor(y0 - 0.5)) + 1, 0), max(int(np.floor(x0 - 0.5)) + 1, 0)
+        r1, c1 = min(int(np.ceil(y1 + 0.5)), height), min(int(np.ceil(x1 + 0.5)), width)
+        clipped[index, :, r0:r1, c0:c1] = stacked[index, :, r0:r1, c0:c1]
+    return clipped.reshape(masks.shape)
+
+
 def remove_small_regions(
     mask: np.ndarray, area_threshold: int, mode: str, outside: tuple[int, ...] = (0, 0, 0, 0)
 ) -> tuple[np.ndarray, bool]:

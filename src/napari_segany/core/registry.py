@@ -56,6 +56,10 @@ class ModelEntry:
         Name of the file in the cache folder.
     description
         One line for humans.
+    clip_to_box
+        Masks from a box prompt are cut to the box by default (``SegAny.clip_to_box``):
+        on for the built-in model, whose masks leak into touching neighbours past the
+        box (docs/models.md); off for SAM's weights, whose results stay upstream's.
     """
 
     name: str
@@ -64,6 +68,7 @@ class ModelEntry:
     xxh128: str
     filename: str
     description: str
+    clip_to_box: bool = False
 
     @property
     def packaged(self) -> bool:
@@ -91,6 +96,7 @@ _ENTRIES = (
         "builtin.pt",
         "Built-in small model trained on synthetic nuclei/cell images (works offline; "
         "use SAM or micro-sam weights for best results), 8.6 MB",
+        clip_to_box=True,
     ),
     ModelEntry(
         "vit_b",
