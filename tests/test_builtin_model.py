@@ -51,7 +51,7 @@ def test_a_click_finds_the_clicked_nucleus(builtin):
         ious.append(_iou(best, truth))
         right.append(_on_object(best, scene.labels, label))
     assert np.mean(right) >= 0.9, right  # measured 0.92 (11 of 12)
-    assert np.mean(ious) >= 0.6, ious  # measured 0.73
+    assert np.mean(ious) >= 0.6, ious  # measured 0.78 (clicked part only; 0.73 whole)
 
 
 def test_a_box_finds_the_boxed_nucleus_on_another_size_and_dtype(builtin):
@@ -99,6 +99,46 @@ def test_box_masks_of_the_builtin_model_are_cut_to_the_box(builtin):
     cut_iou = np.mean([_iou(m[0], t) for m, t in zip(cut.masks, truth)])
     whole_iou = np.mean([_iou(m[0], t) for m, t in zip(whole.masks, truth)])
     assert cut_iou > whole_iou + 0.05, (cut_iou, whole_iou)  # measured 0.86 vs 0.72
+
+
+def test_click_masks_of_the_builtin_model_keep_only_the_clicked_part(builtin):
+    """On by default for the built-in model only: each candidate keeps its connected
+    parts under the click, the scores stay the model's, the masks fit better."""
+    from scipy import ndimage
+
+    assert builtin.clicked_component_only
+    assert not SegAny(
+        device="cpu", precision="fp32", clicked_component_only=False
+    ).clicked_component_only
+    scene = nuclei_scene_2d(seed=3)
+    builtin.set_image(scene.image)
+    ids, areas = np.unique(scene.labels[scene.labels > 0], return_counts=True)
+    kept_ious, whole_ious, dropped = [], [], 0
+    for label in ids[areas >= 40][:12]:
+        truth = scene.labels == label
+        y, x = interior_point_yx(truth, edge_is_background=False)
+        kept = builtin.segment(points_yx=[[y, x]], labels=[1])
+        try:
+            builtin.clicked_component_only = False
+            whole = builtin.segment(points_yx=[[y, x]], labels=[1])
+        finally:
+            builtin.clicked_component_only = True
+        np.testing.assert_array_equal(kept.scores, whole.scores)
+        for cut, full in zip(kept.masks, whole.masks):
+            regions, _ = ndimage.label(full, structure=np.ones((3, 3)))
+            part = (
+                regions == regions[int(round(y)), int(round(x))]
+                if full[int(round(y)), int(round(x))]
+                else full
+            )
+            np.testing.assert_array_equal(cut, part)
+            dropped += int(full.sum() - cut.sum())
+        best = int(np.argmax(kept.scores))
+        kept_ious.append(_iou(kept.masks[best], truth))
+        whole_ious.append(_iou(whole.masks[best], truth))
+    assert dropped > 0  # the model's masks do have parts away from the clicked one
+    # measured 0.79 vs 0.74
+    assert np.mean(kept_ious) >= np.mean(whole_ious) + 0.02, (kept_ious, whole_ious)
 
 
 def _box(mask: np.ndarray) -> list[int]:

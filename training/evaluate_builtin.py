@@ -6,7 +6,9 @@ The targets of the model card (docs/models.md)::
     PYTHONPATH=src .venv/bin/python -m training.evaluate_builtin --model training/out/builtin.pt
 
 - click: one positive click at each object's most interior pixel (maximum of the
-  distance to the background), best-scored of the three candidates: mean IoU (and,
+  distance to the background), best-scored of the three candidates, reduced to the
+  clicked connected part where the session's ``clicked_component_only`` is on (the
+  built-in model's default; ``--clicked-component-only``): mean IoU (and,
   as a diagnosis, the best of the three: ``click_oracle_iou``);
 - box: the object's exact bounding box, one mask: mean IoU (cut to the box where the
   session's ``clip_to_box`` is on, the built-in model's default; ``--clip-to-box``);
@@ -255,10 +257,22 @@ def main(argv=None) -> None:
         default="model",
         help="cut box masks to the box: the model's default (on for builtin), on or off",
     )
+    parser.add_argument(
+        "--clicked-component-only",
+        choices=["model", "on", "off"],
+        default="model",
+        help="keep only the mask's parts under the click: model default (builtin: on)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    clip = {"model": None, "on": True, "off": False}[args.clip_to_box]
-    session = SegAny(args.model, device=args.device, precision="fp32", clip_to_box=clip)
+    choice = {"model": None, "on": True, "off": False}
+    session = SegAny(
+        args.model,
+        device=args.device,
+        precision="fp32",
+        clip_to_box=choice[args.clip_to_box],
+        clicked_component_only=choice[args.clicked_component_only],
+    )
     everything = None
     if not args.no_everything:
         everything = {"points_per_side": args.points_per_side}
@@ -273,6 +287,7 @@ def main(argv=None) -> None:
         "contrast": args.contrast,
         "device": args.device,
         "clip_to_box": session.clip_to_box,
+        "clicked_component_only": session.clicked_component_only,
         "everything": everything,
     }
     print(json.dumps({**report, **asdict(scores)}, indent=2))

@@ -26,7 +26,7 @@ from .core.errors import NoImageError
 from .core.everything_select import EverythingResult
 from .core.everything_stack import StackResult, segment_everything_stack
 from .core.image import to_model_rgb, validate_plane
-from .core.mask_ops import clip_masks_to_boxes
+from .core.mask_ops import clip_masks_to_boxes, keep_clicked_components
 from .core.model.sam import Sam
 from .core.predictor import Predictor
 from .core.progress import Progress, drain
@@ -80,6 +80,10 @@ class SegAny:
         (its masks leak into touching neighbours past the box; docs/models.md), off
         for SAM's weights, whose results stay those of the reference code. Also the
         attribute ``clip_to_box``, which may be changed at any time.
+    clicked_component_only : bool, optional
+        Keep only the connected parts of a mask that a positive click falls on (a
+        nucleus is one piece; the built-in model's masks reach neighbours through
+        gaps). Default and attribute as for ``clip_to_box``: on for ``"builtin"``.
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class SegAny:
         precision: str = "auto",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         clip_to_box: bool | None = None,
+        clicked_component_only: bool | None = None,
     ) -> None:
         from .core.device import resolve_precision
         from .core.loading import load_model
@@ -97,10 +102,13 @@ class SegAny:
         loaded = load_model(model, checkpoint=checkpoint, device=device)
         resolved = resolve_precision(precision, loaded.device)
         self._setup(loaded.model, loaded.device, resolved, str(loaded.name), cache_bytes)
+        entry = REGISTRY.get(model) if checkpoint is None else None
         if clip_to_box is None:
-            entry = REGISTRY.get(model) if checkpoint is None else None
             clip_to_box = entry is not None and entry.clip_to_box
+        if clicked_component_only is None:
+            clicked_component_only = entry is not None and entry.clicked_component_only
         self.clip_to_box = bool(clip_to_box)
+        self.clicked_component_only = bool(clicked_component_only)
 
     @classmethod
     def from_model(
@@ -128,6 +136,7 @@ class SegAny:
     def _setup(self, sam: Sam, device, precision: str, name: str, cache_bytes: int) -> None:
         self.model_name = name
         self.clip_to_box = False  # see the constructor
+        self.clicked_component_only = False
         self.precision = precision
         self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
         self.cache = EmbeddingCache(cache_bytes)
@@ -251,8 +260,10 @@ class SegAny:
         Returns
         -------
         SegmentResult
-            With :attr:`clip_to_box` and a box, the masks are cut to their box; the
-            scores and low-resolution logits stay the model's.
+            With :attr:`clip_to_box` and a box, the masks are cut to their box; with
+            :attr:`clicked_component_only` and a positive click, they keep only the
+            parts under a positive click. The scores and low-resolution logits stay
+            the model's.
 
         Raises
         ------
@@ -269,6 +280,8 @@ class SegAny:
         masks = prediction.masks
         if self.clip_to_box and box_yxyx is not None:
             masks = clip_masks_to_boxes(masks, np.asarray(box_yxyx, dtype=np.float64))
+        if self.clicked_component_only and points_yx is not None:
+            masks = keep_clicked_components(masks, np.asarray(points_yx), np.asarray(labels))
         return SegmentResult(masks, prediction.scores, prediction.logits)
 
     def segment_everything(

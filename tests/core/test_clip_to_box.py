@@ -1,10 +1,11 @@
-"""Cutting box-prompt masks to their box (``mask_ops.clip_masks_to_boxes``)."""
+"""Cutting box-prompt masks to their box and click masks to the clicked parts
+(``mask_ops.clip_masks_to_boxes``, ``mask_ops.keep_clicked_components``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from napari_segany.core.mask_ops import clip_masks_to_boxes
+from napari_segany.core.mask_ops import clip_masks_to_boxes, keep_clicked_components
 
 
 def test_an_integer_box_keeps_its_rows_and_columns_inclusive():
@@ -36,3 +37,30 @@ def test_each_of_n_boxes_cuts_its_own_masks_and_edges_of_the_plane_hold():
     partial = np.zeros((2, 1, 8, 8), dtype=bool)
     partial[:, :, 1, 1] = True  # inside box 0, outside box 1
     assert clip_masks_to_boxes(partial, boxes).sum(axis=(1, 2, 3)).tolist() == [1, 0]
+
+
+def test_a_click_keeps_only_the_parts_it_falls_on():
+    masks = np.zeros((2, 12, 12), dtype=bool)
+    masks[:, 1:4, 1:4] = True  # the clicked part
+    masks[:, 8:11, 8:11] = True  # a separate part
+    for step in range(4, 8):  # in candidate 1 a diagonal chain joins them (8-connected)
+        masks[1, step, step] = True
+    kept = keep_clicked_components(masks, np.array([[2.4, 1.6]]), np.array([1]))
+    assert kept[0].sum() == 9 and kept[0, 1:4, 1:4].all()
+    np.testing.assert_array_equal(kept[1], masks[1])  # one piece: nothing to drop
+    assert masks[0, 8:11, 8:11].all()  # the input is not changed
+
+
+def test_clicks_off_the_mask_and_negative_clicks_change_nothing():
+    masks = np.zeros((1, 1, 10, 10), dtype=bool)
+    masks[..., 0:3, 0:3] = True
+    masks[..., 6:9, 6:9] = True
+    # a positive click off the mask, a negative one on it: the mask stays whole
+    points = np.array([[5.0, 5.0], [1.0, 1.0]])
+    kept = keep_clicked_components(masks, points, np.array([1, 0]))
+    np.testing.assert_array_equal(kept, masks)
+    # two positive clicks on the two parts keep both; y 0.5 rounds to pixel row 1
+    kept = keep_clicked_components(masks, np.array([[0.5, 1], [7, 7]]), np.array([1, 1]))
+    np.testing.assert_array_equal(kept, masks)
+    kept = keep_clicked_components(masks, np.array([[2.49, 2.0]]), np.array([1]))
+    assert kept.sum() == 9 and kept[..., 0:3, 0:3].all()

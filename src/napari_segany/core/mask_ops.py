@@ -300,6 +300,44 @@ def clip_masks_to_boxes(masks: np.ndarray, boxes_yxyx: np.ndarray) -> np.ndarray
     return clipped.reshape(masks.shape)
 
 
+def keep_clicked_components(
+    masks: np.ndarray, points_yx: np.ndarray, labels: np.ndarray
+) -> np.ndarray:
+    """Masks reduced to their connected parts (8-connected) under a positive click.
+
+    A mask that no positive click falls on is returned unchanged, as is every mask
+    when no click is positive. Point ``(y, x)`` falls on pixel
+    ``(floor(y + 0.5), floor(x + 0.5))`` (pixel centres at integers, napari's
+    convention).
+
+    Parameters
+    ----------
+    masks : numpy.ndarray, (K, H, W) or (N, K, H, W) bool
+    points_yx : numpy.ndarray, (P, 2) float
+        Clicks inside the plane, as (row, col).
+    labels : numpy.ndarray, (P,) int
+        1 for a positive click, 0 for a negative one.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new array of the masks' shape.
+    """
+    height, width = masks.shape[-2:]
+    positive = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)[np.asarray(labels) == 1]
+    rows = np.clip(np.floor(positive[:, 0] + 0.5).astype(np.intp), 0, height - 1)
+    cols = np.clip(np.floor(positive[:, 1] + 0.5).astype(np.intp), 0, width - 1)
+    flat = masks.reshape((-1, height, width))
+    kept = flat.copy()
+    for index, mask in enumerate(flat):
+        if not mask[rows, cols].any():
+            continue
+        regions = label_components(mask, connectivity=2)
+        clicked = np.unique(regions[rows, cols])
+        kept[index] = np.isin(regions, clicked[clicked > 0])
+    return kept.reshape(masks.shape)
+
+
 def remove_small_regions(
     mask: np.ndarray, area_threshold: int, mode: str, outside: tuple[int, ...] = (0, 0, 0, 0)
 ) -> tuple[np.ndarray, bool]:

@@ -60,6 +60,9 @@ class ModelEntry:
         Masks from a box prompt are cut to the box by default (``SegAny.clip_to_box``):
         on for the built-in model, whose masks leak into touching neighbours past the
         box (docs/models.md); off for SAM's weights, whose results stay upstream's.
+    clicked_component_only
+        Masks keep only their connected parts under a positive click by default
+        (``SegAny.clicked_component_only``): on for the built-in model, off for SAM's.
     """
 
     name: str
@@ -69,6 +72,7 @@ class ModelEntry:
     filename: str
     description: str
     clip_to_box: bool = False
+    clicked_component_only: bool = False
 
     @property
     def packaged(self) -> bool:
@@ -97,6 +101,7 @@ _ENTRIES = (
         "Built-in small model trained on synthetic nuclei/cell images (works offline; "
         "use SAM or micro-sam weights for best results), 8.6 MB",
         clip_to_box=True,
+        clicked_component_only=True,
     ),
     ModelEntry(
         "vit_b",
