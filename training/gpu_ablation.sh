@@ -13,7 +13,8 @@
 #   SECONDS - 75 is stopped (its log is kept; a run past phase 1 has that checkpoint
 #   measured as NAME.phase1). Measured on one H200 with the four runs side by side
 #   (GPU ~99 % busy): drawing 45 s, phase 0 53 s, phase 1 0.27 s a step, so the
-#   four full runs need about 15-18 minutes; a 7-minute budget reached step ~1100.
+#   four full runs need an estimated 15-18 minutes (phase 2 not reached: its rate is
+#   a guess); a 7-minute budget reached step ~1100.
 # Writes ${OUT:-gpu_out}/ablation/: NAME.log (training), NAME.json (evaluation) and the
 # weights training/out/builtin_NAME.pt. ABLATION_EXTRA appends arguments to every
 # training run (e.g. "--encoder-steps 2 --steps 4 --frame-steps 2" for a dry run).

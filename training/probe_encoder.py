@@ -27,7 +27,6 @@ from napari_segany.core.image import to_model_rgb
 from napari_segany.core.synthetic import generate_scene
 
 from . import train_builtin
-from .data import load_or_draw
 from .evaluate_builtin import EVAL_SEED, MIN_AREA, iou
 from .warm_start import AuxiliaryHead
 
@@ -45,7 +44,8 @@ def rim_scores(model, aux: AuxiliaryHead) -> dict[str, float]:
             to_model_rgb(scene.image)[None], np.zeros((1, 512, 512), bool)
         )
         with torch.inference_mode():
-            predicted = aux(model.image_encoder(pixels))[0, 0].numpy() > 0
+            logits = aux(model.image_encoder(pixels.to(train_builtin._device(model))))
+        predicted = logits[0, 0].cpu().numpy() > 0
         labels = scene.labels
         foreground.append(iou(predicted, labels > 0))
         for object_id in np.unique(labels)[1:]:
@@ -61,8 +61,7 @@ def main(argv=None) -> None:
     args = train_builtin.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
-    cache = args.out / f"windows_{args.windows}_{args.window_size}_{args.seed}.npz"
-    windows = load_or_draw(cache, args.windows, args.window_size, args.seed, args.draw_workers)
+    windows = train_builtin.training_windows(args)
     model, aux = train_builtin.fresh_model(args)  # as train(): the same random streams
     rng = np.random.default_rng(args.seed + 1)
     started = time.perf_counter()

@@ -255,7 +255,8 @@ def train_step(
     for name, group in groups.items():
         if not len(group):
             continue
-        prompts = {k: None if v is None else v.to(device) for k, v in as_tensors(group).items()}
+        on_host = as_tensors(group)
+        prompts = {k: None if v is None else v.to(device) for k, v in on_host.items()}
         image = embedding[prompts["image_index"]]
         low, iou = _decode(model, image, pe, prompts, origin, None, name == "point")
         loss, best, best_iou = prompt_loss(
@@ -269,7 +270,7 @@ def train_step(
         if correct:
             chosen = low[torch.arange(len(best), device=device), best][:, None].detach()
             predicted = F.interpolate(chosen, size=labels.shape[-2:], mode="bilinear") > 0
-            truth = prompts["truth"].cpu().numpy()
+            truth = on_host["truth"].numpy()
             clicks = correction_clicks(rng, predicted[:, 0].cpu().numpy(), truth)
             again = _with_click(prompts, *clicks)
             low2, iou2 = _decode(model, image, pe, again, origin, chosen, False)
@@ -432,12 +433,17 @@ def save(model: Sam, path: Path, meta: dict) -> None:
     logger.info("Wrote %s (%.1f MB)", path, path.stat().st_size / 1e6)
 
 
-def training_data(args) -> tuple[WindowSet, WindowSet]:
-    """The training windows and full frames, drawn (``args.draw_workers`` processes)
-    or read from their cache in ``args.out``."""
-    started = time.perf_counter()
+def training_windows(args) -> WindowSet:
+    """The training windows, drawn (``args.draw_workers`` processes) or read from their
+    cache in ``args.out``."""
     cache = args.out / f"windows_{args.windows}_{args.window_size}_{args.seed}.npz"
-    windows = load_or_draw(cache, args.windows, args.window_size, args.seed, args.draw_workers)
+    return load_or_draw(cache, args.windows, args.window_size, args.seed, args.draw_workers)
+
+
+def training_data(args) -> tuple[WindowSet, WindowSet]:
+    """:func:`training_windows` and the full frames, drawn or read likewise."""
+    started = time.perf_counter()
+    windows = training_windows(args)
     frames = load_or_draw(
         args.out / f"frames_{args.frames}_{CONV_IMAGE_SIZE}_{args.seed}.npz",
         args.frames,

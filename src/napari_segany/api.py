@@ -101,14 +101,13 @@ class SegAny:
 
         loaded = load_model(model, checkpoint=checkpoint, device=device)
         resolved = resolve_precision(precision, loaded.device)
-        self._setup(loaded.model, loaded.device, resolved, str(loaded.name), cache_bytes)
         entry = REGISTRY.get(model) if checkpoint is None else None
         if clip_to_box is None:
             clip_to_box = entry is not None and entry.clip_to_box
         if clicked_component_only is None:
             clicked_component_only = entry is not None and entry.clicked_component_only
-        self.clip_to_box = bool(clip_to_box)
-        self.clicked_component_only = bool(clicked_component_only)
+        rules = {"clip_to_box": clip_to_box, "clicked_component_only": clicked_component_only}
+        self._setup(loaded.model, loaded.device, resolved, str(loaded.name), cache_bytes, **rules)
 
     @classmethod
     def from_model(
@@ -133,10 +132,19 @@ class SegAny:
         )
         return self
 
-    def _setup(self, sam: Sam, device, precision: str, name: str, cache_bytes: int) -> None:
+    def _setup(
+        self,
+        sam: Sam,
+        device,
+        precision: str,
+        name: str,
+        cache_bytes: int,
+        clip_to_box: bool = False,
+        clicked_component_only: bool = False,
+    ) -> None:
         self.model_name = name
-        self.clip_to_box = False  # see the constructor
-        self.clicked_component_only = False
+        self.clip_to_box = bool(clip_to_box)
+        self.clicked_component_only = bool(clicked_component_only)
         self.precision = precision
         self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
         self.cache = EmbeddingCache(cache_bytes)

@@ -295,7 +295,6 @@ def _mask_statistics(
         # (strict, area, loose): logits > offset, > 0, > -offset (upstream's thresholds)
         pieces["counts"].append(count_above(logits, (offset, 0.0, -offset)))
         masks = logits > 0.0  # boxes and runs are found where the logits are (CUDA too)
-        masks = masks.numpy() if masks.device.type == "cpu" else masks
         del logits
         pieces["boxes"].append(masks_to_boxes(masks))
         edges, n_edges, too_many = encode_runs(masks, max_edges=budget)
