@@ -125,3 +125,19 @@ def test_stack_ids_unique_linked_cached_and_cancellable(session):
     with pytest.raises(Cancel):
         fresh.segment_everything_stack(stack * 2, on_progress=stop_after_first_plane, **LOOSE)
     assert calls.encode == 1  # planes 0 and 1 (equal) embedded; stopped before plane 2
+
+
+def test_everything_defaults_fill_in_what_a_call_does_not_give(session):
+    # a model without registry defaults runs SAM's (none set, the clicked-part rule off)
+    assert session.everything_defaults == {}
+    assert session.everything_parameters() == {"clicked_component_only": False}
+    session.set_image(_plane())
+    session.everything_defaults = {**LOOSE, "points_per_side": 3}
+    session.segment_everything()
+    assert len(session._everything[2]) == 3 * 9  # the default grid: 3 x 3 points
+    session.segment_everything(points_per_side=2)  # a call's own value wins
+    assert len(session._everything[2]) == 3 * 4
+    assert session._everything[1].clicked_component_only is False
+    session.clicked_component_only = True  # the session's rule reaches everything mode
+    session.segment_everything(points_per_side=2)
+    assert session._everything[1].clicked_component_only is True

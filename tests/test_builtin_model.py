@@ -15,6 +15,11 @@ import pytest
 
 from napari_segany import SegAny
 from napari_segany._sample_data import nuclei_scene_2d
+from napari_segany.core.automatic import GridParams, decode_grid
+from napari_segany.core.image import to_model_rgb
+from napari_segany.core.mask_ops import keep_clicked_components, masks_to_boxes
+from napari_segany.core.progress import drain
+from napari_segany.core.registry import REGISTRY
 from napari_segany.core.synthetic import generate_scene, interior_point_yx
 
 
@@ -146,17 +151,61 @@ def _box(mask: np.ndarray) -> list[int]:
     return [ys.min(), xs.min(), ys.max(), xs.max()]
 
 
-def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_below_them(builtin):
+def test_everything_mode_warns_at_sams_thresholds_and_finds_nuclei_at_its_own(builtin):
     scene = nuclei_scene_2d(seed=1)
     builtin.set_image(scene.image)
     # the model's predicted IoUs stay below SAM's 0.88: the empty result says what to lower
+    sam = dict(points_per_side=32, pred_iou_thresh=0.88, stability_score_thresh=0.95)
     with pytest.warns(UserWarning, match="Lower pred_iou_thresh"):
-        assert builtin.segment_everything().labels.max() == 0
-    found = builtin.segment_everything(pred_iou_thresh=0.5, stability_score_thresh=0.8).labels
+        assert builtin.segment_everything(**sam, box_nms_thresh=0.7).labels.max() == 0
+    found = builtin.segment_everything().labels  # the model's calibrated defaults
     matched = 0
     for label in np.unique(scene.labels[scene.labels > 0]):
         truth = scene.labels == label
         overlap = found[truth]
         best = np.bincount(overlap[overlap > 0]).argmax() if (overlap > 0).any() else 0
         matched += bool(best) and _iou(found == best, truth) > 0.5
-    assert matched >= 12  # measured 20 of 65 nuclei (F1 0.26, 89 objects kept)
+    assert matched >= 25  # measured 31 of 65 (with 0.5 / 0.8, whole masks: 20)
+    kept = len(np.unique(found)) - 1
+    assert matched / kept >= 0.55  # measured 31 of 44 kept (0.5 / 0.8: 20 of 89)
+
+
+def test_everything_masks_are_the_parts_of_the_whole_masks_under_their_points(builtin):
+    scene = nuclei_scene_2d(seed=1)
+    builtin.set_image(scene.image)
+    rgb, embedding = to_model_rgb(scene.image), builtin.embedding
+    height = scene.image.shape[0]
+
+    def grid(rule: bool):
+        params = GridParams(points_per_side=8, clicked_component_only=rule)
+        return drain(decode_grid(builtin.predictor, rgb, params, embedding))
+
+    whole, parts = grid(False), grid(True)
+    assert len(whole) == len(parts) == 3 * 64
+    changed = 0
+    for index in range(len(whole)):
+        mask = whole.runs[0].decode_rows(index, 0, height)
+        point_yx = whole.points_xy[index, ::-1][None]
+        expected = keep_clicked_components(mask[None], point_yx, np.array([1]))[0]
+        got = parts.runs[0].decode_rows(index, 0, height)
+        np.testing.assert_array_equal(got, expected)
+        assert parts.area[index] == got.sum()
+        np.testing.assert_array_equal(parts.boxes_xyxy[index], masks_to_boxes(got[None])[0])
+        row, col = np.clip(np.floor(point_yx[0] + 0.5).astype(int), 0, np.array(mask.shape) - 1)
+        stability, whole_stability = parts.stability_score[index], whole.stability_score[index]
+        if not mask[row, col]:  # a mask off its point stays whole, statistics and all
+            assert stability == pytest.approx(whole_stability, nan_ok=True)
+        elif (expected != mask).any():
+            changed += 1
+        else:  # one piece: the loose part under the point is at most the whole loose mask
+            assert stability >= whole_stability - 1e-6
+    assert changed >= 5  # the rule had something to do on this plane
+    np.testing.assert_array_equal(parts.predicted_iou, whole.predicted_iou)
+
+
+def test_everything_mode_uses_the_models_calibrated_defaults(builtin):
+    expected = dict(REGISTRY["builtin"].everything)
+    assert builtin.everything_defaults == expected
+    assert expected["pred_iou_thresh"] < 0.88  # SAM's would keep nothing (test below)
+    chosen = builtin.everything_parameters(pred_iou_thresh=0.7)
+    assert chosen == {**expected, "pred_iou_thresh": 0.7, "clicked_component_only": True}

@@ -77,3 +77,28 @@ def test_bad_input_exits_1_with_a_message(tmp_path, checkpoint, capsys):
     assert main(["segment-all", *base, "--points-per-side", "0"]) == 1
     assert "points_per_side" in capsys.readouterr().err
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypatch, capsys):
+    from napari_segany.core import everything_stack
+    from napari_segany.core.errors import InputError
+    from napari_segany.core.registry import REGISTRY
+
+    seen = []
+
+    def capture(*args, **params):
+        seen.append(params)
+        raise InputError("stopped by the test")
+
+    monkeypatch.setattr(everything_stack, "segment_everything_stack", capture)
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
+    args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
+    assert main(args) == 1 and "stopped by the test" in capsys.readouterr().err
+    assert main([*args, "--pred-iou-thresh", "0.7"]) == 1
+    builtin = dict(REGISTRY["builtin"].everything)  # no --model: the built-in model
+    for name, value in builtin.items():
+        assert seen[0][name] == value
+    assert seen[0]["clicked_component_only"] is True
+    assert seen[1]["pred_iou_thresh"] == 0.7  # a flag wins
+    assert seen[1]["box_nms_thresh"] == builtin["box_nms_thresh"]

@@ -52,3 +52,20 @@ def test_matching_f1_counts_one_to_one_matches_above_half_iou():
     f1, precision, recall = matching_f1(truth, predicted)
     assert (precision, recall) == pytest.approx((1 / 3, 1 / 2))
     assert f1 == pytest.approx(2 * 1 / (2 + 3))
+
+
+def test_calibration_scenes_are_not_the_held_out_ones_and_the_sweep_ranks_all():
+    from training import calibrate_everything as calibration
+    from training.evaluate_builtin import held_out_scenes
+
+    from tests.fakes import tiny_session
+
+    calibrated = [scene.labels for scene in calibration.calibration_scenes(4)]
+    held_out = [scene.labels for scene in held_out_scenes(4)]
+    for mine, theirs in zip(calibrated, held_out):  # same sizes, other scenes
+        assert mine.shape == theirs.shape and not np.array_equal(mine, theirs)
+    result = calibration.sweep(tiny_session(), 1, points_per_side=2, rule=True)
+    table = result["table"]
+    sizes = (calibration.PRED_IOU, calibration.STABILITY, calibration.BOX_NMS)
+    assert len(table) == np.prod([len(values) for values in sizes])
+    assert [row["f1"] for row in table] == sorted((row["f1"] for row in table), reverse=True)

@@ -12,10 +12,13 @@ The targets of the model card (docs/models.md)::
   as a diagnosis, the best of the three: ``click_oracle_iou``);
 - box: the object's exact bounding box, one mask: mean IoU (cut to the box where the
   session's ``clip_to_box`` is on, the built-in model's default; ``--clip-to-box``);
-- everything: ``segment_everything()`` with SAM's default parameters: F1 at IoU 0.5
-  (a prediction matches a true object when IoU > 0.5; such matches are one-to-one);
-  ``--pred-iou-thresh`` / ``--stability-score-thresh`` change its thresholds and
-  ``--no-everything`` skips it;
+- everything: ``segment_everything()`` with the session's defaults (for the built-in
+  model its calibrated grid and thresholds and the clicked-part rule,
+  ``SegAny.everything_defaults``; SAM's for other models): F1 at IoU 0.5 (a prediction
+  matches a true object when IoU > 0.5; such matches are one-to-one);
+  ``--points-per-side`` / ``--pred-iou-thresh`` / ``--stability-score-thresh`` /
+  ``--box-nms-thresh`` override them, ``--sam-everything`` runs SAM's defaults (32 x 32
+  points, 0.88 / 0.95 / 0.7, whole masks) and ``--no-everything`` skips it;
 - ``by_radius``: click and box IoU per object radius in the 512 px model frame;
 - ``box_errors``: where the box masks' wrong pixels lie (:func:`box_error_pixels`):
   the shares of false positives outside the box and on other objects, the shares of
@@ -51,6 +54,13 @@ MODEL_FRAME = 512  # the built-in model's input side, for the radius buckets
 
 
 RADIUS_BUCKETS = (0.0, 4.0, 8.0, 16.0, np.inf)  # object radius in the 512 px model frame
+SAM_EVERYTHING = {  # SAM's automatic mask generator's defaults, whole masks
+    "points_per_side": 32,
+    "pred_iou_thresh": 0.88,
+    "stability_score_thresh": 0.95,
+    "box_nms_thresh": 0.7,
+    "clicked_component_only": False,
+}
 RIM_PX = 2  # errors this close to the true outline (image pixels) count as rim errors
 
 
@@ -244,9 +254,15 @@ def main(argv=None) -> None:
         default="robust",
         help="robust percentiles (the API's default) or napari's default contrast limits",
     )
-    parser.add_argument("--points-per-side", type=int, default=32)
-    parser.add_argument("--pred-iou-thresh", type=float, default=None, help="default: SAM's")
+    parser.add_argument("--points-per-side", type=int, default=None, help="default: model's")
+    parser.add_argument("--pred-iou-thresh", type=float, default=None, help="default: model's")
     parser.add_argument("--stability-score-thresh", type=float, default=None)
+    parser.add_argument("--box-nms-thresh", type=float, default=None)
+    parser.add_argument(
+        "--sam-everything",
+        action="store_true",
+        help="everything mode with SAM's defaults instead of the model's",
+    )
     parser.add_argument(
         "--no-everything", action="store_true", help="prompts only (fast; F1 reported as -1)"
     )
@@ -275,11 +291,13 @@ def main(argv=None) -> None:
     )
     everything = None
     if not args.no_everything:
-        everything = {"points_per_side": args.points_per_side}
-        if args.pred_iou_thresh is not None:
-            everything["pred_iou_thresh"] = args.pred_iou_thresh
-        if args.stability_score_thresh is not None:
-            everything["stability_score_thresh"] = args.stability_score_thresh
+        everything = dict(SAM_EVERYTHING) if args.sam_everything else {}
+        for name in ("points_per_side", "pred_iou_thresh", "stability_score_thresh"):
+            if getattr(args, name) is not None:
+                everything[name] = getattr(args, name)
+        if args.box_nms_thresh is not None:
+            everything["box_nms_thresh"] = args.box_nms_thresh
+        everything = session.everything_parameters(**everything)
     scores = evaluate(session, args.images, args.objects, args.kind, everything, args.contrast)
     report = {
         "model": args.model,

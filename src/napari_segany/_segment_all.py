@@ -14,20 +14,26 @@ from pathlib import Path
 SPATIAL = ("Y", "X")
 CHANNEL_LETTERS = ("C", "S")
 
-# (flag, type, default, help) of the everything-mode parameters, SAM's meanings.
+# (flag, type, help) of the everything-mode parameters, SAM's meanings. Not given: the
+# model's defaults (SegAny.everything_parameters; for builtin its calibrated
+# thresholds), else SAM's, shown in the help.
 EVERYTHING_OPTIONS = [
-    ("--points-per-side", int, 32, "grid points along each side (default: 32)"),
-    ("--points-per-batch", int, None, "points decoded at once (default: 64)"),
-    ("--pred-iou-thresh", float, 0.88, "keep masks with predicted IoU above (default: 0.88)"),
-    ("--stability-score-thresh", float, 0.95, "keep masks at least this stable (default: 0.95)"),
-    ("--stability-score-offset", float, 1.0, "logit offset of the stability score (default: 1)"),
-    ("--box-nms-thresh", float, 0.7, "box IoU above which duplicates go (default: 0.7)"),
-    ("--crop-n-layers", int, 0, "extra layers of image crops (default: 0)"),
-    ("--crop-nms-thresh", float, 0.7, "box NMS threshold across crops (default: 0.7)"),
-    ("--crop-overlap-ratio", float, 512 / 1500, "crop overlap (default: 512/1500)"),
-    ("--crop-n-points-downscale-factor", int, 1, "fewer points per crop layer (default: 1)"),
-    ("--min-mask-region-area", int, 0, "fill holes / drop islands below this area (default: 0)"),
+    ("--points-per-side", int, "grid points along each side (default: 32)"),
+    ("--points-per-batch", int, "points decoded at once (default: 64)"),
+    ("--pred-iou-thresh", float, "keep masks with predicted IoU above (SAM: 0.88; builtin: 0.45)"),
+    ("--stability-score-thresh", float, "keep masks this stable (SAM: 0.95; builtin: 0 = off)"),
+    ("--stability-score-offset", float, "logit offset of the stability score (default: 1)"),
+    ("--box-nms-thresh", float, "box IoU above which duplicates go (SAM: 0.7; builtin: 0.02)"),
+    ("--crop-n-layers", int, "extra layers of image crops (default: 0)"),
+    ("--crop-nms-thresh", float, "box NMS threshold across crops (default: 0.7)"),
+    ("--crop-overlap-ratio", float, "crop overlap (default: 512/1500)"),
+    ("--crop-n-points-downscale-factor", int, "fewer points per crop layer (default: 1)"),
+    ("--min-mask-region-area", int, "fill holes / drop islands below this area (default: 0)"),
 ]
+
+
+def _everything_names() -> list[str]:
+    return [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="intensities mapped to black and white (default: robust percentiles)",
     )
     parser.add_argument("--channels", type=int, nargs="+", help="1 to 3 channels used as RGB")
-    for flag, kind, default, text in EVERYTHING_OPTIONS:
-        parser.add_argument(flag, type=kind, default=default, help=text)
+    for flag, kind, text in EVERYTHING_OPTIONS:
+        parser.add_argument(flag, type=kind, default=None, help=text)
     parser.add_argument("--link", action="store_true", help="link objects across planes")
     parser.add_argument("--link-iou", type=float, default=0.5, help="min IoU to link (0.5)")
     parser.add_argument(
@@ -83,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
         source, checkpoint = args.model or DEFAULT_MODEL, args.checkpoint
     session = SegAny(source, checkpoint=checkpoint, device=args.device, precision=args.precision)
     limits, channels = args.contrast_limits, args.channels
-    params = {
-        flag[2:].replace("-", "_"): getattr(args, flag[2:].replace("-", "_"))
-        for flag, *_ in EVERYTHING_OPTIONS
-    }
+    given = {name: getattr(args, name) for name in _everything_names()}
+    params = session.everything_parameters(
+        **{name: value for name, value in given.items() if value is not None}
+    )
     steps = segment_everything_stack(
         session.predictor,
         data,

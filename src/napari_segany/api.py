@@ -84,6 +84,15 @@ class SegAny:
         Keep only the connected parts of a mask that a positive click falls on (a
         nucleus is one piece; the built-in model's masks reach neighbours through
         gaps). Default and attribute as for ``clip_to_box``: on for ``"builtin"``.
+        In everything mode each grid point's masks are reduced the same way (their
+        area, box and stability score are then those of the part).
+
+    Attributes
+    ----------
+    everything_defaults : dict
+        Everything-mode parameters used where a call does not give them: the model's
+        registry setting (for ``"builtin"``: thresholds calibrated for it,
+        docs/models.md), empty (SAM's defaults) for other models. May be changed.
     """
 
     def __init__(
@@ -108,6 +117,7 @@ class SegAny:
             clicked_component_only = entry is not None and entry.clicked_component_only
         rules = {"clip_to_box": clip_to_box, "clicked_component_only": clicked_component_only}
         self._setup(loaded.model, loaded.device, resolved, str(loaded.name), cache_bytes, **rules)
+        self.everything_defaults = dict(entry.everything) if entry is not None else {}
 
     @classmethod
     def from_model(
@@ -145,6 +155,7 @@ class SegAny:
         self.model_name = name
         self.clip_to_box = bool(clip_to_box)
         self.clicked_component_only = bool(clicked_component_only)
+        self.everything_defaults: dict = {}
         self.precision = precision
         self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
         self.cache = EmbeddingCache(cache_bytes)
@@ -311,7 +322,10 @@ class SegAny:
             points_per_batch=None, pred_iou_thresh=0.88, stability_score_thresh=0.95,
             stability_score_offset=1.0, box_nms_thresh=0.7, crop_n_layers=0,
             crop_nms_thresh=0.7, crop_overlap_ratio=512/1500,
-            crop_n_points_downscale_factor=1, min_mask_region_area=0``.
+            crop_n_points_downscale_factor=1, min_mask_region_area=0`` (SAM's
+            defaults), and ``clicked_component_only``. Those not given come from
+            :meth:`everything_parameters` (for ``"builtin"``: its calibrated grid and
+            thresholds and the clicked-part rule).
 
         Returns
         -------
@@ -328,13 +342,25 @@ class SegAny:
         """
         if self._embedding is None:
             raise NoImageError("No image set: call set_image(plane) before segment_everything().")
-        grid, filters = everything_params(**params)
+        grid, filters = everything_params(**self.everything_parameters(**params))
         cached = self._everything
         if cached is None or cached[0] is not self._embedding or cached[1] != grid:
             self._everything = None  # free the old candidates before decoding new ones
             steps = decode_grid(self.predictor, self._model_rgb(grid), grid, self._embedding)
             self._everything = (self._embedding, grid, drain(steps, on_progress))
         return self._everything[2].select(filters)
+
+    def everything_parameters(self, **params) -> dict:
+        """The everything-mode parameters a call with ``params`` runs with.
+
+        ``params`` first, then :attr:`everything_defaults`, then
+        ``clicked_component_only`` from the attribute of that name; SAM's defaults for
+        anything else.
+        """
+        merged = {"clicked_component_only": self.clicked_component_only}
+        merged.update(self.everything_defaults)
+        merged.update(params)
+        return merged
 
     def _model_rgb(self, grid: GridParams) -> np.ndarray:
         """(H, W, 3) uint8 of the current plane (a stand-in of its shape without crops)."""
@@ -401,7 +427,7 @@ class SegAny:
             link=link,
             link_iou=link_iou,
             embed_plane=lambda plane: self.embed(plane, contrast_limits, channels),
-            **params,
+            **self.everything_parameters(**params),
         )
         return drain(steps, on_progress)
 

@@ -177,6 +177,7 @@ def test_parameters_are_validated():
         {"box_nms_thresh": 1.5},
         {"crop_overlap_ratio": 1.0},
         {"min_mask_region_area": -1},
+        {"clicked_component_only": "yes"},
     ):
         with pytest.raises(InputError):
             everything_params(**bad)
@@ -227,11 +228,16 @@ def test_thresholds_rerun_cheaply_without_the_model(candidates, predictor, monke
 
 def test_empty_result_warns_with_scores_and_advice(candidates):
     with pytest.warns(EmptyResultWarning, match="Lower pred_iou_thresh.*stability_score_thresh"):
-        result = candidates.select(pred_iou_thresh=1e6, stability_score_thresh=0.5)
+        result = candidates.select(pred_iou_thresh=1e6, stability_score_thresh=0.99)
     assert result.objects == [] and not result.labels.any()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         candidates.select(pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    # a threshold that is off (0) is never advised, not even "lowered" upwards
+    with pytest.warns(EmptyResultWarning) as caught:
+        candidates.select(pred_iou_thresh=1e6, stability_score_thresh=0.0)
+    advice = str(caught[0].message).split("passed stability_score_thresh=0.0.")[1]
+    assert "pred_iou_thresh" in advice and "stability_score_thresh" not in advice
 
 
 def test_stack_ids_are_unique_linked_and_cancellable(predictor):

@@ -1,11 +1,18 @@
 """Cutting box-prompt masks to their box and click masks to the clicked parts
-(``mask_ops.clip_masks_to_boxes``, ``mask_ops.keep_clicked_components``)."""
+(``mask_ops.clip_masks_to_boxes``, ``mask_ops.keep_clicked_components``, and everything
+mode's ``mask_ops.clicked_component_statistics``)."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from napari_segany.core.mask_ops import clip_masks_to_boxes, keep_clicked_components
+from napari_segany.core.mask_ops import (
+    clicked_component_statistics,
+    clip_masks_to_boxes,
+    count_above,
+    keep_clicked_components,
+)
 
 
 def test_an_integer_box_keeps_its_rows_and_columns_inclusive():
@@ -64,3 +71,52 @@ def test_clicks_off_the_mask_and_negative_clicks_change_nothing():
     np.testing.assert_array_equal(kept, masks)
     kept = keep_clicked_components(masks, np.array([[2.49, 2.0]]), np.array([1]))
     assert kept.sum() == 9 and kept[..., 0:3, 0:3].all()
+
+
+def _two_blobs_and_a_faint_bridge() -> np.ndarray:
+    """(12, 16) logits: blob A (rows 1-4, cols 1-4; its core 2-3 strongly positive),
+    blob B (rows 7-10, cols 10-13), and a bridge between them whose logits lie between
+    -1 and 0: part of the loose mask (> -1) only."""
+    logits = np.full((12, 16), -5.0, dtype=np.float32)
+    logits[1:5, 1:5] = 0.5
+    logits[2:4, 2:4] = 3.0  # above the offset: the strict mask
+    logits[7:11, 10:14] = 2.0
+    logits[4, 5:11] = -0.5  # the bridge: row 4 from A's corner (4, 4), down column 10
+    logits[5:7, 10] = -0.5
+    return logits
+
+
+def test_everything_masks_keep_the_part_under_their_point_and_its_stability():
+    logits = _two_blobs_and_a_faint_bridge()
+    on_a = np.array([[2.0, 2.0]])
+    counts, masks = clicked_component_statistics(torch.from_numpy(logits[None]), on_a, 1.0)
+    blob_a = np.zeros_like(masks[0])
+    blob_a[1:5, 1:5] = True
+    np.testing.assert_array_equal(masks[0], blob_a)  # blob B is dropped
+    loose = logits > -1.0  # A, the bridge and B form one loose part
+    bridge = 6 + 2  # row 4, cols 5-10, and column 10, rows 5-6
+    assert loose.sum() == 16 + bridge + 16
+    # strict: A's core only; area: A; loose: the loose part under the point, B included
+    assert counts[0].tolist() == [4, 16, 16 + bridge + 16]
+
+
+def test_everything_masks_whose_point_is_off_the_mask_stay_whole():
+    logits = _two_blobs_and_a_faint_bridge()
+    off = np.array([[0.0, 15.0]])  # background
+    counts, masks = clicked_component_statistics(torch.from_numpy(logits[None]), off, 1.0)
+    np.testing.assert_array_equal(masks[0], logits > 0)
+    whole = count_above(torch.from_numpy(logits[None]), (1.0, 0.0, -1.0))
+    np.testing.assert_array_equal(counts, whole)
+
+
+def test_everything_masks_join_diagonal_neighbours_and_keep_each_masks_own_point():
+    logits = np.full((3, 9, 9), -4.0, dtype=np.float32)
+    for step in range(9):  # a diagonal line: one 8-connected part
+        logits[:, step, step] = 2.0
+    logits[:, 0, 8] = 2.0  # an isolated corner pixel
+    points = np.array([[4.0, 4.0], [0.0, 8.0], [8.4, 8.4]])
+    counts, masks = clicked_component_statistics(torch.from_numpy(logits), points, 1.0)
+    assert masks[0].sum() == 9 and not masks[0, 0, 8]
+    assert masks[1].sum() == 1 and masks[1, 0, 8]
+    np.testing.assert_array_equal(masks[2], masks[0])
+    assert counts[:, 1].tolist() == [9, 1, 9]

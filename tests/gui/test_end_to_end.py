@@ -60,6 +60,16 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     widget.controls.device_combo.setCurrentText("cpu")
     widget.load_model()
     assert widget.segany is not None and widget.segany.model_name == "builtin"
+    # everything mode shows the model's calibrated defaults, not SAM's, and its rule
+    defaults = widget.segany.everything_defaults
+    panel = widget.everything
+    assert panel.grid_params() == {
+        "points_per_side": defaults["points_per_side"],
+        "clicked_component_only": True,
+    }
+    shown_thresholds = panel.filter_params()
+    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
+        assert shown_thresholds[name] == pytest.approx(defaults[name])
     ids, areas = np.unique(scene.labels[scene.labels > 0], return_counts=True)
     label = int(ids[np.argsort(areas)[len(areas) // 2]])  # a median-sized nucleus
     y, x = interior_point_yx(scene.labels == label, edge_is_background=False)

@@ -155,8 +155,35 @@ class EverythingPanel(QObject):
         return [self.slice_button, self.stack_button]
 
     def grid_params(self) -> dict:
-        """Parameters of the expensive phase shown in the panel."""
-        return {"points_per_side": self.points_spin.value()}
+        """Parameters of the expensive phase: the panel's grid, and the session's
+        clicked-part rule (on for the built-in model)."""
+        params = {"points_per_side": self.points_spin.value()}
+        if getattr(self.widget.segany, "clicked_component_only", False):
+            params["clicked_component_only"] = True
+        return params
+
+    def use_model_defaults(self, session: Any) -> None:
+        """Show ``session``'s everything-mode defaults (SAM's where it sets none).
+
+        Called when a model is loaded; a finished run is not re-selected by it.
+        """
+        from napari_segany.core.automatic import GridParams
+        from napari_segany.core.everything_select import FilterParams
+
+        values = {"points_per_side": GridParams().points_per_side}
+        values.update({f: getattr(FilterParams(), f) for f in FilterParams.__dataclass_fields__})
+        chosen = getattr(session, "everything_parameters", dict)()
+        values.update({name: chosen[name] for name in values if name in chosen})
+        for name, spin in (
+            ("points_per_side", self.points_spin),
+            ("pred_iou_thresh", self.iou_spin),
+            ("stability_score_thresh", self.stability_spin),
+            ("box_nms_thresh", self.nms_spin),
+            ("min_mask_region_area", self.min_area_spin),
+        ):
+            spin.blockSignals(True)
+            spin.setValue(values[name])
+            spin.blockSignals(False)
 
     def filter_params(self) -> dict:
         """Thresholds shown in the panel (the cheap phase)."""

@@ -217,6 +217,7 @@ class SegAnyWidget(QWidget):
 
     def _ready(self, segany: Any) -> None:
         self.segany = segany
+        self.everything.use_model_defaults(segany)
         scripting.register_session(self.viewer, segany)
         self.controls.set_busy(False, f"ready: {segany!r}")
         try:

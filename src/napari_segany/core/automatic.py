@@ -35,7 +35,14 @@ from .embeddings import Embedding
 from .errors import InputError
 from .everything_select import EverythingResult, FilterParams, select
 from .grid_decoder import GridDecoder
-from .mask_ops import MaskRuns, boxes_near_crop_edge, count_above, encode_runs, masks_to_boxes
+from .mask_ops import (
+    MaskRuns,
+    boxes_near_crop_edge,
+    clicked_component_statistics,
+    count_above,
+    encode_runs,
+    masks_to_boxes,
+)
 from .predictor import Predictor, iter_upscaled_logits, upscale_logits
 from .progress import Progress, drain
 
@@ -46,7 +53,12 @@ logger = logging.getLogger(__name__)
 class GridParams:
     """Parameters of the expensive phase (changing one re-runs the model).
 
-    Same meaning as in SAM's ``SamAutomaticMaskGenerator``.
+    Same meaning as in SAM's ``SamAutomaticMaskGenerator``, plus one rule of ours:
+    ``clicked_component_only`` reduces every grid point's masks to their connected part
+    under the point before anything is measured (area, box, stability score; see
+    :func:`~napari_segany.core.mask_ops.clicked_component_statistics`). Off by default
+    and for SAM's weights (upstream's results); on for the built-in model
+    (``SegAny.clicked_component_only``).
     """
 
     points_per_side: int = 32
@@ -55,6 +67,7 @@ class GridParams:
     crop_n_layers: int = 0
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
+    clicked_component_only: bool = False
 
     def __post_init__(self) -> None:
         _check_int(self.points_per_side, "points_per_side", 1)
@@ -66,6 +79,9 @@ class GridParams:
             raise InputError(
                 f"crop_overlap_ratio must be in [0, 1), got {self.crop_overlap_ratio}."
             )
+        rule = self.clicked_component_only
+        if not isinstance(rule, bool | np.bool_):
+            raise InputError(f"clicked_component_only must be True or False, got {rule!r}.")
         if not math.isfinite(float(self.stability_score_offset)):
             raise InputError("stability_score_offset must be a finite number (default 1.0).")
 
@@ -256,6 +272,9 @@ def _decode_points(
     """Decode one batch of points (crop frame, (x, y)); per-mask statistics and runs."""
     image_size = decoder.model.image_size
     low_res, iou = decoder.decode(embedding, points_xy)
+    points_yx = None
+    if params.clicked_component_only:  # one row per mask: (y, x) of its point
+        points_yx = np.repeat(points_xy[:, ::-1], low_res.shape[1], axis=0)
     with torch.inference_mode():
         stats = _mask_statistics(
             low_res.flatten(0, 1),
@@ -263,6 +282,7 @@ def _decode_points(
             embedding.original_hw,
             image_size,
             float(params.stability_score_offset),
+            points_yx,
         )
     stats["predicted_iou"] = iou.flatten().cpu().numpy()
     stats["to_frame"] = functools.partial(
@@ -280,21 +300,31 @@ def _mask_statistics(
     crop_hw: tuple[int, int],
     image_size: int,
     offset: float,
+    points_yx: np.ndarray | None = None,
 ) -> dict:
     """Stability, area, box and runs of (n, 256, 256) logits at crop resolution.
 
     The logits are upscaled a chunk at a time (64 MiB); per mask only counts, a box and
     its runs are kept. Masks with more run edges than low-res values keep their logits
-    (``"dense"``, one block per batch), so each mask costs at most 256 KiB.
+    (``"dense"``, one block per batch), so each mask costs at most 256 KiB. With
+    ``points_yx`` ((n, 2), each mask's prompting point in the crop), every mask is first
+    reduced to its part under its point (``GridParams.clicked_component_only``); a
+    reduced mask too speckled for runs keeps its whole logits (not seen in practice:
+    one connected part).
     """
     pieces: dict[str, list] = {"counts": [], "boxes": [], "edges": [], "n_edges": []}
     speckled = []
     budget = low_res.shape[-2] * low_res.shape[-1]  # int32 edges vs float32 logits
     chunks = iter_upscaled_logits(low_res, input_hw, crop_hw, image_size)
     for start, logits in chunks:
-        # (strict, area, loose): logits > offset, > 0, > -offset (upstream's thresholds)
-        pieces["counts"].append(count_above(logits, (offset, 0.0, -offset)))
-        masks = logits > 0.0  # boxes and runs are found where the logits are (CUDA too)
+        if points_yx is not None:
+            points = points_yx[start : start + logits.shape[0]]
+            counts, masks = clicked_component_statistics(logits, points, offset)
+            pieces["counts"].append(counts)
+        else:
+            # (strict, area, loose): logits > offset, > 0, > -offset (upstream's)
+            pieces["counts"].append(count_above(logits, (offset, 0.0, -offset)))
+            masks = logits > 0.0  # boxes and runs are found where the logits are (CUDA too)
         del logits
         pieces["boxes"].append(masks_to_boxes(masks))
         edges, n_edges, too_many = encode_runs(masks, max_edges=budget)

@@ -264,15 +264,26 @@ def _warn_empty(candidates: GridCandidates, filters: FilterParams) -> None:
     else:
         by_iou = int((iou > filters.pred_iou_thresh).sum())
         by_stability = int((stability >= filters.stability_score_thresh).sum())
+        advice = [  # only thresholds that are on (> 0) and above the suggestion
+            f"{name} (e.g. to {suggested:.2f})"
+            for name, threshold, suggested in (
+                ("pred_iou_thresh", filters.pred_iou_thresh, np.quantile(iou, 0.9)),
+                (
+                    "stability_score_thresh",
+                    filters.stability_score_thresh,
+                    np.quantile(stability, 0.9),
+                ),
+            )
+            if 0 < threshold and suggested < threshold
+        ]
         message = (
             f"Everything mode kept no mask out of {iou.size}. Predicted IoU ranged "
             f"{iou.min():.3f}..{iou.max():.3f} (median {np.median(iou):.3f}); "
             f"{by_iou} passed pred_iou_thresh={filters.pred_iou_thresh}. Stability score "
             f"ranged {stability.min():.3f}..{stability.max():.3f} (median "
             f"{np.median(stability):.3f}); {by_stability} passed "
-            f"stability_score_thresh={filters.stability_score_thresh}. Lower "
-            f"pred_iou_thresh (e.g. to {np.quantile(iou, 0.9):.2f}) and/or "
-            f"stability_score_thresh (e.g. to {np.quantile(stability, 0.9):.2f})."
+            f"stability_score_thresh={filters.stability_score_thresh}. "
+            + (f"Lower {' and/or '.join(advice)}." if advice else "No threshold to lower.")
         )
     logger.warning(message)
     warnings.warn(message, EmptyResultWarning, stacklevel=3)

@@ -271,6 +271,73 @@ def encode_runs_torch(
     )
 
 
+def clicked_component_statistics(
+    logits: torch.Tensor, points_yx: np.ndarray, offset: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Everything mode's per-mask statistics with each mask reduced to its clicked part.
+
+    For mask ``i`` prompted by point ``i``: when the point falls on the mask (logits >
+    0), the mask becomes its connected part (8-connected) under the point, the strict
+    mask (logits > ``offset``) is restricted to that part, and the loose mask (logits
+    > ``-offset``) becomes its own connected part under the point, so that the
+    stability score (strict / loose) is that of the clicked object. A mask the point
+    does not fall on is kept whole, as :func:`keep_clicked_components` does. Point
+    ``(y, x)`` falls on pixel ``(floor(y + 0.5), floor(x + 0.5))``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor, (N, H, W) float32
+        Full-resolution logits (any device; the work is done on the host).
+    points_yx : numpy.ndarray, (N, 2) float
+        The prompting point of each mask, (row, col) in the masks' frame.
+    offset : float
+        SAM's stability score offset.
+
+    Returns
+    -------
+    counts : numpy.ndarray, (N, 3) int64
+        Pixels of the strict mask, the mask and the loose mask (as :func:`count_above`
+        with thresholds ``(offset, 0, -offset)`` gives for whole masks).
+    masks : numpy.ndarray, (N, H, W) bool
+    """
+    values = logits.detach().cpu().numpy()
+    count, height, width = values.shape
+    rows = np.clip(np.floor(points_yx[:, 0] + 0.5).astype(np.intp), 0, height - 1)
+    cols = np.clip(np.floor(points_yx[:, 1] + 0.5).astype(np.intp), 0, width - 1)
+    counts = np.empty((count, 3), dtype=np.int64)
+    masks = np.empty(values.shape, dtype=bool)
+    strict_t, loose_t = np.float32(offset), np.float32(-offset)
+    for index, mask_logits in enumerate(values):
+        mask = np.greater(mask_logits, 0.0, out=masks[index])
+        row, col = rows[index], cols[index]
+        if not mask[row, col]:
+            counts[index] = (
+                np.count_nonzero(mask_logits > strict_t),
+                np.count_nonzero(mask),
+                np.count_nonzero(mask_logits > loose_t),
+            )
+            continue
+        part = _component_at(mask, row, col)
+        mask[...] = part
+        counts[index] = (
+            np.count_nonzero((mask_logits > strict_t) & part),
+            np.count_nonzero(part),
+            np.count_nonzero(_component_at(mask_logits > loose_t, row, col)),
+        )
+    return counts, masks
+
+
+def _component_at(mask: np.ndarray, row: int, col: int) -> np.ndarray:
+    """The 8-connected part of ``mask`` (H, W) bool holding pixel (row, col) (which is
+    True); labelled within the mask's bounding box only."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    window = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    regions = label_components(mask[window], connectivity=2)
+    part = np.zeros_like(mask)
+    part[window] = regions == regions[row - rows[0], col - cols[0]]
+    return part
+
+
 def clip_masks_to_boxes(masks: np.ndarray, boxes_yxyx: np.ndarray) -> np.ndarray:
     """Masks with every pixel outside their box set to False.
 

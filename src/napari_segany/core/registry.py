@@ -62,7 +62,13 @@ class ModelEntry:
         box (docs/models.md); off for SAM's weights, whose results stay upstream's.
     clicked_component_only
         Masks keep only their connected parts under a positive click by default
-        (``SegAny.clicked_component_only``): on for the built-in model, off for SAM's.
+        (``SegAny.clicked_component_only``, in everything mode too): on for the
+        built-in model, off for SAM's.
+    everything
+        Everything-mode parameters that replace SAM's defaults for this model, as
+        (name, value) pairs (``SegAny.everything_defaults``). Empty for SAM's weights,
+        whose thresholds were chosen for them; the built-in model's predicted IoUs and
+        objects are smaller (docs/models.md, "Everything mode").
     """
 
     name: str
@@ -73,6 +79,7 @@ class ModelEntry:
     description: str
     clip_to_box: bool = False
     clicked_component_only: bool = False
+    everything: tuple[tuple[str, float], ...] = ()
 
     @property
     def packaged(self) -> bool:
@@ -91,6 +98,15 @@ _BIOIMAGEIO_URL = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = "builtin"
 
+# Calibrated on generated scenes disjoint from training and from the held-out set
+# (training/calibrate_everything.py; docs/models.md, "Everything mode").
+BUILTIN_EVERYTHING = (
+    ("points_per_side", 32),
+    ("pred_iou_thresh", 0.45),
+    ("stability_score_thresh", 0.0),  # 0 turns it off: its masks' stability says little
+    ("box_nms_thresh", 0.02),  # nuclei do not overlap: one mask per place
+)
+
 _ENTRIES = (
     ModelEntry(
         "builtin",
@@ -102,6 +118,7 @@ _ENTRIES = (
         "use SAM or micro-sam weights for best results), 8.6 MB",
         clip_to_box=True,
         clicked_component_only=True,
+        everything=BUILTIN_EVERYTHING,
     ),
     ModelEntry(
         "vit_b",

@@ -1,0 +1,106 @@
+"""Choose a model's everything-mode thresholds on generated calibration scenes.
+
+::
+
+    PYTHONPATH=src .venv/bin/python -m training.calibrate_everything --points-per-side 64
+
+Decodes the grid once per scene (``--points-per-side``, the clicked-part rule on unless
+``--whole-masks``), then applies every combination of ``pred_iou_thresh``,
+``stability_score_thresh`` and ``box_nms_thresh`` of the sweep (the cheap phase, no
+model) and reports the mean F1 at IoU 0.5 (``evaluate_builtin.matching_f1``) of each,
+best first, with the decoding time per scene.
+
+The scenes come from the held-out generator of ``evaluate_builtin`` (same sizes and
+kinds) with other seeds (:data:`CALIBRATION_SEED`), so the thresholds chosen here are
+then measured on images they were not chosen on (``evaluate_builtin``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from napari_segany.api import SegAny
+from napari_segany.core.everything_select import EmptyResultWarning, FilterParams
+from napari_segany.core.synthetic import generate_scene
+
+from .evaluate_builtin import SIZES_HW, matching_f1
+
+CALIBRATION_SEED = 123_456_789  # held-out scenes use evaluate_builtin.EVAL_SEED
+PRED_IOU = (0.3, 0.35, 0.4, 0.45, 0.5)
+STABILITY = (0.0, 0.85, 0.9)
+BOX_NMS = (0.0, 0.02, 0.05, 0.1)
+
+
+def calibration_scenes(count: int):
+    for index in range(count):
+        rng = np.random.default_rng(CALIBRATION_SEED + index)
+        yield generate_scene(rng, SIZES_HW[index % len(SIZES_HW)])
+
+
+def sweep(session: SegAny, n_images: int, points_per_side: int, rule: bool) -> dict:
+    """Mean (F1, precision, recall) per threshold combination, and decoding seconds."""
+    scores: dict[tuple, list] = {}
+    seconds = []
+    for scene in calibration_scenes(n_images):
+        session.set_image(scene.image)
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyResultWarning)
+            session.segment_everything(
+                points_per_side=points_per_side,
+                clicked_component_only=rule,
+                pred_iou_thresh=0.0,
+                stability_score_thresh=0.0,
+            )
+            seconds.append(time.perf_counter() - started)
+            candidates = session._everything[2]
+            for combination in itertools.product(PRED_IOU, STABILITY, BOX_NMS):
+                filters = FilterParams(*combination)
+                found = candidates.select(filters).labels
+                scores.setdefault(combination, []).append(matching_f1(scene.labels, found))
+    table = [
+        {
+            "pred_iou_thresh": combination[0],
+            "stability_score_thresh": combination[1],
+            "box_nms_thresh": combination[2],
+            **dict(zip(("f1", "precision", "recall"), np.round(np.mean(v, axis=0), 4).tolist())),
+        }
+        for combination, v in scores.items()
+    ]
+    table.sort(key=lambda row: -row["f1"])
+    return {"decode_seconds_mean": round(float(np.mean(seconds)), 1), "table": table}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="builtin")
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--points-per-side", type=int, default=64)
+    parser.add_argument("--whole-masks", action="store_true", help="clicked-part rule off")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--top", type=int, default=10, help="rows of the table printed")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    session = SegAny(args.model, device="cpu", precision="fp32")
+    result = sweep(session, args.images, args.points_per_side, not args.whole_masks)
+    result["table"] = result["table"][: args.top]
+    settings = {
+        "model": args.model,
+        "images": args.images,
+        "points_per_side": args.points_per_side,
+        "clicked_component_only": not args.whole_masks,
+        "threads": torch.get_num_threads(),
+    }
+    print(json.dumps({**settings, **result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
