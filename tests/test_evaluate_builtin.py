@@ -69,3 +69,7 @@ def test_calibration_scenes_are_not_the_held_out_ones_and_the_sweep_ranks_all():
     sizes = (calibration.PRED_IOU, calibration.STABILITY, calibration.BOX_NMS)
     assert len(table) == np.prod([len(values) for values in sizes])
     assert [row["f1"] for row in table] == sorted((row["f1"] for row in table), reverse=True)
+    assert {row["crop_nms_thresh"] for row in table} == {0.7}  # no crops: SAM's, not swept
+    crops = {"crop_n_layers": 1, "crop_n_points_downscale_factor": 2}
+    with_crops = calibration.sweep(tiny_session(), 1, points_per_side=2, rule=True, crops=crops)
+    assert len(with_crops["table"]) == len(table) * len(calibration.CROP_NMS)

@@ -36,6 +36,7 @@ CALIBRATION_SEED = 123_456_789  # held-out scenes use evaluate_builtin.EVAL_SEED
 PRED_IOU = (0.3, 0.35, 0.4, 0.45, 0.5)
 STABILITY = (0.0, 0.85, 0.9)
 BOX_NMS = (0.0, 0.02, 0.05, 0.1)
+CROP_NMS = (0.02, 0.1, 0.7)  # swept only with crops (--crop-n-layers > 0)
 
 
 def calibration_scenes(count: int):
@@ -44,8 +45,16 @@ def calibration_scenes(count: int):
         yield generate_scene(rng, SIZES_HW[index % len(SIZES_HW)])
 
 
-def sweep(session: SegAny, n_images: int, points_per_side: int, rule: bool) -> dict:
-    """Mean (F1, precision, recall) per threshold combination, and decoding seconds."""
+def sweep(
+    session: SegAny, n_images: int, points_per_side: int, rule: bool, crops: dict | None = None
+) -> dict:
+    """Mean (F1, precision, recall) per threshold combination, and decoding seconds.
+
+    ``crops``: ``crop_n_layers`` and ``crop_n_points_downscale_factor`` (then
+    ``crop_nms_thresh`` is swept too).
+    """
+    crops = crops or {}
+    crop_nms = CROP_NMS if crops.get("crop_n_layers", 0) else (0.7,)
     scores: dict[tuple, list] = {}
     seconds = []
     for scene in calibration_scenes(n_images):
@@ -58,10 +67,11 @@ def sweep(session: SegAny, n_images: int, points_per_side: int, rule: bool) -> d
                 clicked_component_only=rule,
                 pred_iou_thresh=0.0,
                 stability_score_thresh=0.0,
+                **crops,
             )
             seconds.append(time.perf_counter() - started)
             candidates = session._everything[2]
-            for combination in itertools.product(PRED_IOU, STABILITY, BOX_NMS):
+            for combination in itertools.product(PRED_IOU, STABILITY, BOX_NMS, crop_nms):
                 filters = FilterParams(*combination)
                 found = candidates.select(filters).labels
                 scores.setdefault(combination, []).append(matching_f1(scene.labels, found))
@@ -70,6 +80,7 @@ def sweep(session: SegAny, n_images: int, points_per_side: int, rule: bool) -> d
             "pred_iou_thresh": combination[0],
             "stability_score_thresh": combination[1],
             "box_nms_thresh": combination[2],
+            "crop_nms_thresh": combination[3],
             **dict(zip(("f1", "precision", "recall"), np.round(np.mean(v, axis=0), 4).tolist())),
         }
         for combination, v in scores.items()
@@ -84,19 +95,26 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--points-per-side", type=int, default=64)
     parser.add_argument("--whole-masks", action="store_true", help="clicked-part rule off")
+    parser.add_argument("--crop-n-layers", type=int, default=0)
+    parser.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--top", type=int, default=10, help="rows of the table printed")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     session = SegAny(args.model, device="cpu", precision="fp32")
-    result = sweep(session, args.images, args.points_per_side, not args.whole_masks)
+    crops = {
+        "crop_n_layers": args.crop_n_layers,
+        "crop_n_points_downscale_factor": args.crop_n_points_downscale_factor,
+    }
+    result = sweep(session, args.images, args.points_per_side, not args.whole_masks, crops)
     result["table"] = result["table"][: args.top]
     settings = {
         "model": args.model,
         "images": args.images,
         "points_per_side": args.points_per_side,
         "clicked_component_only": not args.whole_masks,
+        **crops,
         "threads": torch.get_num_threads(),
     }
     print(json.dumps({**settings, **result}, indent=2))
