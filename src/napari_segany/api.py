@@ -115,9 +115,13 @@ class SegAny:
             clip_to_box = entry is not None and entry.clip_to_box
         if clicked_component_only is None:
             clicked_component_only = entry is not None and entry.clicked_component_only
-        rules = {"clip_to_box": clip_to_box, "clicked_component_only": clicked_component_only}
-        self._setup(loaded.model, loaded.device, resolved, str(loaded.name), cache_bytes, **rules)
-        self.everything_defaults = dict(entry.everything) if entry is not None else {}
+        settings = {
+            "clip_to_box": clip_to_box,
+            "clicked_component_only": clicked_component_only,
+            "everything_defaults": dict(entry.everything) if entry is not None else {},
+        }
+        name = str(loaded.name)
+        self._setup(loaded.model, loaded.device, resolved, name, cache_bytes, **settings)
 
     @classmethod
     def from_model(
@@ -149,13 +153,14 @@ class SegAny:
         precision: str,
         name: str,
         cache_bytes: int,
+        everything_defaults: dict | None = None,
         clip_to_box: bool = False,
         clicked_component_only: bool = False,
     ) -> None:
         self.model_name = name
         self.clip_to_box = bool(clip_to_box)
         self.clicked_component_only = bool(clicked_component_only)
-        self.everything_defaults: dict = {}
+        self.everything_defaults: dict = dict(everything_defaults or {})
         self.precision = precision
         self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
         self.cache = EmbeddingCache(cache_bytes)
@@ -324,7 +329,7 @@ class SegAny:
             crop_nms_thresh=0.7, crop_overlap_ratio=512/1500,
             crop_n_points_downscale_factor=1, min_mask_region_area=0`` (SAM's
             defaults), and ``clicked_component_only``. Those not given come from
-            :meth:`everything_parameters` (for ``"builtin"``: its calibrated grid and
+            :meth:`everything_parameters` (for ``"builtin"``: its calibrated
             thresholds and the clicked-part rule).
 
         Returns
