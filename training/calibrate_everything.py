@@ -27,7 +27,10 @@ import numpy as np
 import torch
 
 from napari_segany.api import SegAny
+from napari_segany.core.automatic import GridParams, decode_grid
 from napari_segany.core.everything_select import EmptyResultWarning, FilterParams
+from napari_segany.core.image import to_model_rgb
+from napari_segany.core.progress import drain
 from napari_segany.core.synthetic import generate_scene
 
 from .evaluate_builtin import SIZES_HW, matching_f1
@@ -57,20 +60,15 @@ def sweep(
     crop_nms = CROP_NMS if crops.get("crop_n_layers", 0) else (0.7,)
     scores: dict[tuple, list] = {}
     seconds = []
+    grid = GridParams(points_per_side=points_per_side, clicked_component_only=rule, **crops)
     for scene in calibration_scenes(n_images):
-        session.set_image(scene.image)
+        session.set_image(scene.image)  # the embedding, as segment_everything() uses it
         started = time.perf_counter()
+        rgb = to_model_rgb(scene.image)  # the plane as set_image converts it (crops)
+        candidates = drain(decode_grid(session.predictor, rgb, grid, session.embedding))
+        seconds.append(time.perf_counter() - started)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EmptyResultWarning)
-            session.segment_everything(
-                points_per_side=points_per_side,
-                clicked_component_only=rule,
-                pred_iou_thresh=0.0,
-                stability_score_thresh=0.0,
-                **crops,
-            )
-            seconds.append(time.perf_counter() - started)
-            candidates = session._everything[2]
             for combination in itertools.product(PRED_IOU, STABILITY, BOX_NMS, crop_nms):
                 filters = FilterParams(*combination)
                 found = candidates.select(filters).labels

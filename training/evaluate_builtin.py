@@ -13,7 +13,7 @@ The targets of the model card (docs/models.md)::
 - box: the object's exact bounding box, one mask: mean IoU (cut to the box where the
   session's ``clip_to_box`` is on, the built-in model's default; ``--clip-to-box``);
 - everything: ``segment_everything()`` with the session's defaults (for the built-in
-  model its calibrated grid and thresholds and the clicked-part rule,
+  model its calibrated thresholds and the clicked-part rule,
   ``SegAny.everything_defaults``; SAM's for other models): F1 at IoU 0.5 (a prediction
   matches a true object when IoU > 0.5; such matches are one-to-one);
   ``--points-per-side`` / ``--pred-iou-thresh`` / ``--stability-score-thresh`` /
@@ -61,6 +61,13 @@ SAM_EVERYTHING = {  # SAM's automatic mask generator's defaults, whole masks
     "box_nms_thresh": 0.7,
     "clicked_component_only": False,
 }
+# everything-mode parameters with a flag of their own (None: the session's default)
+EVERYTHING_FLAGS = (
+    "points_per_side",
+    "pred_iou_thresh",
+    "stability_score_thresh",
+    "box_nms_thresh",
+)
 RIM_PX = 2  # errors this close to the true outline (image pixels) count as rim errors
 
 
@@ -292,11 +299,9 @@ def main(argv=None) -> None:
     everything = None
     if not args.no_everything:
         everything = dict(SAM_EVERYTHING) if args.sam_everything else {}
-        for name in ("points_per_side", "pred_iou_thresh", "stability_score_thresh"):
+        for name in EVERYTHING_FLAGS:
             if getattr(args, name) is not None:
                 everything[name] = getattr(args, name)
-        if args.box_nms_thresh is not None:
-            everything["box_nms_thresh"] = args.box_nms_thresh
         everything = session.everything_parameters(**everything)
     scores = evaluate(session, args.images, args.objects, args.kind, everything, args.contrast)
     report = {

@@ -32,10 +32,6 @@ EVERYTHING_OPTIONS = [
 ]
 
 
-def _everything_names() -> list[str]:
-    return [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``segment-all`` subcommand."""
     parser.add_argument("input", metavar="IN.tif", help="TIFF or OME-TIFF image (2D to 5D)")
@@ -89,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
         source, checkpoint = args.model or DEFAULT_MODEL, args.checkpoint
     session = SegAny(source, checkpoint=checkpoint, device=args.device, precision=args.precision)
     limits, channels = args.contrast_limits, args.channels
-    given = {name: getattr(args, name) for name in _everything_names()}
+    names = [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
     params = session.everything_parameters(
-        **{name: value for name, value in given.items() if value is not None}
+        **{name: getattr(args, name) for name in names if getattr(args, name) is not None}
     )
     steps = segment_everything_stack(
         session.predictor,

@@ -17,7 +17,7 @@ since (then nothing is changed and a notification says so).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,12 @@ class Run:
     overwrite: bool = False
     bases: dict = field(default_factory=dict)
     written: dict = field(default_factory=dict)
+
+
+def _model_parameters(session: Any) -> dict:
+    """Everything-mode parameters ``session`` runs with by default (the model's, with
+    its clicked-part rule); ``{}`` (SAM's) for a session without them or none."""
+    return getattr(session, "everything_parameters", dict)()
 
 
 def _spin(low: float, high: float, value: float, tip: str, step: float = 0.01) -> QDoubleSpinBox:
@@ -158,7 +164,7 @@ class EverythingPanel(QObject):
         """Parameters of the expensive phase: the panel's grid, and the session's
         clicked-part rule (on for the built-in model)."""
         params = {"points_per_side": self.points_spin.value()}
-        if getattr(self.widget.segany, "clicked_component_only", False):
+        if _model_parameters(self.widget.segany).get("clicked_component_only", False):
             params["clicked_component_only"] = True
         return params
 
@@ -170,9 +176,8 @@ class EverythingPanel(QObject):
         from napari_segany.core.automatic import GridParams
         from napari_segany.core.everything_select import FilterParams
 
-        values = {"points_per_side": GridParams().points_per_side}
-        values.update({f: getattr(FilterParams(), f) for f in FilterParams.__dataclass_fields__})
-        chosen = getattr(session, "everything_parameters", dict)()
+        values = {"points_per_side": GridParams().points_per_side, **asdict(FilterParams())}
+        chosen = _model_parameters(session)
         values.update({name: chosen[name] for name in values if name in chosen})
         for name, spin in (
             ("points_per_side", self.points_spin),

@@ -301,30 +301,28 @@ def clicked_component_statistics(
     masks : numpy.ndarray, (N, H, W) bool
     """
     values = logits.detach().cpu().numpy()
-    count, height, width = values.shape
-    rows = np.clip(np.floor(points_yx[:, 0] + 0.5).astype(np.intp), 0, height - 1)
-    cols = np.clip(np.floor(points_yx[:, 1] + 0.5).astype(np.intp), 0, width - 1)
-    counts = np.empty((count, 3), dtype=np.int64)
+    rows, cols = _point_pixels(points_yx, values.shape[-2:])
+    counts = np.empty((values.shape[0], 3), dtype=np.int64)
     masks = np.empty(values.shape, dtype=bool)
     strict_t, loose_t = np.float32(offset), np.float32(-offset)
     for index, mask_logits in enumerate(values):
         mask = np.greater(mask_logits, 0.0, out=masks[index])
+        strict, loose = mask_logits > strict_t, mask_logits > loose_t
         row, col = rows[index], cols[index]
-        if not mask[row, col]:
-            counts[index] = (
-                np.count_nonzero(mask_logits > strict_t),
-                np.count_nonzero(mask),
-                np.count_nonzero(mask_logits > loose_t),
-            )
-            continue
-        part = _component_at(mask, row, col)
-        mask[...] = part
-        counts[index] = (
-            np.count_nonzero((mask_logits > strict_t) & part),
-            np.count_nonzero(part),
-            np.count_nonzero(_component_at(mask_logits > loose_t, row, col)),
-        )
+        if mask[row, col]:  # else the mask stays whole
+            mask[...] = _component_at(mask, row, col)
+            strict &= mask
+            loose = _component_at(loose, row, col)
+        counts[index] = (np.count_nonzero(strict), np.count_nonzero(mask), np.count_nonzero(loose))
     return counts, masks
+
+
+def _point_pixels(points_yx: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the pixels (H, W) points (P, 2) (y, x) fall on: ``floor(v + 0.5)``
+    (pixel centres at integers, napari's convention), clipped to the plane."""
+    pixels = np.floor(np.asarray(points_yx, dtype=np.float64).reshape(-1, 2) + 0.5)
+    pixels = pixels.astype(np.intp)
+    return np.clip(pixels[:, 0], 0, hw[0] - 1), np.clip(pixels[:, 1], 0, hw[1] - 1)
 
 
 def _component_at(mask: np.ndarray, row: int, col: int) -> np.ndarray:
@@ -392,8 +390,7 @@ def keep_clicked_components(
     """
     height, width = masks.shape[-2:]
     positive = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)[np.asarray(labels) == 1]
-    rows = np.clip(np.floor(positive[:, 0] + 0.5).astype(np.intp), 0, height - 1)
-    cols = np.clip(np.floor(positive[:, 1] + 0.5).astype(np.intp), 0, width - 1)
+    rows, cols = _point_pixels(positive, (height, width))
     flat = masks.reshape((-1, height, width))
     kept = flat.copy()
     for index, mask in enumerate(flat):

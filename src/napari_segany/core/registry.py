@@ -103,7 +103,7 @@ DEFAULT_MODEL = "builtin"
 BUILTIN_EVERYTHING = (
     ("points_per_side", 32),
     ("pred_iou_thresh", 0.45),
-    ("stability_score_thresh", 0.0),  # 0 turns it off: its masks' stability says little
+    ("stability_score_thresh", 0.0),  # 0 turns it off: in calibration it cost recall
     ("box_nms_thresh", 0.02),  # nuclei do not overlap: one mask per place
 )
 
