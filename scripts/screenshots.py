@@ -152,7 +152,8 @@ def everything() -> None:
     widget.segment_everything()  # Shift-E
     _settle(viewer, widget)
     _shot(viewer, "06-everything-slice.png")
-    panel.iou_spin.setValue(panel.iou_spin.value() + 0.1)  # re-applied without the model
+    # re-applied without the model; for the head's objects: mean foreground probability
+    panel.iou_spin.setValue(0.8)
     panel.timer.stop()
     panel.reselect()
     widget.segment_everything_stack()

@@ -9,11 +9,12 @@ from training.data import WindowSet
 from training.losses import dice_loss, mask_iou, prompt_loss
 from training.prompts import as_tensors, correction_clicks, jittered_box, sample_prompts
 from training.warm_start import (
-    AuxiliaryHead,
     auxiliary_loss,
     borders,
     set_position_frequencies,
 )
+
+from napari_segany.core.model.foreground_head import ForegroundHead
 
 
 def _two_discs(size: int = 64) -> np.ndarray:
@@ -132,7 +133,7 @@ def test_auxiliary_head_and_borders():
     inner = np.zeros_like(labels, bool)
     inner[0, 18:23, 18:23] = True  # deep inside disc 1
     assert not edge[inner].any()
-    head = AuxiliaryHead(16, 8)
+    head = ForegroundHead(16, 8)
     assert head(torch.zeros(2, 16, 8, 8)).shape == (2, 2, 64, 64)
 
 
@@ -151,7 +152,7 @@ def test_a_few_steps_on_one_batch_lower_the_loss():
     batch = (rgb, labels, np.zeros(labels.shape, bool))
     args = train_builtin.parse_args(["--objects", "2", "--correction-rate", "0"])
     model = train_builtin.build_sam("conv_s").train()
-    aux = AuxiliaryHead(128, 8)
+    aux = ForegroundHead(128, 8)
     optimizer = torch.optim.Adam([*model.parameters(), *aux.parameters()], lr=1e-3)
     losses = []
     for step in range(8):
@@ -170,7 +171,7 @@ def test_encoder_pretraining_trains_only_the_encoder_and_lowers_the_dense_loss()
     rgb = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=-1)
     windows = WindowSet(rgb, labels)
     model = train_builtin.build_sam("conv_s").train()
-    aux = AuxiliaryHead(128, 8)
+    aux = ForegroundHead(128, 8)
     decoder_before = {k: v.clone() for k, v in model.mask_decoder.state_dict().items()}
     encoder_before = {k: v.clone() for k, v in model.image_encoder.state_dict().items()}
 
@@ -271,7 +272,7 @@ def test_a_batch_without_prompts_trains_the_auxiliary_loss_alone():
     rgb = np.full((*labels.shape, 3), 200, np.uint8)
     args = train_builtin.parse_args(["--correction-rate", "0"])
     model = train_builtin.build_sam("conv_s").train()
-    aux = AuxiliaryHead(128, 8)
+    aux = ForegroundHead(128, 8)
     batch = (rgb, labels, np.zeros(labels.shape, bool))
     stats = train_builtin.train_step(model, aux, batch, np.random.default_rng(0), args, 0)
     assert "loss" not in stats and stats["aux"] > 0
@@ -281,3 +282,31 @@ def test_a_batch_without_prompts_trains_the_auxiliary_loss_alone():
     model.zero_grad(set_to_none=True)
     stats = train_builtin.train_step(model, None, batch, np.random.default_rng(0), args, 0)
     assert stats == {} and model.image_encoder.neck[0].weight.grad is None
+
+
+def test_phase_3_trains_only_the_head_and_repeats_from_the_model_and_seed(tmp_path):
+    from napari_segany.core.loading import load_model
+
+    labels = np.stack([_two_discs(64)] * 3)
+    rgb = np.where(labels[..., None] > 0, 200, 20).astype(np.uint8).repeat(3, axis=-1)
+    data = WindowSet(rgb, labels)
+    args = train_builtin.parse_args(["--head-steps", "3", "--batch", "2", "--threads", "1"])
+    torch.manual_seed(5)
+    model = train_builtin.build_sam("conv_s")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    head = train_builtin.train_foreground_head(model, data, args)
+    for key, value in model.state_dict().items():  # the model is frozen
+        assert torch.equal(value, before[key]), key
+    assert len(head.hidden) == train_builtin.HEAD_HIDDEN_LAYERS == args.head_hidden
+    again = train_builtin.train_foreground_head(model, data, args)
+    torch.manual_seed(args.seed + 3)  # the head's initial weights, as phase 3 draws them
+    initial = ForegroundHead(128, 8, args.head_hidden)
+    for key, value in head.state_dict().items():
+        assert torch.equal(value, again.state_dict()[key]), key  # same model, same seed
+        assert not torch.equal(value, initial.state_dict()[key]), key  # and it was trained
+    model.foreground_head = head
+    path = tmp_path / "with_head.pt"
+    train_builtin.save(model, path, {"head_steps": 3})
+    loaded = load_model(path, device="cpu").model
+    for key, value in head.state_dict().items():
+        assert torch.equal(loaded.foreground_head.state_dict()[key], value), key

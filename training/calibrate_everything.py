@@ -10,6 +10,14 @@ Decodes the grid once per scene (``--points-per-side``, the clicked-part rule on
 model) and reports the mean F1 at IoU 0.5 (``evaluate_builtin.matching_f1``) of each,
 best first, with the decoding time per scene.
 
+With ``--proposals foreground`` (models with a foreground head: the built-in model) the
+objects come from the seeded watershed of ``core/seeds.py`` instead; its seed
+thresholds (foreground logit, border logit, minimum seed area), the extent of the
+objects and ``pred_iou_thresh`` (there: an object's mean foreground probability) are
+swept, and the rows are ranked by F1 plus ``object_iou`` (the mean IoU of each true
+object with the found object covering most of it), since the same objects answer
+snapped prompts (``SegAny.snap_to_objects``).
+
 The scenes come from the held-out generator of ``evaluate_builtin`` (same sizes and
 kinds) with other seeds (:data:`CALIBRATION_SEED`), so the thresholds chosen here are
 then measured on images they were not chosen on (``evaluate_builtin``).
@@ -27,19 +35,25 @@ import numpy as np
 import torch
 
 from napari_segany.api import SegAny
+from napari_segany.core import seeds
 from napari_segany.core.automatic import GridParams, decode_grid
 from napari_segany.core.everything_select import EmptyResultWarning, FilterParams
 from napari_segany.core.image import to_model_rgb
 from napari_segany.core.progress import drain
 from napari_segany.core.synthetic import generate_scene
 
-from .evaluate_builtin import SIZES_HW, matching_f1
+from .evaluate_builtin import MIN_AREA, SIZES_HW, iou, matching_f1
 
 CALIBRATION_SEED = 123_456_789  # held-out scenes use evaluate_builtin.EVAL_SEED
 PRED_IOU = (0.3, 0.35, 0.4, 0.45, 0.5)
 STABILITY = (0.0, 0.85, 0.9)
 BOX_NMS = (0.0, 0.02, 0.05, 0.1)
 CROP_NMS = (0.02, 0.1, 0.7)  # swept only with crops (--crop-n-layers > 0)
+SEED_FOREGROUND = (0.0, 0.5, 1.0)
+SEED_BORDER = (-0.5, -1.0, -1.5, -2.0)
+SEED_AREA = (2, 4, 8, 16)  # model-frame pixels
+EXTENT = (-1.0, -0.5, 0.0, 0.5)
+OBJECT_PROBABILITY = (0.0, 0.6)
 
 
 def calibration_scenes(count: int):
@@ -87,11 +101,73 @@ def sweep(
     return {"decode_seconds_mean": round(float(np.mean(seconds)), 1), "table": table}
 
 
+def object_iou(truth: np.ndarray, found: np.ndarray) -> float:
+    """Mean over true objects (of at least ``MIN_AREA`` px) of the IoU with the found
+    object that covers most of them (0 if none): how well the found objects fit."""
+    scores = []
+    for label in np.unique(truth[truth > 0]):
+        mask = truth == label
+        if mask.sum() < MIN_AREA:
+            continue
+        under = found[mask]
+        under = under[under > 0]
+        scores.append(iou(found == np.bincount(under).argmax(), mask) if under.size else 0.0)
+    return float(np.mean(scores)) if scores else 1.0
+
+
+def sweep_foreground(session: SegAny, n_images: int) -> dict:
+    """Mean (F1, precision, recall) per seed-threshold combination of
+    ``proposals="foreground"``, and the head's seconds per scene."""
+    scores: dict[tuple, list] = {}
+    seconds = []
+    model = session.predictor.model
+    for scene in calibration_scenes(n_images):
+        session.set_image(scene.image)
+        started = time.perf_counter()
+        logits = seeds.head_logits(model, session.embedding)
+        seconds.append(time.perf_counter() - started)
+        frame = session.embedding.input_hw
+        scale = scene.labels.size / (frame[0] * frame[1])
+        for fg_logit, border_logit, area, extent in itertools.product(
+            SEED_FOREGROUND, SEED_BORDER, SEED_AREA, EXTENT
+        ):
+            labels, found = seeds.seeded_objects(
+                logits[0], logits[1], max(1, round(area * scale)), fg_logit, border_logit, extent
+            )
+            probability, _ = seeds.object_scores(logits[0], labels, len(found), 1.0)
+            for threshold in OBJECT_PROBABILITY:
+                keep = np.concatenate([[False], probability > threshold])
+                kept = np.where(keep[labels], labels, 0)
+                score = (*matching_f1(scene.labels, kept), object_iou(scene.labels, kept))
+                key = (fg_logit, border_logit, area, extent, threshold)
+                scores.setdefault(key, []).append(score)
+    table = [
+        {
+            "seed_foreground_logit": combination[0],
+            "seed_border_logit": combination[1],
+            "min_seed_area": combination[2],
+            "extent_logit": combination[3],
+            "pred_iou_thresh": combination[4],
+            **dict(
+                zip(
+                    ("f1", "precision", "recall", "object_iou"),
+                    np.round(np.mean(v, axis=0), 4).tolist(),
+                )
+            ),
+        }
+        for combination, v in scores.items()
+    ]
+    # the objects serve everything mode (F1) and snapped prompts (how well they fit)
+    table.sort(key=lambda row: -(row["f1"] + row["object_iou"]))
+    return {"head_seconds_mean": round(float(np.mean(seconds)), 2), "table": table}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--points-per-side", type=int, default=64)
+    parser.add_argument("--proposals", choices=("grid", "foreground"), default="grid")
     parser.add_argument("--whole-masks", action="store_true", help="clicked-part rule off")
     parser.add_argument("--crop-n-layers", type=int, default=0)
     parser.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
@@ -105,16 +181,17 @@ def main(argv=None) -> None:
         "crop_n_layers": args.crop_n_layers,
         "crop_n_points_downscale_factor": args.crop_n_points_downscale_factor,
     }
-    result = sweep(session, args.images, args.points_per_side, not args.whole_masks, crops)
+    settings = {"model": args.model, "images": args.images}
+    if args.proposals == "foreground":
+        result = sweep_foreground(session, args.images)
+        settings["proposals"] = "foreground"
+    else:
+        result = sweep(session, args.images, args.points_per_side, not args.whole_masks, crops)
+        settings["points_per_side"] = args.points_per_side
+        settings["clicked_component_only"] = not args.whole_masks
+        settings.update(crops)
+    settings["threads"] = torch.get_num_threads()
     result["table"] = result["table"][: args.top]
-    settings = {
-        "model": args.model,
-        "images": args.images,
-        "points_per_side": args.points_per_side,
-        "clicked_component_only": not args.whole_masks,
-        **crops,
-        "threads": torch.get_num_threads(),
-    }
     print(json.dumps({**settings, **result}, indent=2))
 
 

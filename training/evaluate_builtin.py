@@ -55,6 +55,7 @@ MODEL_FRAME = 512  # the built-in model's input side, for the radius buckets
 
 RADIUS_BUCKETS = (0.0, 4.0, 8.0, 16.0, np.inf)  # object radius in the 512 px model frame
 SAM_EVERYTHING = {  # SAM's automatic mask generator's defaults, whole masks
+    "proposals": "grid",
     "points_per_side": 32,
     "pred_iou_thresh": 0.88,
     "stability_score_thresh": 0.95,
@@ -63,6 +64,7 @@ SAM_EVERYTHING = {  # SAM's automatic mask generator's defaults, whole masks
 }
 # everything-mode parameters with a flag of their own (None: the session's default)
 EVERYTHING_FLAGS = (
+    "proposals",
     "points_per_side",
     "pred_iou_thresh",
     "stability_score_thresh",
@@ -261,6 +263,7 @@ def main(argv=None) -> None:
         default="robust",
         help="robust percentiles (the API's default) or napari's default contrast limits",
     )
+    parser.add_argument("--proposals", choices=["grid", "foreground"], default=None)
     parser.add_argument("--points-per-side", type=int, default=None, help="default: model's")
     parser.add_argument("--pred-iou-thresh", type=float, default=None, help="default: model's")
     parser.add_argument("--stability-score-thresh", type=float, default=None)
@@ -286,6 +289,12 @@ def main(argv=None) -> None:
         default="model",
         help="keep only the mask's parts under the click: model default (builtin: on)",
     )
+    parser.add_argument(
+        "--snap-to-objects",
+        choices=["model", "on", "off"],
+        default="model",
+        help="answer prompts with the foreground head's objects: model default (builtin: on)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     choice = {"model": None, "on": True, "off": False}
@@ -295,6 +304,7 @@ def main(argv=None) -> None:
         precision="fp32",
         clip_to_box=choice[args.clip_to_box],
         clicked_component_only=choice[args.clicked_component_only],
+        snap_to_objects=choice[args.snap_to_objects],
     )
     everything = None
     if not args.no_everything:
@@ -311,6 +321,7 @@ def main(argv=None) -> None:
         "device": args.device,
         "clip_to_box": session.clip_to_box,
         "clicked_component_only": session.clicked_component_only,
+        "snap_to_objects": session.snap_to_objects,
         "everything": everything,
     }
     print(json.dumps({**report, **asdict(scores)}, indent=2))

@@ -24,17 +24,17 @@ import torch
 from scipy import ndimage
 
 from napari_segany.core.image import to_model_rgb
+from napari_segany.core.model.foreground_head import ForegroundHead
 from napari_segany.core.synthetic import generate_scene
 
 from . import train_builtin
 from .evaluate_builtin import EVAL_SEED, MIN_AREA, iou
-from .warm_start import AuxiliaryHead
 
 FRAMES = 12
 RIM_BAND_PX = 3
 
 
-def rim_scores(model, aux: AuxiliaryHead) -> dict[str, float]:
+def rim_scores(model, aux: ForegroundHead) -> dict[str, float]:
     """Foreground IoU and per-object rim IoU of the auxiliary head on held-out frames."""
     foreground, rims = [], []
     for index in range(FRAMES):

@@ -31,8 +31,10 @@ import torch
 import torch.nn.functional as F
 
 from napari_segany.core.image import resize_longest_side
+from napari_segany.core.loading import load_model
 from napari_segany.core.model.build import ARCHITECTURES, Architecture, build_sam
 from napari_segany.core.model.conv_encoder import CONV_IMAGE_SIZE
+from napari_segany.core.model.foreground_head import ForegroundHead
 from napari_segany.core.model.sam import PIXEL_MEAN_RGB, PIXEL_STD_RGB, Sam
 
 from .data import WindowSet, load_or_draw
@@ -40,7 +42,6 @@ from .losses import FOCAL_GAMMA, FOCAL_WEIGHT, prompt_loss
 from .prompts import as_tensors, correction_clicks, sample_prompts
 from .warm_start import (
     ATTENTION_SCALE,
-    AuxiliaryHead,
     auxiliary_loss,
     local_attention_init,
     set_position_frequencies,
@@ -52,6 +53,7 @@ PACKAGED = ROOT / "src" / "napari_segany" / "models" / "builtin.pt"
 FRAME_FIRST_INDEX = 500_000  # frames are drawn from seeds no window uses
 ZOOM_RANGE = (0.5, 2.0)  # an image of 256 px is enlarged 2x into the 512 px frame
 CROP_MIN = 64
+HEAD_STEPS, HEAD_HIDDEN_LAYERS, HEAD_LR = 1600, 2, 3e-3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -116,6 +118,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--detail-strides",
         default="",
         help="encoder detail path, e.g. '4' (ConvEncoder detail_strides); none by default",
+    )
+    parser.add_argument(
+        "--head-steps", type=int, default=HEAD_STEPS, help="phase 3: the foreground head"
+    )
+    parser.add_argument("--head-hidden", type=int, default=HEAD_HIDDEN_LAYERS)
+    parser.add_argument("--head-lr", type=float, default=HEAD_LR)
+    parser.add_argument(
+        "--head-from",
+        type=Path,
+        default=None,
+        help="phase 3 only: train the foreground head of this trained model file",
     )
     parser.add_argument("--tag", default="", help="suffix of the output name (experiments)")
     parser.add_argument("--out", type=Path, default=ROOT / "training" / "out")
@@ -226,7 +239,7 @@ def _with_click(prompts: dict, clicks_xy: np.ndarray, click_labels: np.ndarray) 
 
 def train_step(
     model: Sam,
-    aux: AuxiliaryHead | None,
+    aux: ForegroundHead | None,
     batch: tuple,
     rng: np.random.Generator,
     args,
@@ -299,37 +312,45 @@ def _learning_rate(step: int, steps: int, peak: float) -> float:
 
 
 def pretrain_encoder(
-    model: Sam, aux: AuxiliaryHead, windows: WindowSet, rng: np.random.Generator, args
+    model: Sam, aux: ForegroundHead, windows: WindowSet, rng: np.random.Generator, args
 ) -> None:
     """Train the encoder alone on the auxiliary loss (foreground and borders) for
     ``args.encoder_steps`` batches of windows: about 4 times cheaper per step than a
     step with prompts, so the decoder meets a useful embedding from its first step."""
     parameters = [*model.image_encoder.parameters(), *aux.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
+
+    def predict(pixels: torch.Tensor) -> torch.Tensor:
+        return aux(model.image_encoder(pixels))
+
+    schedule = (args.encoder_steps, args.lr, args.clip)
+    _train_dense(parameters, predict, windows, rng, schedule, "encoder", args)
+
+
+def _train_dense(parameters, predict, windows, rng, schedule, name: str, args) -> None:
+    """AdamW on the auxiliary loss of ``predict(pixels)`` over batches of augmented
+    windows; ``schedule`` = (steps, peak learning rate, gradient clip or None)."""
+    steps, peak, clip = schedule
+    optimizer = torch.optim.AdamW(parameters, lr=peak, weight_decay=0.01)
     started, history = time.perf_counter(), []
-    for step in range(args.encoder_steps):
+    for step in range(steps):
         for group in optimizer.param_groups:
-            group["lr"] = _learning_rate(step, args.encoder_steps, args.lr)
+            group["lr"] = _learning_rate(step, steps, peak)
         chosen = rng.integers(0, len(windows), args.batch)
         rgb, labels, pad = _augment(
             rng, windows.rgb[chosen], windows.labels[chosen], args.zoom_rate
         )
         optimizer.zero_grad(set_to_none=True)
-        pixels = _normalise(rgb, pad).to(_device(model))
-        loss = auxiliary_loss(aux(model.image_encoder(pixels)), labels)
+        pixels = _normalise(rgb, pad).to(parameters[0].device)
+        loss = auxiliary_loss(predict(pixels), labels)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, args.clip)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, clip)
         optimizer.step()
         history.append(float(loss.detach()))
-        if step % 100 == 0 or step == args.encoder_steps - 1:
+        if step % 100 == 0 or step == steps - 1:
             elapsed = time.perf_counter() - started
-            logger.info(
-                "encoder step %d/%d  %.0f s  aux %.3f",
-                step,
-                args.encoder_steps,
-                elapsed,
-                np.mean(history[-100:]),
-            )
+            mean = np.mean(history[-100:])
+            logger.info("%s step %d/%d  %.0f s  aux %.3f", name, step, steps, elapsed, mean)
 
 
 def _optimise(model, aux, optimizer, parameters, source, count, objects, steps, rng, args):
@@ -384,14 +405,14 @@ def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
     return model.eval()
 
 
-def fresh_model(args) -> tuple[Sam, AuxiliaryHead]:
+def fresh_model(args) -> tuple[Sam, ForegroundHead]:
     """The untrained model (seeded, with the from-scratch helps of ``warm_start``) and
     the auxiliary head; phase 0 starts from these."""
     torch.manual_seed(args.seed)
     model = build_sam(architecture(args)).train()
     set_position_frequencies(model, args.seed)
     local_attention_init(model, args.attention_scale)
-    aux = AuxiliaryHead(model.prompt_encoder.embed_dim, 8)
+    aux = ForegroundHead(model.prompt_encoder.embed_dim, 8)
     return model.to(args.device), aux.to(args.device)
 
 
@@ -425,7 +446,29 @@ def train_frames(model: Sam, frames: WindowSet, args) -> Sam:
     return model.eval()
 
 
+def train_foreground_head(model: Sam, windows: WindowSet, args) -> ForegroundHead:
+    """Phase 3: the shipped foreground head (``--head-hidden`` 3x3 layers), trained on
+    the auxiliary loss over the frozen encoder of the finished model, for everything
+    mode and snapped prompts (``core/seeds.py``). It depends only on the model and the
+    seed, so ``--head-from`` a trained file gives the same head as the whole run."""
+    model.eval()
+    torch.manual_seed(args.seed + 3)
+    rng = np.random.default_rng(args.seed + 3)
+    head = ForegroundHead(model.prompt_encoder.embed_dim, 8, args.head_hidden)
+    head = head.to(_device(model)).train()
+
+    def predict(pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            embedding = model.image_encoder(pixels)
+        return head(embedding)
+
+    schedule = (args.head_steps, args.head_lr, None)
+    _train_dense(list(head.parameters()), predict, windows, rng, schedule, "head", args)
+    return head.eval()
+
+
 def save(model: Sam, path: Path, meta: dict) -> None:
+    """The model's weights (its foreground head's too, if it has one) and ``meta``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
     torch.save(state, path)
@@ -467,7 +510,10 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     windows, frames = training_data(args)
     drawn = time.perf_counter() - started
-    if args.frames_from is not None:
+    if args.head_from is not None:
+        model = load_model(args.head_from, device=args.device).model
+        model.foreground_head = None
+    elif args.frames_from is not None:
         if not args.restartable_frames:
             raise SystemExit("--frames-from needs --restartable-frames (phase 2 as it ran)")
         model = build_sam(architecture(args))
@@ -476,6 +522,8 @@ def main(argv=None) -> None:
         model = train_frames(model, frames, args)
     else:
         model = train(args, windows, frames)
+    if args.head_steps:
+        model.foreground_head = train_foreground_head(model, windows, args)
     meta = {
         "encoder_steps": args.encoder_steps,
         "steps": args.steps,
@@ -487,6 +535,10 @@ def main(argv=None) -> None:
         "frame_steps": args.frame_steps,
         "frame_objects": args.frame_objects,
         "frames_from": None if args.frames_from is None else str(args.frames_from.name),
+        "head_steps": args.head_steps,
+        "head_hidden": args.head_hidden,
+        "head_lr": args.head_lr,
+        "head_from": None if args.head_from is None else str(args.head_from.name),
         "restartable_frames": args.restartable_frames,
         "background_all": args.background_all,
         "box_jitter": args.box_jitter,

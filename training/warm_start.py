@@ -11,10 +11,12 @@ there are minutes. Three things make the from-scratch problem converge fast enou
   cross-attentions start as scaled selections of (sin, cos) pairs of the positional
   encoding, so a point prompt attends to the embedding cells around it from step 0
   (the dot product of two encodings is a kernel peaked at equal positions);
-- an auxiliary dense head (:class:`AuxiliaryHead`, discarded after training) that
-  predicts foreground and object borders at full window resolution from the
-  embedding, so that the encoder learns object features before the decoder can use
-  them. Its loss is added to the prompt loss.
+- an auxiliary dense head (a linear ``core.model.foreground_head.ForegroundHead``,
+  discarded after training) that predicts foreground and object borders at full
+  window resolution from the embedding, so that the encoder learns object features
+  before the decoder can use them. Its loss (:func:`auxiliary_loss`) is added to the
+  prompt loss. The shipped model's own foreground head is trained after the rest, on
+  the frozen encoder (``train_builtin``, phase 3).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from napari_segany.core.model.sam import Sam
 
@@ -64,23 +66,6 @@ def local_attention_init(model: Sam, scale: float = ATTENTION_SCALE) -> None:
         for projection in (attention.q_proj, attention.k_proj):
             projection.weight.copy_(selection + 0.02 * torch.randn_like(selection))
             projection.bias.zero_()
-
-
-class AuxiliaryHead(nn.Module):
-    """Foreground and border logits at full resolution from a stride-``s`` embedding.
-
-    A 1x1 convolution gives ``2 * s * s`` channels per cell, rearranged into the cell's
-    ``s x s`` pixels (pixel shuffle).
-    """
-
-    def __init__(self, channels: int, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        self.project = nn.Conv2d(channels, 2 * stride * stride, 1)
-
-    def forward(self, embedding: Tensor) -> Tensor:
-        """(B, C, h, w) -> (B, 2, s h, s w) logits (foreground, border)."""
-        return F.pixel_shuffle(self.project(embedding), self.stride)
 
 
 def borders(labels: np.ndarray) -> np.ndarray:

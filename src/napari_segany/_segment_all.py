@@ -15,15 +15,16 @@ SPATIAL = ("Y", "X")
 CHANNEL_LETTERS = ("C", "S")
 
 # (flag, type, help) of the everything-mode parameters, SAM's meanings. Not given: the
-# model's defaults (SegAny.everything_parameters; for builtin its calibrated
-# thresholds), else SAM's, shown in the help.
+# model's defaults (SegAny.everything_parameters; for builtin the objects of its
+# foreground head, thresholds off), else SAM's, shown in the help.
 EVERYTHING_OPTIONS = [
+    ("--proposals", str, "grid (SAM's point grid) or foreground (the head's objects; builtin)"),
     ("--points-per-side", int, "grid points along each side (default: 32)"),
     ("--points-per-batch", int, "points decoded at once (default: 64)"),
-    ("--pred-iou-thresh", float, "keep masks with predicted IoU above (SAM: 0.88; builtin: 0.45)"),
+    ("--pred-iou-thresh", float, "keep masks with predicted IoU above (SAM: 0.88; builtin: 0)"),
     ("--stability-score-thresh", float, "keep masks this stable (SAM: 0.95; builtin: 0 = off)"),
     ("--stability-score-offset", float, "logit offset of the stability score (default: 1)"),
-    ("--box-nms-thresh", float, "box IoU above which duplicates go (SAM: 0.7; builtin: 0.02)"),
+    ("--box-nms-thresh", float, "box IoU above which duplicates go (SAM: 0.7; builtin: 1 = off)"),
     ("--crop-n-layers", int, "extra layers of image crops (default: 0)"),
     ("--crop-nms-thresh", float, "box NMS threshold across crops (default: 0.7)"),
     ("--crop-overlap-ratio", float, "crop overlap (default: 512/1500)"),

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 import xxhash
 
+from .core import seeds
 from .core.automatic import GridCandidates, GridParams, decode_grid, everything_params
 from .core.embeddings import Embedding, EmbeddingCache
-from .core.errors import NoImageError
+from .core.errors import InputError, NoImageError
 from .core.everything_select import EverythingResult
 from .core.everything_stack import StackResult, segment_everything_stack
 from .core.image import to_model_rgb, validate_plane
@@ -33,6 +34,7 @@ from .core.progress import Progress, drain
 from .core.registry import DEFAULT_MODEL, REGISTRY
 
 logger = logging.getLogger(__name__)
+OBJECTS_KEPT = 8  # planes whose head objects a session keeps (4 MiB for 1024 x 1024)
 
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
 
@@ -86,6 +88,13 @@ class SegAny:
         gaps). Default and attribute as for ``clip_to_box``: on for ``"builtin"``.
         In everything mode each grid point's masks are reduced the same way (their
         area, box and stability score are then those of the part).
+    snap_to_objects : bool, optional
+        Answer a single-object prompt with the object of the model's foreground head
+        that it designates (models with a head only: the built-in model): the
+        best-scored mask of a click on one object becomes that object; a box's masks
+        become the object most of their pixels fall on, cut to the box (rules:
+        ``core.seeds.snap_to_objects``). Applied after the two rules above. Default and
+        attribute as for ``clip_to_box``: on for ``"builtin"``.
 
     Attributes
     ----------
@@ -104,6 +113,7 @@ class SegAny:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         clip_to_box: bool | None = None,
         clicked_component_only: bool | None = None,
+        snap_to_objects: bool | None = None,
     ) -> None:
         from .core.device import resolve_precision
         from .core.loading import load_model
@@ -115,9 +125,17 @@ class SegAny:
             clip_to_box = entry is not None and entry.clip_to_box
         if clicked_component_only is None:
             clicked_component_only = entry is not None and entry.clicked_component_only
+        if snap_to_objects is None:
+            snap_to_objects = entry is not None and entry.snap_to_objects
+        if snap_to_objects and loaded.model.foreground_head is None:
+            raise InputError(
+                f"snap_to_objects needs a model with a foreground head; {loaded.name!r} "
+                "has none (only the built-in model has one). Leave snap_to_objects off."
+            )
         settings = {
             "clip_to_box": clip_to_box,
             "clicked_component_only": clicked_component_only,
+            "snap_to_objects": snap_to_objects,
             "everything_defaults": dict(entry.everything) if entry is not None else {},
         }
         name = str(loaded.name)
@@ -156,10 +174,12 @@ class SegAny:
         everything_defaults: dict | None = None,
         clip_to_box: bool = False,
         clicked_component_only: bool = False,
+        snap_to_objects: bool = False,
     ) -> None:
         self.model_name = name
         self.clip_to_box = bool(clip_to_box)
         self.clicked_component_only = bool(clicked_component_only)
+        self.snap_to_objects = bool(snap_to_objects)
         self.everything_defaults: dict = dict(everything_defaults or {})
         self.precision = precision
         self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
@@ -169,6 +189,8 @@ class SegAny:
         self._rgb: np.ndarray | None = None  # its model RGB, made when crops need it
         # (embedding, GridParams, GridCandidates) of the last everything-mode decoding
         self._everything: tuple[Embedding, GridParams, GridCandidates] | None = None
+        # (embedding, (H, W) int32) the foreground head's objects of recent planes
+        self._objects: list[tuple[Embedding, np.ndarray]] = []
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -306,7 +328,47 @@ class SegAny:
             masks = clip_masks_to_boxes(masks, np.asarray(box_yxyx, dtype=np.float64))
         if self.clicked_component_only and points_yx is not None:
             masks = keep_clicked_components(masks, np.asarray(points_yx), np.asarray(labels))
+        if self.snap_to_objects:
+            boxes = None if box_yxyx is None else np.asarray(box_yxyx, dtype=np.float64)
+            points = None if points_yx is None else np.asarray(points_yx, dtype=np.float64)
+            masks = seeds.snap_to_objects(
+                masks, prediction.scores, self.head_objects(), points, labels, boxes
+            )
         return SegmentResult(masks, prediction.scores, prediction.logits)
+
+    def head_objects(self, embedding: Embedding | None = None) -> np.ndarray:
+        """The objects of the model's foreground head on a plane.
+
+        Parameters
+        ----------
+        embedding : Embedding, optional
+            The plane's embedding (default: the current plane's). The objects of the
+            last :data:`OBJECTS_KEPT` embeddings are kept, so a background job may find
+            them ahead (the widget does, after embedding a plane).
+
+        Returns
+        -------
+        numpy.ndarray, (H, W) int32
+            0 background, objects 1..K (``core.seeds.seeded_objects``).
+
+        Raises
+        ------
+        NoImageError
+            Before :meth:`set_image` (without ``embedding``).
+        InputError
+            The model has no foreground head.
+        """
+        if embedding is None:
+            embedding = self._embedding
+        if embedding is None:
+            raise NoImageError("No image set: call set_image(plane) first.")
+        for known, objects in reversed(self._objects):
+            if known is embedding:
+                return objects
+        logits = seeds.head_logits(self.predictor.model, embedding)
+        objects = seeds.plane_objects(logits, embedding)[0]
+        self._objects = [*self._objects[1 - OBJECTS_KEPT :], (embedding, objects)]
+        return objects
 
     def segment_everything(
         self, on_progress: Callable[[Progress], object] | None = None, **params

@@ -46,6 +46,7 @@ from ._workers import Job, notify_error
 
 logger = logging.getLogger(__name__)
 EVERYTHING = "SegAny everything"
+PROPOSAL_CHOICES = (("point grid", "grid"), ("foreground head", "foreground"))
 RESELECT_MS = 300
 
 
@@ -101,6 +102,8 @@ class EverythingPanel(QObject):
             spin.valueChanged.connect(self._thresholds_changed)
         self.link_box.toggled.connect(self._thresholds_changed)
         self.points_spin.valueChanged.connect(self._grid_changed)
+        self.proposals_combo.currentIndexChanged.connect(self._grid_changed)
+        self.proposals_combo.currentIndexChanged.connect(self._show_grid_size)
         self.slice_button.clicked.connect(lambda: self.segment(stack=False))
         self.stack_button.clicked.connect(lambda: self.segment(stack=True))
 
@@ -112,6 +115,14 @@ class EverythingPanel(QObject):
         inner = QWidget()
         form = QFormLayout(inner)
         form.setContentsMargins(0, 0, 0, 0)
+        self.proposals_combo = QComboBox()
+        for text, value in PROPOSAL_CHOICES:
+            self.proposals_combo.addItem(text, value)
+        self.proposals_combo.model().item(1).setEnabled(False)  # until a model has a head
+        self.proposals_combo.setToolTip(
+            "where the objects come from: SAM's grid of point prompts, or the objects "
+            "of the model's foreground head (the built-in model's default)"
+        )
         self.points_spin = QSpinBox()
         self.points_spin.setRange(1, 128)
         self.points_spin.setValue(32)
@@ -135,6 +146,7 @@ class EverythingPanel(QObject):
         self.summary = QLabel("thresholds re-apply at once after a run")
         self.summary.setWordWrap(True)
         for label, item in (
+            ("proposals", self.proposals_combo),
             ("points per side", self.points_spin),
             ("pred IoU thresh", self.iou_spin),
             ("stability thresh", self.stability_spin),
@@ -166,6 +178,8 @@ class EverythingPanel(QObject):
         params = {"points_per_side": self.points_spin.value()}
         if _model_parameters(self.widget.segany).get("clicked_component_only", False):
             params["clicked_component_only"] = True
+        if self.proposals_combo.currentData() != "grid":
+            params["proposals"] = self.proposals_combo.currentData()
         return params
 
     def use_model_defaults(self, session: Any) -> None:
@@ -189,6 +203,19 @@ class EverythingPanel(QObject):
             spin.blockSignals(True)
             spin.setValue(values[name])
             spin.blockSignals(False)
+        model = getattr(getattr(session, "predictor", None), "model", None)
+        has_head = getattr(model, "foreground_head", None) is not None
+        self.proposals_combo.model().item(1).setEnabled(has_head)  # "foreground head"
+        self.proposals_combo.blockSignals(True)
+        self.proposals_combo.setCurrentIndex(
+            self.proposals_combo.findData(chosen.get("proposals", "grid") if has_head else "grid")
+        )
+        self.proposals_combo.blockSignals(False)
+        self._show_grid_size()
+
+    def _show_grid_size(self, *_: Any) -> None:
+        """Points per side only matters for the point grid."""
+        self.points_spin.setEnabled(self.proposals_combo.currentData() == "grid")
 
     def filter_params(self) -> dict:
         """Thresholds shown in the panel (the cheap phase)."""
@@ -327,7 +354,7 @@ class EverythingPanel(QObject):
 
     def _grid_changed(self, *_: Any) -> None:
         if self.run is not None:
-            self.summary.setText("points per side changed: run everything mode again")
+            self.summary.setText("proposals changed: run everything mode again")
 
     def reselect(self) -> None:
         """Re-apply the thresholds to the last run's candidates (no model) and rewrite."""

@@ -87,6 +87,9 @@ def embed_cancellable(
 ) -> Any:
     """Worker body: ``segany.embed(plane)`` that stops within one encoder block on cancel.
 
+    With a session that snaps prompts to its foreground head's objects, the plane's
+    objects are found here too, so the first prompt on the plane does not wait for them.
+
     Raises
     ------
     CancelledError
@@ -95,7 +98,10 @@ def embed_cancellable(
     from napari_segany.core.cancel import image_encoder_of, stop_on
 
     with stop_on(image_encoder_of(segany), cancel_event):
-        return segany.embed(plane, contrast_limits=contrast_limits)
+        embedding = segany.embed(plane, contrast_limits=contrast_limits)
+    if getattr(segany, "snap_to_objects", False):
+        segany.head_objects(embedding)
+    return embedding
 
 
 def _report_errors_only_once(worker: Any) -> None:

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
+from scipy import ndimage
 
+from . import seeds
 from ._memory import release_freed_memory
 from .embeddings import Embedding
 from .errors import InputError
@@ -43,10 +45,14 @@ from .mask_ops import (
     encode_runs,
     masks_to_boxes,
 )
+from .model.foreground_head import FOREGROUND
 from .predictor import Predictor, iter_upscaled_logits, upscale_logits
 from .progress import Progress, drain
 
 logger = logging.getLogger(__name__)
+
+
+PROPOSALS = ("grid", "foreground")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,11 @@ class GridParams:
     :func:`~napari_segany.core.mask_ops.clicked_component_statistics`). Off by default
     and for SAM's weights (upstream's results); on for the built-in model
     (``SegAny.clicked_component_only``).
+
+    ``proposals`` says where the candidates come from: ``"grid"`` (SAM's point grid,
+    the default) or ``"foreground"``: the objects of a seeded watershed on the model's
+    foreground head (:mod:`~napari_segany.core.seeds`; models with a head only, i.e.
+    the built-in model, whose default it is; no crops; ``points_per_side`` unused).
     """
 
     points_per_side: int = 32
@@ -68,8 +79,16 @@ class GridParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     clicked_component_only: bool = False
+    proposals: str = "grid"
 
     def __post_init__(self) -> None:
+        if self.proposals not in PROPOSALS:
+            raise InputError(f"proposals must be one of {PROPOSALS}, got {self.proposals!r}.")
+        if self.proposals == "foreground" and self.crop_n_layers:
+            raise InputError(
+                "proposals='foreground' works on the whole plane: set crop_n_layers=0 "
+                "(or use proposals='grid' for crops)."
+            )
         _check_int(self.points_per_side, "points_per_side", 1)
         if self.points_per_batch is not None:
             _check_int(self.points_per_batch, "points_per_batch", 1)
@@ -236,6 +255,8 @@ def decode_grid(
             f"The embedding is for a {embedding.original_hw} plane but the image is "
             f"{image_hw}; pass the embedding of this plane (or none)."
         )
+    if params.proposals == "foreground":
+        return (yield from _foreground_candidates(predictor, rgb_uint8, params, embedding, embed))
     crops = crop_boxes_xyxy(image_hw, params.crop_n_layers, params.crop_overlap_ratio)
     batch = params.points_per_batch or 64
     grids = [
@@ -264,6 +285,48 @@ def decode_grid(
         parts.append((crop, points_xy, crop_parts))
     yield Progress(total, total, "decoded")
     return _assemble(image_hw, params, parts)
+
+
+def _foreground_candidates(
+    predictor: Predictor,
+    rgb_uint8: np.ndarray,
+    params: GridParams,
+    embedding: Embedding | None,
+    embed: Callable[[np.ndarray], Embedding],
+) -> Generator[Progress, None, GridCandidates]:
+    """``proposals="foreground"``: the objects of :mod:`.seeds` as candidates, one per
+    object, in the whole-plane crop."""
+    if predictor.model.foreground_head is None:
+        predictor.model.foreground(None)  # raises the InputError that says what to do
+    yield Progress(0, 2, "embedding")
+    if embedding is None:
+        embedding = embed(rgb_uint8)
+    yield Progress(1, 2, "foreground head")
+    logits = seeds.head_logits(predictor.model, embedding)
+    height, width = embedding.original_hw
+    labels, seeds_yx = seeds.plane_objects(logits, embedding)
+    count = len(seeds_yx)
+    offset = float(params.stability_score_offset)
+    mean_probability, confident = seeds.object_scores(logits[FOREGROUND], labels, count, offset)
+    edges, offsets = seeds.label_runs(labels, count)
+    boxes = np.zeros((count, 4), np.int64)
+    for index, found in enumerate(ndimage.find_objects(labels, count)):
+        if found is not None:  # a seed always keeps its own pixels
+            rows, cols = found
+            boxes[index] = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
+    result = GridCandidates((height, width), params)
+    result.crops_xyxy = [(0, 0, width, height)]
+    result.crop_index = np.zeros(count, np.int64)
+    result.predicted_iou = mean_probability
+    result.stability_score = confident
+    result.area = np.bincount(labels.reshape(-1), minlength=count + 1)[1:].astype(np.int64)
+    result.boxes_xyxy = boxes
+    result.points_xy = seeds_yx[:, ::-1].copy()
+    result.near_crop_edge = np.zeros(count, bool)
+    result.runs = [MaskRuns(edges, offsets, (height, width))]
+    result.local_index = np.arange(count, dtype=np.int64)
+    yield Progress(2, 2, "decoded")
+    return result
 
 
 def _decode_points(

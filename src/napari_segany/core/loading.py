@@ -27,13 +27,15 @@ from . import registry
 from .device import resolve_device
 from .errors import CheckpointError
 from .model.build import ARCHITECTURES, Architecture, build_sam
+from .model.foreground_head import ForegroundHead
 from .model.sam import Sam
 
 logger = logging.getLogger(__name__)
 
 WRAPPER_KEYS = ("model_state", "model", "state_dict")
 KEY_PREFIXES = ("module.", "sam.")
-MODEL_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+HEAD_PREFIX = "foreground_head."  # the built-in model's extra head (not SAM's)
+MODEL_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.", HEAD_PREFIX)
 # Keys a checkpoint may lack without changing any output: the unused classification
 # head of TinyViT and BatchNorm's step counters. They are zero-filled when absent.
 _OPTIONAL_KEY = re.compile(r"^image_encoder\.(head|norm_head)\.|\.num_batches_tracked$")
@@ -138,9 +140,9 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     Returns
     -------
     dict of str to Tensor
-        Keys ``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*`` (wrappers
-        unwrapped, ``sam.``/``module.`` prefixes stripped, other keys dropped), tensors in
-        the file's dtypes.
+        Keys ``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*`` and, for the
+        built-in model, ``foreground_head.*`` (wrappers unwrapped, ``sam.``/``module.``
+        prefixes stripped, other keys dropped), tensors in the file's dtypes.
 
     Raises
     ------
@@ -373,6 +375,9 @@ def build_loaded(
 ) -> Sam:
     """A :class:`Sam` of ``architecture`` holding ``state_dict``, on the CPU, eval mode.
 
+    Weights under :data:`HEAD_PREFIX` give the model its
+    :class:`~.model.foreground_head.ForegroundHead`.
+
     Raises
     ------
     CheckpointError
@@ -380,6 +385,10 @@ def build_loaded(
     """
     with _SkipRandomInit():
         model = build_sam(architecture, image_size=image_size)
+        if any(key.startswith(HEAD_PREFIX) for key in state_dict):
+            channels, stride = architecture.prompt_embed_dim, architecture.embedding_stride
+            hidden = len(_block_indexes(state_dict, HEAD_PREFIX + "hidden."))
+            model.foreground_head = ForegroundHead(channels, stride, hidden)
     complete = _check_keys(model.state_dict(), state_dict, path)
     # assign: the model takes the checkpoint's tensors instead of copying them, so
     # loading needs no second copy of the weights in memory (half precision -> float32)

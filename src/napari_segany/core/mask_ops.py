@@ -301,7 +301,7 @@ def clicked_component_statistics(
     masks : numpy.ndarray, (N, H, W) bool
     """
     values = logits.detach().cpu().numpy()
-    rows, cols = _point_pixels(points_yx, values.shape[-2:])
+    rows, cols = point_pixels(points_yx, values.shape[-2:])
     counts = np.empty((values.shape[0], 3), dtype=np.int64)
     masks = np.empty(values.shape, dtype=bool)
     strict_t, loose_t = np.float32(offset), np.float32(-offset)
@@ -317,7 +317,7 @@ def clicked_component_statistics(
     return counts, masks
 
 
-def _point_pixels(points_yx: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def point_pixels(points_yx: np.ndarray, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the pixels (H, W) points (P, 2) (y, x) fall on: ``floor(v + 0.5)``
     (pixel centres at integers, napari's convention), clipped to the plane."""
     pixels = np.floor(np.asarray(points_yx, dtype=np.float64).reshape(-1, 2) + 0.5)
@@ -390,7 +390,7 @@ def keep_clicked_components(
     """
     height, width = masks.shape[-2:]
     positive = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)[np.asarray(labels) == 1]
-    rows, cols = _point_pixels(positive, (height, width))
+    rows, cols = point_pixels(positive, (height, width))
     flat = masks.reshape((-1, height, width))
     kept = flat.copy()
     for index, mask in enumerate(flat):

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError, PromptError
+from .foreground_head import ForegroundHead
 from .mask_decoder import MaskDecoder
 from .prompt_encoder import PromptEncoder
 
@@ -31,6 +32,9 @@ class Sam(nn.Module):
         Predicts low-resolution mask logits and IoU scores.
     image_size : int
         S, the side of the square, zero-padded model input (1024 for SAM).
+    foreground_head : ForegroundHead, optional
+        Foreground and border logits from the embedding (the built-in model's; SAM has
+        none). Its weights are checkpoint keys ``foreground_head.*``.
 
     Attributes
     ----------
@@ -49,11 +53,13 @@ class Sam(nn.Module):
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
         image_size: int = 1024,
+        foreground_head: ForegroundHead | None = None,
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.prompt_encoder = prompt_encoder
         self.mask_decoder = mask_decoder
+        self.foreground_head = foreground_head
         self.image_size = int(image_size)
         mean = torch.tensor(PIXEL_MEAN_RGB, dtype=torch.float32).view(3, 1, 1)
         std = torch.tensor(PIXEL_STD_RGB, dtype=torch.float32).view(3, 1, 1)
@@ -87,6 +93,32 @@ class Sam(nn.Module):
                 f"{self.image_size}, normalise and zero-pad (see core/image.preprocess)."
             )
         return self.image_encoder(pixels)
+
+    def foreground(self, embedding: Tensor) -> Tensor:
+        """Foreground and border logits of the model frame.
+
+        Parameters
+        ----------
+        embedding : Tensor
+            (B, C, h, w), from :meth:`encode`.
+
+        Returns
+        -------
+        Tensor
+            (B, 2, S, S) logits, channels ``FOREGROUND`` and ``BORDER`` of
+            ``core.model.foreground_head``.
+
+        Raises
+        ------
+        InputError
+            The model has no foreground head (SAM and micro-sam weights).
+        """
+        if self.foreground_head is None:
+            raise InputError(
+                "This model has no foreground head (only the built-in model has one); "
+                "use everything mode's point grid (proposals='grid')."
+            )
+        return self.foreground_head(embedding)
 
     def dense_positional_encoding(self) -> Tensor:
         """(1, C, h, w) positional encoding of the embedding grid, cached per device/dtype."""

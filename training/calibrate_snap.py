@@ -1,0 +1,95 @@
+"""Choose how prompts snap to the foreground head's objects (``core.seeds``).
+
+::
+
+    PYTHONPATH=src .venv/bin/python -m training.calibrate_snap
+
+On generated calibration scenes (those of ``calibrate_everything``, not the held-out
+set), up to 25 objects each, prompted as ``evaluate_builtin`` prompts them (a click at
+the most interior pixel, the exact bounding box): mean IoU of the decoder's answer
+(with the clicked-part and box rules), of the answer snapped to the head's object
+always, and snapped only where the decoder's mask and the object agree (IoU at least
+``t``); overall and for objects under 4 px of radius in the 512 px model frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from napari_segany.api import SegAny
+from napari_segany.core import seeds
+from napari_segany.core.synthetic import interior_point_yx
+
+from .calibrate_everything import calibration_scenes
+from .evaluate_builtin import MIN_AREA, MODEL_FRAME, iou
+
+AGREEMENT = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
+SMALL_RADIUS = 4.0
+
+
+def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
+    scores: dict[tuple[str, str, bool], list[float]] = {}
+    rng = np.random.default_rng(0)
+
+    def add(prompt: str, rule: str, small: bool, answer: np.ndarray, truth: np.ndarray):
+        scores.setdefault((prompt, rule, small), []).append(iou(answer, truth))
+
+    for scene in calibration_scenes(n_images):
+        session.set_image(scene.image)
+        objects = session.head_objects()
+        to_frame = MODEL_FRAME / max(scene.labels.shape)
+        ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
+        for object_id in rng.permutation(ids)[:max_objects]:
+            truth = scene.labels == object_id
+            small = np.sqrt(truth.sum() / np.pi) * to_frame < SMALL_RADIUS
+            click = np.array([interior_point_yx(truth)])
+            result = session.segment(points_yx=click, labels=[1])
+            best = int(np.argmax(result.scores))
+            add("click", "decoder", small, result.masks[best], truth)
+            for agreement in AGREEMENT:
+                snapped = seeds.snap_to_objects(
+                    result.masks, result.scores, objects, click, np.array([1]), None, agreement
+                )
+                add("click", f"snapped where IoU >= {agreement}", small, snapped[best], truth)
+            ys, xs = np.nonzero(truth)
+            box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], dtype=np.float64)
+            result = session.segment(box_yxyx=box, multimask=False)
+            add("box", "decoder", small, result.masks[0], truth)
+            snapped = seeds.snap_to_objects(result.masks, result.scores, objects, None, None, box)
+            add("box", "snapped", small, snapped[0], truth)
+    table = []
+    for prompt, rule in sorted({(p, r) for p, r, _ in scores}):
+        small, large = scores.get((prompt, rule, True), []), scores.get((prompt, rule, False), [])
+        table.append(
+            {
+                "prompt": prompt,
+                "rule": rule,
+                "iou": round(float(np.mean(small + large)), 4),
+                "iou_small": round(float(np.mean(small)), 4) if small else None,
+                "small_objects": len(small),
+                "objects": len(small) + len(large),
+            }
+        )
+    return {"table": table}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="builtin")
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--objects", type=int, default=25)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    session = SegAny(args.model, device="cpu", precision="fp32", snap_to_objects=False)
+    result = measure(session, args.images, args.objects)
+    print(json.dumps({"model": args.model, "images": args.images, **result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
