@@ -121,7 +121,8 @@ class EverythingPanel(QObject):
         self.proposals_combo.model().item(1).setEnabled(False)  # until a model has a head
         self.proposals_combo.setToolTip(
             "where the objects come from: SAM's grid of point prompts, or the objects "
-            "of the model's foreground head (the built-in model's default)"
+            "of the model's foreground head (the built-in model's default; its point "
+            "grid works best at pred IoU 0.45, stability 0, box NMS 0.02)"
         )
         self.points_spin = QSpinBox()
         self.points_spin.setRange(1, 128)
