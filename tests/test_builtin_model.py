@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from training.evaluate_builtin import best_overlap_iou
 
 from napari_segany import SegAny
 from napari_segany._sample_data import nuclei_scene_2d
@@ -162,13 +163,8 @@ def _box(mask: np.ndarray) -> list[int]:
 
 def _matched(found: np.ndarray, truth_labels: np.ndarray) -> int:
     """True objects whose most overlapping found object has IoU > 0.5 with them."""
-    matched = 0
-    for label in np.unique(truth_labels[truth_labels > 0]):
-        truth = truth_labels == label
-        overlap = found[truth]
-        best = np.bincount(overlap[overlap > 0]).argmax() if (overlap > 0).any() else 0
-        matched += bool(best) and _iou(found == best, truth) > 0.5
-    return matched
+    ids = np.unique(truth_labels[truth_labels > 0])
+    return sum(best_overlap_iou(found, truth_labels == label) > 0.5 for label in ids)
 
 
 def test_everything_mode_finds_nuclei_with_its_foreground_head(builtin):

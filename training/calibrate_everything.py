@@ -42,7 +42,7 @@ from napari_segany.core.image import to_model_rgb
 from napari_segany.core.progress import drain
 from napari_segany.core.synthetic import generate_scene
 
-from .evaluate_builtin import MIN_AREA, SIZES_HW, iou, matching_f1
+from .evaluate_builtin import MIN_AREA, SIZES_HW, best_overlap_iou, matching_f1
 
 CALIBRATION_SEED = 123_456_789  # held-out scenes use evaluate_builtin.EVAL_SEED
 PRED_IOU = (0.3, 0.35, 0.4, 0.45, 0.5)
@@ -87,31 +87,29 @@ def sweep(
                 filters = FilterParams(*combination)
                 found = candidates.select(filters).labels
                 scores.setdefault(combination, []).append(matching_f1(scene.labels, found))
-    table = [
-        {
-            "pred_iou_thresh": combination[0],
-            "stability_score_thresh": combination[1],
-            "box_nms_thresh": combination[2],
-            "crop_nms_thresh": combination[3],
-            **dict(zip(("f1", "precision", "recall"), np.round(np.mean(v, axis=0), 4).tolist())),
-        }
-        for combination, v in scores.items()
-    ]
+    names = ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh")
+    table = _table(scores, names, ("f1", "precision", "recall"))
     table.sort(key=lambda row: -row["f1"])
     return {"decode_seconds_mean": round(float(np.mean(seconds)), 1), "table": table}
+
+
+def _table(scores: dict[tuple, list], names: tuple, metrics: tuple) -> list[dict]:
+    """One row per swept combination: its values under ``names`` and the mean over
+    scenes of each metric (4 decimals)."""
+    return [
+        {
+            **dict(zip(names, combination)),
+            **dict(zip(metrics, np.round(np.mean(values, axis=0), 4).tolist())),
+        }
+        for combination, values in scores.items()
+    ]
 
 
 def object_iou(truth: np.ndarray, found: np.ndarray) -> float:
     """Mean over true objects (of at least ``MIN_AREA`` px) of the IoU with the found
     object that covers most of them (0 if none): how well the found objects fit."""
-    scores = []
-    for label in np.unique(truth[truth > 0]):
-        mask = truth == label
-        if mask.sum() < MIN_AREA:
-            continue
-        under = found[mask]
-        under = under[under > 0]
-        scores.append(iou(found == np.bincount(under).argmax(), mask) if under.size else 0.0)
+    masks = (truth == label for label in np.unique(truth[truth > 0]))
+    scores = [best_overlap_iou(found, mask) for mask in masks if mask.sum() >= MIN_AREA]
     return float(np.mean(scores)) if scores else 1.0
 
 
@@ -141,22 +139,14 @@ def sweep_foreground(session: SegAny, n_images: int) -> dict:
                 score = (*matching_f1(scene.labels, kept), object_iou(scene.labels, kept))
                 key = (fg_logit, border_logit, area, extent, threshold)
                 scores.setdefault(key, []).append(score)
-    table = [
-        {
-            "seed_foreground_logit": combination[0],
-            "seed_border_logit": combination[1],
-            "min_seed_area": combination[2],
-            "extent_logit": combination[3],
-            "pred_iou_thresh": combination[4],
-            **dict(
-                zip(
-                    ("f1", "precision", "recall", "object_iou"),
-                    np.round(np.mean(v, axis=0), 4).tolist(),
-                )
-            ),
-        }
-        for combination, v in scores.items()
-    ]
+    names = (
+        "seed_foreground_logit",
+        "seed_border_logit",
+        "min_seed_area",
+        "extent_logit",
+        "pred_iou_thresh",
+    )
+    table = _table(scores, names, ("f1", "precision", "recall", "object_iou"))
     # the objects serve everything mode (F1) and snapped prompts (how well they fit)
     table.sort(key=lambda row: -(row["f1"] + row["object_iou"]))
     return {"head_seconds_mean": round(float(np.mean(seconds)), 2), "table": table}

@@ -93,6 +93,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
+def best_overlap_iou(found: np.ndarray, truth: np.ndarray) -> float:
+    """IoU of the true object ``truth`` ((H, W) bool) with the object of the label image
+    ``found`` that covers most of it (0 if none does)."""
+    under = found[truth]
+    under = under[under > 0]
+    return iou(found == np.bincount(under).argmax(), truth) if under.size else 0.0
+
+
 def matching_f1(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
     """(F1, precision, recall) at IoU > 0.5 between two label images."""
     true_ids = np.unique(truth)

@@ -324,13 +324,13 @@ class SegAny:
             self._embedding, points_yx, labels, box_yxyx, mask_input, multimask
         )
         masks = prediction.masks
-        if self.clip_to_box and box_yxyx is not None:
-            masks = clip_masks_to_boxes(masks, np.asarray(box_yxyx, dtype=np.float64))
-        if self.clicked_component_only and points_yx is not None:
-            masks = keep_clicked_components(masks, np.asarray(points_yx), np.asarray(labels))
+        boxes = None if box_yxyx is None else np.asarray(box_yxyx, dtype=np.float64)
+        points = None if points_yx is None else np.asarray(points_yx, dtype=np.float64)
+        if self.clip_to_box and boxes is not None:
+            masks = clip_masks_to_boxes(masks, boxes)
+        if self.clicked_component_only and points is not None:
+            masks = keep_clicked_components(masks, points, np.asarray(labels))
         if self.snap_to_objects:
-            boxes = None if box_yxyx is None else np.asarray(box_yxyx, dtype=np.float64)
-            points = None if points_yx is None else np.asarray(points_yx, dtype=np.float64)
             masks = seeds.snap_to_objects(
                 masks, prediction.scores, self.head_objects(), points, labels, boxes
             )
@@ -367,7 +367,7 @@ class SegAny:
                 return objects
         logits = seeds.head_logits(self.predictor.model, embedding)
         objects = seeds.plane_objects(logits, embedding)[0]
-        self._objects = [*self._objects[1 - OBJECTS_KEPT :], (embedding, objects)]
+        self._objects = [*self._objects, (embedding, objects)][-OBJECTS_KEPT:]
         return objects
 
     def segment_everything(

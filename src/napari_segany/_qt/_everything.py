@@ -118,7 +118,7 @@ class EverythingPanel(QObject):
         self.proposals_combo = QComboBox()
         for text, value in PROPOSAL_CHOICES:
             self.proposals_combo.addItem(text, value)
-        self.proposals_combo.model().item(1).setEnabled(False)  # until a model has a head
+        self._foreground_choice().setEnabled(False)  # until a model with a head loads
         self.proposals_combo.setToolTip(
             "where the objects come from: SAM's grid of point prompts, or the objects "
             "of the model's foreground head (the built-in model's default; its point "
@@ -206,13 +206,17 @@ class EverythingPanel(QObject):
             spin.blockSignals(False)
         model = getattr(getattr(session, "predictor", None), "model", None)
         has_head = getattr(model, "foreground_head", None) is not None
-        self.proposals_combo.model().item(1).setEnabled(has_head)  # "foreground head"
+        self._foreground_choice().setEnabled(has_head)
         self.proposals_combo.blockSignals(True)
         self.proposals_combo.setCurrentIndex(
             self.proposals_combo.findData(chosen.get("proposals", "grid") if has_head else "grid")
         )
         self.proposals_combo.blockSignals(False)
         self._show_grid_size()
+
+    def _foreground_choice(self) -> Any:
+        """The combo's *foreground head* item (offered only for a model with a head)."""
+        return self.proposals_combo.model().item(self.proposals_combo.findData("foreground"))
 
     def _show_grid_size(self, *_: Any) -> None:
         """Points per side only matters for the point grid."""

@@ -296,8 +296,7 @@ def _foreground_candidates(
 ) -> Generator[Progress, None, GridCandidates]:
     """``proposals="foreground"``: the objects of :mod:`.seeds` as candidates, one per
     object, in the whole-plane crop."""
-    if predictor.model.foreground_head is None:
-        predictor.model.foreground(None)  # raises the InputError that says what to do
+    predictor.model.require_foreground_head()  # before the embedding is computed
     yield Progress(0, 2, "embedding")
     if embedding is None:
         embedding = embed(rgb_uint8)

@@ -113,12 +113,17 @@ class Sam(nn.Module):
         InputError
             The model has no foreground head (SAM and micro-sam weights).
         """
+        return self.require_foreground_head()(embedding)
+
+    def require_foreground_head(self) -> ForegroundHead:
+        """The foreground head; an ``InputError`` that says what to do if there is none
+        (SAM and micro-sam weights), so callers can check before any work."""
         if self.foreground_head is None:
             raise InputError(
                 "This model has no foreground head (only the built-in model has one); "
                 "use everything mode's point grid (proposals='grid')."
             )
-        return self.foreground_head(embedding)
+        return self.foreground_head
 
     def dense_positional_encoding(self) -> Tensor:
         """(1, C, h, w) positional encoding of the embedding grid, cached per device/dtype."""
