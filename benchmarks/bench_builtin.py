@@ -52,6 +52,7 @@ def main() -> None:
         session.head_objects()
 
     objects = time_it(head_objects, args.repeats)
+    zoom = _zoom(session)
     warmup = int(args.device != "cpu")  # CUDA start-up and kernel choice are not timed
 
     def everything_on(plane: np.ndarray, **params) -> float:
@@ -78,7 +79,10 @@ def main() -> None:
     )
     print(f"embedding 1024x1024 uint16 (convert + resize + encode): {embedding * 1000:.0f} ms")
     print(f"one click (decode + upscale + rules, 1024x1024):       {click * 1000:.1f} ms")
-    print(f"head objects of the plane (once per plane, 1024x1024):  {objects * 1000:.0f} ms")
+    print(
+        f"head objects of the plane (once per plane, 1024x1024):  {objects * 1000:.0f} ms "
+        f"(zoom {zoom})"
+    )
     for name, plane in (("256x256 sample", sample), ("512x512 scene", scene_512)):
         ours = everything_on(plane)
         gridded = everything_on(plane, **grid)
@@ -87,6 +91,22 @@ def main() -> None:
             f"everything mode {name}: model defaults (head objects) {ours:.2f} s; "
             f"32^2 grid, clicked parts {gridded:.2f} s; whole masks {sams:.2f} s"
         )
+    small = generate_scene(rng, (1024, 1024), kind="nuclei", radius=5, coverage=0.3).image
+    session.set_image(small)
+    zoomed, whole = everything_on(small), everything_on(small, head_zoom=1)
+    print(
+        f"everything mode 1024x1024, small nuclei (zoom {_zoom(session)}): automatic zoom "
+        f"{zoomed:.2f} s; whole plane at once (head_zoom=1) {whole:.2f} s"
+    )
+
+
+def _zoom(session: SegAny) -> int:
+    """The zoom the head's objects of the current plane are found with."""
+    from napari_segany.core import seeds
+
+    logits = seeds.head_logits(session.predictor.model, session.embedding)
+    radius = seeds.typical_radius(logits[0], seeds.frame_scale(session.embedding))
+    return seeds.zoom_for(radius)
 
 
 if __name__ == "__main__":

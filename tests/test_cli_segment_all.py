@@ -95,10 +95,12 @@ def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypat
     tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
     args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
     assert main(args) == 1 and "stopped by the test" in capsys.readouterr().err
-    assert main([*args, "--pred-iou-thresh", "0.7"]) == 1
+    assert main([*args, "--pred-iou-thresh", "0.7", "--head-zoom", "3"]) == 1
     builtin = dict(REGISTRY["builtin"].everything)  # no --model: the built-in model
     for name, value in builtin.items():
         assert seen[0][name] == value
     assert seen[0]["clicked_component_only"] is True
+    assert "head_zoom" not in seen[0]  # GridParams' default: automatic
     assert seen[1]["pred_iou_thresh"] == 0.7  # a flag wins
+    assert seen[1]["head_zoom"] == 3
     assert seen[1]["box_nms_thresh"] == builtin["box_nms_thresh"]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from training.evaluate_builtin import _box_errors, box_error_pixels, matching_f1
+from training.evaluate_builtin import (
+    _box_errors,
+    best_overlap_iou,
+    best_overlap_ious,
+    box_error_pixels,
+    matching_f1,
+)
 
 
 def _two_squares() -> np.ndarray:
@@ -73,3 +79,17 @@ def test_calibration_scenes_are_not_the_held_out_ones_and_the_sweep_ranks_all():
     crops = {"crop_n_layers": 1, "crop_n_points_downscale_factor": 2}
     with_crops = calibration.sweep(tiny_session(), 1, points_per_side=2, rule=True, crops=crops)
     assert len(with_crops["table"]) == len(table) * len(calibration.CROP_NMS)
+
+
+def test_best_overlap_ious_equal_the_one_object_measure():
+    rng = np.random.default_rng(4)
+    truth = rng.integers(0, 9, (40, 50))
+    found = rng.integers(0, 6, (40, 50)) * (rng.random((40, 50)) < 0.7)
+    truth[truth == 3] = 0  # a missing label
+    found[:, :8] = 0
+    truth[:2, :8] = 11  # an object on the found background only: 0
+    for min_area in (0, 200):
+        labels = [i for i in np.unique(truth) if i and (truth == i).sum() >= max(min_area, 1)]
+        expected = [best_overlap_iou(found, truth == i) for i in labels]
+        np.testing.assert_allclose(best_overlap_ious(truth, found, min_area), expected)
+    assert best_overlap_ious(truth, found, 0)[-1] == 0.0

@@ -42,7 +42,7 @@ from napari_segany.core.image import to_model_rgb
 from napari_segany.core.progress import drain
 from napari_segany.core.synthetic import generate_scene
 
-from .evaluate_builtin import MIN_AREA, SIZES_HW, best_overlap_iou, matching_f1
+from .evaluate_builtin import MIN_AREA, SIZES_HW, best_overlap_ious, matching_f1
 
 CALIBRATION_SEED = 123_456_789  # held-out scenes use evaluate_builtin.EVAL_SEED
 PRED_IOU = (0.3, 0.35, 0.4, 0.45, 0.5)
@@ -108,24 +108,37 @@ def _table(scores: dict[tuple, list], names: tuple, metrics: tuple) -> list[dict
 def object_iou(truth: np.ndarray, found: np.ndarray) -> float:
     """Mean over true objects (of at least ``MIN_AREA`` px) of the IoU with the found
     object that covers most of them (0 if none): how well the found objects fit."""
-    masks = (truth == label for label in np.unique(truth[truth > 0]))
-    scores = [best_overlap_iou(found, mask) for mask in masks if mask.sum() >= MIN_AREA]
-    return float(np.mean(scores)) if scores else 1.0
+    scores = best_overlap_ious(truth, found, MIN_AREA)
+    return float(np.mean(scores)) if scores.size else 1.0
 
 
-def sweep_foreground(session: SegAny, n_images: int) -> dict:
+def zoomed_logits(session: SegAny, image: np.ndarray, zoom: int) -> tuple[np.ndarray, int]:
+    """The head's logits of a plane as ``seeds.find_objects`` finds its objects at
+    ``zoom`` (0: automatic), and the zoom used."""
+    model = session.predictor.model
+    session.set_image(image)
+    embedding = session.embedding
+    logits = seeds.head_logits(model, embedding)
+    if zoom == seeds.AUTO_ZOOM:
+        zoom = seeds.zoom_for(seeds.typical_radius(logits[0], seeds.frame_scale(embedding)))
+    if zoom > 1:
+        rgb = to_model_rgb(image)
+        logits = seeds.tiled_head_logits(model, rgb, zoom, session.predictor.embed)
+    return logits, zoom
+
+
+def sweep_foreground(session: SegAny, n_images: int, zoom: int = seeds.AUTO_ZOOM) -> dict:
     """Mean (F1, precision, recall) per seed-threshold combination of
-    ``proposals="foreground"``, and the head's seconds per scene."""
+    ``proposals="foreground"`` (objects found at ``zoom``, 0: automatic), and the
+    head's seconds per scene."""
     scores: dict[tuple, list] = {}
     seconds = []
-    model = session.predictor.model
     for scene in calibration_scenes(n_images):
-        session.set_image(scene.image)
         started = time.perf_counter()
-        logits = seeds.head_logits(model, session.embedding)
+        logits, used = zoomed_logits(session, scene.image, zoom)
         seconds.append(time.perf_counter() - started)
         frame = session.embedding.input_hw
-        scale = scene.labels.size / (frame[0] * frame[1])
+        scale = scene.labels.size / (frame[0] * frame[1] * used * used)
         for fg_logit, border_logit, area, extent in itertools.product(
             SEED_FOREGROUND, SEED_BORDER, SEED_AREA, EXTENT
         ):
@@ -159,6 +172,9 @@ def main(argv=None) -> None:
     parser.add_argument("--points-per-side", type=int, default=64)
     parser.add_argument("--proposals", choices=("grid", "foreground"), default="grid")
     parser.add_argument("--whole-masks", action="store_true", help="clicked-part rule off")
+    parser.add_argument(
+        "--head-zoom", type=int, default=0, help="foreground: tiles per side (0: automatic)"
+    )
     parser.add_argument("--crop-n-layers", type=int, default=0)
     parser.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -173,8 +189,9 @@ def main(argv=None) -> None:
     }
     settings = {"model": args.model, "images": args.images}
     if args.proposals == "foreground":
-        result = sweep_foreground(session, args.images)
+        result = sweep_foreground(session, args.images, args.head_zoom)
         settings["proposals"] = "foreground"
+        settings["head_zoom"] = args.head_zoom
     else:
         result = sweep(session, args.images, args.points_per_side, not args.whole_masks, crops)
         settings["points_per_side"] = args.points_per_side

@@ -8,8 +8,10 @@ On generated calibration scenes (those of ``calibrate_everything``, not the held
 set), up to 25 objects each, prompted as ``evaluate_builtin`` prompts them (a click at
 the most interior pixel, the exact bounding box): mean IoU of the decoder's answer
 (with the clicked-part and box rules), of the answer snapped to the head's object
-always, and snapped only where the decoder's mask and the object agree (IoU at least
-``t``); overall and for objects under 4 px of radius in the 512 px model frame.
+where the decoder's best-scored mask and the object agree (IoU at least ``t``; 0:
+always), and the snapped click's object cut to the mask's box grown by ``g`` of its
+sides (or not cut); overall and for objects under 4 px of radius in the 512 px model
+frame.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .calibrate_everything import calibration_scenes
 from .evaluate_builtin import MIN_AREA, MODEL_FRAME, iou
 
 AGREEMENT = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
+GROWTH = (None, 0.0, 0.1, 0.25, 0.5)
 SMALL_RADIUS = 4.0
 
 
@@ -55,6 +58,18 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
                     result.masks, result.scores, objects, click, np.array([1]), None, agreement
                 )
                 add("click", f"snapped where IoU >= {agreement}", small, snapped[best], truth)
+            for growth in GROWTH:
+                snapped = seeds.snap_to_objects(
+                    result.masks,
+                    result.scores,
+                    objects,
+                    click,
+                    np.array([1]),
+                    None,
+                    box_growth=growth,
+                )
+                rule = "not cut" if growth is None else f"cut to the mask's box + {growth}"
+                add("click", f"snapped, {rule}", small, snapped[best], truth)
             ys, xs = np.nonzero(truth)
             box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], dtype=np.float64)
             result = session.segment(box_yxyx=box, multimask=False)
@@ -80,7 +95,7 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="builtin")
-    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--objects", type=int, default=25)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args(argv)

@@ -101,6 +101,28 @@ def best_overlap_iou(found: np.ndarray, truth: np.ndarray) -> float:
     return iou(found == np.bincount(under).argmax(), truth) if under.size else 0.0
 
 
+def best_overlap_ious(truth: np.ndarray, found: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """:func:`best_overlap_iou` of every true object of at least ``min_area`` pixels of
+    the label image ``truth`` (in label order), from one table of overlaps: fast on
+    scenes of hundreds of objects."""
+    truth, found = truth.ravel().astype(np.int64), found.ravel().astype(np.int64)
+    true_area = np.bincount(truth)
+    found_area = np.bincount(found)
+    width = int(found.max()) + 1 if found.size else 1
+    both = (truth > 0) & (found > 0)
+    pairs, overlap = np.unique(truth[both] * width + found[both], return_counts=True)
+    pair_truth, pair_found = pairs // width, pairs % width
+    # per true object the pair of largest overlap, the smallest id among equals
+    order = np.lexsort((pair_found, -overlap, pair_truth))
+    first = order[np.unique(pair_truth[order], return_index=True)[1]]
+    best = np.zeros(true_area.size)
+    t, f, inter = pair_truth[first], pair_found[first], overlap[first]
+    best[t] = inter / (true_area[t] + found_area[f] - inter)
+    labels = np.flatnonzero(true_area)
+    labels = labels[(labels > 0) & (true_area[labels] >= max(min_area, 1))]
+    return best[labels]
+
+
 def matching_f1(truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float]:
     """(F1, precision, recall) at IoU > 0.5 between two label images."""
     true_ids = np.unique(truth)

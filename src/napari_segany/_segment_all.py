@@ -19,6 +19,7 @@ CHANNEL_LETTERS = ("C", "S")
 # foreground head, thresholds off), else SAM's, shown in the help.
 EVERYTHING_OPTIONS = [
     ("--proposals", str, "grid (SAM's point grid) or foreground (the head's objects; builtin)"),
+    ("--head-zoom", int, "foreground: tiles per side 1-4, 0 = automatic (default: 0)"),
     ("--points-per-side", int, "grid points along each side (default: 32)"),
     ("--points-per-batch", int, "points decoded at once (default: 64)"),
     ("--pred-iou-thresh", float, "keep masks with predicted IoU above (SAM: 0.88; builtin: 0)"),

@@ -186,7 +186,7 @@ class SegAny:
         self.cache = EmbeddingCache(cache_bytes)
         self._embedding: Embedding | None = None
         self._source: tuple | None = None  # (image, contrast_limits, channels) of the plane
-        self._rgb: np.ndarray | None = None  # its model RGB, made when crops need it
+        self._rgb: np.ndarray | None = None  # its model RGB, made when needed
         # (embedding, GridParams, GridCandidates) of the last everything-mode decoding
         self._everything: tuple[Embedding, GridParams, GridCandidates] | None = None
         # (embedding, (H, W) int32) the foreground head's objects of recent planes
@@ -275,7 +275,8 @@ class SegAny:
         """Make a precomputed :class:`Embedding` (e.g. from :meth:`embed`) current.
 
         Everything mode with crops then needs :meth:`set_image` (crops are cut from the
-        image itself).
+        image itself), and the foreground head's objects are found without zoom
+        (``head_zoom``, see :meth:`head_objects`).
         """
         self._embedding = embedding
         self._source, self._rgb = None, None
@@ -336,15 +337,21 @@ class SegAny:
             )
         return SegmentResult(masks, prediction.scores, prediction.logits)
 
-    def head_objects(self, embedding: Embedding | None = None) -> np.ndarray:
+    def head_objects(
+        self, image: np.ndarray | None = None, contrast_limits=None, channels=None
+    ) -> np.ndarray:
         """The objects of the model's foreground head on a plane.
+
+        Found as everything mode's ``proposals="foreground"`` finds them with its default
+        ``head_zoom`` (0: zoomed in on planes of small objects, ``core.seeds``). The
+        objects of the last :data:`OBJECTS_KEPT` planes are kept, so a background job
+        may find them ahead (the widget does, after embedding a plane).
 
         Parameters
         ----------
-        embedding : Embedding, optional
-            The plane's embedding (default: the current plane's). The objects of the
-            last :data:`OBJECTS_KEPT` embeddings are kept, so a background job may find
-            them ahead (the widget does, after embedding a plane).
+        image : array-like, optional
+            A plane (default: the current plane); ``contrast_limits`` and ``channels``
+            as in :meth:`set_image`. It does not become current.
 
         Returns
         -------
@@ -354,21 +361,27 @@ class SegAny:
         Raises
         ------
         NoImageError
-            Before :meth:`set_image` (without ``embedding``).
+            Before :meth:`set_image` (without ``image``).
         InputError
             The model has no foreground head.
         """
-        if embedding is None:
+        self.predictor.model.require_foreground_head()
+        if image is None:
             embedding = self._embedding
-        if embedding is None:
-            raise NoImageError("No image set: call set_image(plane) first.")
+            if embedding is None:
+                raise NoImageError("No image set: call set_image(plane) first.")
+        else:
+            embedding = self.embed(image, contrast_limits, channels)
         for known, objects in reversed(self._objects):
             if known is embedding:
                 return objects
-        logits = seeds.head_logits(self.predictor.model, embedding)
-        objects = seeds.plane_objects(logits, embedding)[0]
-        self._objects = [*self._objects, (embedding, objects)][-OBJECTS_KEPT:]
-        return objects
+        if image is None:
+            rgb = self._model_rgb()
+        else:
+            rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+        found = seeds.find_objects(self.predictor.model, embedding, rgb, self.predictor.embed)
+        self._objects = [*self._objects, (embedding, found.labels)][-OBJECTS_KEPT:]
+        return found.labels
 
     def segment_everything(
         self, on_progress: Callable[[Progress], object] | None = None, **params
@@ -413,7 +426,7 @@ class SegAny:
         cached = self._everything
         if cached is None or cached[0] is not self._embedding or cached[1] != grid:
             self._everything = None  # free the old candidates before decoding new ones
-            steps = decode_grid(self.predictor, self._model_rgb(grid), grid, self._embedding)
+            steps = decode_grid(self.predictor, self._model_rgb(), grid, self._embedding)
             self._everything = (self._embedding, grid, drain(steps, on_progress))
         return self._everything[2].select(filters)
 
@@ -429,19 +442,12 @@ class SegAny:
         merged.update(params)
         return merged
 
-    def _model_rgb(self, grid: GridParams) -> np.ndarray:
-        """(H, W, 3) uint8 of the current plane (a stand-in of its shape without crops)."""
+    def _model_rgb(self) -> np.ndarray | None:
+        """(H, W, 3) uint8 of the current plane; None after :meth:`set_embedding`."""
         if self._rgb is None and self._source is not None:
             image, limits, channels = self._source
             self._rgb = to_model_rgb(image, contrast_limits=limits, channels=channels)
-        if self._rgb is not None:
-            return self._rgb
-        if grid.crop_n_layers > 0:
-            raise NoImageError(
-                "Crops are cut from the image: call set_image(plane) instead of "
-                "set_embedding(...) to use crop_n_layers > 0."
-            )
-        return np.broadcast_to(np.zeros(3, np.uint8), (*self._embedding.original_hw, 3))
+        return self._rgb
 
     def segment_everything_stack(
         self,

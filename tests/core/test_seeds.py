@@ -153,7 +153,8 @@ def test_foreground_candidates_are_the_watershed_objects_of_the_head():
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
     embedding = predictor.embed(rgb)
-    candidates = drain(decode_grid(predictor, rgb, GridParams(proposals="foreground")))
+    whole_plane = GridParams(proposals="foreground", head_zoom=1)
+    candidates = drain(decode_grid(predictor, rgb, whole_plane))
     logits = seeds.head_logits(predictor.model, embedding)
     assert logits.shape == (2, 96, 160)
     labels, seeds_yx = seeds.plane_objects(logits, embedding)
@@ -194,11 +195,39 @@ def test_a_click_on_an_object_makes_the_best_mask_that_object_where_they_agree()
     np.testing.assert_array_equal(snapped[1], objects == 1)
     np.testing.assert_array_equal(snapped[[0, 2]], masks[[0, 2]])  # the others stay
     np.testing.assert_array_equal(masks, before)  # the input is not changed
-    # a best mask that disagrees with the object (IoU < 0.5) is left as it is
+    # with an agreement threshold, a best mask that disagrees (IoU < 0.5) stays
     part_best = np.array([0.2, 0.1, 0.9])
-    snapped = seeds.snap_to_objects(masks, part_best, objects, click, np.array([1]), None)
-    assert seeds._iou(masks[2], objects == 1) < seeds.CLICK_AGREEMENT_IOU
+    snapped = seeds.snap_to_objects(
+        masks, part_best, objects, click, np.array([1]), None, agreement_iou=0.5
+    )
+    assert seeds._iou(masks[2], objects == 1) < 0.5
     np.testing.assert_array_equal(snapped, masks)
+    # by default it snaps, cut to the mask's box (rows 25-34, cols 15-24) grown by 10 %
+    assert seeds.CLICK_AGREEMENT_IOU == 0.0
+    snapped = seeds.snap_to_objects(masks, part_best, objects, click, np.array([1]), None)
+    rows, cols = np.mgrid[:64, :64]
+    grown = (rows >= 24) & (rows <= 35) & (cols >= 14) & (cols <= 25)
+    np.testing.assert_array_equal(snapped[2], (objects == 1) & grown)
+    uncut = seeds.snap_to_objects(
+        masks, part_best, objects, click, np.array([1]), None, box_growth=None
+    )
+    np.testing.assert_array_equal(uncut[2], objects == 1)
+
+
+def test_a_snapped_click_cuts_off_a_neighbour_the_head_merged():
+    discs = _two_touching_discs()
+    merged = (discs > 0).astype(np.int32)  # the head saw one object
+    masks = (discs == 1)[None].repeat(3, axis=0)  # the decoder found the first disc
+    masks[0, 30:34, 31:34] = True  # leaking a little into the second
+    snapped = seeds.snap_to_objects(
+        masks, np.array([0.9, 0.5, 0.1]), merged, np.array([[32.0, 20.0]]), np.array([1]), None
+    )
+    whole = seeds._iou(merged == 1, discs == 1)
+    assert whole < 0.6
+    # the mask's box (cols 8-33, 26 px) grown by 2.6 px reaches x = 35.6, which pixel
+    # 36 (35.5-36.5) overlaps: the merged object is kept up to col 36
+    assert seeds._iou(snapped[0], discs == 1) > 0.8 > 0.6 > whole
+    assert snapped[0][:, 36].any() and not snapped[0][:, 37:].any()
 
 
 def test_clicks_that_do_not_designate_one_object_change_nothing():
@@ -238,3 +267,86 @@ def test_a_box_mask_becomes_its_main_object_cut_to_the_box():
     np.testing.assert_array_equal(
         seeds.snap_to_objects(second, scores[:1], objects, click, np.array([1]), box[0]), second
     )
+
+
+def test_tiles_own_every_pixel_once_and_reach_a_margin_past_it():
+    for size, zoom in ((100, 2), (97, 3), (512, 4), (7, 4)):
+        spans = seeds.tile_spans(size, zoom)
+        assert len(spans) == zoom
+        owned = np.zeros(size, int)
+        margin = round(seeds.ZOOM_MARGIN * size)
+        for own_start, own_stop, start, stop in spans:
+            owned[own_start:own_stop] += 1
+            assert start == max(0, own_start - margin) and stop == min(size, own_stop + margin)
+        np.testing.assert_array_equal(owned, 1)
+
+
+def test_the_zoom_grows_as_the_objects_shrink():
+    radii = np.linspace(0.5, 30.0, 60)
+    zooms = [seeds.zoom_for(r) for r in radii]
+    assert all(a >= b for a, b in zip(zooms, zooms[1:]))
+    assert zooms[0] == seeds.MAX_ZOOM and zooms[-1] == 1
+    assert seeds.zoom_for(0.0) == 1  # no foreground: nothing to zoom in on
+
+
+def test_typical_radius_of_a_disc_is_its_depth_percentile_in_the_model_frame():
+    rows, cols = np.mgrid[:201, :201]
+    disc = (rows - 100) ** 2 + (cols - 100) ** 2 <= 80**2
+    logits = np.where(disc, 3.0, -3.0)
+    # the share of a disc's pixels deeper than d is ((R - d) / R) ** 2
+    depth = 80 * (1 - np.sqrt(1 - seeds.ZOOM_PERCENTILE / 100))
+    assert seeds.typical_radius(logits, 1.0) == pytest.approx(depth, rel=0.03)
+    assert seeds.typical_radius(logits, 0.25) == pytest.approx(depth / 4, rel=0.03)
+    assert seeds.typical_radius(np.full((9, 9), -1.0), 1.0) == 0.0
+
+
+def test_zoomed_logits_are_each_tiles_own_logits_stitched():
+    predictor = Predictor(_headed_model(), device="cpu")
+    rng = np.random.default_rng(2)
+    rgb = rng.integers(0, 255, (90, 130, 3), dtype=np.uint8)
+    logits = seeds.tiled_head_logits(predictor.model, rgb, 2, predictor.embed)
+    assert logits.shape == (2, 90, 130)
+    for own_y0, own_y1, y0, y1 in seeds.tile_spans(90, 2):
+        for own_x0, own_x1, x0, x1 in seeds.tile_spans(130, 2):
+            tile = predictor.embed(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+            expected = seeds.head_logits(predictor.model, tile)
+            np.testing.assert_array_equal(
+                logits[:, own_y0:own_y1, own_x0:own_x1],
+                expected[:, own_y0 - y0 : own_y1 - y0, own_x0 - x0 : own_x1 - x0],
+            )
+
+
+def test_find_objects_zooms_as_asked_or_as_the_foreground_says():
+    predictor = Predictor(_headed_model(), device="cpu")
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    embedding = predictor.embed(rgb)
+    model, embed = predictor.model, predictor.embed
+    whole = seeds.head_logits(model, embedding)
+    found = seeds.find_objects(model, embedding, rgb, embed, zoom=1)
+    np.testing.assert_array_equal(found.labels, seeds.plane_objects(whole, embedding)[0])
+    np.testing.assert_array_equal(found.foreground_logits, whole[0])
+    tiled = seeds.tiled_head_logits(model, rgb, 3, embed)
+    found = seeds.find_objects(model, embedding, rgb, embed, zoom=3)
+    assert found.zoom == 3
+    # seeds of MIN_SEED_AREA pixels of the tiles' (3x finer) model frame
+    area = max(1, round(seeds.MIN_SEED_AREA * (128 / 512) ** 2 / 9))
+    np.testing.assert_array_equal(found.labels, seeds.seeded_objects(*tiled, area)[0])
+    automatic = seeds.find_objects(model, embedding, rgb, embed)
+    scale = seeds.frame_scale(embedding)
+    assert automatic.zoom == seeds.zoom_for(seeds.typical_radius(whole[0], scale))
+    # without the image (only an embedding) there is nothing to zoom in on
+    assert seeds.find_objects(model, embedding, None, embed).zoom == 1
+
+
+def test_bad_zooms_and_mismatched_images_are_refused():
+    predictor = Predictor(_headed_model(), device="cpu")
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    embedding = predictor.embed(rgb)
+    for zoom in (-1, seeds.MAX_ZOOM + 1, 1.5, True, "2"):
+        with pytest.raises(InputError, match="head_zoom must be an integer"):
+            seeds.find_objects(predictor.model, embedding, rgb, predictor.embed, zoom)
+        with pytest.raises(InputError, match="head_zoom must be an integer"):
+            GridParams(proposals="foreground", head_zoom=zoom)
+    with pytest.raises(InputError, match="embedding is for a"):
+        seeds.find_objects(predictor.model, embedding, rgb[:32], predictor.embed)

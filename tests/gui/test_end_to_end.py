@@ -72,7 +72,15 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
         "proposals": "foreground",
     }
     assert panel.proposals_combo.currentText() == "foreground head"
+    panel.box.setChecked(True)  # open the panel (a closed one disables every control)
     assert not panel.points_spin.isEnabled()
+    assert panel.zoom_combo.isEnabled() and panel.zoom_combo.currentData() == 0  # auto
+    panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(2))
+    assert panel.grid_params()["head_zoom"] == 2
+    panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("grid"))
+    assert not panel.zoom_combo.isEnabled() and "head_zoom" not in panel.grid_params()
+    panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("foreground"))
+    panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(0))
     shown_thresholds = panel.filter_params()
     for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
         assert shown_thresholds[name] == pytest.approx(defaults[name])
@@ -82,7 +90,7 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
         iou > 0.5
         for iou in (best_overlap_iou(found, scene.labels == i) for i in np.unique(scene.labels)[1:])
     )
-    assert matched >= 0.8 * scene.labels.max()  # measured 60 of 64 (84 objects kept)
+    assert matched >= 0.8 * scene.labels.max()  # measured 59 of 64 (79 objects kept)
     ids, areas = np.unique(scene.labels[scene.labels > 0], return_counts=True)
     label = int(ids[np.argsort(areas)[len(areas) // 2]])  # a median-sized nucleus
     y, x = interior_point_yx(scene.labels == label, edge_is_background=False)

@@ -47,6 +47,14 @@ from ._workers import Job, notify_error
 logger = logging.getLogger(__name__)
 EVERYTHING = "SegAny everything"
 PROPOSAL_CHOICES = (("point grid", "grid"), ("foreground head", "foreground"))
+# (text, head_zoom) of the foreground head's zoom (core.seeds.find_objects)
+ZOOM_CHOICES = (
+    ("auto", 0),
+    ("none (whole plane)", 1),
+    ("2 x 2 tiles", 2),
+    ("3 x 3 tiles", 3),
+    ("4 x 4 tiles", 4),
+)
 RESELECT_MS = 300
 
 
@@ -104,6 +112,7 @@ class EverythingPanel(QObject):
         self.points_spin.valueChanged.connect(self._grid_changed)
         self.proposals_combo.currentIndexChanged.connect(self._grid_changed)
         self.proposals_combo.currentIndexChanged.connect(self._show_grid_size)
+        self.zoom_combo.currentIndexChanged.connect(self._grid_changed)
         self.slice_button.clicked.connect(lambda: self.segment(stack=False))
         self.stack_button.clicked.connect(lambda: self.segment(stack=True))
 
@@ -123,6 +132,14 @@ class EverythingPanel(QObject):
             "where the objects come from: SAM's grid of point prompts, or the objects "
             "of the model's foreground head (the built-in model's default; its point "
             "grid works best at pred IoU 0.45, stability 0, box NMS 0.02)"
+        )
+        self.zoom_combo = QComboBox()
+        for text, value in ZOOM_CHOICES:
+            self.zoom_combo.addItem(text, value)
+        self.zoom_combo.setToolTip(
+            "foreground head: find small objects on enlarged tiles of the slice; 'auto' "
+            "zooms in where the slice's objects are a few pixels across in the model's "
+            "512 px frame (prompts snap to the objects 'auto' finds)"
         )
         self.points_spin = QSpinBox()
         self.points_spin.setRange(1, 128)
@@ -148,6 +165,7 @@ class EverythingPanel(QObject):
         self.summary.setWordWrap(True)
         for label, item in (
             ("proposals", self.proposals_combo),
+            ("zoom", self.zoom_combo),
             ("points per side", self.points_spin),
             ("pred IoU thresh", self.iou_spin),
             ("stability thresh", self.stability_spin),
@@ -181,6 +199,8 @@ class EverythingPanel(QObject):
             params["clicked_component_only"] = True
         if self.proposals_combo.currentData() != "grid":
             params["proposals"] = self.proposals_combo.currentData()
+            if self.zoom_combo.currentData():
+                params["head_zoom"] = self.zoom_combo.currentData()
         return params
 
     def use_model_defaults(self, session: Any) -> None:
@@ -212,6 +232,9 @@ class EverythingPanel(QObject):
             self.proposals_combo.findData(chosen.get("proposals", "grid") if has_head else "grid")
         )
         self.proposals_combo.blockSignals(False)
+        self.zoom_combo.blockSignals(True)
+        self.zoom_combo.setCurrentIndex(self.zoom_combo.findData(chosen.get("head_zoom", 0)))
+        self.zoom_combo.blockSignals(False)
         self._show_grid_size()
 
     def _foreground_choice(self) -> Any:
@@ -219,8 +242,10 @@ class EverythingPanel(QObject):
         return self.proposals_combo.model().item(self.proposals_combo.findData("foreground"))
 
     def _show_grid_size(self, *_: Any) -> None:
-        """Points per side only matters for the point grid."""
-        self.points_spin.setEnabled(self.proposals_combo.currentData() == "grid")
+        """Points per side only matters for the point grid, the zoom for the head."""
+        grid = self.proposals_combo.currentData() == "grid"
+        self.points_spin.setEnabled(grid)
+        self.zoom_combo.setEnabled(not grid)
 
     def filter_params(self) -> dict:
         """Thresholds shown in the panel (the cheap phase)."""

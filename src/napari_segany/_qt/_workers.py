@@ -97,10 +97,10 @@ def embed_cancellable(
     """
     from napari_segany.core.cancel import image_encoder_of, stop_on
 
-    with stop_on(image_encoder_of(segany), cancel_event):
+    with stop_on(image_encoder_of(segany), cancel_event):  # zoomed tiles too
         embedding = segany.embed(plane, contrast_limits=contrast_limits)
-    if getattr(segany, "snap_to_objects", False):
-        segany.head_objects(embedding)
+        if getattr(segany, "snap_to_objects", False):
+            segany.head_objects(plane, contrast_limits=contrast_limits)
     return embedding
 
 

@@ -34,7 +34,7 @@ from scipy import ndimage
 from . import seeds
 from ._memory import release_freed_memory
 from .embeddings import Embedding
-from .errors import InputError
+from .errors import InputError, NoImageError
 from .everything_select import EverythingResult, FilterParams, select
 from .grid_decoder import GridDecoder
 from .mask_ops import (
@@ -45,7 +45,6 @@ from .mask_ops import (
     encode_runs,
     masks_to_boxes,
 )
-from .model.foreground_head import FOREGROUND
 from .predictor import Predictor, iter_upscaled_logits, upscale_logits
 from .progress import Progress, drain
 
@@ -70,6 +69,9 @@ class GridParams:
     the default) or ``"foreground"``: the objects of a seeded watershed on the model's
     foreground head (:mod:`~napari_segany.core.seeds`; models with a head only, i.e.
     the built-in model, whose default it is; no crops; ``points_per_side`` unused).
+    ``head_zoom`` (foreground proposals only): 0 chooses per plane whether to find the
+    objects on enlarged tiles, where they are small (:func:`.seeds.find_objects`); 1 to
+    4 fixes the tiles per side (1: the whole plane at once).
     """
 
     points_per_side: int = 32
@@ -80,6 +82,7 @@ class GridParams:
     crop_n_points_downscale_factor: int = 1
     clicked_component_only: bool = False
     proposals: str = "grid"
+    head_zoom: int = 0
 
     def __post_init__(self) -> None:
         if self.proposals not in PROPOSALS:
@@ -89,6 +92,7 @@ class GridParams:
                 "proposals='foreground' works on the whole plane: set crop_n_layers=0 "
                 "(or use proposals='grid' for crops)."
             )
+        seeds.check_zoom(self.head_zoom)
         _check_int(self.points_per_side, "points_per_side", 1)
         if self.points_per_batch is not None:
             _check_int(self.points_per_batch, "points_per_batch", 1)
@@ -218,7 +222,7 @@ class GridCandidates:
 
 def decode_grid(
     predictor: Predictor,
-    rgb_uint8: np.ndarray,
+    rgb_uint8: np.ndarray | None,
     params: GridParams | None = None,
     embedding: Embedding | None = None,
     embed: Callable[[np.ndarray], Embedding] | None = None,
@@ -228,9 +232,10 @@ def decode_grid(
     Parameters
     ----------
     predictor : Predictor
-    rgb_uint8 : numpy.ndarray, (H, W, 3) uint8
-        The plane as the model sees it (``core.image.to_model_rgb``); crops are cut
-        from it.
+    rgb_uint8 : numpy.ndarray, (H, W, 3) uint8, or None
+        The plane as the model sees it (``core.image.to_model_rgb``); crops and the
+        foreground head's zoomed tiles are cut from it. None (only the embedding is
+        known, which it then must be): no crops, no zoom.
     params : GridParams, optional
     embedding : Embedding, optional
         The plane's embedding if already computed (e.g. cached); else it is computed.
@@ -249,7 +254,17 @@ def decode_grid(
     """
     params = params or GridParams()
     embed = embed or predictor.embed
-    image_hw = (int(rgb_uint8.shape[0]), int(rgb_uint8.shape[1]))
+    if rgb_uint8 is None:
+        if embedding is None or params.crop_n_layers > 0:
+            raise NoImageError(
+                "Crops are cut from the image: call set_image(plane) instead of "
+                "set_embedding(...) to use crop_n_layers > 0."
+                if embedding is not None
+                else "Everything mode needs the plane or its embedding."
+            )
+        image_hw = tuple(int(v) for v in embedding.original_hw)
+    else:
+        image_hw = (int(rgb_uint8.shape[0]), int(rgb_uint8.shape[1]))
     if embedding is not None and tuple(embedding.original_hw) != image_hw:
         raise InputError(
             f"The embedding is for a {embedding.original_hw} plane but the image is "
@@ -295,18 +310,23 @@ def _foreground_candidates(
     embed: Callable[[np.ndarray], Embedding],
 ) -> Generator[Progress, None, GridCandidates]:
     """``proposals="foreground"``: the objects of :mod:`.seeds` as candidates, one per
-    object, in the whole-plane crop."""
+    object, in the whole-plane crop (zoomed tiles, if any, are embedded with
+    ``predictor.embed``, not through the cache)."""
     predictor.model.require_foreground_head()  # before the embedding is computed
     yield Progress(0, 2, "embedding")
     if embedding is None:
         embedding = embed(rgb_uint8)
     yield Progress(1, 2, "foreground head")
-    logits = seeds.head_logits(predictor.model, embedding)
+    found = seeds.find_objects(
+        predictor.model, embedding, rgb_uint8, predictor.embed, params.head_zoom
+    )
+    labels, seeds_yx = found.labels, found.seeds_yx
     height, width = embedding.original_hw
-    labels, seeds_yx = seeds.plane_objects(logits, embedding)
     count = len(seeds_yx)
     offset = float(params.stability_score_offset)
-    mean_probability, confident = seeds.object_scores(logits[FOREGROUND], labels, count, offset)
+    mean_probability, confident = seeds.object_scores(
+        found.foreground_logits, labels, count, offset
+    )
     edges, offsets = seeds.label_runs(labels, count)
     boxes = np.zeros((count, 4), np.int64)
     for index, found in enumerate(ndimage.find_objects(labels, count)):

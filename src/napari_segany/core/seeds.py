@@ -20,9 +20,21 @@ overlapping), so everything mode's selection, stacks and widget serve them uncha
 share of its pixels whose foreground logit exceeds ``stability_score_offset``, and
 ``points_xy`` its most interior pixel. Thresholds were chosen on generated calibration
 scenes (``training/calibrate_everything.py --proposals foreground``).
+
+**Zoom.** The head predicts 8 x 8 model-frame pixels per embedding cell, so nuclei a
+few pixels across in the model frame merge or vanish. :func:`find_objects` first runs
+the head on the whole plane; where the foreground says the objects are small
+(:func:`typical_radius` below the radii of :data:`ZOOM_STEPS`), it runs the head again
+on ``zoom x zoom`` tiles of the plane, each enlarged into the model frame (with a
+margin of :data:`ZOOM_MARGIN` of the plane for context), and finds the objects on the
+stitched logits. The zoom and its radii were chosen on calibration scenes
+(``training/calibrate_zoom.py``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -31,15 +43,52 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from .embeddings import Embedding
+from .errors import InputError
 from .mask_ops import clip_masks_to_boxes, point_pixels
 from .model.foreground_head import BORDER, FOREGROUND
 from .model.sam import Sam
 
 SEED_FOREGROUND_LOGIT = 0.5
 SEED_BORDER_LOGIT = -1.0
-MIN_SEED_AREA = 4  # model-frame pixels
-EXTENT_LOGIT = -0.5  # objects grow a little past the head's 50 % foreground line
-CLICK_AGREEMENT_IOU = 0.5  # training/calibrate_snap.py
+# seeds and extent: training/calibrate_everything.py --proposals foreground --images 24
+MIN_SEED_AREA = 16  # model-frame pixels (of the zoomed tiles where zoomed)
+EXTENT_LOGIT = 0.5  # objects grow over the pixels the head is 62 % sure of
+# 0: a click on an object always takes it (training/calibrate_snap.py; 0.5 before zoom)
+CLICK_AGREEMENT_IOU = 0.0
+CLICK_BOX_GROWTH = 0.1  # a snapped click's object is cut to its mask's box grown by this
+# zoom: (typical radius in model-frame pixels below which, zoom), largest zoom first;
+# typical radius: the ZOOM_PERCENTILE-th percentile of the foreground pixels' distance
+# to the background (training/calibrate_zoom.py)
+ZOOM_STEPS = ((4.0, 4), (5.0, 3), (10.0, 2))
+ZOOM_PERCENTILE = 95
+ZOOM_MARGIN = 1 / 16  # of the plane's height and width, around each tile
+MAX_ZOOM = 4
+AUTO_ZOOM = 0
+
+
+@dataclass
+class PlaneObjects:
+    """The head's objects on one plane.
+
+    Attributes
+    ----------
+    labels : numpy.ndarray, (H, W) int32
+        0 background, objects 1..K.
+    seeds_yx : numpy.ndarray, (K, 2) float64
+        Most interior pixel centre of each object's seed.
+    foreground_logits : numpy.ndarray, (H, W) float32
+        The head's foreground logits the objects were found on.
+    zoom : int
+        1 (the whole plane at once) or the tiles per side it was found with.
+    """
+
+    labels: np.ndarray
+    seeds_yx: np.ndarray
+    foreground_logits: np.ndarray
+    zoom: int
+
+    def __len__(self) -> int:
+        return len(self.seeds_yx)
 
 
 def head_logits(model: Sam, embedding: Embedding) -> np.ndarray:
@@ -119,13 +168,159 @@ def seeded_objects(
     return labels, np.asarray(peaks, np.float64).reshape(-1, 2) + 0.5
 
 
-def plane_objects(logits: np.ndarray, embedding: Embedding) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`seeded_objects` of :func:`head_logits`, with :data:`MIN_SEED_AREA`
-    (model-frame pixels) converted to the plane's pixels."""
+def plane_objects(
+    logits: np.ndarray, embedding: Embedding, zoom: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`seeded_objects` of :func:`head_logits` (or of :func:`tiled_head_logits`
+    at ``zoom``), with :data:`MIN_SEED_AREA` (model-frame pixels) converted to the
+    plane's pixels."""
     height, width = embedding.original_hw
-    frame_pixels = embedding.input_hw[0] * embedding.input_hw[1]
+    frame_pixels = embedding.input_hw[0] * embedding.input_hw[1] * zoom * zoom
     min_area = max(1, round(MIN_SEED_AREA * height * width / frame_pixels))
     return seeded_objects(logits[FOREGROUND], logits[BORDER], min_area)
+
+
+def frame_scale(embedding: Embedding) -> float:
+    """Model-frame pixels per plane pixel (e.g. 0.5 for a 1024 px plane)."""
+    return embedding.input_hw[0] / embedding.original_hw[0]
+
+
+def typical_radius(foreground_logits: np.ndarray, scale: float) -> float:
+    """How large the head's objects are: the :data:`ZOOM_PERCENTILE`-th percentile of
+    the foreground pixels' distance to the background, in model-frame pixels (0 without
+    foreground).
+
+    Parameters
+    ----------
+    foreground_logits : numpy.ndarray, (H, W)
+        The head's foreground logits at plane resolution.
+    scale : float
+        Model-frame pixels per plane pixel (:func:`frame_scale`).
+    """
+    foreground = foreground_logits > 0
+    if not foreground.any():
+        return 0.0
+    depth = ndimage.distance_transform_edt(foreground)
+    return float(np.percentile(depth[foreground], ZOOM_PERCENTILE)) * scale
+
+
+def zoom_for(radius: float) -> int:
+    """Tiles per side for objects of :func:`typical_radius` ``radius``
+    (:data:`ZOOM_STEPS`); 1 for no foreground at all."""
+    if radius <= 0:
+        return 1
+    for below, zoom in ZOOM_STEPS:
+        if radius < below:
+            return zoom
+    return 1
+
+
+def tile_spans(size: int, zoom: int) -> list[tuple[int, int, int, int]]:
+    """Along one axis: ``(own_start, own_stop, start, stop)`` of each of ``zoom`` tiles;
+    a tile owns ``[own_start, own_stop)`` and is cut with :data:`ZOOM_MARGIN` of
+    ``size`` more on each side (within the plane)."""
+    edges = np.linspace(0, size, zoom + 1).round().astype(int)
+    margin = int(round(ZOOM_MARGIN * size))
+    return [
+        (int(a), int(b), max(0, int(a) - margin), min(size, int(b) + margin))
+        for a, b in zip(edges[:-1], edges[1:])
+    ]
+
+
+def tiled_head_logits(
+    model: Sam, rgb_uint8: np.ndarray, zoom: int, embed: Callable[[np.ndarray], Embedding]
+) -> np.ndarray:
+    """The head's logits of a plane from ``zoom x zoom`` enlarged tiles, stitched.
+
+    Parameters
+    ----------
+    model : Sam
+    rgb_uint8 : numpy.ndarray, (H, W, 3) uint8
+        The plane as the model sees it.
+    zoom : int
+        Tiles per side (>= 2).
+    embed : callable
+        ``rgb -> Embedding`` (e.g. ``Predictor.embed``); tiles bypass the cache.
+
+    Returns
+    -------
+    numpy.ndarray, (2, H, W) float32
+        Each pixel's logits come from the tile that owns it.
+    """
+    height, width = rgb_uint8.shape[:2]
+    logits = np.zeros((2, height, width), np.float32)
+    for own_y0, own_y1, y0, y1 in tile_spans(height, zoom):
+        for own_x0, own_x1, x0, x1 in tile_spans(width, zoom):
+            tile = embed(np.ascontiguousarray(rgb_uint8[y0:y1, x0:x1]))
+            part = head_logits(model, tile)
+            logits[:, own_y0:own_y1, own_x0:own_x1] = part[
+                :, own_y0 - y0 : own_y1 - y0, own_x0 - x0 : own_x1 - x0
+            ]
+    return logits
+
+
+def find_objects(
+    model: Sam,
+    embedding: Embedding,
+    rgb_uint8: np.ndarray | None = None,
+    embed: Callable[[np.ndarray], Embedding] | None = None,
+    zoom: int = AUTO_ZOOM,
+) -> PlaneObjects:
+    """The head's objects on a plane, zoomed in where they are small (module docstring).
+
+    Parameters
+    ----------
+    model : Sam
+        A model with a foreground head.
+    embedding : Embedding
+        The whole plane's embedding.
+    rgb_uint8 : numpy.ndarray, (H, W, 3) uint8, optional
+        The plane as the model sees it; without it (or without ``embed``) the plane is
+        not zoomed.
+    embed : callable, optional
+        ``rgb -> Embedding`` for the tiles.
+    zoom : int
+        :data:`AUTO_ZOOM` (0): chosen from the whole plane's foreground
+        (:func:`zoom_for` of :func:`typical_radius`); 1 to :data:`MAX_ZOOM`: that many
+        tiles per side.
+
+    Returns
+    -------
+    PlaneObjects
+        Labels (H, W), seeds (K, 2), the foreground logits they were found on and the
+        zoom used.
+
+    Raises
+    ------
+    InputError
+        The model has no foreground head, or ``zoom`` is not 0 to :data:`MAX_ZOOM`.
+    """
+    check_zoom(zoom)
+    if rgb_uint8 is not None and tuple(rgb_uint8.shape[:2]) != tuple(embedding.original_hw):
+        raise InputError(
+            f"The image is {rgb_uint8.shape[:2]} but the embedding is for a "
+            f"{embedding.original_hw} plane."
+        )
+    logits = head_logits(model, embedding)
+    if rgb_uint8 is None or embed is None:
+        zoom = 1
+    elif zoom == AUTO_ZOOM:
+        zoom = zoom_for(typical_radius(logits[FOREGROUND], frame_scale(embedding)))
+    if zoom > 1:
+        logits = tiled_head_logits(model, rgb_uint8, zoom, embed)
+    labels, seeds_yx = plane_objects(logits, embedding, zoom)
+    return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], zoom)
+
+
+def check_zoom(zoom) -> None:
+    """An ``InputError`` unless ``zoom`` is an integer from 0 (automatic) to
+    :data:`MAX_ZOOM`."""
+    whole_number = isinstance(zoom, int | np.integer) and not isinstance(zoom, bool)
+    if not whole_number or not 0 <= zoom <= MAX_ZOOM:
+        raise InputError(
+            f"head_zoom must be an integer from 0 (automatic) to {MAX_ZOOM} (tiles per "
+            f"side), got {zoom!r}."
+        )
 
 
 def label_runs(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,14 +373,16 @@ def snap_to_objects(
     point_labels: np.ndarray | None,
     boxes_yxyx: np.ndarray | None,
     agreement_iou: float = CLICK_AGREEMENT_IOU,
+    box_growth: float | None = CLICK_BOX_GROWTH,
 ) -> np.ndarray:
     """Answer a prompt with the object of the foreground head it designates.
 
     - Clicks without a box: when every positive click falls on the same object, no
       negative click does, and the best-scored mask agrees with the object (IoU at
-      least ``agreement_iou``), that mask becomes the object; the object
-      then mends the mask's rim and leaks, while a head that merged neighbours or
-      split the nucleus leaves the decoder's mask. The other candidates stay the
+      least ``agreement_iou``; by default any mask does), that mask becomes the
+      object, cut to the mask's bounding box grown by ``box_growth`` of its sides on
+      each side (where the head merged the nucleus with a neighbour, the
+      decoder's extent cuts the neighbour off). The other candidates stay the
       decoder's, to cycle through.
     - Boxes without clicks: each mask becomes the object that most of its pixels fall
       on, cut to the box (so it never reaches past the box drawn).
@@ -204,6 +401,9 @@ def snap_to_objects(
         (4,) or (N, 4) boxes.
     agreement_iou : float
         Default :data:`CLICK_AGREEMENT_IOU`, chosen on calibration scenes.
+    box_growth : float or None
+        Default :data:`CLICK_BOX_GROWTH`, chosen on calibration scenes; None: a
+        snapped click's object is not cut.
 
     Returns
     -------
@@ -223,8 +423,12 @@ def snap_to_objects(
             flat = snapped.reshape((-1,) + masks.shape[-3:])
             best = np.asarray(scores).reshape(len(flat), -1).argmax(axis=1)
             for index, candidate in enumerate(best):
-                if _iou(flat[index, candidate], found) >= agreement_iou:
-                    flat[index, candidate] = found
+                mask = flat[index, candidate]
+                if _iou(mask, found) >= agreement_iou:
+                    cut = found
+                    if box_growth is not None:
+                        cut = _cut_to_grown_box(found, mask, box_growth)
+                    flat[index, candidate] = cut
         return snapped
     if boxes_yxyx is not None and points_yx is None:
         boxes = np.asarray(boxes_yxyx, dtype=np.float64).reshape(-1, 4)
@@ -237,6 +441,25 @@ def snap_to_objects(
                     found = (objects == votes.argmax())[None]
                     stacked[index, candidate] = clip_masks_to_boxes(found, box)[0]
     return snapped
+
+
+def _cut_to_grown_box(found: np.ndarray, mask: np.ndarray, growth: float) -> np.ndarray:
+    """``found`` cut to ``mask``'s bounding box grown by ``growth`` of its height and
+    width on each side (``found`` whole if ``mask`` is empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return found
+    cols = np.flatnonzero(mask.any(axis=0))
+    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    box_yxyx = np.array(
+        [
+            rows[0] - growth * height,
+            cols[0] - growth * width,
+            rows[-1] + growth * height,
+            cols[-1] + growth * width,
+        ]
+    )
+    return clip_masks_to_boxes(found[None], box_yxyx)[0]
 
 
 def _iou(first: np.ndarray, second: np.ndarray) -> float:
