@@ -74,7 +74,7 @@ class DiscSession:
         self._embedding = self.embed(image, contrast_limits, channels)
         return self._embedding
 
-    def set_embedding(self, embedding: FakeEmbedding) -> None:
+    def set_embedding(self, embedding: FakeEmbedding, image=None, contrast_limits=None) -> None:
         self._embedding = embedding
 
     def segment(self, points_yx=None, labels=None, box_yxyx=None, multimask=True, **_):

@@ -134,9 +134,9 @@ def test_everything_defaults_fill_in_what_a_call_does_not_give(session):
     session.set_image(_plane())
     session.everything_defaults = {**LOOSE, "points_per_side": 3}
     session.segment_everything()
-    assert len(session._everything[2]) == 3 * 9  # the default grid: 3 x 3 points
+    assert len(session._everything[3]) == 3 * 9  # the default grid: 3 x 3 points
     session.segment_everything(points_per_side=2)  # a call's own value wins
-    assert len(session._everything[2]) == 3 * 4
+    assert len(session._everything[3]) == 3 * 4
     assert session._everything[1].clicked_component_only is False
     session.clicked_component_only = True  # the session's rule reaches everything mode
     session.segment_everything(points_per_side=2)

@@ -17,6 +17,7 @@ from training.evaluate_builtin import best_overlap_iou
 from napari_segany import SegAny
 from napari_segany._sample_data import nuclei_scene_2d
 from napari_segany.core.automatic import GridParams, decode_grid
+from napari_segany.core.errors import ImageError
 from napari_segany.core.image import to_model_rgb
 from napari_segany.core.mask_ops import keep_clicked_components, masks_to_boxes
 from napari_segany.core.progress import drain
@@ -311,3 +312,13 @@ def test_small_nuclei_are_found_on_zoomed_tiles(builtin):
     # with only the embedding, nothing can be zoomed: the whole plane at once
     builtin.set_embedding(embedding)
     np.testing.assert_array_equal(builtin.segment_everything().labels > 0, fixed.labels > 0)
+    # given with its plane (as the widget gives it), the embedding is zoomed as before
+    builtin._objects = []
+    builtin.set_embedding(embedding, scene.image)
+    assert not builtin.head_objects_known(scene.image)
+    np.testing.assert_array_equal(builtin.head_objects(), automatic.labels)
+    assert builtin.head_objects_known(scene.image)
+    assert len(builtin.segment_everything().objects) == automatic.labels.max()
+    with pytest.raises(ImageError, match="embedding is for a"):
+        builtin.set_embedding(embedding, scene.image[:100])
+    assert builtin.embedding is embedding  # unchanged by the refused call

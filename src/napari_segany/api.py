@@ -23,7 +23,7 @@ import xxhash
 from .core import seeds
 from .core.automatic import GridCandidates, GridParams, decode_grid, everything_params
 from .core.embeddings import Embedding, EmbeddingCache
-from .core.errors import InputError, NoImageError
+from .core.errors import ImageError, InputError, NoImageError
 from .core.everything_select import EverythingResult
 from .core.everything_stack import StackResult, segment_everything_stack
 from .core.image import to_model_rgb, validate_plane
@@ -187,8 +187,9 @@ class SegAny:
         self._embedding: Embedding | None = None
         self._source: tuple | None = None  # (image, contrast_limits, channels) of the plane
         self._rgb: np.ndarray | None = None  # its model RGB, made when needed
-        # (embedding, GridParams, GridCandidates) of the last everything-mode decoding
-        self._everything: tuple[Embedding, GridParams, GridCandidates] | None = None
+        # (embedding, GridParams, whether the plane was known, GridCandidates) of the last
+        # everything-mode decoding
+        self._everything: tuple[Embedding, GridParams, bool, GridCandidates] | None = None
         # (embedding, (H, W) int32) the foreground head's objects of recent planes
         self._objects: list[tuple[Embedding, np.ndarray]] = []
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
@@ -271,15 +272,51 @@ class SegAny:
         self._source, self._rgb = (image, contrast_limits, channels), None
         return self._embedding
 
-    def set_embedding(self, embedding: Embedding) -> None:
+    def set_embedding(
+        self,
+        embedding: Embedding,
+        image: np.ndarray | None = None,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+    ) -> None:
         """Make a precomputed :class:`Embedding` (e.g. from :meth:`embed`) current.
 
-        Everything mode with crops then needs :meth:`set_image` (crops are cut from the
-        image itself), and the foreground head's objects are found without zoom
-        (``head_zoom``, see :meth:`head_objects`).
+        Parameters
+        ----------
+        embedding : Embedding
+        image : array-like, optional
+            The plane it is the embedding of (``contrast_limits`` and ``channels`` as
+            in :meth:`set_image`; not embedded again). Without it, everything mode
+            with crops needs :meth:`set_image` (crops are cut from the image itself),
+            and the foreground head's objects are found on the whole plane, never
+            zoomed (``head_zoom``, see :meth:`head_objects`).
+
+        Raises
+        ------
+        ImageError
+            ``image`` is not a valid plane of the embedding's shape.
         """
+        if image is not None:
+            validate_plane(np.asarray(image), contrast_limits, channels)
+            shape = tuple(np.asarray(image).shape[:2])
+            if shape != tuple(embedding.original_hw):
+                raise ImageError(
+                    f"The image is {shape} but the embedding is for a "
+                    f"{tuple(embedding.original_hw)} plane; pass the plane it was made from."
+                )
+            self._embedding = embedding
+            self._source, self._rgb = (image, contrast_limits, channels), None
+            return
         self._embedding = embedding
         self._source, self._rgb = None, None
+
+    def head_objects_known(
+        self, image: np.ndarray, contrast_limits=None, channels: Sequence[int] | None = None
+    ) -> bool:
+        """Whether :meth:`head_objects` of this plane would return at once: its
+        embedding is cached and its objects are among those kept (no model runs)."""
+        embedding = self.cache.get(self.embedding_key(image, contrast_limits, channels))
+        return embedding is not None and any(known is embedding for known, _ in self._objects)
 
     def segment(
         self,
@@ -423,12 +460,12 @@ class SegAny:
         if self._embedding is None:
             raise NoImageError("No image set: call set_image(plane) before segment_everything().")
         grid, filters = everything_params(**self.everything_parameters(**params))
-        cached = self._everything
-        if cached is None or cached[0] is not self._embedding or cached[1] != grid:
+        cached, has_image = self._everything, self._source is not None  # zoom needs it
+        if cached is None or cached[0] is not self._embedding or cached[1:3] != (grid, has_image):
             self._everything = None  # free the old candidates before decoding new ones
             steps = decode_grid(self.predictor, self._model_rgb(), grid, self._embedding)
-            self._everything = (self._embedding, grid, drain(steps, on_progress))
-        return self._everything[2].select(filters)
+            self._everything = (self._embedding, grid, has_image, drain(steps, on_progress))
+        return self._everything[3].select(filters)
 
     def everything_parameters(self, **params) -> dict:
         """The everything-mode parameters a call with ``params`` runs with.

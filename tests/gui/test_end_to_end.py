@@ -128,3 +128,36 @@ def test_the_embedding_job_finds_the_head_objects_ahead():
     decoder_only = SegAny(device="cpu", precision="fp32", snap_to_objects=False)
     embed_cancellable(decoder_only, plane, None, threading.Event())
     assert decoder_only._objects == []  # nothing found where nothing snaps
+
+
+def test_a_cached_plane_finds_its_head_objects_in_the_job_not_the_prompt(
+    viewer_widget, monkeypatch
+):
+    """Planes embedded ahead (Compute all slices) have no head objects yet: the first
+    prompt finds them with the plane (so they are zoomed as everything mode's are)
+    in the embedding job, not on the main thread in the prediction."""
+    from napari_segany import SegAny, _layers
+    from napari_segany._sample_data import nuclei_scene_2d
+
+    session = SegAny(device="cpu", precision="fp32")
+    plane = nuclei_scene_2d().image
+    viewer, widget, image = viewer_widget(plane, session=session)
+    limits = _layers.contrast_of(image)
+    session.embed(plane, contrast_limits=limits)  # cached (the widget may embed ahead)
+    session._objects = []  # as after Compute all slices: objects not found
+    assert not session.head_objects_known(plane, limits)
+    found_by = []
+    find = SegAny.head_objects
+
+    def spy(self, image=None, *args, **kwargs):
+        found_by.append("job" if image is not None else "prediction")
+        return find(self, image, *args, **kwargs)
+
+    monkeypatch.setattr(SegAny, "head_objects", spy)
+    viewer.layers[PROMPTS].add([100, 100])
+    widget.prompts.timer.stop()
+    widget.prompts.refresh()
+    assert found_by[0] == "job" and session.head_objects_known(plane, limits)
+    assert viewer.layers[PREVIEW].data.any()
+    # the prediction reused them (the plane was passed along with its embedding)
+    assert session._source is not None and session._source[0] is plane

@@ -181,6 +181,10 @@ class PromptController(QObject):
         """True if the plane is embedded; else start embedding it (at most one job)."""
         try:
             cached = session.embedding_key(request.plane, request.limits) in session.cache
+            if cached and getattr(session, "snap_to_objects", False):
+                # prompts snap to the head's objects: find them in the job too (zoomed
+                # tiles can take seconds), not on the main thread
+                cached = session.head_objects_known(request.plane, request.limits)
         except SegAnyError as error:
             notify_error(error, f"image '{request.image.name}'")
             return False
@@ -234,7 +238,7 @@ class PromptController(QObject):
 
     def _predict(self, request: Request, embedding: Any) -> None:
         session = self.widget.segany
-        session.set_embedding(embedding)
+        session.set_embedding(embedding, request.plane, request.limits)
         try:
             objects = predict_objects(session, request.points_yx, request.labels, request.boxes)
         except Exception as error:
