@@ -270,9 +270,9 @@ def test_a_box_mask_becomes_its_main_object_cut_to_the_box():
 
 
 def test_tiles_own_every_pixel_once_and_reach_a_margin_past_it():
-    for size, zoom in ((100, 2), (97, 3), (512, 4), (7, 4)):
+    for size, zoom in ((100, 2), (97, 3), (512, 4), (7, 4), (3, 4), (1, 2)):
         spans = seeds.tile_spans(size, zoom)
-        assert len(spans) == zoom
+        assert len(spans) == min(zoom, size)  # a thin plane gets no empty tile
         owned = np.zeros(size, int)
         margin = round(seeds.ZOOM_MARGIN * size)
         for own_start, own_stop, start, stop in spans:
@@ -350,3 +350,13 @@ def test_bad_zooms_and_mismatched_images_are_refused():
             GridParams(proposals="foreground", head_zoom=zoom)
     with pytest.raises(InputError, match="embedding is for a"):
         seeds.find_objects(predictor.model, embedding, rgb[:32], predictor.embed)
+
+
+def test_thin_planes_can_be_zoomed():
+    predictor = Predictor(_headed_model(), device="cpu")
+    rgb = np.random.default_rng(5).integers(0, 255, (3, 300, 3), dtype=np.uint8)
+    embedding = predictor.embed(rgb)
+    found = seeds.find_objects(predictor.model, embedding, rgb, predictor.embed, zoom=4)
+    assert found.zoom == 4 and found.labels.shape == (3, 300)
+    candidates = drain(decode_grid(predictor, rgb, GridParams(proposals="foreground", head_zoom=4)))
+    assert candidates.image_hw == (3, 300)

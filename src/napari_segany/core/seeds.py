@@ -216,14 +216,16 @@ def zoom_for(radius: float) -> int:
 
 
 def tile_spans(size: int, zoom: int) -> list[tuple[int, int, int, int]]:
-    """Along one axis: ``(own_start, own_stop, start, stop)`` of each of ``zoom`` tiles;
-    a tile owns ``[own_start, own_stop)`` and is cut with :data:`ZOOM_MARGIN` of
-    ``size`` more on each side (within the plane)."""
+    """Along one axis: ``(own_start, own_stop, start, stop)`` of each of ``zoom`` tiles
+    (fewer on an axis of fewer than ``zoom`` pixels: no tile is empty); a tile owns
+    ``[own_start, own_stop)`` and is cut with :data:`ZOOM_MARGIN` of ``size`` more on
+    each side (within the plane)."""
     edges = np.linspace(0, size, zoom + 1).round().astype(int)
     margin = int(round(ZOOM_MARGIN * size))
     return [
         (int(a), int(b), max(0, int(a) - margin), min(size, int(b) + margin))
         for a, b in zip(edges[:-1], edges[1:])
+        if b > a
     ]
 
 
