@@ -105,8 +105,7 @@ def _zoom(session: SegAny) -> int:
     from napari_segany.core import seeds
 
     logits = seeds.head_logits(session.predictor.model, session.embedding)
-    radius = seeds.typical_radius(logits[0], seeds.frame_scale(session.embedding))
-    return seeds.zoom_for(radius)
+    return seeds.auto_zoom(logits[0], session.embedding)
 
 
 if __name__ == "__main__":

@@ -112,21 +112,6 @@ def object_iou(truth: np.ndarray, found: np.ndarray) -> float:
     return float(np.mean(scores)) if scores.size else 1.0
 
 
-def zoomed_logits(session: SegAny, image: np.ndarray, zoom: int) -> tuple[np.ndarray, int]:
-    """The head's logits of a plane as ``seeds.find_objects`` finds its objects at
-    ``zoom`` (0: automatic), and the zoom used."""
-    model = session.predictor.model
-    session.set_image(image)
-    embedding = session.embedding
-    logits = seeds.head_logits(model, embedding)
-    if zoom == seeds.AUTO_ZOOM:
-        zoom = seeds.zoom_for(seeds.typical_radius(logits[0], seeds.frame_scale(embedding)))
-    if zoom > 1:
-        rgb = to_model_rgb(image)
-        logits = seeds.tiled_head_logits(model, rgb, zoom, session.predictor.embed)
-    return logits, zoom
-
-
 def sweep_foreground(session: SegAny, n_images: int, zoom: int = seeds.AUTO_ZOOM) -> dict:
     """Mean (F1, precision, recall) per seed-threshold combination of
     ``proposals="foreground"`` (objects found at ``zoom``, 0: automatic), and the
@@ -135,7 +120,10 @@ def sweep_foreground(session: SegAny, n_images: int, zoom: int = seeds.AUTO_ZOOM
     seconds = []
     for scene in calibration_scenes(n_images):
         started = time.perf_counter()
-        logits, used = zoomed_logits(session, scene.image, zoom)
+        session.set_image(scene.image)
+        rgb, embed = to_model_rgb(scene.image), session.predictor.embed
+        model = session.predictor.model
+        logits, used = seeds.plane_logits(model, session.embedding, rgb, embed, zoom)
         seconds.append(time.perf_counter() - started)
         frame = session.embedding.input_hw
         scale = scene.labels.size / (frame[0] * frame[1] * used * used)

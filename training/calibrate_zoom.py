@@ -25,7 +25,6 @@ import warnings
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from napari_segany.api import SegAny
 from napari_segany.core import seeds
@@ -41,15 +40,6 @@ RADIUS_3 = (0.0, 3.0, 4.0, 5.0, 6.0)  # zoom 3 below this (0: never)
 RADIUS_4 = (0.0, 2.0, 3.0, 4.0)  # zoom 4 below this (0: never)
 
 
-def radii(foreground_logits: np.ndarray, scale: float) -> dict[int, float]:
-    """The distance-to-background percentiles of :func:`seeds.typical_radius`."""
-    foreground = foreground_logits > 0
-    if not foreground.any():
-        return {q: 0.0 for q in PERCENTILES}
-    depth = ndimage.distance_transform_edt(foreground)[foreground]
-    return {q: float(np.percentile(depth, q)) * scale for q in PERCENTILES}
-
-
 def measure(session: SegAny, n_images: int) -> list[dict]:
     """Per scene: radii, and (F1, object IoU) at each fixed zoom."""
     model, rows = session.predictor.model, []
@@ -58,7 +48,8 @@ def measure(session: SegAny, n_images: int) -> list[dict]:
         embedding = session.predictor.embed(rgb)
         logits = seeds.head_logits(model, embedding)
         row = {"kind": scene.kind, "objects": int(scene.labels.max())}
-        row["radius"] = radii(logits[FOREGROUND], seeds.frame_scale(embedding))
+        scale = seeds.frame_scale(embedding)
+        row["radius"] = {q: seeds.typical_radius(logits[FOREGROUND], scale, q) for q in PERCENTILES}
         for zoom in range(1, seeds.MAX_ZOOM + 1):
             found = seeds.find_objects(model, embedding, rgb, session.predictor.embed, zoom)
             f1 = matching_f1(scene.labels, found.labels)[0]

@@ -297,6 +297,8 @@ def test_typical_radius_of_a_disc_is_its_depth_percentile_in_the_model_frame():
     depth = 80 * (1 - np.sqrt(1 - seeds.ZOOM_PERCENTILE / 100))
     assert seeds.typical_radius(logits, 1.0) == pytest.approx(depth, rel=0.03)
     assert seeds.typical_radius(logits, 0.25) == pytest.approx(depth / 4, rel=0.03)
+    median = 80 * (1 - np.sqrt(0.5))
+    assert seeds.typical_radius(logits, 1.0, percentile=50) == pytest.approx(median, rel=0.03)
     assert seeds.typical_radius(np.full((9, 9), -1.0), 1.0) == 0.0
 
 
@@ -333,8 +335,10 @@ def test_find_objects_zooms_as_asked_or_as_the_foreground_says():
     area = max(1, round(seeds.MIN_SEED_AREA * (128 / 512) ** 2 / 9))
     np.testing.assert_array_equal(found.labels, seeds.seeded_objects(*tiled, area)[0])
     automatic = seeds.find_objects(model, embedding, rgb, embed)
-    scale = seeds.frame_scale(embedding)
-    assert automatic.zoom == seeds.zoom_for(seeds.typical_radius(whole[0], scale))
+    assert automatic.zoom == seeds.auto_zoom(whole[0], embedding)
+    logits, zoom = seeds.plane_logits(model, embedding, rgb, embed)
+    assert zoom == automatic.zoom
+    np.testing.assert_array_equal(logits[0], automatic.foreground_logits)
     # without the image (only an embedding) there is nothing to zoom in on
     assert seeds.find_objects(model, embedding, None, embed).zoom == 1
 

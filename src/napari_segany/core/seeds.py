@@ -44,7 +44,7 @@ from skimage.segmentation import watershed
 
 from .embeddings import Embedding
 from .errors import InputError
-from .mask_ops import clip_masks_to_boxes, point_pixels
+from .mask_ops import clip_masks_to_boxes, masks_to_boxes, point_pixels
 from .model.foreground_head import BORDER, FOREGROUND
 from .model.sam import Sam
 
@@ -86,9 +86,6 @@ class PlaneObjects:
     seeds_yx: np.ndarray
     foreground_logits: np.ndarray
     zoom: int
-
-    def __len__(self) -> int:
-        return len(self.seeds_yx)
 
 
 def head_logits(model: Sam, embedding: Embedding) -> np.ndarray:
@@ -185,10 +182,12 @@ def frame_scale(embedding: Embedding) -> float:
     return embedding.input_hw[0] / embedding.original_hw[0]
 
 
-def typical_radius(foreground_logits: np.ndarray, scale: float) -> float:
-    """How large the head's objects are: the :data:`ZOOM_PERCENTILE`-th percentile of
-    the foreground pixels' distance to the background, in model-frame pixels (0 without
-    foreground).
+def typical_radius(
+    foreground_logits: np.ndarray, scale: float, percentile: float = ZOOM_PERCENTILE
+) -> float:
+    """How large the head's objects are: the ``percentile``-th percentile (default
+    :data:`ZOOM_PERCENTILE`) of the foreground pixels' distance to the background, in
+    model-frame pixels (0 without foreground).
 
     Parameters
     ----------
@@ -196,12 +195,19 @@ def typical_radius(foreground_logits: np.ndarray, scale: float) -> float:
         The head's foreground logits at plane resolution.
     scale : float
         Model-frame pixels per plane pixel (:func:`frame_scale`).
+    percentile : float
     """
     foreground = foreground_logits > 0
     if not foreground.any():
         return 0.0
     depth = ndimage.distance_transform_edt(foreground)
-    return float(np.percentile(depth[foreground], ZOOM_PERCENTILE)) * scale
+    return float(np.percentile(depth[foreground], percentile)) * scale
+
+
+def auto_zoom(foreground_logits: np.ndarray, embedding: Embedding) -> int:
+    """The zoom :data:`AUTO_ZOOM` picks for a plane from its whole-plane foreground
+    logits ((H, W), :func:`head_logits`)."""
+    return zoom_for(typical_radius(foreground_logits, frame_scale(embedding)))
 
 
 def zoom_for(radius: float) -> int:
@@ -297,6 +303,20 @@ def find_objects(
     InputError
         The model has no foreground head, or ``zoom`` is not 0 to :data:`MAX_ZOOM`.
     """
+    logits, zoom = plane_logits(model, embedding, rgb_uint8, embed, zoom)
+    labels, seeds_yx = plane_objects(logits, embedding, zoom)
+    return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], zoom)
+
+
+def plane_logits(
+    model: Sam,
+    embedding: Embedding,
+    rgb_uint8: np.ndarray | None = None,
+    embed: Callable[[np.ndarray], Embedding] | None = None,
+    zoom: int = AUTO_ZOOM,
+) -> tuple[np.ndarray, int]:
+    """The head's (2, H, W) logits that :func:`find_objects` finds a plane's objects on
+    (same arguments), and the zoom used (1 without ``rgb_uint8`` or ``embed``)."""
     check_zoom(zoom)
     if rgb_uint8 is not None and tuple(rgb_uint8.shape[:2]) != tuple(embedding.original_hw):
         raise InputError(
@@ -305,13 +325,12 @@ def find_objects(
         )
     logits = head_logits(model, embedding)
     if rgb_uint8 is None or embed is None:
-        zoom = 1
-    elif zoom == AUTO_ZOOM:
-        zoom = zoom_for(typical_radius(logits[FOREGROUND], frame_scale(embedding)))
+        return logits, 1
+    if zoom == AUTO_ZOOM:
+        zoom = auto_zoom(logits[FOREGROUND], embedding)
     if zoom > 1:
         logits = tiled_head_logits(model, rgb_uint8, zoom, embed)
-    labels, seeds_yx = plane_objects(logits, embedding, zoom)
-    return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], zoom)
+    return logits, zoom
 
 
 def check_zoom(zoom) -> None:
@@ -448,19 +467,11 @@ def snap_to_objects(
 def _cut_to_grown_box(found: np.ndarray, mask: np.ndarray, growth: float) -> np.ndarray:
     """``found`` cut to ``mask``'s bounding box grown by ``growth`` of its height and
     width on each side (``found`` whole if ``mask`` is empty)."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    if not mask.any():
         return found
-    cols = np.flatnonzero(mask.any(axis=0))
-    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-    box_yxyx = np.array(
-        [
-            rows[0] - growth * height,
-            cols[0] - growth * width,
-            rows[-1] + growth * height,
-            cols[-1] + growth * width,
-        ]
-    )
+    x0, y0, x1, y1 = masks_to_boxes(mask[None])[0]
+    grow_y, grow_x = growth * (y1 - y0 + 1), growth * (x1 - x0 + 1)
+    box_yxyx = np.array([y0 - grow_y, x0 - grow_x, y1 + grow_y, x1 + grow_x])
     return clip_masks_to_boxes(found[None], box_yxyx)[0]
 
 
