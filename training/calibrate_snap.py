@@ -9,8 +9,9 @@ set), up to 25 objects each, prompted as ``evaluate_builtin`` prompts them (a cl
 the most interior pixel, the exact bounding box): mean IoU of the decoder's answer
 (with the clicked-part and box rules), of the answer snapped to the head's object
 where the decoder's best-scored mask and the object agree (IoU at least ``t``; 0:
-always), and the snapped click's object cut to the mask's box grown by ``g`` of its
-sides (or not cut); overall and for objects under 4 px of radius in the 512 px model
+always), the snapped click's object cut to the mask's box grown by ``g`` of its
+sides (or not cut), and split from what lies past that box along the head's border
+logits (``seeds.split_off``); overall and for objects under 4 px of radius in the 512 px model
 frame.
 """
 
@@ -31,6 +32,7 @@ from .evaluate_builtin import MIN_AREA, MODEL_FRAME, iou
 
 AGREEMENT = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
 GROWTH = (None, 0.0, 0.1, 0.25, 0.5)
+SPLIT_GROWTH = (0.1, 0.25, 0.5)
 SMALL_RADIUS = 4.0
 
 
@@ -43,7 +45,8 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
 
     for scene in calibration_scenes(n_images):
         session.set_image(scene.image)
-        objects = session.head_objects()
+        # the objects with the border logits they were found on (what the split needs)
+        objects, border_logits = session._plane_objects()
         to_frame = MODEL_FRAME / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
         for object_id in rng.permutation(ids)[:max_objects]:
@@ -69,6 +72,19 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
                     box_growth=growth,
                 )
                 rule = "not cut" if growth is None else f"cut to the mask's box + {growth}"
+                add("click", f"snapped, {rule}", small, snapped[best], truth)
+            for growth in SPLIT_GROWTH:
+                snapped = seeds.snap_to_objects(
+                    result.masks,
+                    result.scores,
+                    objects,
+                    click,
+                    np.array([1]),
+                    None,
+                    border_logits=border_logits,
+                    split_growth=growth,
+                )
+                rule = f"split past the mask's box + {growth}"
                 add("click", f"snapped, {rule}", small, snapped[best], truth)
             ys, xs = np.nonzero(truth)
             box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], dtype=np.float64)

@@ -54,6 +54,7 @@ FRAME_FIRST_INDEX = 500_000  # frames are drawn from seeds no window uses
 ZOOM_RANGE = (0.5, 2.0)  # an image of 256 px is enlarged 2x into the 512 px frame
 CROP_MIN = 64
 HEAD_STEPS, HEAD_HIDDEN_LAYERS, HEAD_LR = 1600, 2, 3e-3
+HEAD_CONTACT = (0, 1.0)  # (reach px, weight) of the contact band, phase 3
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -124,6 +125,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--head-hidden", type=int, default=HEAD_HIDDEN_LAYERS)
     parser.add_argument("--head-lr", type=float, default=HEAD_LR)
+    parser.add_argument(
+        "--head-contact-reach",
+        type=int,
+        default=HEAD_CONTACT[0],
+        help="phase 3: border target widened where objects touch (px; 0: off)",
+    )
+    parser.add_argument(
+        "--head-contact-weight",
+        type=float,
+        default=HEAD_CONTACT[1],
+        help="phase 3: loss weight of that band",
+    )
     parser.add_argument(
         "--head-from",
         type=Path,
@@ -326,7 +339,9 @@ def pretrain_encoder(
     _train_dense(parameters, predict, windows, rng, schedule, "encoder", args)
 
 
-def _train_dense(parameters, predict, windows, rng, schedule, name: str, args) -> None:
+def _train_dense(
+    parameters, predict, windows, rng, schedule, name: str, args, contacts=(0, 1.0)
+) -> None:
     """AdamW on the auxiliary loss of ``predict(pixels)`` over batches of augmented
     windows; ``schedule`` = (steps, peak learning rate, gradient clip or None)."""
     steps, peak, clip = schedule
@@ -341,7 +356,7 @@ def _train_dense(parameters, predict, windows, rng, schedule, name: str, args) -
         )
         optimizer.zero_grad(set_to_none=True)
         pixels = _normalise(rgb, pad).to(parameters[0].device)
-        loss = auxiliary_loss(predict(pixels), labels)
+        loss = auxiliary_loss(predict(pixels), labels, *contacts)
         loss.backward()
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(parameters, clip)
@@ -463,7 +478,8 @@ def train_foreground_head(model: Sam, windows: WindowSet, args) -> ForegroundHea
         return head(embedding)
 
     schedule = (args.head_steps, args.head_lr, None)
-    _train_dense(list(head.parameters()), predict, windows, rng, schedule, "head", args)
+    contacts = (args.head_contact_reach, args.head_contact_weight)
+    _train_dense(list(head.parameters()), predict, windows, rng, schedule, "head", args, contacts)
     return head.eval()
 
 
@@ -538,6 +554,8 @@ def main(argv=None) -> None:
         "head_steps": args.head_steps,
         "head_hidden": args.head_hidden,
         "head_lr": args.head_lr,
+        "head_contact_reach": args.head_contact_reach,
+        "head_contact_weight": args.head_contact_weight,
         "head_from": None if args.head_from is None else str(args.head_from.name),
         "restartable_frames": args.restartable_frames,
         "background_all": args.background_all,

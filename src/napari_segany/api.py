@@ -34,7 +34,9 @@ from .core.progress import Progress, drain
 from .core.registry import DEFAULT_MODEL, REGISTRY
 
 logger = logging.getLogger(__name__)
-OBJECTS_KEPT = 8  # planes whose head objects a session keeps (4 MiB for 1024 x 1024)
+# planes whose head objects a session keeps: labels and float16 border logits,
+# 6 MiB for 1024 x 1024
+OBJECTS_KEPT = 8
 
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
 
@@ -191,7 +193,8 @@ class SegAny:
         # everything-mode decoding
         self._everything: tuple[Embedding, GridParams, bool, GridCandidates] | None = None
         # (embedding, (H, W) int32) the foreground head's objects of recent planes
-        self._objects: list[tuple[Embedding, np.ndarray]] = []
+        # (embedding, labels (H, W) int32, border logits (H, W) float16) per plane
+        self._objects: list[tuple[Embedding, np.ndarray, np.ndarray]] = []
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -316,7 +319,7 @@ class SegAny:
         """Whether :meth:`head_objects` of this plane would return at once: its
         embedding is cached and its objects are among those kept (no model runs)."""
         embedding = self.cache.get(self.embedding_key(image, contrast_limits, channels))
-        return embedding is not None and any(known is embedding for known, _ in self._objects)
+        return embedding is not None and any(entry[0] is embedding for entry in self._objects)
 
     def segment(
         self,
@@ -369,8 +372,15 @@ class SegAny:
         if self.clicked_component_only and points is not None:
             masks = keep_clicked_components(masks, points, np.asarray(labels))
         if self.snap_to_objects:
+            objects, border_logits = self._plane_objects()
             masks = seeds.snap_to_objects(
-                masks, prediction.scores, self.head_objects(), points, labels, boxes
+                masks,
+                prediction.scores,
+                objects,
+                points,
+                labels,
+                boxes,
+                border_logits=border_logits,
             )
         return SegmentResult(masks, prediction.scores, prediction.logits)
 
@@ -402,6 +412,13 @@ class SegAny:
         InputError
             The model has no foreground head.
         """
+        return self._plane_objects(image, contrast_limits, channels)[0]
+
+    def _plane_objects(
+        self, image: np.ndarray | None = None, contrast_limits=None, channels=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`head_objects`' labels and the border logits they were found on
+        ((H, W) float16, what snapped clicks split merged objects along)."""
         self.predictor.model.require_foreground_head()
         if image is None:
             embedding = self._embedding
@@ -409,16 +426,18 @@ class SegAny:
                 raise NoImageError("No image set: call set_image(plane) first.")
         else:
             embedding = self.embed(image, contrast_limits, channels)
-        for known, objects in reversed(self._objects):
+        for known, objects, border_logits in reversed(self._objects):
             if known is embedding:
-                return objects
+                return objects, border_logits
         if image is None:
             rgb = self._model_rgb()
         else:
             rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
         found = seeds.find_objects(self.predictor.model, embedding, rgb, self.predictor.embed)
-        self._objects = [*self._objects, (embedding, found.labels)][-OBJECTS_KEPT:]
-        return found.labels
+        border_logits = found.border_logits.astype(np.float16)
+        self._objects = [*self._objects, (embedding, found.labels, border_logits)]
+        self._objects = self._objects[-OBJECTS_KEPT:]
+        return found.labels, border_logits
 
     def segment_everything(
         self, on_progress: Callable[[Progress], object] | None = None, **params

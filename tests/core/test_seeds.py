@@ -230,6 +230,53 @@ def test_a_snapped_click_cuts_off_a_neighbour_the_head_merged():
     assert snapped[0][:, 36].any() and not snapped[0][:, 37:].any()
 
 
+def _merged_discs_with_a_ridge():
+    """Two touching discs the head merged into one object, its border logits high
+    (3) along the line where they meet (cols 30-31) and low (-3) elsewhere."""
+    discs = _two_touching_discs()
+    merged = (discs > 0).astype(np.int32)
+    border = np.full(discs.shape, -3.0, np.float32)
+    border[:, 30:32] = 3.0
+    return discs, merged, border
+
+
+def test_a_snapped_click_splits_a_merged_neighbour_off_along_the_head_border():
+    discs, merged, border = _merged_discs_with_a_ridge()
+    mask = discs == 1
+    mask[32, 9:12] = False  # the decoder missed a bit of the first disc's rim
+    masks = np.stack([mask, discs > 0, discs == 2])
+    scores = np.array([0.9, 0.5, 0.1])
+    click = np.array([[32.0, 20.0]])
+    split = seeds.snap_to_objects(
+        masks, scores, merged, click, np.array([1]), None, border_logits=border
+    )
+    # the part past the mask's box (cols 8-30) grown by 25 % (5.75 px: up to col 36)
+    # is the neighbour's; the watershed gives it everything up to the ridge
+    np.testing.assert_array_equal(split[0], discs == 1)
+    np.testing.assert_array_equal(split[1:], masks[1:])  # the others stay the decoder's
+    # a straight cut to the grown box would have kept cols 31-36 of the neighbour
+    cut = seeds.snap_to_objects(masks, scores, merged, click, np.array([1]), None, 0.0, 0.25)
+    assert (cut[0] & (discs == 2)).sum() > 0 == (split[0] & (discs == 2)).sum()
+
+
+def test_split_off_keeps_an_object_that_does_not_reach_past_the_grown_box():
+    discs, merged, border = _merged_discs_with_a_ridge()
+    first = discs == 1
+    # a mask as large as the merged object: nothing lies past its box
+    np.testing.assert_array_equal(seeds.split_off(merged > 0, merged > 0, border, 0.0), merged > 0)
+    # a mask that misses the object leaves it whole
+    elsewhere = np.zeros_like(first)
+    elsewhere[0:3, 0:3] = True
+    np.testing.assert_array_equal(seeds.split_off(first, elsewhere, border, 0.25), first)
+    # a mask on the left two thirds of the first disc (cols 8-24, its box grown to
+    # 28.25): the mask's pixels stay, nothing past the grown box does, and the flat
+    # border logits between them are shared (the watershed meets half-way)
+    cols = np.mgrid[:64, :64][1]
+    part = seeds.split_off(merged > 0, first & (cols <= 24), border, 0.25)
+    assert np.all(part[first & (cols <= 24)]) and not part[:, 29:].any()
+    assert part[first & (cols == 26)].all() and not part[first & (cols == 28)].any()
+
+
 def test_clicks_that_do_not_designate_one_object_change_nothing():
     objects, masks, scores = _snap_case()
     cases = [

@@ -124,7 +124,7 @@ def test_the_embedding_job_finds_the_head_objects_ahead():
     session = SegAny(device="cpu", precision="fp32")
     plane = nuclei_scene_2d().image
     embedding = embed_cancellable(session, plane, None, threading.Event())
-    assert [known for known, _ in session._objects] == [embedding]
+    assert [entry[0] for entry in session._objects] == [embedding]
     decoder_only = SegAny(device="cpu", precision="fp32", snap_to_objects=False)
     embed_cancellable(decoder_only, plane, None, threading.Event())
     assert decoder_only._objects == []  # nothing found where nothing snaps

@@ -56,6 +56,9 @@ EXTENT_LOGIT = 0.5  # objects grow over the pixels the head is 62 % sure of
 # 0: a click on an object always takes it (training/calibrate_snap.py; 0.5 before zoom)
 CLICK_AGREEMENT_IOU = 0.0
 CLICK_BOX_GROWTH = 0.1  # a snapped click's object is cut to its mask's box grown by this
+# with the head's border logits, a snapped click's object is split instead: its part
+# past the mask's box grown by this is the neighbour (training/calibrate_snap.py)
+CLICK_SPLIT_GROWTH = 0.25
 # zoom: (typical radius in model-frame pixels below which, zoom), largest zoom first;
 # typical radius: the ZOOM_PERCENTILE-th percentile of the foreground pixels' distance
 # to the background (training/calibrate_zoom.py)
@@ -80,12 +83,16 @@ class PlaneObjects:
         The head's foreground logits the objects were found on.
     zoom : int
         1 (the whole plane at once) or the tiles per side it was found with.
+    border_logits : numpy.ndarray, (H, W) float32
+        The head's border logits the objects were found on (snapped clicks split
+        merged objects along them, :func:`snap_to_objects`).
     """
 
     labels: np.ndarray
     seeds_yx: np.ndarray
     foreground_logits: np.ndarray
     zoom: int
+    border_logits: np.ndarray
 
 
 def head_logits(model: Sam, embedding: Embedding) -> np.ndarray:
@@ -305,7 +312,7 @@ def find_objects(
     """
     logits, zoom = plane_logits(model, embedding, rgb_uint8, embed, zoom)
     labels, seeds_yx = plane_objects(logits, embedding, zoom)
-    return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], zoom)
+    return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], zoom, logits[BORDER])
 
 
 def plane_logits(
@@ -395,16 +402,22 @@ def snap_to_objects(
     boxes_yxyx: np.ndarray | None,
     agreement_iou: float = CLICK_AGREEMENT_IOU,
     box_growth: float | None = CLICK_BOX_GROWTH,
+    border_logits: np.ndarray | None = None,
+    split_growth: float = CLICK_SPLIT_GROWTH,
 ) -> np.ndarray:
     """Answer a prompt with the object of the foreground head it designates.
 
     - Clicks without a box: when every positive click falls on the same object, no
       negative click does, and the best-scored mask agrees with the object (IoU at
       least ``agreement_iou``; by default any mask does), that mask becomes the
-      object, cut to the mask's bounding box grown by ``box_growth`` of its sides on
-      each side (where the head merged the nucleus with a neighbour, the
-      decoder's extent cuts the neighbour off). The other candidates stay the
-      decoder's, to cycle through.
+      object, where the head merged the nucleus with a neighbour, without the
+      neighbour, which the decoder's extent tells apart. With ``border_logits`` the
+      object is *split*: its part past the mask's bounding box grown by
+      ``split_growth`` of its sides on each side is the neighbour's, the mask's pixels
+      are the clicked nucleus's, and a watershed on the border
+      logits shares the rest between them along the head's border (:func:`split_off`).
+      Without them it is *cut* to the mask's box grown by ``box_growth`` (None: not
+      cut). The other candidates stay the decoder's, to cycle through.
     - Boxes without clicks: each mask becomes the object that most of its pixels fall
       on, cut to the box (so it never reaches past the box drawn).
     - Anything else (a box with clicks, clicks on background or on several objects):
@@ -424,7 +437,12 @@ def snap_to_objects(
         Default :data:`CLICK_AGREEMENT_IOU`, chosen on calibration scenes.
     box_growth : float or None
         Default :data:`CLICK_BOX_GROWTH`, chosen on calibration scenes; None: a
-        snapped click's object is not cut.
+        snapped click's object is not cut (used without ``border_logits``).
+    border_logits : numpy.ndarray, (H, W) float, optional
+        The head's border logits the objects were found on
+        (:attr:`PlaneObjects.border_logits`).
+    split_growth : float
+        Default :data:`CLICK_SPLIT_GROWTH`, chosen on calibration scenes.
 
     Returns
     -------
@@ -447,7 +465,9 @@ def snap_to_objects(
                 mask = flat[index, candidate]
                 if _iou(mask, found) >= agreement_iou:
                     cut = found
-                    if box_growth is not None:
+                    if border_logits is not None:
+                        cut = split_off(found, mask, border_logits, split_growth)
+                    elif box_growth is not None:
                         cut = _cut_to_grown_box(found, mask, box_growth)
                     flat[index, candidate] = cut
         return snapped
@@ -462,6 +482,51 @@ def snap_to_objects(
                     found = (objects == votes.argmax())[None]
                     stacked[index, candidate] = clip_masks_to_boxes(found, box)[0]
     return snapped
+
+
+def split_off(
+    found: np.ndarray,
+    mask: np.ndarray,
+    border_logits: np.ndarray,
+    growth: float,
+) -> np.ndarray:
+    """The part of a head object that a decoder mask designates, split from the rest
+    along the head's border logits.
+
+    Parameters
+    ----------
+    found : numpy.ndarray, (H, W) bool
+        One object of the head (which may hold a touching neighbour too).
+    mask : numpy.ndarray, (H, W) bool
+        The decoder's mask for the prompt.
+    border_logits : numpy.ndarray, (H, W) float
+    growth : float
+        The object's pixels outside ``mask``'s bounding box grown by ``growth`` of its
+        height and width on each side are the neighbour's.
+
+    Returns
+    -------
+    numpy.ndarray, (H, W) bool
+        ``found`` itself when none of it lies past the grown box (or ``mask`` misses
+        it); else the basin of a watershed on ``border_logits`` within ``found`` that
+        grows from ``mask``'s pixels on it, against the basin that grows from its
+        pixels past the box.
+    """
+    own = mask & found
+    if not own.any():
+        return found
+    inside = _cut_to_grown_box(found, mask, growth)
+    beyond = found & ~inside
+    if not beyond.any():
+        return found
+    rows, cols = ndimage.find_objects(found.astype(np.uint8))[0]
+    markers = np.zeros((rows.stop - rows.start, cols.stop - cols.start), np.int32)
+    markers[own[rows, cols]] = 1  # within the grown box: the mask's box holds it
+    markers[beyond[rows, cols]] = 2
+    basins = watershed(border_logits[rows, cols], markers, mask=found[rows, cols])
+    part = np.zeros_like(found)
+    part[rows, cols] = basins == 1
+    return part
 
 
 def _cut_to_grown_box(found: np.ndarray, mask: np.ndarray, growth: float) -> np.ndarray:
