@@ -33,6 +33,12 @@ from .evaluate_builtin import MIN_AREA, MODEL_FRAME, iou
 AGREEMENT = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7)
 GROWTH = (None, 0.0, 0.1, 0.25, 0.5)
 SPLIT_GROWTH = (0.1, 0.25, 0.5)
+# (inside share, lowest logit, position) of fit_to_box; 1.01: no object joins
+BOX_FITS = (
+    *((inside, -2.0, 0.5) for inside in (0.5, 0.7, 0.9, 1.01)),
+    *((0.9, lowest, 0.5) for lowest in (-1.5, -1.0, 0.5)),
+    *((0.9, -2.0, position) for position in (0.35, 0.65, 0.8)),
+)
 SMALL_RADIUS = 4.0
 
 
@@ -45,8 +51,9 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
 
     for scene in calibration_scenes(n_images):
         session.set_image(scene.image)
-        # the objects with the border logits they were found on (what the split needs)
-        objects, border_logits = session._plane_objects()
+        # the objects with the logits they were found on (what the split and fit need)
+        objects, logits = session._plane_objects()
+        foreground_logits, border_logits = logits
         to_frame = MODEL_FRAME / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
         for object_id in rng.permutation(ids)[:max_objects]:
@@ -91,7 +98,24 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
             result = session.segment(box_yxyx=box, multimask=False)
             add("box", "decoder", small, result.masks[0], truth)
             snapped = seeds.snap_to_objects(result.masks, result.scores, objects, None, None, box)
-            add("box", "snapped", small, snapped[0], truth)
+            add("box", "snapped, cut to the box", small, snapped[0], truth)
+            votes = np.bincount(objects[result.masks[0]], minlength=1)
+            votes[0] = 0
+            for inside, lowest, position in BOX_FITS:
+                fitted = snapped[0]  # the box's mask falls on no object: not fitted
+                if votes.max() > 0:
+                    fitted = seeds.fit_to_box(
+                        objects,
+                        int(votes.argmax()),
+                        box,
+                        foreground_logits,
+                        border_logits,
+                        inside_share=inside,
+                        logits=tuple(v for v in seeds.BOX_FIT_LOGITS if v >= lowest),
+                        position=position,
+                    )
+                rule = f"fitted: {inside} inside joins, logits from {lowest}, at {position}"
+                add("box", f"snapped, {rule}", small, fitted, truth)
     table = []
     for prompt, rule in sorted({(p, r) for p, r, _ in scores}):
         small, large = scores.get((prompt, rule, True), []), scores.get((prompt, rule, False), [])

@@ -34,8 +34,8 @@ from .core.progress import Progress, drain
 from .core.registry import DEFAULT_MODEL, REGISTRY
 
 logger = logging.getLogger(__name__)
-# planes whose head objects a session keeps: labels and float16 border logits,
-# 6 MiB for 1024 x 1024
+# planes whose head objects a session keeps: labels and float16 foreground and border
+# logits, 8 MiB for 1024 x 1024
 OBJECTS_KEPT = 8
 
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
@@ -193,7 +193,8 @@ class SegAny:
         # everything-mode decoding
         self._everything: tuple[Embedding, GridParams, bool, GridCandidates] | None = None
         # (embedding, (H, W) int32) the foreground head's objects of recent planes
-        # (embedding, labels (H, W) int32, border logits (H, W) float16) per plane
+        # (embedding, labels (H, W) int32, (2, H, W) float16 foreground and border
+        # logits) per plane
         self._objects: list[tuple[Embedding, np.ndarray, np.ndarray]] = []
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
@@ -372,7 +373,7 @@ class SegAny:
         if self.clicked_component_only and points is not None:
             masks = keep_clicked_components(masks, points, np.asarray(labels))
         if self.snap_to_objects:
-            objects, border_logits = self._plane_objects()
+            objects, logits = self._plane_objects()
             masks = seeds.snap_to_objects(
                 masks,
                 prediction.scores,
@@ -380,7 +381,8 @@ class SegAny:
                 points,
                 labels,
                 boxes,
-                border_logits=border_logits,
+                border_logits=logits[1],
+                foreground_logits=logits[0],
             )
         return SegmentResult(masks, prediction.scores, prediction.logits)
 
@@ -417,8 +419,8 @@ class SegAny:
     def _plane_objects(
         self, image: np.ndarray | None = None, contrast_limits=None, channels=None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`head_objects`' labels and the border logits they were found on
-        ((H, W) float16, what snapped clicks split merged objects along)."""
+        """:meth:`head_objects`' labels and the foreground and border logits they
+        were found on ((2, H, W) float16: snapped prompts split and fit with them)."""
         self.predictor.model.require_foreground_head()
         if image is None:
             embedding = self._embedding
@@ -426,18 +428,18 @@ class SegAny:
                 raise NoImageError("No image set: call set_image(plane) first.")
         else:
             embedding = self.embed(image, contrast_limits, channels)
-        for known, objects, border_logits in reversed(self._objects):
+        for known, objects, logits in reversed(self._objects):
             if known is embedding:
-                return objects, border_logits
+                return objects, logits
         if image is None:
             rgb = self._model_rgb()
         else:
             rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
         found = seeds.find_objects(self.predictor.model, embedding, rgb, self.predictor.embed)
-        border_logits = found.border_logits.astype(np.float16)
-        self._objects = [*self._objects, (embedding, found.labels, border_logits)]
+        logits = np.stack([found.foreground_logits, found.border_logits]).astype(np.float16)
+        self._objects = [*self._objects, (embedding, found.labels, logits)]
         self._objects = self._objects[-OBJECTS_KEPT:]
-        return found.labels, border_logits
+        return found.labels, logits
 
     def segment_everything(
         self, on_progress: Callable[[Progress], object] | None = None, **params

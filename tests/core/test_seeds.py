@@ -277,6 +277,69 @@ def test_split_off_keeps_an_object_that_does_not_reach_past_the_grown_box():
     assert part[first & (cols == 26)].all() and not part[first & (cols == 28)].any()
 
 
+def _disc_logits(size: int = 64, centre=(32, 30), radius: float = 12.0):
+    """Foreground logits falling off across a disc's rim (0 at ``radius``, 1 per px
+    inside), border logits low everywhere."""
+    rows, cols = np.mgrid[:size, :size]
+    distance = np.hypot(rows - centre[0], cols - centre[1])
+    foreground = (radius - distance).astype(np.float32)
+    return foreground, np.full((size, size), -3.0, np.float32)
+
+
+def test_a_box_grows_its_object_to_the_rim_that_fills_the_box():
+    foreground, border = _disc_logits()
+    objects = (foreground > 2.5).astype(np.int32)  # the head's object: 2.5 px too small
+    box = np.array([20.0, 18.0, 44.0, 42.0])  # the disc of radius 12 fills rows/cols 20-44
+    fitted = seeds.fit_to_box(objects, 1, box, foreground, border)
+    rows, cols = np.nonzero(fitted)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 44, 18, 42)
+    # the middle of the logits whose object fills the box (from -2 to at most 0
+    # here): the answer holds the disc of radius 12 and stays within radius 14
+    true_disc = foreground > 0
+    assert seeds._iou(fitted, true_disc) > seeds._iou(objects == 1, true_disc)
+    assert np.all(foreground[fitted] > -2.0)
+    # through snap_to_objects: with the logits the box's mask is fitted, without them
+    # it is the object cut to the box
+    masks = (objects == 1)[None]
+    snapped = seeds.snap_to_objects(
+        masks,
+        np.array([0.9]),
+        objects,
+        None,
+        None,
+        box,
+        border_logits=border,
+        foreground_logits=foreground,
+    )
+    np.testing.assert_array_equal(snapped[0], fitted)
+    plain = seeds.snap_to_objects(masks, np.array([0.9]), objects, None, None, box)
+    np.testing.assert_array_equal(plain[0], objects == 1)
+
+
+def test_a_box_joins_the_objects_lying_mostly_inside_it():
+    foreground, border = _disc_logits()
+    objects = np.zeros((64, 64), np.int32)
+    inner = foreground > 0.5
+    cols = np.mgrid[:64, :64][1]
+    objects[inner & (cols < 30)] = 1  # the head cut the nucleus in two
+    objects[inner & (cols >= 30)] = 2
+    objects[28:36, 44:60] = 3  # a neighbour, only its first 2 columns in the box
+    box = np.array([20.0, 18.0, 44.0, 45.0])
+    fitted = seeds.fit_to_box(objects, 1, box, foreground, border)
+    assert np.all(fitted[objects == 2])  # the other half joined
+    assert not np.any(fitted[objects == 3])  # the neighbour did not
+    # with a share no object reaches, only the designated object's part remains
+    alone = seeds.fit_to_box(objects, 1, box, foreground, border, inside_share=1.01)
+    assert not np.any(alone[objects == 2]) and np.all(alone[objects == 1])
+
+
+def test_a_box_off_the_plane_fits_nothing():
+    foreground, border = _disc_logits()
+    objects = (foreground > 0.5).astype(np.int32)
+    box = np.array([70.0, 70.0, 90.0, 90.0])
+    assert not seeds.fit_to_box(objects, 1, box, foreground, border).any()
+
+
 def test_clicks_that_do_not_designate_one_object_change_nothing():
     objects, masks, scores = _snap_case()
     cases = [

@@ -357,12 +357,20 @@ def clip_masks_to_boxes(masks: np.ndarray, boxes_yxyx: np.ndarray) -> np.ndarray
     boxes = np.asarray(boxes_yxyx, dtype=np.float64).reshape(-1, 4)
     stacked = masks.reshape((len(boxes),) + masks.shape[-3:])
     clipped = np.zeros_like(stacked)
-    height, width = masks.shape[-2:]
-    for index, (y0, x0, y1, x1) in enumerate(boxes):
-        r0, c0 = max(int(np.floor(y0 - 0.5)) + 1, 0), max(int(np.floor(x0 - 0.5)) + 1, 0)
-        r1, c1 = min(int(np.ceil(y1 + 0.5)), height), min(int(np.ceil(x1 + 0.5)), width)
+    for index, box in enumerate(boxes):
+        r0, r1, c0, c1 = box_pixel_span(box, masks.shape[-2:])
         clipped[index, :, r0:r1, c0:c1] = stacked[index, :, r0:r1, c0:c1]
     return clipped.reshape(masks.shape)
+
+
+def box_pixel_span(box_yxyx: np.ndarray, hw: tuple[int, int]) -> tuple[int, int, int, int]:
+    """``(r0, r1, c0, c1)``: rows ``r0..r1-1`` and columns ``c0..c1-1`` of an (H, W)
+    plane that a (4,) box (y0, x0, y1, x1) keeps (:func:`clip_masks_to_boxes`' rule;
+    empty ranges for a box outside the plane)."""
+    y0, x0, y1, x1 = (float(v) for v in box_yxyx)
+    r0, c0 = max(int(np.floor(y0 - 0.5)) + 1, 0), max(int(np.floor(x0 - 0.5)) + 1, 0)
+    r1, c1 = min(int(np.ceil(y1 + 0.5)), hw[0]), min(int(np.ceil(x1 + 0.5)), hw[1])
+    return r0, max(r1, r0), c0, max(c1, c0)
 
 
 def keep_clicked_components(

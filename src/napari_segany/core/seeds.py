@@ -44,7 +44,7 @@ from skimage.segmentation import watershed
 
 from .embeddings import Embedding
 from .errors import InputError
-from .mask_ops import clip_masks_to_boxes, masks_to_boxes, point_pixels
+from .mask_ops import box_pixel_span, clip_masks_to_boxes, masks_to_boxes, point_pixels
 from .model.foreground_head import BORDER, FOREGROUND
 from .model.sam import Sam
 
@@ -59,6 +59,14 @@ CLICK_BOX_GROWTH = 0.1  # a snapped click's object is cut to its mask's box grow
 # with the head's border logits, a snapped click's object is split instead: its part
 # past the mask's box grown by this is the neighbour (training/calibrate_snap.py)
 CLICK_SPLIT_GROWTH = 0.25
+# a box's object: joined by the objects with at least this share of their pixels in the
+# box, and grown or shrunk to the foreground logit, among these, whose object fills the
+# box best (of those within BOX_FIT_TOLERANCE of the best fill, the one at
+# BOX_FIT_POSITION of their range) (training/calibrate_snap.py)
+BOX_UNION_INSIDE = 0.9
+BOX_FIT_LOGITS = tuple(float(v) for v in np.arange(-2.0, 3.01, 0.25))
+BOX_FIT_TOLERANCE = 0.98
+BOX_FIT_POSITION = 0.65
 # zoom: (typical radius in model-frame pixels below which, zoom), largest zoom first;
 # typical radius: the ZOOM_PERCENTILE-th percentile of the foreground pixels' distance
 # to the background (training/calibrate_zoom.py)
@@ -404,6 +412,9 @@ def snap_to_objects(
     box_growth: float | None = CLICK_BOX_GROWTH,
     border_logits: np.ndarray | None = None,
     split_growth: float = CLICK_SPLIT_GROWTH,
+    foreground_logits: np.ndarray | None = None,
+    box_inside_share: float = BOX_UNION_INSIDE,
+    box_fit_tolerance: float = BOX_FIT_TOLERANCE,
 ) -> np.ndarray:
     """Answer a prompt with the object of the foreground head it designates.
 
@@ -419,7 +430,11 @@ def snap_to_objects(
       Without them it is *cut* to the mask's box grown by ``box_growth`` (None: not
       cut). The other candidates stay the decoder's, to cycle through.
     - Boxes without clicks: each mask becomes the object that most of its pixels fall
-      on, cut to the box (so it never reaches past the box drawn).
+      on, cut to the box (so it never reaches past the box drawn). With
+      ``foreground_logits`` and ``border_logits`` the object is also fitted to the
+      box (:func:`fit_to_box`): objects lying mostly in the box join it (a nucleus
+      the head split in two), and its rim moves to the foreground logit at which
+      it fills the box best.
     - Anything else (a box with clicks, clicks on background or on several objects):
       the masks are returned unchanged.
 
@@ -443,6 +458,12 @@ def snap_to_objects(
         (:attr:`PlaneObjects.border_logits`).
     split_growth : float
         Default :data:`CLICK_SPLIT_GROWTH`, chosen on calibration scenes.
+    foreground_logits : numpy.ndarray, (H, W) float, optional
+        The head's foreground logits the objects were found on (boxes are fitted
+        with them and ``border_logits``).
+    box_inside_share, box_fit_tolerance : float
+        :func:`fit_to_box`'s ``inside_share`` and ``tolerance`` (defaults
+        :data:`BOX_UNION_INSIDE`, :data:`BOX_FIT_TOLERANCE`).
 
     Returns
     -------
@@ -478,10 +499,99 @@ def snap_to_objects(
             for candidate, mask in enumerate(stacked[index]):
                 votes = np.bincount(objects[mask], minlength=1)
                 votes[0] = 0
-                if votes.max() > 0:
+                if votes.max() == 0:
+                    continue
+                if foreground_logits is not None and border_logits is not None:
+                    stacked[index, candidate] = fit_to_box(
+                        objects,
+                        int(votes.argmax()),
+                        box,
+                        foreground_logits,
+                        border_logits,
+                        inside_share=box_inside_share,
+                        tolerance=box_fit_tolerance,
+                    )
+                else:
                     found = (objects == votes.argmax())[None]
                     stacked[index, candidate] = clip_masks_to_boxes(found, box)[0]
     return snapped
+
+
+def fit_to_box(
+    objects: np.ndarray,
+    label: int,
+    box_yxyx: np.ndarray,
+    foreground_logits: np.ndarray,
+    border_logits: np.ndarray,
+    inside_share: float = BOX_UNION_INSIDE,
+    logits: tuple[float, ...] = BOX_FIT_LOGITS,
+    tolerance: float = BOX_FIT_TOLERANCE,
+    position: float = BOX_FIT_POSITION,
+) -> np.ndarray:
+    """A head object fitted to a box drawn around it.
+
+    1. The object ``label`` is joined by every object with at least ``inside_share``
+       of its pixels in the box.
+    2. Every object of a window around the box grows, by a watershed on the border
+       logits, over the pixels whose foreground logit exceeds ``logits[0]``.
+    3. For each logit ``t`` of ``logits``, the joined objects' grown pixels in the box
+       whose foreground logit exceeds ``t`` fill some share of the box (the area of
+       their bounding box over the box's); of the ``n`` logits within ``tolerance``
+       of the best share, in the order of ``logits``, the one at index
+       ``floor(position * n)`` (0.5: the middle one) gives the answer.
+
+    Parameters
+    ----------
+    objects : numpy.ndarray, (H, W) int
+        The head's objects, 0 background.
+    label : int
+        The object the box's mask falls on most.
+    box_yxyx : numpy.ndarray, (4,)
+    foreground_logits, border_logits : numpy.ndarray, (H, W) float
+        The logits the objects were found on.
+    inside_share, logits, tolerance, position
+        Defaults :data:`BOX_UNION_INSIDE`, :data:`BOX_FIT_LOGITS` (ascending),
+        :data:`BOX_FIT_TOLERANCE`, :data:`BOX_FIT_POSITION`, chosen on calibration
+        scenes.
+
+    Returns
+    -------
+    numpy.ndarray, (H, W) bool
+        Within the box (as :func:`~.mask_ops.clip_masks_to_boxes` keeps it).
+    """
+    height, width = objects.shape
+    r0, r1, c0, c1 = box_pixel_span(box_yxyx, (height, width))
+    answer = np.zeros(objects.shape, bool)
+    if r1 <= r0 or c1 <= c0:
+        return answer
+    count = int(objects.max())
+    areas = np.bincount(objects.reshape(-1), minlength=count + 1)
+    inside = np.bincount(objects[r0:r1, c0:c1].reshape(-1), minlength=count + 1)
+    joined = inside >= inside_share * np.maximum(areas, 1)
+    joined[0], joined[label] = False, True
+    margin = max(r1 - r0, c1 - c0) // 2 + 2
+    y0, y1 = max(0, r0 - margin), min(height, r1 + margin)
+    x0, x1 = max(0, c0 - margin), min(width, c1 + margin)
+    window = np.s_[y0:y1, x0:x1]
+    foreground = foreground_logits[window]
+    markers = objects[window]
+    grown = watershed(border_logits[window], markers, mask=(foreground > logits[0]) | (markers > 0))
+    mine = np.zeros(markers.shape, bool)
+    mine[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] = joined[grown[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]]
+    box_area = (r1 - r0) * (c1 - c0)
+    fills = np.zeros(len(logits))
+    for index, logit in enumerate(logits):
+        rows = np.flatnonzero((mine & (foreground > logit)).any(axis=1))
+        cols = np.flatnonzero((mine & (foreground > logit)).any(axis=0))
+        if rows.size:
+            fills[index] = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) / box_area
+    if fills.max() == 0:
+        answer[r0:r1, c0:c1] = objects[r0:r1, c0:c1] == label
+        return answer
+    near = np.flatnonzero(fills >= tolerance * fills.max())
+    chosen = near[min(int(position * len(near)), len(near) - 1)]
+    answer[window] = mine & (foreground > logits[chosen])
+    return answer
 
 
 def split_off(
