@@ -46,6 +46,15 @@ def main() -> None:
     session.set_image(planes[0])
     session.head_objects()  # the first prompt on a plane finds the head's objects once
     click = time_it(lambda: session.segment(points_yx=[[500, 500]], labels=[1]), 20)
+    box = _box_around(session.head_objects(), (500, 500))
+
+    def box_prompt() -> None:
+        session.segment(box_yxyx=box, multimask=False)
+
+    fitted = time_it(box_prompt, 20)
+    session.snap_to_objects = False
+    decoded = time_it(box_prompt, 20)
+    session.snap_to_objects = True
 
     def head_objects() -> None:
         session._objects = []  # find them again: time the head and the watershed
@@ -80,6 +89,10 @@ def main() -> None:
     print(f"embedding 1024x1024 uint16 (convert + resize + encode): {embedding * 1000:.0f} ms")
     print(f"one click (decode + upscale + rules, 1024x1024):       {click * 1000:.1f} ms")
     print(
+        f"one box (decode + upscale + rules, 1024x1024):         {fitted * 1000:.1f} ms "
+        f"fitted to the head's object, {decoded * 1000:.1f} ms not snapped"
+    )
+    print(
         f"head objects of the plane (once per plane, 1024x1024):  {objects * 1000:.0f} ms "
         f"(zoom {zoom})"
     )
@@ -98,6 +111,15 @@ def main() -> None:
         f"everything mode 1024x1024, small nuclei (zoom {_zoom(session)}): automatic zoom "
         f"{zoomed:.2f} s; whole plane at once (head_zoom=1) {whole:.2f} s"
     )
+
+
+def _box_around(objects: np.ndarray, yx: tuple[int, int]) -> np.ndarray:
+    """(y0, x0, y1, x1) of the head's object at ``yx`` (of the plane if none)."""
+    label = objects[yx]
+    if label == 0:
+        return np.array([0.0, 0.0, objects.shape[0] - 1.0, objects.shape[1] - 1.0])
+    rows, cols = np.nonzero(objects == label)
+    return np.array([rows.min(), cols.min(), rows.max(), cols.max()], dtype=np.float64)
 
 
 def _zoom(session: SegAny) -> int:

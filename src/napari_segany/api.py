@@ -93,10 +93,11 @@ class SegAny:
     snap_to_objects : bool, optional
         Answer a single-object prompt with the object of the model's foreground head
         that it designates (models with a head only: the built-in model): the
-        best-scored mask of a click on one object becomes that object; a box's masks
-        become the object most of their pixels fall on, cut to the box (rules:
-        ``core.seeds.snap_to_objects``). Applied after the two rules above. Default and
-        attribute as for ``clip_to_box``: on for ``"builtin"``.
+        best-scored mask of a click on one object becomes that object (split from a
+        neighbour the head merged it with); a box's masks become the object most of
+        their pixels fall on, fitted to the box (rules: ``core.seeds.snap_to_objects``).
+        Applied after the two rules above. Default and attribute as for
+        ``clip_to_box``: on for ``"builtin"``.
 
     Attributes
     ----------
