@@ -333,6 +333,35 @@ def test_a_box_joins_the_objects_lying_mostly_inside_it():
     assert not np.any(alone[objects == 2]) and np.all(alone[objects == 1])
 
 
+def test_each_box_candidate_is_fitted_to_the_object_it_falls_on():
+    foreground, border = _disc_logits()
+    objects = (foreground > 2.5).astype(np.int32)
+    objects[2:8, 2:8] = 2  # a small object in the box's corner
+    box = np.array([2.0, 2.0, 44.0, 42.0])
+    masks = np.zeros((3, 64, 64), bool)
+    masks[0] = objects == 1
+    masks[1, 30:34, 28:32] = True  # a part of the disc: the same object
+    masks[2, 3:7, 3:7] = True  # on the small object
+    snapped = seeds.snap_to_objects(
+        masks,
+        np.array([0.9, 0.5, 0.1]),
+        objects,
+        None,
+        None,
+        box,
+        border_logits=border,
+        foreground_logits=foreground,
+        box_inside_share=1.01,  # no object joins another: each candidate its own
+    )
+    on_disc = seeds.fit_to_box(objects, 1, box, foreground, border, inside_share=1.01)
+    np.testing.assert_array_equal(snapped[0], on_disc)
+    np.testing.assert_array_equal(snapped[1], on_disc)
+    np.testing.assert_array_equal(
+        snapped[2], seeds.fit_to_box(objects, 2, box, foreground, border, inside_share=1.01)
+    )
+    assert not np.array_equal(snapped[2], on_disc)
+
+
 def test_a_box_off_the_plane_fits_nothing():
     foreground, border = _disc_logits()
     objects = (foreground > 0.5).astype(np.int32)

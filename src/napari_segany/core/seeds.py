@@ -496,24 +496,27 @@ def snap_to_objects(
         boxes = np.asarray(boxes_yxyx, dtype=np.float64).reshape(-1, 4)
         stacked = snapped.reshape((len(boxes),) + masks.shape[-3:])
         for index, box in enumerate(boxes):
+            answers: dict[int, np.ndarray] = {}  # the candidates often share an object
             for candidate, mask in enumerate(stacked[index]):
                 votes = np.bincount(objects[mask], minlength=1)
                 votes[0] = 0
                 if votes.max() == 0:
                     continue
-                if foreground_logits is not None and border_logits is not None:
-                    stacked[index, candidate] = fit_to_box(
-                        objects,
-                        int(votes.argmax()),
-                        box,
-                        foreground_logits,
-                        border_logits,
-                        inside_share=box_inside_share,
-                        tolerance=box_fit_tolerance,
-                    )
-                else:
-                    found = (objects == votes.argmax())[None]
-                    stacked[index, candidate] = clip_masks_to_boxes(found, box)[0]
+                label = int(votes.argmax())
+                if label not in answers:
+                    if foreground_logits is not None and border_logits is not None:
+                        answers[label] = fit_to_box(
+                            objects,
+                            label,
+                            box,
+                            foreground_logits,
+                            border_logits,
+                            inside_share=box_inside_share,
+                            tolerance=box_fit_tolerance,
+                        )
+                    else:
+                        answers[label] = clip_masks_to_boxes((objects == label)[None], box)[0]
+                stacked[index, candidate] = answers[label]
     return snapped
 
 
