@@ -44,6 +44,29 @@ BOX_FITS = (
 SMALL_RADIUS = 4.0
 
 
+def click_answers(result, objects: np.ndarray, click: np.ndarray, border_logits) -> dict:
+    """The best-scored mask of a click snapped by each click rule of the sweep, by the
+    rule's name."""
+    best = int(np.argmax(result.scores))
+
+    def snapped(**rule) -> np.ndarray:
+        masks = seeds.snap_to_objects(
+            result.masks, result.scores, objects, click, np.array([1]), None, **rule
+        )
+        return masks[best]
+
+    answers = {}
+    for agreement in AGREEMENT:
+        answers[f"snapped where IoU >= {agreement}"] = snapped(agreement_iou=agreement)
+    for growth in GROWTH:
+        rule = "not cut" if growth is None else f"cut to the mask's box + {growth}"
+        answers[f"snapped, {rule}"] = snapped(box_growth=growth)
+    for growth in SPLIT_GROWTH:
+        answer = snapped(border_logits=border_logits, split_growth=growth)
+        answers[f"snapped, split past the mask's box + {growth}"] = answer
+    return answers
+
+
 def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
     scores: dict[tuple[str, str, bool], list[float]] = {}
     rng = np.random.default_rng(0)
@@ -65,36 +88,8 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
             result = session.segment(points_yx=click, labels=[1])
             best = int(np.argmax(result.scores))
             add("click", "decoder", small, result.masks[best], truth)
-            for agreement in AGREEMENT:
-                snapped = seeds.snap_to_objects(
-                    result.masks, result.scores, objects, click, np.array([1]), None, agreement
-                )
-                add("click", f"snapped where IoU >= {agreement}", small, snapped[best], truth)
-            for growth in GROWTH:
-                snapped = seeds.snap_to_objects(
-                    result.masks,
-                    result.scores,
-                    objects,
-                    click,
-                    np.array([1]),
-                    None,
-                    box_growth=growth,
-                )
-                rule = "not cut" if growth is None else f"cut to the mask's box + {growth}"
-                add("click", f"snapped, {rule}", small, snapped[best], truth)
-            for growth in SPLIT_GROWTH:
-                snapped = seeds.snap_to_objects(
-                    result.masks,
-                    result.scores,
-                    objects,
-                    click,
-                    np.array([1]),
-                    None,
-                    border_logits=border_logits,
-                    split_growth=growth,
-                )
-                rule = f"split past the mask's box + {growth}"
-                add("click", f"snapped, {rule}", small, snapped[best], truth)
+            for rule, answer in click_answers(result, objects, click, border_logits).items():
+                add("click", rule, small, answer, truth)
             ys, xs = np.nonzero(truth)
             box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], dtype=np.float64)
             result = session.segment(box_yxyx=box, multimask=False)
