@@ -301,6 +301,7 @@ class SegAny:
         ImageError
             ``image`` is not a valid plane of the embedding's shape.
         """
+        source = None
         if image is not None:
             validate_plane(np.asarray(image), contrast_limits, channels)
             shape = tuple(np.asarray(image).shape[:2])
@@ -309,11 +310,9 @@ class SegAny:
                     f"The image is {shape} but the embedding is for a "
                     f"{tuple(embedding.original_hw)} plane; pass the plane it was made from."
                 )
-            self._embedding = embedding
-            self._source, self._rgb = (image, contrast_limits, channels), None
-            return
+            source = (image, contrast_limits, channels)
         self._embedding = embedding
-        self._source, self._rgb = None, None
+        self._source, self._rgb = source, None
 
     def head_objects_known(
         self, image: np.ndarray, contrast_limits=None, channels: Sequence[int] | None = None
@@ -437,7 +436,7 @@ class SegAny:
         else:
             rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
         found = seeds.find_objects(self.predictor.model, embedding, rgb, self.predictor.embed)
-        logits = np.stack([found.foreground_logits, found.border_logits]).astype(np.float16)
+        logits = np.stack([found.foreground_logits, found.border_logits], dtype=np.float16)
         self._objects = [*self._objects, (embedding, found.labels, logits)]
         self._objects = self._objects[-OBJECTS_KEPT:]
         return found.labels, logits

@@ -286,6 +286,14 @@ def _disc_logits(size: int = 64, centre=(32, 30), radius: float = 12.0):
     return foreground, np.full((size, size), -3.0, np.float32)
 
 
+def _snap_box(masks, objects, box, foreground, border):
+    """``snap_to_objects`` of box candidates with the head's logits."""
+    scores = np.linspace(0.9, 0.1, len(masks))
+    return seeds.snap_to_objects(
+        masks, scores, objects, None, None, box, border_logits=border, foreground_logits=foreground
+    )
+
+
 def test_a_box_grows_its_object_to_the_rim_that_fills_the_box():
     foreground, border = _disc_logits()
     objects = (foreground > 2.5).astype(np.int32)  # the head's object: 2.5 px too small
@@ -293,25 +301,15 @@ def test_a_box_grows_its_object_to_the_rim_that_fills_the_box():
     fitted = seeds.fit_to_box(objects, 1, box, foreground, border)
     rows, cols = np.nonzero(fitted)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (20, 44, 18, 42)
-    # the middle of the logits whose object fills the box (from -2 to at most 0
-    # here): the answer holds the disc of radius 12 and stays within radius 14
+    # the levels -2 to 0 fill the box; at 65 % of them (-0.75) the answer holds the
+    # whole disc of radius 12 and stays within radius 13
     true_disc = foreground > 0
+    assert np.all(fitted[true_disc]) and not np.any(fitted[foreground <= -1.0])
     assert seeds._iou(fitted, true_disc) > seeds._iou(objects == 1, true_disc)
-    assert np.all(foreground[fitted] > -2.0)
     # through snap_to_objects: with the logits the box's mask is fitted, without them
     # it is the object cut to the box
     masks = (objects == 1)[None]
-    snapped = seeds.snap_to_objects(
-        masks,
-        np.array([0.9]),
-        objects,
-        None,
-        None,
-        box,
-        border_logits=border,
-        foreground_logits=foreground,
-    )
-    np.testing.assert_array_equal(snapped[0], fitted)
+    np.testing.assert_array_equal(_snap_box(masks, objects, box, foreground, border)[0], fitted)
     plain = seeds.snap_to_objects(masks, np.array([0.9]), objects, None, None, box)
     np.testing.assert_array_equal(plain[0], objects == 1)
 
@@ -334,32 +332,24 @@ def test_a_box_joins_the_objects_lying_mostly_inside_it():
 
 
 def test_each_box_candidate_is_fitted_to_the_object_it_falls_on():
-    foreground, border = _disc_logits()
-    objects = (foreground > 2.5).astype(np.int32)
-    objects[2:8, 2:8] = 2  # a small object in the box's corner
-    box = np.array([2.0, 2.0, 44.0, 42.0])
+    first, border = _disc_logits()
+    second, _ = _disc_logits(centre=(46, 46), radius=6.0)
+    foreground = np.maximum(first, second)
+    objects = (first > 2.5).astype(np.int32)
+    objects[second > 2.5] = 2  # a small nucleus, mostly below and right of the box
+    box = np.array([2.0, 2.0, 45.0, 45.0])
     masks = np.zeros((3, 64, 64), bool)
     masks[0] = objects == 1
     masks[1, 30:34, 28:32] = True  # a part of the disc: the same object
-    masks[2, 3:7, 3:7] = True  # on the small object
-    snapped = seeds.snap_to_objects(
-        masks,
-        np.array([0.9, 0.5, 0.1]),
-        objects,
-        None,
-        None,
-        box,
-        border_logits=border,
-        foreground_logits=foreground,
-        box_inside_share=1.01,  # no object joins another: each candidate its own
-    )
-    on_disc = seeds.fit_to_box(objects, 1, box, foreground, border, inside_share=1.01)
+    masks[2, 44:46, 44:46] = True  # on the small nucleus
+    snapped = _snap_box(masks, objects, box, foreground, border)
+    on_disc = seeds.fit_to_box(objects, 1, box, foreground, border)
+    on_small = seeds.fit_to_box(objects, 2, box, foreground, border)
     np.testing.assert_array_equal(snapped[0], on_disc)
     np.testing.assert_array_equal(snapped[1], on_disc)
-    np.testing.assert_array_equal(
-        snapped[2], seeds.fit_to_box(objects, 2, box, foreground, border, inside_share=1.01)
-    )
-    assert not np.array_equal(snapped[2], on_disc)
+    np.testing.assert_array_equal(snapped[2], on_small)
+    # the disc (wholly in the box) joins the small nucleus's answer, not the reverse
+    assert np.any(on_small & (objects == 2)) and not np.any(on_disc & (objects == 2))
 
 
 def test_a_box_off_the_plane_fits_nothing():

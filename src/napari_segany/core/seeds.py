@@ -87,20 +87,18 @@ class PlaneObjects:
         0 background, objects 1..K.
     seeds_yx : numpy.ndarray, (K, 2) float64
         Most interior pixel centre of each object's seed.
-    foreground_logits : numpy.ndarray, (H, W) float32
-        The head's foreground logits the objects were found on.
+    foreground_logits, border_logits : numpy.ndarray, (H, W) float32
+        The head's logits the objects were found on (snapped prompts split and fit
+        with them, :func:`snap_to_objects`).
     zoom : int
         1 (the whole plane at once) or the tiles per side it was found with.
-    border_logits : numpy.ndarray, (H, W) float32
-        The head's border logits the objects were found on (snapped clicks split
-        merged objects along them, :func:`snap_to_objects`).
     """
 
     labels: np.ndarray
     seeds_yx: np.ndarray
     foreground_logits: np.ndarray
-    zoom: int
     border_logits: np.ndarray
+    zoom: int
 
 
 def head_logits(model: Sam, embedding: Embedding) -> np.ndarray:
@@ -320,7 +318,7 @@ def find_objects(
     """
     logits, zoom = plane_logits(model, embedding, rgb_uint8, embed, zoom)
     labels, seeds_yx = plane_objects(logits, embedding, zoom)
-    return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], zoom, logits[BORDER])
+    return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], logits[BORDER], zoom)
 
 
 def plane_logits(
@@ -413,8 +411,6 @@ def snap_to_objects(
     border_logits: np.ndarray | None = None,
     split_growth: float = CLICK_SPLIT_GROWTH,
     foreground_logits: np.ndarray | None = None,
-    box_inside_share: float = BOX_UNION_INSIDE,
-    box_fit_tolerance: float = BOX_FIT_TOLERANCE,
 ) -> np.ndarray:
     """Answer a prompt with the object of the foreground head it designates.
 
@@ -460,10 +456,7 @@ def snap_to_objects(
         Default :data:`CLICK_SPLIT_GROWTH`, chosen on calibration scenes.
     foreground_logits : numpy.ndarray, (H, W) float, optional
         The head's foreground logits the objects were found on (boxes are fitted
-        with them and ``border_logits``).
-    box_inside_share, box_fit_tolerance : float
-        :func:`fit_to_box`'s ``inside_share`` and ``tolerance`` (defaults
-        :data:`BOX_UNION_INSIDE`, :data:`BOX_FIT_TOLERANCE`).
+        with them and ``border_logits``, :func:`fit_to_box`'s defaults).
 
     Returns
     -------
@@ -506,13 +499,7 @@ def snap_to_objects(
                 if label not in answers:
                     if foreground_logits is not None and border_logits is not None:
                         answers[label] = fit_to_box(
-                            objects,
-                            label,
-                            box,
-                            foreground_logits,
-                            border_logits,
-                            inside_share=box_inside_share,
-                            tolerance=box_fit_tolerance,
+                            objects, label, box, foreground_logits, border_logits
                         )
                     else:
                         answers[label] = clip_masks_to_boxes((objects == label)[None], box)[0]
@@ -584,8 +571,8 @@ def fit_to_box(
     box_area = (r1 - r0) * (c1 - c0)
     fills = np.zeros(len(logits))
     for index, logit in enumerate(logits):
-        rows = np.flatnonzero((mine & (foreground > logit)).any(axis=1))
-        cols = np.flatnonzero((mine & (foreground > logit)).any(axis=0))
+        above = mine & (foreground > logit)
+        rows, cols = np.flatnonzero(above.any(axis=1)), np.flatnonzero(above.any(axis=0))
         if rows.size:
             fills[index] = (rows[-1] - rows[0] + 1) * (cols[-1] - cols[0] + 1) / box_area
     if fills.max() == 0:
