@@ -11,7 +11,9 @@ the most interior pixel, the exact bounding box): mean IoU of the decoder's answ
 where the decoder's best-scored mask and the object agree (IoU at least ``t``; 0:
 always), the snapped click's object cut to the mask's box grown by ``g`` of its
 sides (or not cut), and split from what lies past that box along the head's border
-logits (``seeds.split_off``); the box's object cut to the box, and fitted to it
+logits (``seeds.split_off``), with the decoder's mask or with the click's guide (the
+mask decoded on the zoomed tile from two views, ``core.click_guide``); the box's
+object cut to the box, and fitted to it
 (``seeds.fit_to_box``: which objects join, the lowest level, where in the near-best
 range); overall and for objects under 4 px of radius in the 512 px model frame.
 About 4 minutes on 2 CPU threads.
@@ -44,16 +46,18 @@ BOX_FITS = (
 SMALL_RADIUS = 4.0
 
 
-def click_answers(result, objects: np.ndarray, click: np.ndarray, border_logits) -> dict:
+def click_answers(
+    result, objects: np.ndarray, click: np.ndarray, border_logits, guided: np.ndarray
+) -> dict:
     """The best-scored mask of a click snapped by each click rule of the sweep, by the
-    rule's name."""
+    rule's name; ``guided``: the click's masks with the best-scored one replaced by its
+    guide (``SegAny._guided``, ``core.click_guide``)."""
     best = int(np.argmax(result.scores))
 
-    def snapped(**rule) -> np.ndarray:
-        masks = seeds.snap_to_objects(
-            result.masks, result.scores, objects, click, np.array([1]), None, **rule
-        )
-        return masks[best]
+    def snapped(masks=result.masks, **rule) -> np.ndarray:
+        return seeds.snap_to_objects(
+            masks, result.scores, objects, click, np.array([1]), None, **rule
+        )[best]
 
     answers = {}
     for agreement in AGREEMENT:
@@ -64,6 +68,9 @@ def click_answers(result, objects: np.ndarray, click: np.ndarray, border_logits)
     for growth in SPLIT_GROWTH:
         answer = snapped(border_logits=border_logits, split_growth=growth)
         answers[f"snapped, split past the mask's box + {growth}"] = answer
+        answer = snapped(guided, border_logits=border_logits, split_growth=growth)
+        answers[f"snapped, split past the guide's box + {growth}"] = answer
+    answers["the guide alone"] = guided[best]
     return answers
 
 
@@ -77,7 +84,7 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
     for scene in calibration_scenes(n_images):
         session.set_image(scene.image)
         # the objects with the logits they were found on (what the split and fit need)
-        objects, logits = session._plane_objects()
+        objects, logits, zoom = session._found_objects()
         foreground_logits, border_logits = logits
         to_frame = MODEL_FRAME / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
@@ -88,7 +95,9 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
             result = session.segment(points_yx=click, labels=[1])
             best = int(np.argmax(result.scores))
             add("click", "decoder", small, result.masks[best], truth)
-            for rule, answer in click_answers(result, objects, click, border_logits).items():
+            guided = session._guided(result.masks, result.scores, click, [1], zoom, True)
+            answers = click_answers(result, objects, click, border_logits, guided)
+            for rule, answer in answers.items():
                 add("click", rule, small, answer, truth)
             ys, xs = np.nonzero(truth)
             box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], dtype=np.float64)
@@ -135,12 +144,17 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--objects", type=int, default=25)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--views", type=int, choices=[1, 2], default=2, help="the head's views (SegAny.head_views)"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     session = SegAny(args.model, device="cpu", precision="fp32", snap_to_objects=False)
+    session.head_views = args.views
     result = measure(session, args.images, args.objects)
-    print(json.dumps({"model": args.model, "images": args.images, **result}, indent=2))
+    report = {"model": args.model, "images": args.images, "views": args.views, **result}
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

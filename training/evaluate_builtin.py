@@ -69,6 +69,7 @@ EVERYTHING_FLAGS = (
     "pred_iou_thresh",
     "stability_score_thresh",
     "box_nms_thresh",
+    "head_views",
 )
 RIM_PX = 2  # errors this close to the true outline (image pixels) count as rim errors
 
@@ -299,6 +300,14 @@ def main(argv=None) -> None:
     parser.add_argument("--stability-score-thresh", type=float, default=None)
     parser.add_argument("--box-nms-thresh", type=float, default=None)
     parser.add_argument(
+        "--head-views",
+        type=int,
+        choices=[1, 2],
+        default=None,
+        help="views the foreground head is averaged over, for prompts and everything mode "
+        "(default: the session's, 2)",
+    )
+    parser.add_argument(
         "--sam-everything",
         action="store_true",
         help="everything mode with SAM's defaults instead of the model's",
@@ -336,6 +345,8 @@ def main(argv=None) -> None:
         clicked_component_only=choice[args.clicked_component_only],
         snap_to_objects=choice[args.snap_to_objects],
     )
+    if args.head_views is not None:
+        session.head_views = args.head_views
     everything = None
     if not args.no_everything:
         everything = dict(SAM_EVERYTHING) if args.sam_everything else {}
@@ -352,6 +363,7 @@ def main(argv=None) -> None:
         "clip_to_box": session.clip_to_box,
         "clicked_component_only": session.clicked_component_only,
         "snap_to_objects": session.snap_to_objects,
+        "head_views": session.head_views,
         "everything": everything,
     }
     print(json.dumps({**report, **asdict(scores)}, indent=2))

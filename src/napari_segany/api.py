@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import xxhash
 
-from .core import seeds
+from .core import click_guide, seeds
 from .core.automatic import GridCandidates, GridParams, decode_grid, everything_params
 from .core.embeddings import Embedding, EmbeddingCache
 from .core.errors import ImageError, InputError, NoImageError
@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 # planes whose head objects a session keeps: labels and float16 foreground and border
 # logits, 8 MiB for 1024 x 1024
 OBJECTS_KEPT = 8
+# windows whose two views' embeddings a session keeps for snapped clicks' guides
+# (core.click_guide; 2 MiB per view of the built-in model)
+GUIDES_KEPT = 8
 
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
 
@@ -193,16 +196,34 @@ class SegAny:
         # (embedding, GridParams, whether the plane was known, GridCandidates) of the last
         # everything-mode decoding
         self._everything: tuple[Embedding, GridParams, bool, GridCandidates] | None = None
-        # (embedding, (H, W) int32) the foreground head's objects of recent planes
         # (embedding, labels (H, W) int32, (2, H, W) float16 foreground and border
-        # logits) per plane
-        self._objects: list[tuple[Embedding, np.ndarray, np.ndarray]] = []
+        # logits) of the foreground head's objects of recent planes
+        # and the zoom they were found with
+        self._objects: list[tuple[Embedding, np.ndarray, np.ndarray, int]] = []
+        self._head_views = seeds.HEAD_VIEWS
+        # (plane embedding, window, the window's two views' embeddings) of recent
+        # snapped clicks (core.click_guide)
+        self._guides: list[tuple[Embedding, click_guide.Window, tuple[Embedding, Embedding]]] = []
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
     def device(self) -> torch.device:
         """Device the model runs on."""
         return self.predictor.device
+
+    @property
+    def head_views(self) -> int:
+        """Views the foreground head's objects are found on (snapped prompts,
+        :meth:`head_objects`): 2 (default) averages the head's logits over the plane and
+        the plane turned by 180 degrees, 1 uses the plane alone (half the time; see
+        ``core.seeds.HEAD_VIEWS``). Setting it forgets the objects found so far."""
+        return self._head_views
+
+    @head_views.setter
+    def head_views(self, views: int) -> None:
+        seeds.check_views(views)
+        self._head_views = int(views)
+        self._objects = []
 
     @property
     def embedding(self) -> Embedding | None:
@@ -373,7 +394,9 @@ class SegAny:
         if self.clicked_component_only and points is not None:
             masks = keep_clicked_components(masks, points, np.asarray(labels))
         if self.snap_to_objects:
-            objects, logits = self._plane_objects()
+            objects, logits, zoom = self._found_objects()
+            if points is not None and boxes is None and mask_input is None:
+                masks = self._guided(masks, prediction.scores, points, labels, zoom, multimask)
             masks = seeds.snap_to_objects(
                 masks,
                 prediction.scores,
@@ -421,6 +444,12 @@ class SegAny:
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`head_objects`' labels and the foreground and border logits they
         were found on ((2, H, W) float16: snapped prompts split and fit with them)."""
+        return self._found_objects(image, contrast_limits, channels)[:2]
+
+    def _found_objects(
+        self, image: np.ndarray | None = None, contrast_limits=None, channels=None
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        """:meth:`_plane_objects` and the zoom they were found with."""
         self.predictor.model.require_foreground_head()
         if image is None:
             embedding = self._embedding
@@ -428,18 +457,54 @@ class SegAny:
                 raise NoImageError("No image set: call set_image(plane) first.")
         else:
             embedding = self.embed(image, contrast_limits, channels)
-        for known, objects, logits in reversed(self._objects):
+        for known, objects, logits, zoom in reversed(self._objects):
             if known is embedding:
-                return objects, logits
+                return objects, logits, zoom
         if image is None:
             rgb = self._model_rgb()
         else:
             rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
-        found = seeds.find_objects(self.predictor.model, embedding, rgb, self.predictor.embed)
+        found = seeds.find_objects(
+            self.predictor.model, embedding, rgb, self.predictor.embed, views=self._head_views
+        )
         logits = np.stack([found.foreground_logits, found.border_logits], dtype=np.float16)
-        self._objects = [*self._objects, (embedding, found.labels, logits)]
+        self._objects = [*self._objects, (embedding, found.labels, logits, found.zoom)]
         self._objects = self._objects[-OBJECTS_KEPT:]
-        return found.labels, logits
+        return found.labels, logits, found.zoom
+
+    def _guided(
+        self,
+        masks: np.ndarray,
+        scores: np.ndarray,
+        points: np.ndarray,
+        labels,
+        zoom: int,
+        multimask: bool,
+    ) -> np.ndarray:
+        """The masks of a click with the best-scored one replaced by the click's guide
+        (``core.click_guide``: decoded on the zoomed tile, from two views), which the
+        snapped click then splits its object with; unchanged where the clicks spread
+        over more than one tile."""
+        embedding = self._embedding
+        window = click_guide.click_window(embedding.original_hw, zoom, points)
+        if window is None:
+            return masks
+        views = next(
+            (known for plane, kept, known in self._guides if plane is embedding and kept == window),
+            None,
+        )
+        if views is None:
+            views = click_guide.embed_views(self.predictor.embed, self._model_rgb(), window)
+            self._guides = [*self._guides, (embedding, window, views)][-GUIDES_KEPT:]
+        point_labels = np.asarray(labels)
+        guide = click_guide.guide_mask(
+            self.predictor, views, window, embedding.original_hw, points, point_labels, multimask
+        )
+        if self.clicked_component_only:
+            guide = keep_clicked_components(guide[None], points, point_labels)[0]
+        guided = masks.copy()
+        guided[int(np.argmax(scores))] = guide
+        return guided
 
     def segment_everything(
         self, on_progress: Callable[[Progress], object] | None = None, **params

@@ -153,7 +153,7 @@ def test_foreground_candidates_are_the_watershed_objects_of_the_head():
     rng = np.random.default_rng(1)
     rgb = rng.integers(0, 255, (96, 160, 3), dtype=np.uint8)
     embedding = predictor.embed(rgb)
-    whole_plane = GridParams(proposals="foreground", head_zoom=1)
+    whole_plane = GridParams(proposals="foreground", head_zoom=1, head_views=1)
     candidates = drain(decode_grid(predictor, rgb, whole_plane))
     logits = seeds.head_logits(predictor.model, embedding)
     assert logits.shape == (2, 96, 160)
@@ -454,22 +454,44 @@ def test_find_objects_zooms_as_asked_or_as_the_foreground_says():
     embedding = predictor.embed(rgb)
     model, embed = predictor.model, predictor.embed
     whole = seeds.head_logits(model, embedding)
-    found = seeds.find_objects(model, embedding, rgb, embed, zoom=1)
+    found = seeds.find_objects(model, embedding, rgb, embed, zoom=1, views=1)
     np.testing.assert_array_equal(found.labels, seeds.plane_objects(whole, embedding)[0])
     np.testing.assert_array_equal(found.foreground_logits, whole[0])
     tiled = seeds.tiled_head_logits(model, rgb, 3, embed)
-    found = seeds.find_objects(model, embedding, rgb, embed, zoom=3)
+    found = seeds.find_objects(model, embedding, rgb, embed, zoom=3, views=1)
     assert found.zoom == 3
     # seeds of MIN_SEED_AREA pixels of the tiles' (3x finer) model frame
     area = max(1, round(seeds.MIN_SEED_AREA * (128 / 512) ** 2 / 9))
     np.testing.assert_array_equal(found.labels, seeds.seeded_objects(*tiled, area)[0])
-    automatic = seeds.find_objects(model, embedding, rgb, embed)
+    automatic = seeds.find_objects(model, embedding, rgb, embed, views=1)
     assert automatic.zoom == seeds.auto_zoom(whole[0], embedding)
-    logits, zoom = seeds.plane_logits(model, embedding, rgb, embed)
+    logits, zoom = seeds.plane_logits(model, embedding, rgb, embed, views=1)
     assert zoom == automatic.zoom
     np.testing.assert_array_equal(logits[0], automatic.foreground_logits)
     # without the image (only an embedding) there is nothing to zoom in on
     assert seeds.find_objects(model, embedding, None, embed).zoom == 1
+
+
+def test_two_views_average_the_plane_and_the_plane_turned_half_a_turn():
+    predictor = Predictor(_headed_model(), device="cpu")
+    rgb = np.random.default_rng(4).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    turned = np.ascontiguousarray(rgb[::-1, ::-1])
+    embedding = predictor.embed(rgb)
+    model, embed = predictor.model, predictor.embed
+    for zoom in (1, 3):
+        one, _ = seeds.plane_logits(model, embedding, rgb, embed, zoom, views=1)
+        other, _ = seeds.plane_logits(model, embed(turned), turned, embed, zoom, views=1)
+        assert not np.allclose(one, other[:, ::-1, ::-1], atol=1e-3)  # two real views
+        both, used = seeds.plane_logits(model, embedding, rgb, embed, zoom)  # HEAD_VIEWS
+        assert used == zoom
+        np.testing.assert_allclose(both, (one + other[:, ::-1, ::-1]) / 2, atol=1e-5)
+        found = seeds.find_objects(model, embedding, rgb, embed, zoom)
+        np.testing.assert_array_equal(found.foreground_logits, both[0])
+        area = max(1, round(seeds.MIN_SEED_AREA * (128 / 512) ** 2 / zoom**2))
+        np.testing.assert_array_equal(found.labels, seeds.seeded_objects(*both, area)[0])
+    # without the plane only its embedding's view exists
+    alone, _ = seeds.plane_logits(model, embedding, None, embed)
+    np.testing.assert_array_equal(alone, seeds.head_logits(model, embedding))
 
 
 def test_bad_zooms_and_mismatched_images_are_refused():
@@ -481,6 +503,11 @@ def test_bad_zooms_and_mismatched_images_are_refused():
             seeds.find_objects(predictor.model, embedding, rgb, predictor.embed, zoom)
         with pytest.raises(InputError, match="head_zoom must be an integer"):
             GridParams(proposals="foreground", head_zoom=zoom)
+    for views in (0, 3, 1.5, True, "2"):
+        with pytest.raises(InputError, match="head_views must be 1"):
+            seeds.find_objects(predictor.model, embedding, rgb, predictor.embed, views=views)
+        with pytest.raises(InputError, match="head_views must be 1"):
+            GridParams(proposals="foreground", head_views=views)
     with pytest.raises(InputError, match="embedding is for a"):
         seeds.find_objects(predictor.model, embedding, rgb[:32], predictor.embed)
 

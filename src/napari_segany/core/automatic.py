@@ -71,7 +71,9 @@ class GridParams:
     the built-in model, whose default it is; no crops; ``points_per_side`` unused).
     ``head_zoom`` (foreground proposals only): 0 chooses per plane whether to find the
     objects on enlarged tiles, where they are small (:func:`.seeds.find_objects`); 1 to
-    4 fixes the tiles per side (1: the whole plane at once).
+    4 fixes the tiles per side (1: the whole plane at once). ``head_views``: 2 (default)
+    averages the head over the plane and the plane turned by 180 degrees, 1 runs it on
+    the plane alone (half the head's time, :data:`.seeds.HEAD_VIEWS`).
     """
 
     points_per_side: int = 32
@@ -83,6 +85,7 @@ class GridParams:
     clicked_component_only: bool = False
     proposals: str = "grid"
     head_zoom: int = 0
+    head_views: int = seeds.HEAD_VIEWS
 
     def __post_init__(self) -> None:
         if self.proposals not in PROPOSALS:
@@ -93,6 +96,7 @@ class GridParams:
                 "(or use proposals='grid' for crops)."
             )
         seeds.check_zoom(self.head_zoom)
+        seeds.check_views(self.head_views)
         _check_int(self.points_per_side, "points_per_side", 1)
         if self.points_per_batch is not None:
             _check_int(self.points_per_batch, "points_per_batch", 1)
@@ -318,7 +322,7 @@ def _foreground_candidates(
         embedding = embed(rgb_uint8)
     yield Progress(1, 2, "foreground head")
     found = seeds.find_objects(
-        predictor.model, embedding, rgb_uint8, predictor.embed, params.head_zoom
+        predictor.model, embedding, rgb_uint8, predictor.embed, params.head_zoom, params.head_views
     )
     labels, seeds_yx = found.labels, found.seeds_yx
     height, width = embedding.original_hw

@@ -29,6 +29,11 @@ on ``zoom x zoom`` tiles of the plane, each enlarged into the model frame (with 
 margin of :data:`ZOOM_MARGIN` of the plane for context), and finds the objects on the
 stitched logits. The zoom and its radii were chosen on calibration scenes
 (``training/calibrate_zoom.py``).
+
+**Two views.** With the plane at hand, :func:`plane_logits` runs the head (zoomed or
+not) on the plane and on the plane turned by 180 degrees, and averages the two logits
+(test-time augmentation, :data:`HEAD_VIEWS`): borders between touching nuclei and
+rims come out steadier, for twice the head's embeddings.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ ZOOM_PERCENTILE = 95
 ZOOM_MARGIN = 1 / 16  # of the plane's height and width, around each tile
 MAX_ZOOM = 4
 AUTO_ZOOM = 0
+# the head's logits averaged over the plane and the plane turned by 180 degrees (2) or
+# of the plane alone (1) (training/calibrate_snap.py --views 1 / 2, docs/models.md)
+HEAD_VIEWS = 2
+VIEWS = (1, 2)
 
 
 @dataclass
@@ -286,6 +295,7 @@ def find_objects(
     rgb_uint8: np.ndarray | None = None,
     embed: Callable[[np.ndarray], Embedding] | None = None,
     zoom: int = AUTO_ZOOM,
+    views: int = HEAD_VIEWS,
 ) -> PlaneObjects:
     """The head's objects on a plane, zoomed in where they are small (module docstring).
 
@@ -304,6 +314,9 @@ def find_objects(
         :data:`AUTO_ZOOM` (0): chosen from the whole plane's foreground
         (:func:`zoom_for` of :func:`typical_radius`); 1 to :data:`MAX_ZOOM`: that many
         tiles per side.
+    views : int
+        :data:`HEAD_VIEWS` (2): the head's logits are the mean of the plane's and the
+        plane turned by 180 degrees' (:func:`plane_logits`); 1: the plane's alone.
 
     Returns
     -------
@@ -314,9 +327,10 @@ def find_objects(
     Raises
     ------
     InputError
-        The model has no foreground head, or ``zoom`` is not 0 to :data:`MAX_ZOOM`.
+        The model has no foreground head, ``zoom`` is not 0 to :data:`MAX_ZOOM` or
+        ``views`` not 1 or 2.
     """
-    logits, zoom = plane_logits(model, embedding, rgb_uint8, embed, zoom)
+    logits, zoom = plane_logits(model, embedding, rgb_uint8, embed, zoom, views)
     labels, seeds_yx = plane_objects(logits, embedding, zoom)
     return PlaneObjects(labels, seeds_yx, logits[FOREGROUND], logits[BORDER], zoom)
 
@@ -327,10 +341,17 @@ def plane_logits(
     rgb_uint8: np.ndarray | None = None,
     embed: Callable[[np.ndarray], Embedding] | None = None,
     zoom: int = AUTO_ZOOM,
+    views: int = HEAD_VIEWS,
 ) -> tuple[np.ndarray, int]:
     """The head's (2, H, W) logits that :func:`find_objects` finds a plane's objects on
-    (same arguments), and the zoom used (1 without ``rgb_uint8`` or ``embed``)."""
+    (same arguments), and the zoom used (1 without ``rgb_uint8`` or ``embed``).
+
+    With ``views=2`` the plane turned by 180 degrees is embedded (or tiled) too, at the
+    zoom chosen for the plane, and the logits are the mean of both views; without
+    ``rgb_uint8`` or ``embed`` the plane's embedding alone is used (one view).
+    """
     check_zoom(zoom)
+    check_views(views)
     if rgb_uint8 is not None and tuple(rgb_uint8.shape[:2]) != tuple(embedding.original_hw):
         raise InputError(
             f"The image is {rgb_uint8.shape[:2]} but the embedding is for a "
@@ -343,7 +364,24 @@ def plane_logits(
         zoom = auto_zoom(logits[FOREGROUND], embedding)
     if zoom > 1:
         logits = tiled_head_logits(model, rgb_uint8, zoom, embed)
+    if views == 2:
+        turned = np.ascontiguousarray(rgb_uint8[::-1, ::-1])
+        if zoom > 1:
+            turned_logits = tiled_head_logits(model, turned, zoom, embed)
+        else:
+            turned_logits = head_logits(model, embed(turned))
+        logits = (logits + turned_logits[:, ::-1, ::-1]) / 2
     return logits, zoom
+
+
+def check_views(views) -> None:
+    """An ``InputError`` unless ``views`` is 1 or 2 (:data:`VIEWS`)."""
+    whole_number = isinstance(views, int | np.integer) and not isinstance(views, bool)
+    if not whole_number or views not in VIEWS:
+        raise InputError(
+            f"head_views must be 1 (the plane) or 2 (the plane and the plane turned by "
+            f"180 degrees, averaged), got {views!r}."
+        )
 
 
 def check_zoom(zoom) -> None:
