@@ -161,3 +161,24 @@ def test_a_cached_plane_finds_its_head_objects_in_the_job_not_the_prompt(
     assert viewer.layers[PREVIEW].data.any()
     # the prediction reused them (the plane was passed along with its embedding)
     assert session._source is not None and session._source[0] is plane
+
+
+def test_the_widgets_everything_mode_zooms_on_the_plane_itself(viewer_widget):
+    """On a plane of small nuclei the head's objects come from zoomed tiles (and both
+    views) of the plane's own pixels: the widget finds what the API finds (it once
+    passed a blank image of the plane's shape, fine for the point grid only)."""
+    from napari_segany import SegAny, _layers
+    from napari_segany.core.synthetic import generate_scene
+
+    rng = np.random.default_rng(20_000)
+    scene = generate_scene(rng, (768, 768), kind="nuclei", radius=4, coverage=0.3, dtype="uint16")
+    session = SegAny(device="cpu", precision="fp32")
+    viewer, widget, image = viewer_widget(scene.image, session=session)
+    widget.segment_everything()
+    shown = np.asarray(viewer.layers[EVERYTHING].data)
+    session.set_image(scene.image, contrast_limits=_layers.contrast_of(image))
+    expected = session.segment_everything()
+    assert session._found_objects()[2] >= 3  # the plane is zoomed
+    assert len(expected.objects) >= 200  # measured 700 in the 768 x 768 plane
+    np.testing.assert_array_equal(shown > 0, expected.labels > 0)
+    assert len(np.unique(shown)) - 1 == len(expected.objects)

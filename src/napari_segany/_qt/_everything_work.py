@@ -128,9 +128,14 @@ def _decode_plane(session: Any, plane: np.ndarray, limits: Any, grid: Any, cance
     yield Progress(0, 1, "embedding")
     with stop_on(image_encoder_of(session), cancel_event):
         embedding = session.embed(plane, contrast_limits=limits)
-    # without crops the grid decoder needs only the plane's shape
-    shape_only = np.broadcast_to(np.zeros(3, np.uint8), (*embedding.original_hw, 3))
-    return (yield from decode_grid(session.predictor, shape_only, grid, embedding))
+    if grid.proposals == "foreground" or grid.crop_n_layers:
+        # the head's zoomed tiles and second view, and crops, embed parts of the plane
+        from napari_segany.core.image import to_model_rgb
+
+        rgb = to_model_rgb(plane, contrast_limits=limits)
+    else:  # the point grid without crops needs only the plane's shape
+        rgb = np.broadcast_to(np.zeros(3, np.uint8), (*embedding.original_hw, 3))
+    return (yield from decode_grid(session.predictor, rgb, grid, embedding))
 
 
 def _scaled(steps, number: int, count: int, index: tuple, cancel_event: threading.Event):
