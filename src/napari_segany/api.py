@@ -204,6 +204,9 @@ class SegAny:
         # (plane embedding, window, the window's two views' embeddings) of recent
         # snapped clicks (core.click_guide)
         self._guides: list[tuple[Embedding, click_guide.Window, tuple[Embedding, Embedding]]] = []
+        # the embeddings the head's pass made (views and tiles) of the last plane whose
+        # objects were found, by content: the guides' views are among them
+        self._head_pass: tuple[Embedding | None, dict[tuple, Embedding]] = (None, {})
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -464,9 +467,16 @@ class SegAny:
             rgb = self._model_rgb()
         else:
             rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+        made = {_view_key(rgb): embedding}
+
+        def embed(view: np.ndarray) -> Embedding:
+            made[_view_key(view)] = self.predictor.embed(view)
+            return made[_view_key(view)]
+
         found = seeds.find_objects(
-            self.predictor.model, embedding, rgb, self.predictor.embed, views=self._head_views
+            self.predictor.model, embedding, rgb, embed, views=self._head_views
         )
+        self._head_pass = (embedding, made)
         logits = np.stack([found.foreground_logits, found.border_logits], dtype=np.float16)
         self._objects = [*self._objects, (embedding, found.labels, logits, found.zoom)]
         self._objects = self._objects[-OBJECTS_KEPT:]
@@ -484,7 +494,8 @@ class SegAny:
         """The masks of a click with the best-scored one replaced by the click's guide
         (``core.click_guide``: decoded on the zoomed tile, from two views), which the
         snapped click then splits its object with; unchanged where the clicks spread
-        over more than one tile."""
+        over more than one tile. The views are those the head's pass embedded (the
+        plane, its tiles, turned) where that pass was this plane's, else embedded."""
         embedding = self._embedding
         window = click_guide.click_window(embedding.original_hw, zoom, points)
         if window is None:
@@ -494,7 +505,14 @@ class SegAny:
             None,
         )
         if views is None:
-            views = click_guide.embed_views(self.predictor.embed, self._model_rgb(), window)
+            plane, made = self._head_pass
+            known = made if plane is embedding else {}
+
+            def embed(view: np.ndarray) -> Embedding:
+                found = known.get(_view_key(view))
+                return found if found is not None else self.predictor.embed(view)
+
+            views = click_guide.embed_views(embed, self._model_rgb(), window)
             self._guides = [*self._guides, (embedding, window, views)][-GUIDES_KEPT:]
         point_labels = np.asarray(labels)
         guide = click_guide.guide_mask(
@@ -632,3 +650,9 @@ class SegAny:
             f"SegAny(model={self.model_name!r}, device={str(self.device)!r}, "
             f"precision={self.precision!r}, cached_embeddings={len(self.cache)})"
         )
+
+
+def _view_key(rgb_uint8: np.ndarray) -> tuple:
+    """Content key of a view (a plane, a tile, turned or not) the head's pass embeds."""
+    view = np.ascontiguousarray(rgb_uint8)
+    return view.shape, xxhash.xxh3_128_hexdigest(memoryview(view).cast("B"))
