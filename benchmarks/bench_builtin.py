@@ -1,4 +1,4 @@
-"""Speed of the built-in model on 2 CPU threads: embedding, clicks, everything mode.
+"""Speed of the built-in model on 2 CPU threads: embedding, prompts, everything mode.
 
     cd benchmarks && ../.venv/bin/python bench_builtin.py [--threads 2] [--repeats 5]
 
@@ -46,6 +46,15 @@ def main() -> None:
     session.set_image(planes[0])
     session.head_objects()  # the first prompt on a plane finds the head's objects once
     click = time_it(lambda: session.segment(points_yx=[[500, 500]], labels=[1]), 20)
+
+    def first_click() -> None:  # the guide's two views of the window embedded first
+        session._guides = []
+        session.segment(points_yx=[[500, 500]], labels=[1])
+
+    click_first = time_it(first_click, args.repeats)
+    session.snap_to_objects = False
+    click_decoded = time_it(lambda: session.segment(points_yx=[[500, 500]], labels=[1]), 20)
+    session.snap_to_objects = True
     box = _box_around(session.head_objects(), (500, 500))
 
     def box_prompt() -> None:  # three candidates, as the widget asks for one box
@@ -61,6 +70,9 @@ def main() -> None:
         session.head_objects()
 
     objects = time_it(head_objects, args.repeats)
+    session.head_views = 1
+    objects_one_view = time_it(head_objects, args.repeats)
+    session.head_views = 2
     zoom = _zoom(session)
     warmup = int(args.device != "cpu")  # CUDA start-up and kernel choice are not timed
 
@@ -87,14 +99,18 @@ def main() -> None:
         f"weights {path.stat().st_size / 1e6:.1f} MB"
     )
     print(f"embedding 1024x1024 uint16 (convert + resize + encode): {embedding * 1000:.0f} ms")
-    print(f"one click (decode + upscale + rules, 1024x1024):       {click * 1000:.1f} ms")
+    print(
+        f"one click (decode + guide + upscale + rules, 1024x1024): {click * 1000:.1f} ms; "
+        f"the first in its window (two views embedded) {click_first * 1000:.0f} ms; "
+        f"not snapped {click_decoded * 1000:.1f} ms"
+    )
     print(
         f"one box, 3 candidates (decode + upscale + rules):      {fitted * 1000:.1f} ms "
         f"fitted to the head's object, {decoded * 1000:.1f} ms not snapped"
     )
     print(
         f"head objects of the plane (once per plane, 1024x1024):  {objects * 1000:.0f} ms "
-        f"(zoom {zoom})"
+        f"(zoom {zoom}, two views); one view {objects_one_view * 1000:.0f} ms"
     )
     for name, plane in (("256x256 sample", sample), ("512x512 scene", scene_512)):
         ours = everything_on(plane)
@@ -107,9 +123,11 @@ def main() -> None:
     small = generate_scene(rng, (1024, 1024), kind="nuclei", radius=5, coverage=0.3).image
     session.set_image(small)
     zoomed, whole = everything_on(small), everything_on(small, head_zoom=1)
+    one_view = everything_on(small, head_views=1)
     print(
         f"everything mode 1024x1024, small nuclei (zoom {_zoom(session)}): automatic zoom "
-        f"{zoomed:.2f} s; whole plane at once (head_zoom=1) {whole:.2f} s"
+        f"{zoomed:.2f} s (one view: {one_view:.2f} s); whole plane at once (head_zoom=1) "
+        f"{whole:.2f} s"
     )
 
 
@@ -124,10 +142,7 @@ def _box_around(objects: np.ndarray, yx: tuple[int, int]) -> np.ndarray:
 
 def _zoom(session: SegAny) -> int:
     """The zoom the head's objects of the current plane are found with."""
-    from napari_segany.core import seeds
-
-    logits = seeds.head_logits(session.predictor.model, session.embedding)
-    return seeds.auto_zoom(logits[0], session.embedding)
+    return session._found_objects()[2]
 
 
 if __name__ == "__main__":
