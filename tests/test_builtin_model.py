@@ -385,3 +385,41 @@ def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, d
     # measured: the guide 0.877 against the whole plane's mask 0.633; the answer 0.910
     assert np.mean(guide_ious) >= np.mean(plane_ious) + 0.15, (guide_ious, plane_ious)
     assert np.mean(answer_ious) >= 0.85, answer_ious
+
+
+def test_on_a_plane_not_zoomed_the_guide_reuses_the_clicks_own_decode(builtin, decoder_only):
+    """At zoom 1 the guide's first view is the plane itself: the click's own decode
+    serves for it (one more decode per click, the turned plane's), with the masks the
+    two views decoded afresh give."""
+    from napari_segany.core import click_guide
+    from napari_segany.core.mask_ops import keep_clicked_components
+
+    scene = nuclei_scene_2d(seed=3)
+    rgb = to_model_rgb(scene.image)
+    for session in (builtin, decoder_only):
+        session.set_image(scene.image)
+    objects, logits, zoom = builtin._found_objects()
+    assert zoom == 1
+    whole = (0, *scene.labels.shape[:1], 0, scene.labels.shape[1])
+    predictor, predict = builtin.predictor, builtin.predictor.predict
+    decodes = []
+    predictor.predict = lambda *args, **kwargs: decodes.append(1) or predict(*args, **kwargs)
+    views = click_guide.embed_views(predictor.embed, rgb, whole)
+    try:
+        for label in np.unique(scene.labels[scene.labels > 0])[:5]:
+            click = np.array([interior_point_yx(scene.labels == label)])
+            decodes.clear()
+            result = builtin.segment(points_yx=click, labels=[1])
+            assert len(decodes) == 2  # the click's and the turned plane's
+            decoded = decoder_only.segment(points_yx=click, labels=[1])
+            guide = click_guide.guide_mask(predictor, views, whole, rgb.shape[:2], click, [1])
+            expected = decoded.masks.copy()
+            best = int(np.argmax(decoded.scores))
+            expected[best] = keep_clicked_components(guide[None], click, np.array([1]))[0]
+            expected = seeds.snap_to_objects(
+                expected, decoded.scores, objects, click, np.array([1]), None,
+                border_logits=logits[1], foreground_logits=logits[0],
+            )  # fmt: skip
+            np.testing.assert_array_equal(result.masks, expected)
+    finally:
+        del predictor.predict

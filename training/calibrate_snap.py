@@ -95,7 +95,7 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
             result = session.segment(points_yx=click, labels=[1])
             best = int(np.argmax(result.scores))
             add("click", "decoder", small, result.masks[best], truth)
-            guided = session._guided(result.masks, result.scores, click, [1], zoom, True)
+            guided = session._guided(result.masks, result, click, [1], zoom, True)
             answers = click_answers(result, objects, click, border_logits, guided)
             for rule, answer in answers.items():
                 add("click", rule, small, answer, truth)

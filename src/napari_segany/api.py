@@ -29,7 +29,7 @@ from .core.everything_stack import StackResult, segment_everything_stack
 from .core.image import to_model_rgb, validate_plane
 from .core.mask_ops import clip_masks_to_boxes, keep_clicked_components
 from .core.model.sam import Sam
-from .core.predictor import Predictor
+from .core.predictor import Prediction, Predictor
 from .core.progress import Progress, drain
 from .core.registry import DEFAULT_MODEL, REGISTRY
 
@@ -399,7 +399,7 @@ class SegAny:
         if self.snap_to_objects:
             objects, logits, zoom = self._found_objects()
             if points is not None and boxes is None and mask_input is None:
-                masks = self._guided(masks, prediction.scores, points, labels, zoom, multimask)
+                masks = self._guided(masks, prediction, points, labels, zoom, multimask)
             masks = seeds.snap_to_objects(
                 masks,
                 prediction.scores,
@@ -485,7 +485,7 @@ class SegAny:
     def _guided(
         self,
         masks: np.ndarray,
-        scores: np.ndarray,
+        prediction: Prediction,
         points: np.ndarray,
         labels,
         zoom: int,
@@ -495,7 +495,8 @@ class SegAny:
         (``core.click_guide``: decoded on the zoomed tile, from two views), which the
         snapped click then splits its object with; unchanged where the clicks spread
         over more than one tile. The views are those the head's pass embedded (the
-        plane, its tiles, turned) where that pass was this plane's, else embedded."""
+        plane, its tiles, turned) where that pass was this plane's, else embedded;
+        on the whole plane, the click's own ``prediction`` is the first view's."""
         embedding = self._embedding
         window = click_guide.click_window(embedding.original_hw, zoom, points)
         if window is None:
@@ -515,13 +516,16 @@ class SegAny:
             views = click_guide.embed_views(embed, self._model_rgb(), window)
             self._guides = [*self._guides, (embedding, window, views)][-GUIDES_KEPT:]
         point_labels = np.asarray(labels)
+        whole = window == (0, embedding.original_hw[0], 0, embedding.original_hw[1])
+        first = prediction if whole and views[0] is embedding else None
         guide = click_guide.guide_mask(
-            self.predictor, views, window, embedding.original_hw, points, point_labels, multimask
-        )
+            self.predictor, views, window, embedding.original_hw, points, point_labels,
+            multimask, first,
+        )  # fmt: skip
         if self.clicked_component_only:
             guide = keep_clicked_components(guide[None], points, point_labels)[0]
         guided = masks.copy()
-        guided[int(np.argmax(scores))] = guide
+        guided[int(np.argmax(prediction.scores))] = guide
         return guided
 
     def segment_everything(

@@ -27,7 +27,7 @@ import torch
 
 from .embeddings import Embedding
 from .mask_ops import point_pixels
-from .predictor import Predictor, upscale_logits
+from .predictor import Prediction, Predictor, upscale_logits
 from .seeds import tile_spans
 
 # (y0, y1, x0, x1) of a window of the plane
@@ -86,6 +86,7 @@ def guide_mask(
     points_yx: np.ndarray,
     labels: np.ndarray,
     multimask: bool = True,
+    first: Prediction | None = None,
 ) -> np.ndarray:
     """The click's guide mask (module docstring, steps 2 and 3).
 
@@ -103,6 +104,10 @@ def guide_mask(
         1 positive, 0 negative.
     multimask : bool
         As the click was decoded (the best-scored of three candidates, or the one).
+    first : Prediction, optional
+        The first view's prediction of these clicks, where it was made already (the
+        click's own decode, when the window is the whole plane and ``views[0]`` its
+        embedding): not decoded again.
 
     Returns
     -------
@@ -116,27 +121,24 @@ def guide_mask(
     points = np.clip(points, 0.0, last + 0.499)
     turned = np.clip(last - points, 0.0, None)  # pixel i of the window is pixel last - i
     total = np.zeros((y1 - y0, x1 - x0), np.float32)
+    size = predictor.model.image_size
     for embedding, view_points, turn in ((views[0], points, False), (views[1], turned, True)):
-        logits = _best_logits(predictor, embedding, view_points, labels, multimask)
+        prediction = first if not turn and first is not None else None
+        if prediction is None:
+            prediction = predictor.predict(embedding, view_points, labels, multimask=multimask)
+        logits = best_logits(prediction, embedding, size)
         total += logits[::-1, ::-1] if turn else logits
     guide = np.zeros(plane_hw, bool)
     guide[y0:y1, x0:x1] = total > 0
     return guide
 
 
-def _best_logits(
-    predictor: Predictor,
-    embedding: Embedding,
-    points_yx: np.ndarray,
-    labels: np.ndarray,
-    multimask: bool,
-) -> np.ndarray:
-    """(h, w) float logits of the best-scored candidate at the view's resolution."""
-    prediction = predictor.predict(embedding, points_yx, labels, multimask=multimask)
+def best_logits(prediction: Prediction, embedding: Embedding, image_size: int) -> np.ndarray:
+    """(h, w) float logits of a prediction's best-scored candidate (one prompt set) at
+    the resolution of the view ``embedding`` was made of."""
     best = int(np.argmax(prediction.scores))
     low_res = torch.from_numpy(prediction.logits[best : best + 1])
-    size = predictor.model.image_size
-    return upscale_logits(low_res, embedding.input_hw, embedding.original_hw, size)[0].numpy()
+    return upscale_logits(low_res, embedding.input_hw, embedding.original_hw, image_size)[0].numpy()
 
 
 def embed_views(
