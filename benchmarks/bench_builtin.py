@@ -47,8 +47,8 @@ def main() -> None:
     session.head_objects()  # the first prompt on a plane finds the head's objects once
     click = time_it(lambda: session.segment(points_yx=[[500, 500]], labels=[1]), 20)
 
-    def first_click() -> None:  # the guide's two views of the window embedded first
-        session._guides = []
+    def first_click() -> None:  # the guide's two views embedded (no head's pass kept)
+        session._view_embeddings = (None, {})
         session.segment(points_yx=[[500, 500]], labels=[1])
 
     click_first = time_it(first_click, args.repeats)
@@ -66,7 +66,8 @@ def main() -> None:
     session.snap_to_objects = True
 
     def head_objects() -> None:
-        session._objects = []  # find them again: time the head and the watershed
+        session._objects = []  # find them again: time the head and the watershed,
+        session._view_embeddings = (None, {})  # and the embeddings of its views
         session.head_objects()
 
     objects = time_it(head_objects, args.repeats)

@@ -359,7 +359,7 @@ def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, d
             decoded = decoder_only.segment(points_yx=click, labels=[1])
             best = int(np.argmax(decoded.scores))
             if window not in views_of:
-                views_of[window] = click_guide.embed_views(embed, rgb, window)
+                views_of[window] = tuple(map(embed, click_guide.window_views(rgb, window)))
             views = views_of[window]
             guide = click_guide.guide_mask(predictor, views, window, truth.shape, click, [1])
             guide = keep_clicked_components(guide[None], click, np.array([1]))[0]
@@ -373,9 +373,9 @@ def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, d
             guide_ious.append(_iou(guide, truth))
             plane_ious.append(_iou(decoded.masks[best], truth))
             answer_ious.append(_iou(result.masks[best], truth))
-        # without the head's pass's embeddings (another plane's objects found since),
+        # without the head's pass's embeddings (another plane's views asked for since),
         # the first click in a window embeds its two views, the next ones none
-        builtin._head_pass, builtin._guides = (None, {}), []
+        builtin._view_embeddings = (None, {})
         for _ in range(2):
             again = builtin.segment(points_yx=click, labels=[1])
             np.testing.assert_array_equal(again.masks, result.masks)
@@ -404,7 +404,7 @@ def test_on_a_plane_not_zoomed_the_guide_reuses_the_clicks_own_decode(builtin, d
     predictor, predict = builtin.predictor, builtin.predictor.predict
     decodes = []
     predictor.predict = lambda *args, **kwargs: decodes.append(1) or predict(*args, **kwargs)
-    views = click_guide.embed_views(predictor.embed, rgb, whole)
+    views = tuple(map(predictor.embed, click_guide.window_views(rgb, whole)))
     try:
         for label in np.unique(scene.labels[scene.labels > 0])[:5]:
             click = np.array([interior_point_yx(scene.labels == label)])

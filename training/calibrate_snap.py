@@ -145,7 +145,11 @@ def main(argv=None) -> None:
     parser.add_argument("--objects", type=int, default=25)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument(
-        "--views", type=int, choices=[1, 2], default=2, help="the head's views (SegAny.head_views)"
+        "--views",
+        type=int,
+        choices=seeds.VIEWS,
+        default=seeds.HEAD_VIEWS,
+        help="the head's views (SegAny.head_views)",
     )
     args = parser.parse_args(argv)
     if args.threads:

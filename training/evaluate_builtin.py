@@ -45,6 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_segany.api import SegAny
+from napari_segany.core import seeds
 from napari_segany.core.synthetic import generate_scene, interior_point_yx
 
 EVAL_SEED = 987_654_321
@@ -302,7 +303,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--head-views",
         type=int,
-        choices=[1, 2],
+        choices=seeds.VIEWS,
         default=None,
         help="views the foreground head is averaged over, for prompts and everything mode "
         "(default: the session's, 2)",

@@ -37,9 +37,6 @@ logger = logging.getLogger(__name__)
 # planes whose head objects a session keeps: labels and float16 foreground and border
 # logits, 8 MiB for 1024 x 1024
 OBJECTS_KEPT = 8
-# windows whose two views' embeddings a session keeps for snapped clicks' guides
-# (core.click_guide; 2 MiB per view of the built-in model)
-GUIDES_KEPT = 8
 
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
 
@@ -201,12 +198,10 @@ class SegAny:
         # and the zoom they were found with
         self._objects: list[tuple[Embedding, np.ndarray, np.ndarray, int]] = []
         self._head_views = seeds.HEAD_VIEWS
-        # (plane embedding, window, the window's two views' embeddings) of recent
-        # snapped clicks (core.click_guide)
-        self._guides: list[tuple[Embedding, click_guide.Window, tuple[Embedding, Embedding]]] = []
-        # the embeddings the head's pass made (views and tiles) of the last plane whose
-        # objects were found, by content: the guides' views are among them
-        self._head_pass: tuple[Embedding | None, dict[tuple, Embedding]] = (None, {})
+        # (plane embedding, {content key: embedding}) of one plane's views -- its tiles,
+        # turned or not, and the plane turned -- that the head's pass or a click's guide
+        # embedded (2 MiB each for the built-in model; 2 zoom^2 at most)
+        self._view_embeddings: tuple[Embedding | None, dict[tuple, Embedding]] = (None, {})
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -467,20 +462,35 @@ class SegAny:
             rgb = self._model_rgb()
         else:
             rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
-        made = {_view_key(rgb): embedding}
-
-        def embed(view: np.ndarray) -> Embedding:
-            made[_view_key(view)] = self.predictor.embed(view)
-            return made[_view_key(view)]
-
         found = seeds.find_objects(
-            self.predictor.model, embedding, rgb, embed, views=self._head_views
+            self.predictor.model,
+            embedding,
+            rgb,
+            self._view_embedder(embedding),
+            views=self._head_views,
         )
-        self._head_pass = (embedding, made)
         logits = np.stack([found.foreground_logits, found.border_logits], dtype=np.float16)
         self._objects = [*self._objects, (embedding, found.labels, logits, found.zoom)]
         self._objects = self._objects[-OBJECTS_KEPT:]
         return found.labels, logits, found.zoom
+
+    def _view_embedder(self, embedding: Embedding) -> Callable[[np.ndarray], Embedding]:
+        """``rgb -> Embedding`` for views of the plane of ``embedding`` (its tiles,
+        turned or not, the plane turned): each view is embedded once and kept, for the
+        plane last asked about (the head's pass fills it, clicks' guides find their
+        views there; another plane's views are dropped)."""
+        plane, known = self._view_embeddings
+        if plane is not embedding:
+            known = {}
+            self._view_embeddings = (embedding, known)
+
+        def embed(view: np.ndarray) -> Embedding:
+            key = _view_key(view)
+            if key not in known:
+                known[key] = self.predictor.embed(view)
+            return known[key]
+
+        return embed
 
     def _guided(
         self,
@@ -494,30 +504,19 @@ class SegAny:
         """The masks of a click with the best-scored one replaced by the click's guide
         (``core.click_guide``: decoded on the zoomed tile, from two views), which the
         snapped click then splits its object with; unchanged where the clicks spread
-        over more than one tile. The views are those the head's pass embedded (the
-        plane, its tiles, turned) where that pass was this plane's, else embedded;
-        on the whole plane, the click's own ``prediction`` is the first view's."""
+        over more than one tile. The views are usually those the head's pass embedded
+        (:meth:`_view_embedder`); on the whole plane the first view is the plane, and
+        the click's own ``prediction`` its decode."""
         embedding = self._embedding
         window = click_guide.click_window(embedding.original_hw, zoom, points)
         if window is None:
             return masks
-        views = next(
-            (known for plane, kept, known in self._guides if plane is embedding and kept == window),
-            None,
-        )
-        if views is None:
-            plane, made = self._head_pass
-            known = made if plane is embedding else {}
-
-            def embed(view: np.ndarray) -> Embedding:
-                found = known.get(_view_key(view))
-                return found if found is not None else self.predictor.embed(view)
-
-            views = click_guide.embed_views(embed, self._model_rgb(), window)
-            self._guides = [*self._guides, (embedding, window, views)][-GUIDES_KEPT:]
-        point_labels = np.asarray(labels)
+        embed = self._view_embedder(embedding)
+        crop, turned = click_guide.window_views(self._model_rgb(), window)
         whole = window == (0, embedding.original_hw[0], 0, embedding.original_hw[1])
-        first = prediction if whole and views[0] is embedding else None
+        views = (embedding if whole else embed(crop), embed(turned))
+        first = prediction if whole else None
+        point_labels = np.asarray(labels)
         guide = click_guide.guide_mask(
             self.predictor, views, window, embedding.original_hw, points, point_labels,
             multimask, first,
@@ -657,6 +656,6 @@ class SegAny:
 
 
 def _view_key(rgb_uint8: np.ndarray) -> tuple:
-    """Content key of a view (a plane, a tile, turned or not) the head's pass embeds."""
+    """Content key of a view of a plane (:meth:`SegAny._view_embedder`)."""
     view = np.ascontiguousarray(rgb_uint8)
     return view.shape, xxhash.xxh3_128_hexdigest(memoryview(view).cast("B"))

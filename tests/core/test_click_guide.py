@@ -31,7 +31,7 @@ def test_the_window_is_the_plane_unzoomed_and_the_tile_owning_the_click_zoomed()
 
 
 def _guide(predictor, rgb, window, points_yx, labels):
-    views = click_guide.embed_views(predictor.embed, rgb, window)
+    views = tuple(map(predictor.embed, click_guide.window_views(rgb, window)))
     return click_guide.guide_mask(
         predictor, views, window, rgb.shape[:2], np.asarray(points_yx), np.asarray(labels)
     )
@@ -73,5 +73,4 @@ def test_clicks_on_the_windows_last_half_pixel_are_decoded():
     rgb = np.random.default_rng(2).integers(0, 255, (40, 50, 3), dtype=np.uint8)
     edge = _guide(predictor, rgb, (0, 40, 0, 50), np.array([[39.4, 49.4]]), [1])
     centre = _guide(predictor, rgb, (0, 40, 0, 50), np.array([[39.0, 49.0]]), [1])
-    assert edge.shape == (40, 50)
     assert (edge != centre).mean() < 0.05  # nearly the same click

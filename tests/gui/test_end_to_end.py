@@ -179,6 +179,6 @@ def test_the_widgets_everything_mode_zooms_on_the_plane_itself(viewer_widget):
     session.set_image(scene.image, contrast_limits=_layers.contrast_of(image))
     expected = session.segment_everything()
     assert session._found_objects()[2] >= 3  # the plane is zoomed
-    assert len(expected.objects) >= 200  # measured 700 in the 768 x 768 plane
+    assert len(expected.objects) >= 0.8 * scene.labels.max()  # measured 567 of 593
     np.testing.assert_array_equal(shown > 0, expected.labels > 0)
     assert len(np.unique(shown)) - 1 == len(expected.objects)

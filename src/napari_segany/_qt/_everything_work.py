@@ -124,17 +124,14 @@ def _decode_plane(session: Any, plane: np.ndarray, limits: Any, grid: Any, cance
         )
     from napari_segany.core.automatic import decode_grid
     from napari_segany.core.cancel import image_encoder_of, stop_on
+    from napari_segany.core.image import to_model_rgb
 
     yield Progress(0, 1, "embedding")
     with stop_on(image_encoder_of(session), cancel_event):
         embedding = session.embed(plane, contrast_limits=limits)
-    if grid.proposals == "foreground" or grid.crop_n_layers:
-        # the head's zoomed tiles and second view, and crops, embed parts of the plane
-        from napari_segany.core.image import to_model_rgb
-
-        rgb = to_model_rgb(plane, contrast_limits=limits)
-    else:  # the point grid without crops needs only the plane's shape
-        rgb = np.broadcast_to(np.zeros(3, np.uint8), (*embedding.original_hw, 3))
+    # the plane as the model sees it: the head's zoomed tiles and second view are cut
+    # from it (as SegAny.segment_everything does)
+    rgb = to_model_rgb(plane, contrast_limits=limits)
     return (yield from decode_grid(session.predictor, rgb, grid, embedding))
 
 

@@ -20,8 +20,6 @@ Measured on calibration scenes (``training/calibrate_snap.py``, docs/models.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -139,11 +137,3 @@ def best_logits(prediction: Prediction, embedding: Embedding, image_size: int) -
     best = int(np.argmax(prediction.scores))
     low_res = torch.from_numpy(prediction.logits[best : best + 1])
     return upscale_logits(low_res, embedding.input_hw, embedding.original_hw, image_size)[0].numpy()
-
-
-def embed_views(
-    embed: Callable[[np.ndarray], Embedding], rgb_uint8: np.ndarray, window: Window
-) -> tuple[Embedding, Embedding]:
-    """Both :func:`window_views` embedded with ``embed`` (``rgb -> Embedding``)."""
-    crop, turned = window_views(rgb_uint8, window)
-    return embed(crop), embed(turned)
