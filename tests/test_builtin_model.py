@@ -423,3 +423,28 @@ def test_on_a_plane_not_zoomed_the_guide_reuses_the_clicks_own_decode(builtin, d
             np.testing.assert_array_equal(result.masks, expected)
     finally:
         del predictor.predict
+
+
+def test_a_click_on_a_plane_known_only_by_its_embedding_is_snapped_without_a_guide(
+    builtin, decoder_only
+):
+    """After set_embedding(embedding) without the plane there are no pixels to cut the
+    guide's views from: the click is split with the decoder's own mask (the session-11
+    guide raised a TypeError here)."""
+    scene = nuclei_scene_2d(seed=4)
+    for session in (builtin, decoder_only):
+        session.set_image(scene.image)
+    embedding = builtin.embedding
+    builtin._objects = []
+    builtin.set_embedding(embedding)
+    objects, logits, zoom = builtin._found_objects()
+    assert zoom == 1
+    for label in np.unique(scene.labels[scene.labels > 0])[:4]:
+        click = np.array([interior_point_yx(scene.labels == label)])
+        result = builtin.segment(points_yx=click, labels=[1])
+        decoded = decoder_only.segment(points_yx=click, labels=[1])
+        expected = seeds.snap_to_objects(
+            decoded.masks, decoded.scores, objects, click, np.array([1]), None,
+            border_logits=logits[1], foreground_logits=logits[0],
+        )  # fmt: skip
+        np.testing.assert_array_equal(result.masks, expected)

@@ -504,15 +504,16 @@ class SegAny:
         """The masks of a click with the best-scored one replaced by the click's guide
         (``core.click_guide``: decoded on the zoomed tile, from two views), which the
         snapped click then splits its object with; unchanged where the clicks spread
-        over more than one tile. The views are usually those the head's pass embedded
-        (:meth:`_view_embedder`); on the whole plane the first view is the plane, and
-        the click's own ``prediction`` its decode."""
-        embedding = self._embedding
+        over more than one tile, or where only the plane's embedding is known. The
+        views are usually those the head's pass embedded (:meth:`_view_embedder`); on
+        the whole plane the first view is the plane, and the click's own
+        ``prediction`` its decode."""
+        embedding, rgb = self._embedding, self._model_rgb()
         window = click_guide.click_window(embedding.original_hw, zoom, points)
-        if window is None:
+        if window is None or rgb is None:  # no pixels after set_embedding(embedding)
             return masks
         embed = self._view_embedder(embedding)
-        crop, turned = click_guide.window_views(self._model_rgb(), window)
+        crop, turned = click_guide.window_views(rgb, window)
         whole = window == (0, embedding.original_hw[0], 0, embedding.original_hw[1])
         views = (embedding if whole else embed(crop), embed(turned))
         first = prediction if whole else None
