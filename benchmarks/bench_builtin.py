@@ -4,7 +4,7 @@
 
 Targets (docs/models.md): embedding of a 1024 x 1024 image <= 0.3 s on 2 cores; the
 whole model <= 15 MB. The embedding time includes the conversion to model RGB and the
-resize to the 512 px frame (what ``SegAny.set_image`` does), not a cache hit.
+resize to the 512 px frame (what ``SegAny.embed`` does), not a cache hit.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from napari_segany import SegAny
 from napari_segany._sample_data import nuclei_scene_2d
 from napari_segany.core import registry
 from napari_segany.core.synthetic import generate_scene
+from napari_segany.models.builtin.refiner import SnapToObjects
+
+DECODER_RULES = ["clip_to_box", "clicked_parts"]  # the built-in model's rules, not snapped
 
 
 def main() -> None:
@@ -40,41 +43,34 @@ def main() -> None:
 
     def embed() -> None:
         session.cache.clear()
-        session.set_image(planes[next(index)])
+        session.embed(planes[next(index)])
 
     embedding = time_it(embed, args.repeats)
-    session.set_image(planes[0])
-    session.head_objects()  # the first prompt on a plane finds the head's objects once
+    session.set_image(planes[0])  # embeds and prepares: the head's objects and views
     click = time_it(lambda: session.segment(points_yx=[[500, 500]], labels=[1]), 20)
-
-    def first_click() -> None:  # the guide's two views embedded (no head's pass kept)
-        session._view_embeddings = (None, {})
-        session.segment(points_yx=[[500, 500]], labels=[1])
-
-    click_first = time_it(first_click, args.repeats)
-    session.snap_to_objects = False
+    session.refiners = DECODER_RULES
     click_decoded = time_it(lambda: session.segment(points_yx=[[500, 500]], labels=[1]), 20)
-    session.snap_to_objects = True
-    box = _box_around(session.head_objects(), (500, 500))
+    session.refiners = "auto"
+    box = _box_around(_prepared(session).labels, (500, 500))
 
     def box_prompt() -> None:  # three candidates, as the widget asks for one box
         session.segment(box_yxyx=box)
 
     fitted = time_it(box_prompt, 20)
-    session.snap_to_objects = False
+    session.refiners = DECODER_RULES
     decoded = time_it(box_prompt, 20)
-    session.snap_to_objects = True
+    session.refiners = "auto"
 
-    def head_objects() -> None:
-        session._objects = []  # find them again: time the head and the watershed,
-        session._view_embeddings = (None, {})  # and the embeddings of its views
-        session.head_objects()
+    def prepare() -> None:  # the plane's embedding is cached: the head's pass and its views
+        session._planes.clear()
+        session.prepare(planes[0])
 
-    objects = time_it(head_objects, args.repeats)
-    session.head_views = 1
-    objects_one_view = time_it(head_objects, args.repeats)
-    session.head_views = 2
-    zoom = _zoom(session)
+    objects = time_it(prepare, args.repeats)
+    session.refiners = [*DECODER_RULES, SnapToObjects(views=1)]
+    objects_one_view = time_it(prepare, args.repeats)
+    session.refiners = "auto"
+    session.set_image(planes[0])
+    zoom = _prepared(session).zoom
     warmup = int(args.device != "cpu")  # CUDA start-up and kernel choice are not timed
 
     def everything_on(plane: np.ndarray, **params) -> float:
@@ -89,7 +85,7 @@ def main() -> None:
     sample = nuclei_scene_2d().image
     scene_512 = generate_scene(rng, (512, 512), kind="nuclei", radius=8).image
     grid = {  # the point grid at the thresholds calibrated for this model
-        "proposals": "grid",
+        "mode": "grid",
         "pred_iou_thresh": 0.45,
         "stability_score_thresh": 0.0,
         "box_nms_thresh": 0.02,
@@ -102,7 +98,6 @@ def main() -> None:
     print(f"embedding 1024x1024 uint16 (convert + resize + encode): {embedding * 1000:.0f} ms")
     print(
         f"one click (decode + guide + upscale + rules, 1024x1024): {click * 1000:.1f} ms; "
-        f"the first in its window (two views embedded) {click_first * 1000:.0f} ms; "
         f"not snapped {click_decoded * 1000:.1f} ms"
     )
     print(
@@ -110,7 +105,7 @@ def main() -> None:
         f"fitted to the head's object, {decoded * 1000:.1f} ms not snapped"
     )
     print(
-        f"head objects of the plane (once per plane, 1024x1024):  {objects * 1000:.0f} ms "
+        f"prepare: head objects and views (once per plane, 1024x1024): {objects * 1000:.0f} ms "
         f"(zoom {zoom}, two views); one view {objects_one_view * 1000:.0f} ms"
     )
     for name, plane in (("256x256 sample", sample), ("512x512 scene", scene_512)):
@@ -126,7 +121,7 @@ def main() -> None:
     zoomed, whole = everything_on(small), everything_on(small, head_zoom=1)
     one_view = everything_on(small, head_views=1)
     print(
-        f"everything mode 1024x1024, small nuclei (zoom {_zoom(session)}): automatic zoom "
+        f"everything mode 1024x1024, small nuclei (zoom {_prepared(session).zoom}): automatic zoom "
         f"{zoomed:.2f} s (one view: {one_view:.2f} s); whole plane at once (head_zoom=1) "
         f"{whole:.2f} s"
     )
@@ -141,9 +136,9 @@ def _box_around(objects: np.ndarray, yx: tuple[int, int]) -> np.ndarray:
     return np.array([rows.min(), cols.min(), rows.max(), cols.max()], dtype=np.float64)
 
 
-def _zoom(session: SegAny) -> int:
-    """The zoom the head's objects of the current plane are found with."""
-    return session._found_objects()[2]
+def _prepared(session: SegAny):
+    """What the snapping refiner prepared for the current plane (objects, logits, zoom)."""
+    return session._current.prepared[SnapToObjects.name]
 
 
 if __name__ == "__main__":

@@ -98,8 +98,8 @@ def main() -> None:
     if args.peak_rss:
         peak_rss(args.model, args.size, args.points_per_side, args.precision)
         return
-    from napari_segany.core.automatic import segment_everything
     from napari_segany.core.device import resolve_precision
+    from napari_segany.core.everything.grid import segment_everything
     from napari_segany.core.predictor import Predictor
 
     package, reference, ours = _models(args.model, args.seed)

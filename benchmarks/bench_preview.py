@@ -60,7 +60,7 @@ def _preview(session, plane, limits, layer, points, labels, stages: dict) -> np.
     from napari_segany.scripting import predict_objects
 
     t0 = time.perf_counter()
-    assert session.embedding_key(plane, limits) in session.cache
+    assert session.is_prepared(plane, limits)
     session.set_embedding(session.embed(plane, contrast_limits=limits))
     t1 = time.perf_counter()
     objects = predict_objects(session, points, labels, np.empty((0, 4)))

@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from napari_segany.api import SegAny
-from napari_segany.core.automatic import segment_everything
 from napari_segany.core.errors import NoImageError
+from napari_segany.core.everything.grid import segment_everything
 from napari_segany.core.image import to_model_rgb
 from napari_segany.core.model.build import build_sam
+from napari_segany.core.refiners import ClickedParts
 from tests.fakes import tiny_architecture
 
 TINY = tiny_architecture(window_size=4)
@@ -86,7 +87,7 @@ def test_progress_and_set_embedding(session):
     plane = _plane()
     reports = []
     session.set_image(plane)
-    expected = session.segment_everything(reports.append, **LOOSE)
+    expected = session.segment_everything(on_progress=reports.append, **LOOSE)
     assert reports and reports[-1].fraction == 1.0
     assert [r.done for r in reports] == sorted(r.done for r in reports)
     other = SegAny.from_model(session.predictor.model, name="tiny")
@@ -129,15 +130,20 @@ def test_stack_ids_unique_linked_cached_and_cancellable(session):
 
 def test_everything_defaults_fill_in_what_a_call_does_not_give(session):
     # a model without registry defaults runs SAM's (none set, the clicked-part rule off)
-    assert session.everything_defaults == {}
-    assert session.everything_parameters() == {"clicked_component_only": False}
+    assert session.everything.defaults == {}
+    assert session.everything.merged() == {"clicked_component_only": False}
     session.set_image(_plane())
-    session.everything_defaults = {**LOOSE, "points_per_side": 3}
+    session.everything.defaults = {**LOOSE, "points_per_side": 3}
     session.segment_everything()
-    assert len(session._everything[3]) == 3 * 9  # the default grid: 3 x 3 points
+    assert len(session._everything[2]) == 3 * 9  # the default grid: 3 x 3 points
     session.segment_everything(points_per_side=2)  # a call's own value wins
-    assert len(session._everything[3]) == 3 * 4
-    assert session._everything[1].clicked_component_only is False
-    session.clicked_component_only = True  # the session's rule reaches everything mode
+    assert len(session._everything[2]) == 3 * 4
+    assert session._everything[2].params.clicked_component_only is False
+    session.refiners = [ClickedParts()]  # the clicked-part rule reaches everything mode
+    assert session.everything.merged() == {
+        **LOOSE,
+        "points_per_side": 3,
+        "clicked_component_only": True,
+    }
     session.segment_everything(points_per_side=2)
-    assert session._everything[1].clicked_component_only is True
+    assert session._everything[2].params.clicked_component_only is True

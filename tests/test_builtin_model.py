@@ -10,20 +10,23 @@ file, noted beside it).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from training.evaluate_builtin import best_overlap_ious
 
 from napari_segany import SegAny
 from napari_segany._sample_data import nuclei_scene_2d
-from napari_segany.core import seeds
-from napari_segany.core.automatic import GridParams, decode_grid
-from napari_segany.core.errors import ImageError
+from napari_segany.core import planes
+from napari_segany.core.embeddings import ViewEmbeddings
+from napari_segany.core.errors import ImageError, InputError
+from napari_segany.core.everything.grid import GridParams, decode_grid
 from napari_segany.core.image import to_model_rgb
 from napari_segany.core.mask_ops import keep_clicked_components, masks_to_boxes
 from napari_segany.core.progress import drain
-from napari_segany.core.registry import REGISTRY
 from napari_segany.core.synthetic import generate_scene, interior_point_yx
+from napari_segany.models.builtin import EVERYTHING_DEFAULTS, objects, snapping
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,19 @@ def builtin() -> SegAny:
 def decoder_only() -> SegAny:
     """The built-in model with prompts answered by its decoder alone (no snapping to
     the foreground head's objects), to test the decoder's mask rules."""
-    return SegAny(device="cpu", precision="fp32", snap_to_objects=False)
+    return SegAny(device="cpu", precision="fp32", refine=["clip_to_box", "clicked_parts"])
+
+
+def _names(session: SegAny) -> list[str]:
+    return [refiner.name for refiner in session.refiners]
+
+
+def _prepared(session: SegAny):
+    """(labels, (2, H, W) float16 logits, zoom) the current plane's prompts snap with."""
+    context = session._current
+    planes.prepare(context, session.refiners)
+    found = context.prepared["snap_to_objects"]
+    return found.labels, found.logits, found.zoom
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -90,21 +105,21 @@ def test_box_masks_of_the_builtin_model_are_cut_to_the_box(builtin, decoder_only
     (the model's masks leak into touching neighbours past the box)."""
     from napari_segany.core import registry
 
-    assert builtin.clip_to_box
+    assert "clip_to_box" in _names(builtin)
     builtin = decoder_only
     path = registry.packaged_checkpoint(registry.REGISTRY["builtin"])
-    assert not SegAny(str(path), device="cpu", precision="fp32").clip_to_box  # a file: off
-    assert not SegAny(device="cpu", precision="fp32", clip_to_box=False).clip_to_box
+    assert SegAny(str(path), device="cpu", precision="fp32").refiners == ()  # a file: off
+    assert SegAny(device="cpu", precision="fp32", refine="none").refiners == ()
     scene = nuclei_scene_2d(seed=2)
     builtin.set_image(scene.image)
     ids = np.unique(scene.labels[scene.labels > 0])[:12]
     boxes = np.array([_box(scene.labels == label) for label in ids])
     cut = builtin.segment(box_yxyx=boxes, multimask=False)
     try:
-        builtin.clip_to_box = False
+        builtin.refiners = ["clicked_parts"]
         whole = builtin.segment(box_yxyx=boxes, multimask=False)
     finally:
-        builtin.clip_to_box = True
+        builtin.refiners = ["clip_to_box", "clicked_parts"]
     np.testing.assert_array_equal(cut.scores, whole.scores)
     inside = np.zeros_like(whole.masks)
     for index, (y0, x0, y1, x1) in enumerate(boxes):
@@ -122,11 +137,11 @@ def test_click_masks_of_the_builtin_model_keep_only_the_clicked_part(builtin, de
     parts under the click, the scores stay the model's, the masks fit better."""
     from scipy import ndimage
 
-    assert builtin.clicked_component_only
+    assert "clicked_parts" in _names(builtin)
     builtin = decoder_only
-    assert not SegAny(
-        device="cpu", precision="fp32", clicked_component_only=False
-    ).clicked_component_only
+    with pytest.raises(InputError, match="Unknown refiner"):
+        builtin.refiners = ["clicked_part"]
+    assert _names(builtin) == ["clip_to_box", "clicked_parts"]  # unchanged by the refusal
     scene = nuclei_scene_2d(seed=3)
     builtin.set_image(scene.image)
     ids, areas = np.unique(scene.labels[scene.labels > 0], return_counts=True)
@@ -136,10 +151,10 @@ def test_click_masks_of_the_builtin_model_keep_only_the_clicked_part(builtin, de
         y, x = interior_point_yx(truth, edge_is_background=False)
         kept = builtin.segment(points_yx=[[y, x]], labels=[1])
         try:
-            builtin.clicked_component_only = False
+            builtin.refiners = ["clip_to_box"]
             whole = builtin.segment(points_yx=[[y, x]], labels=[1])
         finally:
-            builtin.clicked_component_only = True
+            builtin.refiners = ["clip_to_box", "clicked_parts"]
         np.testing.assert_array_equal(kept.scores, whole.scores)
         for cut, full in zip(kept.masks, whole.masks):
             regions, _ = ndimage.label(full, structure=np.ones((3, 3)))
@@ -179,11 +194,11 @@ def test_everything_mode_finds_nuclei_with_its_foreground_head(builtin):
     # empty result says what to lower
     sam = dict(points_per_side=32, pred_iou_thresh=0.88, stability_score_thresh=0.95)
     with pytest.warns(UserWarning, match="Lower pred_iou_thresh"):
-        grid = builtin.segment_everything(proposals="grid", **sam, box_nms_thresh=0.7)
+        grid = builtin.segment_everything(mode="grid", **sam, box_nms_thresh=0.7)
     assert grid.labels.max() == 0
     # the grid at its calibrated thresholds finds fewer than the head
     grid = builtin.segment_everything(
-        proposals="grid", pred_iou_thresh=0.45, stability_score_thresh=0.0, box_nms_thresh=0.02
+        mode="grid", pred_iou_thresh=0.45, stability_score_thresh=0.0, box_nms_thresh=0.02
     )
     assert 25 <= _matched(grid.labels, scene.labels) < matched  # measured 31
 
@@ -191,19 +206,15 @@ def test_everything_mode_finds_nuclei_with_its_foreground_head(builtin):
 def test_prompts_snap_to_the_heads_objects(builtin, decoder_only):
     """On by default for the built-in model: boxes and agreeing clicks are answered
     with the foreground head's object, which fits the nuclei better than the decoder."""
-    from napari_segany.core import registry
 
-    assert builtin.snap_to_objects and not decoder_only.snap_to_objects
-    path = registry.packaged_checkpoint(registry.REGISTRY["builtin"])
-    assert not SegAny(str(path), device="cpu", precision="fp32").snap_to_objects  # a file
+    assert "snap_to_objects" in _names(builtin)
+    assert "snap_to_objects" not in _names(decoder_only)
     scene = nuclei_scene_2d(seed=2)
     snapped_ious, decoder_ious = [], []
     for session in (builtin, decoder_only):
         session.set_image(scene.image)
-    objects = builtin.head_objects()
+    objects, logits, _ = _prepared(builtin)  # what the session snaps with
     assert objects.shape == scene.labels.shape and objects.max() >= 30  # measured 49
-    kept, logits = builtin._plane_objects()  # what the session snaps with
-    np.testing.assert_array_equal(kept, objects)
     assert logits.shape == (2, *objects.shape) and logits.dtype == np.float16
     for label in np.unique(scene.labels[scene.labels > 0])[:12]:
         truth = scene.labels == label
@@ -217,7 +228,7 @@ def test_prompts_snap_to_the_heads_objects(builtin, decoder_only):
         assert not snapped.masks[0][~inside].any()  # never past the box
         if votes.any():  # the object most of the decoder's mask is on, fitted to the box
             label = int(votes.argmax()) + 1
-            expected = seeds.fit_to_box(objects, label, box, logits[0], logits[1])
+            expected = snapping.fit_to_box(objects, label, box, logits[0], logits[1])
             np.testing.assert_array_equal(snapped.masks[0], expected)
         snapped_ious.append(_iou(snapped.masks[0], truth))
         decoder_ious.append(_iou(decoded.masks[0], truth))
@@ -259,31 +270,37 @@ def test_everything_masks_are_the_parts_of_the_whole_masks_under_their_points(bu
 
 
 def test_everything_mode_uses_the_models_calibrated_defaults(builtin):
-    expected = dict(REGISTRY["builtin"].everything)
-    assert builtin.everything_defaults == expected
+    expected = dict(EVERYTHING_DEFAULTS)
+    assert builtin.everything.defaults == expected
     assert expected["pred_iou_thresh"] < 0.88  # SAM's would keep nothing (test below)
-    chosen = builtin.everything_parameters(pred_iou_thresh=0.7)
+    chosen = builtin.everything.merged(pred_iou_thresh=0.7)
     assert chosen == {**expected, "pred_iou_thresh": 0.7, "clicked_component_only": True}
 
 
-def test_head_objects_are_found_once_per_plane_and_kept_for_recent_planes(builtin):
-    from napari_segany.api import OBJECTS_KEPT
+def test_planes_are_prepared_once_and_kept_for_recent_planes(builtin):
+    from napari_segany.core.planes import PLANES_KEPT
 
-    scenes = [nuclei_scene_2d(seed=seed) for seed in range(OBJECTS_KEPT + 1)]
-    builtin._objects = []  # none of these planes' objects found by an earlier test
-    builtin.set_image(scenes[0].image)
+    scenes = [nuclei_scene_2d(seed=seed) for seed in range(PLANES_KEPT + 1)]
+    builtin._planes.clear()  # none of these planes prepared by an earlier test
     first = scenes[0].image
-    objects = builtin.head_objects()
-    assert builtin.head_objects() is objects  # found once
-    assert builtin.head_objects(first) is objects
+    assert not builtin.is_prepared(first)
+    builtin.set_image(first)
+    assert builtin.is_prepared(first)
+    objects = _prepared(builtin)[0]
+    builtin.set_image(first)
+    assert _prepared(builtin)[0] is objects  # prepared once
     for scene in scenes[1:]:
         builtin.set_image(scene.image)
-        assert builtin.head_objects().shape == scene.labels.shape
-    assert len(builtin._objects) == OBJECTS_KEPT  # the oldest plane's were dropped
-    again = builtin.head_objects(first)  # found again, equal; the plane stays current
+        assert _prepared(builtin)[0].shape == scene.labels.shape
+    assert not builtin.is_prepared(first)  # the oldest plane's were dropped
+    assert builtin.is_prepared(scenes[-1].image)
+    builtin.prepare(first)  # prepared again, equal; the last plane stays current
+    assert builtin.is_prepared(first)
+    assert builtin.embedding is builtin.embed(scenes[-1].image)
+    builtin.set_image(first)
+    again = _prepared(builtin)[0]
     assert again is not objects
     np.testing.assert_array_equal(again, objects)
-    assert builtin.embedding is builtin.embed(scenes[-1].image)
 
 
 def _small_nuclei_scene(seed: int = 0):
@@ -301,28 +318,28 @@ def test_small_nuclei_are_found_on_zoomed_tiles(builtin):
     builtin.set_image(scene.image)
     rgb, embedding = to_model_rgb(scene.image), builtin.embedding
     model, embed = builtin.predictor.model, builtin.predictor.embed
-    automatic = seeds.find_objects(model, embedding, rgb, embed)
-    whole = seeds.find_objects(model, embedding, rgb, embed, zoom=1)
+    automatic = objects.find_objects(model, embedding, rgb, embed)
+    whole = objects.find_objects(model, embedding, rgb, embed, zoom=1)
     assert automatic.zoom >= 3  # measured 4
     f1_zoomed = matching_f1(scene.labels, automatic.labels)[0]
     f1_whole = matching_f1(scene.labels, whole.labels)[0]
     assert f1_zoomed >= 0.7 and f1_zoomed > f1_whole + 0.5  # measured 0.02 -> 0.83
     # the session's objects (snapped prompts) and everything mode use the same zoom
-    np.testing.assert_array_equal(builtin.head_objects(), automatic.labels)
+    np.testing.assert_array_equal(_prepared(builtin)[0], automatic.labels)
     result = builtin.segment_everything()
     assert len(result.objects) == automatic.labels.max()
     fixed = builtin.segment_everything(head_zoom=1)
     assert len(fixed.objects) == whole.labels.max()
     # with only the embedding, nothing can be zoomed or turned: the whole plane at once
-    builtin.set_embedding(embedding)
+    builtin.set_embedding(replace(embedding))  # an embedding the session has not seen
     one_view = builtin.segment_everything(head_zoom=1, head_views=1)
     np.testing.assert_array_equal(builtin.segment_everything().labels > 0, one_view.labels > 0)
     # given with its plane (as the widget gives it), the embedding is zoomed as before
-    builtin._objects = []
+    builtin._planes.clear()
     builtin.set_embedding(embedding, scene.image)
-    assert not builtin.head_objects_known(scene.image)
-    np.testing.assert_array_equal(builtin.head_objects(), automatic.labels)
-    assert builtin.head_objects_known(scene.image)
+    assert not builtin.is_prepared(scene.image)
+    np.testing.assert_array_equal(_prepared(builtin)[0], automatic.labels)
+    assert builtin.is_prepared(scene.image)
     assert len(builtin.segment_everything().objects) == automatic.labels.max()
     with pytest.raises(ImageError, match="embedding is for a"):
         builtin.set_embedding(embedding, scene.image[:100])
@@ -333,14 +350,14 @@ def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, d
     """On a zoomed plane the decoder's mask that splits a clicked object comes from the
     tile the head found it on, decoded in two views (core.click_guide): far closer to
     the nucleus than the whole plane's mask (docs/models.md, "The click's guide")."""
-    from napari_segany.core import click_guide
     from napari_segany.core.mask_ops import keep_clicked_components
+    from napari_segany.models.builtin import click_guide
 
     scene = _small_nuclei_scene(seed=1)
     rgb = to_model_rgb(scene.image)
     for session in (builtin, decoder_only):
         session.set_image(scene.image)
-    objects, logits, zoom = builtin._found_objects()
+    objects, logits, zoom = _prepared(builtin)
     assert zoom >= 3
     predictor, embed = builtin.predictor, builtin.predictor.embed
     embedded = []
@@ -365,7 +382,7 @@ def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, d
             guide = keep_clicked_components(guide[None], click, np.array([1]))[0]
             expected = decoded.masks.copy()
             expected[best] = guide
-            expected = seeds.snap_to_objects(
+            expected = snapping.snap_to_objects(
                 expected, decoded.scores, objects, click, np.array([1]), None,
                 border_logits=logits[1], foreground_logits=logits[0],
             )  # fmt: skip
@@ -373,13 +390,17 @@ def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, d
             guide_ious.append(_iou(guide, truth))
             plane_ious.append(_iou(decoded.masks[best], truth))
             answer_ious.append(_iou(result.masks[best], truth))
-        # without the head's pass's embeddings (another plane's views asked for since),
-        # the first click in a window embeds its two views, the next ones none
-        builtin._view_embeddings = (None, {})
-        for _ in range(2):
-            again = builtin.segment(points_yx=click, labels=[1])
-            np.testing.assert_array_equal(again.masks, result.masks)
-        assert embedded == [(y1 - y0, x1 - x0, 3)] * 2
+        # a click never embeds: without its views (not prepared), it goes unguided
+        context = builtin._current
+        kept_views, context.views = context.views, ViewEmbeddings(embed)
+        again = builtin.segment(points_yx=click, labels=[1])
+        context.views = kept_views
+        assert embedded == []
+        unguided = snapping.snap_to_objects(
+            decoded.masks, decoded.scores, objects, click, np.array([1]), None,
+            border_logits=logits[1], foreground_logits=logits[0],
+        )  # fmt: skip
+        np.testing.assert_array_equal(again.masks, unguided)
     finally:
         del predictor.embed  # the bound method again
     # measured: the guide 0.877 against the whole plane's mask 0.633; the answer 0.910
@@ -391,14 +412,14 @@ def test_on_a_plane_not_zoomed_the_guide_reuses_the_clicks_own_decode(builtin, d
     """At zoom 1 the guide's first view is the plane itself: the click's own decode
     serves for it (one more decode per click, the turned plane's), with the masks the
     two views decoded afresh give."""
-    from napari_segany.core import click_guide
     from napari_segany.core.mask_ops import keep_clicked_components
+    from napari_segany.models.builtin import click_guide
 
     scene = nuclei_scene_2d(seed=3)
     rgb = to_model_rgb(scene.image)
     for session in (builtin, decoder_only):
         session.set_image(scene.image)
-    objects, logits, zoom = builtin._found_objects()
+    objects, logits, zoom = _prepared(builtin)
     assert zoom == 1
     whole = (0, *scene.labels.shape[:1], 0, scene.labels.shape[1])
     predictor, predict = builtin.predictor, builtin.predictor.predict
@@ -416,7 +437,7 @@ def test_on_a_plane_not_zoomed_the_guide_reuses_the_clicks_own_decode(builtin, d
             expected = decoded.masks.copy()
             best = int(np.argmax(decoded.scores))
             expected[best] = keep_clicked_components(guide[None], click, np.array([1]))[0]
-            expected = seeds.snap_to_objects(
+            expected = snapping.snap_to_objects(
                 expected, decoded.scores, objects, click, np.array([1]), None,
                 border_logits=logits[1], foreground_logits=logits[0],
             )  # fmt: skip
@@ -434,16 +455,14 @@ def test_a_click_on_a_plane_known_only_by_its_embedding_is_snapped_without_a_gui
     scene = nuclei_scene_2d(seed=4)
     for session in (builtin, decoder_only):
         session.set_image(scene.image)
-    embedding = builtin.embedding
-    builtin._objects = []
-    builtin.set_embedding(embedding)
-    objects, logits, zoom = builtin._found_objects()
+    builtin.set_embedding(replace(builtin.embedding))  # an embedding never seen with pixels
+    objects, logits, zoom = _prepared(builtin)
     assert zoom == 1
     for label in np.unique(scene.labels[scene.labels > 0])[:4]:
         click = np.array([interior_point_yx(scene.labels == label)])
         result = builtin.segment(points_yx=click, labels=[1])
         decoded = decoder_only.segment(points_yx=click, labels=[1])
-        expected = seeds.snap_to_objects(
+        expected = snapping.snap_to_objects(
             decoded.masks, decoded.scores, objects, click, np.array([1]), None,
             border_logits=logits[1], foreground_logits=logits[0],
         )  # fmt: skip

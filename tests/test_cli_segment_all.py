@@ -80,27 +80,29 @@ def test_bad_input_exits_1_with_a_message(tmp_path, checkpoint, capsys):
 
 
 def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypatch, capsys):
-    from napari_segany.core import everything_stack
+    from napari_segany.api import SegAny
     from napari_segany.core.errors import InputError
-    from napari_segany.core.registry import REGISTRY
+    from napari_segany.models.builtin import EVERYTHING_DEFAULTS
 
     seen = []
 
-    def capture(*args, **params):
-        seen.append(params)
+    def capture(session, *args, link, link_iou, on_progress, **params):
+        seen.append(session.everything.plan(**params))
         raise InputError("stopped by the test")
 
-    monkeypatch.setattr(everything_stack, "segment_everything_stack", capture)
+    monkeypatch.setattr(SegAny, "segment_everything_stack", capture)
     source = tmp_path / "in.tif"
     tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
     args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
     assert main(args) == 1 and "stopped by the test" in capsys.readouterr().err
     assert main([*args, "--pred-iou-thresh", "0.7", "--head-zoom", "3"]) == 1
-    builtin = dict(REGISTRY["builtin"].everything)  # no --model: the built-in model
-    for name, value in builtin.items():
-        assert seen[0][name] == value
-    assert seen[0]["clicked_component_only"] is True
-    assert "head_zoom" not in seen[0]  # GridParams' default: automatic
-    assert seen[1]["pred_iou_thresh"] == 0.7  # a flag wins
-    assert seen[1]["head_zoom"] == 3
-    assert seen[1]["box_nms_thresh"] == builtin["box_nms_thresh"]
+    assert main([*args, "--mode", "grid", "--points-per-side", "4"]) == 1
+    (proposer, chosen, filters), (_, zoomed, changed), (grid, points, _) = seen
+    # no --model: the built-in model, its head's objects and its thresholds
+    assert proposer.name == "foreground" and grid.name == "grid"
+    assert chosen.head_zoom == 0  # automatic
+    assert filters.pred_iou_thresh == EVERYTHING_DEFAULTS["pred_iou_thresh"]
+    assert changed.pred_iou_thresh == 0.7  # a flag wins
+    assert zoomed.head_zoom == 3
+    assert points.points_per_side == 4 and points.clicked_component_only is True
+    assert changed.box_nms_thresh == EVERYTHING_DEFAULTS["box_nms_thresh"]

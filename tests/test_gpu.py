@@ -72,7 +72,7 @@ def test_builtin_head_objects_and_snapped_prompts_on_cuda_match_the_cpu():
     for device in ("cpu", "cuda"):
         session = SegAny(device=device, precision="fp32")
         session.set_image(scene.image)
-        objects = session.head_objects()
+        objects = session.segment_everything(mode="foreground", head_views=2).labels
         everything = session.segment_everything().labels
         box = session.segment(box_yxyx=[40, 40, 80, 80], multimask=False).masks[0]
         results[device] = (objects, everything, box)
@@ -86,9 +86,9 @@ def test_builtin_head_objects_and_snapped_prompts_on_cuda_match_the_cpu():
 def test_builtin_zoomed_head_objects_on_cuda_match_the_cpu():
     """On a plane of small nuclei the head's objects come from 4 x 4 zoomed tiles, each
     embedded on the GPU: the zoom chosen and the objects agree with the CPU's."""
-    from napari_segany.core import seeds
     from napari_segany.core.image import to_model_rgb
     from napari_segany.core.synthetic import generate_scene
+    from napari_segany.models.builtin import objects
 
     rng = np.random.default_rng(20_000)  # tests/test_builtin_model.py's small nuclei
     scene = generate_scene(rng, (768, 768), kind="nuclei", radius=4, coverage=0.3, dtype="uint16")
@@ -98,7 +98,7 @@ def test_builtin_zoomed_head_objects_on_cuda_match_the_cpu():
         session = SegAny(device=device, precision="fp32")
         session.set_image(scene.image)
         model, embed = session.predictor.model, session.predictor.embed
-        found[device] = seeds.find_objects(model, session.embedding, rgb, embed)
+        found[device] = objects.find_objects(model, session.embedding, rgb, embed)
     assert found["cpu"].zoom == found["cuda"].zoom >= 3
     cpu, cuda = found["cpu"].labels, found["cuda"].labels
     assert abs(int(cpu.max()) - int(cuda.max())) <= 0.01 * cpu.max()

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segany.core.automatic import decode_grid, everything_params, segment_everything
+from napari_segany.core.everything.grid import decode_grid, everything_params, segment_everything
 from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD
 from napari_segany.core.model.build import build_sam
 from napari_segany.core.predictor import Predictor

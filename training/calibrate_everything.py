@@ -10,8 +10,8 @@ Decodes the grid once per scene (``--points-per-side``, the clicked-part rule on
 model) and reports the mean F1 at IoU 0.5 (``evaluate_builtin.matching_f1``) of each,
 best first, with the decoding time per scene.
 
-With ``--proposals foreground`` (models with a foreground head: the built-in model) the
-objects come from the seeded watershed of ``core/seeds.py`` instead; its seed
+With ``--mode foreground`` (models with a foreground head: the built-in model) the
+objects come from the seeded watershed of ``core/objects.py`` instead; its seed
 thresholds (foreground logit, border logit, minimum seed area), the extent of the
 objects and ``pred_iou_thresh`` (there: an object's mean foreground probability) are
 swept, and the rows are ranked by F1 plus ``object_iou`` (the mean IoU of each true
@@ -35,12 +35,12 @@ import numpy as np
 import torch
 
 from napari_segany.api import SegAny
-from napari_segany.core import seeds
-from napari_segany.core.automatic import GridParams, decode_grid
-from napari_segany.core.everything_select import EmptyResultWarning, FilterParams
+from napari_segany.core.everything.grid import GridParams, decode_grid
+from napari_segany.core.everything.selection import EmptyResultWarning, FilterParams
 from napari_segany.core.image import to_model_rgb
 from napari_segany.core.progress import drain
 from napari_segany.core.synthetic import generate_scene
+from napari_segany.models.builtin import objects, proposer
 
 from .evaluate_builtin import MIN_AREA, SIZES_HW, best_overlap_ious, matching_f1
 
@@ -112,9 +112,9 @@ def object_iou(truth: np.ndarray, found: np.ndarray) -> float:
     return float(np.mean(scores)) if scores.size else 1.0
 
 
-def sweep_foreground(session: SegAny, n_images: int, zoom: int = seeds.AUTO_ZOOM) -> dict:
+def sweep_foreground(session: SegAny, n_images: int, zoom: int = objects.AUTO_ZOOM) -> dict:
     """Mean (F1, precision, recall) per seed-threshold combination of
-    ``proposals="foreground"`` (objects found at ``zoom``, 0: automatic), and the
+    ``mode="foreground"`` (objects found at ``zoom``, 0: automatic), and the
     head's seconds per scene."""
     scores: dict[tuple, list] = {}
     seconds = []
@@ -123,17 +123,17 @@ def sweep_foreground(session: SegAny, n_images: int, zoom: int = seeds.AUTO_ZOOM
         session.set_image(scene.image)
         rgb, embed = to_model_rgb(scene.image), session.predictor.embed
         model = session.predictor.model
-        logits, used = seeds.plane_logits(model, session.embedding, rgb, embed, zoom)
+        logits, used = objects.plane_logits(model, session.embedding, rgb, embed, zoom)
         seconds.append(time.perf_counter() - started)
         frame = session.embedding.input_hw
         scale = scene.labels.size / (frame[0] * frame[1] * used * used)
         for fg_logit, border_logit, area, extent in itertools.product(
             SEED_FOREGROUND, SEED_BORDER, SEED_AREA, EXTENT
         ):
-            labels, found = seeds.seeded_objects(
+            labels, found = objects.seeded_objects(
                 logits[0], logits[1], max(1, round(area * scale)), fg_logit, border_logit, extent
             )
-            probability, _ = seeds.object_scores(logits[0], labels, len(found), 1.0)
+            probability, _ = proposer.object_scores(logits[0], labels, len(found), 1.0)
             for threshold in OBJECT_PROBABILITY:
                 keep = np.concatenate([[False], probability > threshold])
                 kept = np.where(keep[labels], labels, 0)
@@ -158,7 +158,7 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--points-per-side", type=int, default=64)
-    parser.add_argument("--proposals", choices=("grid", "foreground"), default="grid")
+    parser.add_argument("--mode", choices=("grid", "foreground"), default="grid")
     parser.add_argument("--whole-masks", action="store_true", help="clicked-part rule off")
     parser.add_argument(
         "--head-zoom", type=int, default=0, help="foreground: tiles per side (0: automatic)"
@@ -176,9 +176,9 @@ def main(argv=None) -> None:
         "crop_n_points_downscale_factor": args.crop_n_points_downscale_factor,
     }
     settings = {"model": args.model, "images": args.images}
-    if args.proposals == "foreground":
+    if args.mode == "foreground":
         result = sweep_foreground(session, args.images, args.head_zoom)
-        settings["proposals"] = "foreground"
+        settings["mode"] = "foreground"
         settings["head_zoom"] = args.head_zoom
     else:
         result = sweep(session, args.images, args.points_per_side, not args.whole_masks, crops)

@@ -11,10 +11,10 @@ the most interior pixel, the exact bounding box): mean IoU of the decoder's answ
 where the decoder's best-scored mask and the object agree (IoU at least ``t``; 0:
 always), the snapped click's object cut to the mask's box grown by ``g`` of its
 sides (or not cut), and split from what lies past that box along the head's border
-logits (``seeds.split_off``), with the decoder's mask or with the click's guide (the
+logits (``snapping.split_off``), with the decoder's mask or with the click's guide (the
 mask decoded on the zoomed tile from two views, ``core.click_guide``); the box's
 object cut to the box, and fitted to it
-(``seeds.fit_to_box``: which objects join, the lowest level, where in the near-best
+(``snapping.fit_to_box``: which objects join, the lowest level, where in the near-best
 range); overall and for objects under 4 px of radius in the 512 px model frame.
 About 4 minutes on 2 CPU threads.
 """
@@ -28,8 +28,10 @@ import numpy as np
 import torch
 
 from napari_segany.api import SegAny
-from napari_segany.core import seeds
+from napari_segany.core.plugins import Prompt
 from napari_segany.core.synthetic import interior_point_yx
+from napari_segany.models.builtin import objects, snapping
+from napari_segany.models.builtin.refiner import SnapToObjects
 
 from .calibrate_everything import calibration_scenes
 from .evaluate_builtin import MIN_AREA, MODEL_FRAME, iou
@@ -51,11 +53,11 @@ def click_answers(
 ) -> dict:
     """The best-scored mask of a click snapped by each click rule of the sweep, by the
     rule's name; ``guided``: the click's masks with the best-scored one replaced by its
-    guide (``SegAny._guided``, ``core.click_guide``)."""
+    guide (``SnapToObjects._guided``, ``models.builtin.click_guide``)."""
     best = int(np.argmax(result.scores))
 
     def snapped(masks=result.masks, **rule) -> np.ndarray:
-        return seeds.snap_to_objects(
+        return snapping.snap_to_objects(
             masks, result.scores, objects, click, np.array([1]), None, **rule
         )[best]
 
@@ -74,7 +76,7 @@ def click_answers(
     return answers
 
 
-def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
+def measure(session: SegAny, snap: SnapToObjects, n_images: int, max_objects: int) -> dict:
     scores: dict[tuple[str, str, bool], list[float]] = {}
     rng = np.random.default_rng(0)
 
@@ -84,7 +86,9 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
     for scene in calibration_scenes(n_images):
         session.set_image(scene.image)
         # the objects with the logits they were found on (what the split and fit need)
-        objects, logits, zoom = session._found_objects()
+        context = session._current
+        found = snap.prepare(context)
+        objects, logits, zoom = found.labels, found.logits, found.zoom
         foreground_logits, border_logits = logits
         to_frame = MODEL_FRAME / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
@@ -95,7 +99,8 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
             result = session.segment(points_yx=click, labels=[1])
             best = int(np.argmax(result.scores))
             add("click", "decoder", small, result.masks[best], truth)
-            guided = session._guided(result.masks, result, click, [1], zoom, True)
+            prompt = Prompt(click, np.array([1]), None, None, True)
+            guided = snap._guided(result.masks, result, prompt, context, zoom)
             answers = click_answers(result, objects, click, border_logits, guided)
             for rule, answer in answers.items():
                 add("click", rule, small, answer, truth)
@@ -103,21 +108,23 @@ def measure(session: SegAny, n_images: int, max_objects: int) -> dict:
             box = np.array([ys.min(), xs.min(), ys.max(), xs.max()], dtype=np.float64)
             result = session.segment(box_yxyx=box, multimask=False)
             add("box", "decoder", small, result.masks[0], truth)
-            snapped = seeds.snap_to_objects(result.masks, result.scores, objects, None, None, box)
+            snapped = snapping.snap_to_objects(
+                result.masks, result.scores, objects, None, None, box
+            )
             add("box", "snapped, cut to the box", small, snapped[0], truth)
             votes = np.bincount(objects[result.masks[0]], minlength=1)
             votes[0] = 0
             for inside, lowest, position in BOX_FITS:
                 fitted = snapped[0]  # the box's mask falls on no object: not fitted
                 if votes.max() > 0:
-                    fitted = seeds.fit_to_box(
+                    fitted = snapping.fit_to_box(
                         objects,
                         int(votes.argmax()),
                         box,
                         foreground_logits,
                         border_logits,
                         inside_share=inside,
-                        logits=tuple(v for v in seeds.BOX_FIT_LOGITS if v >= lowest),
+                        logits=tuple(v for v in snapping.BOX_FIT_LOGITS if v >= lowest),
                         position=position,
                     )
                 rule = f"fitted: {inside} inside joins, logits from {lowest}, at {position}"
@@ -147,16 +154,17 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--views",
         type=int,
-        choices=seeds.VIEWS,
-        default=seeds.HEAD_VIEWS,
-        help="the head's views (SegAny.head_views)",
+        choices=objects.VIEWS,
+        default=objects.HEAD_VIEWS,
+        help="the head's views (SnapToObjects(views=...))",
     )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    session = SegAny(args.model, device="cpu", precision="fp32", snap_to_objects=False)
-    session.head_views = args.views
-    result = measure(session, args.images, args.objects)
+    # the decoder's answers with the model's mask rules; snapped by hand below
+    rules = ["clip_to_box", "clicked_parts"]
+    session = SegAny(args.model, device="cpu", precision="fp32", refine=rules)
+    result = measure(session, SnapToObjects(views=args.views), args.images, args.objects)
     report = {"model": args.model, "images": args.images, "views": args.views, **result}
     print(json.dumps(report, indent=2))
 

@@ -5,11 +5,11 @@
     PYTHONPATH=src .venv/bin/python -m training.calibrate_zoom
 
 On generated calibration scenes (those of ``calibrate_everything``, not the held-out
-set), the head's objects are found at every fixed zoom (1 to ``seeds.MAX_ZOOM`` tiles
-per side, :func:`napari_segany.core.seeds.find_objects`); each scene's everything-mode
+set), the head's objects are found at every fixed zoom (1 to ``objects.MAX_ZOOM`` tiles
+per side, :func:`napari_segany.core.objects.find_objects`); each scene's everything-mode
 F1 at IoU 0.5 and object IoU (the mean IoU of each true object with the found object
 covering most of it) are kept with the whole plane's typical object radius
-(:func:`~napari_segany.core.seeds.typical_radius` at several percentiles). Then every
+(:func:`~napari_segany.core.objects.typical_radius` at several percentiles). Then every
 rule "zoom ``z`` where the radius is below ``r_z``" of the sweep is scored without the
 model, ranked by mean F1 plus object IoU, and the best rows are printed with the mean
 of each fixed zoom and of the best zoom per scene (an oracle no rule can beat).
@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from napari_segany.api import SegAny
-from napari_segany.core import seeds
 from napari_segany.core.image import to_model_rgb
 from napari_segany.core.model.foreground_head import FOREGROUND
+from napari_segany.models.builtin import objects
 
 from .calibrate_everything import calibration_scenes, object_iou
 from .evaluate_builtin import matching_f1
@@ -46,12 +46,14 @@ def measure(session: SegAny, n_images: int) -> list[dict]:
     for scene in calibration_scenes(n_images):
         rgb = to_model_rgb(scene.image)
         embedding = session.predictor.embed(rgb)
-        logits = seeds.head_logits(model, embedding)
+        logits = objects.head_logits(model, embedding)
         row = {"kind": scene.kind, "objects": int(scene.labels.max())}
-        scale = seeds.frame_scale(embedding)
-        row["radius"] = {q: seeds.typical_radius(logits[FOREGROUND], scale, q) for q in PERCENTILES}
-        for zoom in range(1, seeds.MAX_ZOOM + 1):
-            found = seeds.find_objects(model, embedding, rgb, session.predictor.embed, zoom)
+        scale = objects.frame_scale(embedding)
+        row["radius"] = {
+            q: objects.typical_radius(logits[FOREGROUND], scale, q) for q in PERCENTILES
+        }
+        for zoom in range(1, objects.MAX_ZOOM + 1):
+            found = objects.find_objects(model, embedding, rgb, session.predictor.embed, zoom)
             f1 = matching_f1(scene.labels, found.labels)[0]
             row[zoom] = (f1, object_iou(scene.labels, found.labels))
         rows.append(row)
@@ -101,17 +103,17 @@ def main(argv=None) -> None:
     session = SegAny(args.model, device="cpu", precision="fp32")
     started = time.perf_counter()
     rows = measure(session, args.images)
-    zooms = range(1, seeds.MAX_ZOOM + 1)
+    zooms = range(1, objects.MAX_ZOOM + 1)
     fixed = {z: [round(v, 4) for v in np.mean([row[z] for row in rows], axis=0)] for z in zooms}
     oracle = np.mean([max(row[z][0] + row[z][1] for z in zooms) / 2 for row in rows])
-    shipped = tuple((below, zoom) for below, zoom in seeds.ZOOM_STEPS)
+    shipped = tuple((below, zoom) for below, zoom in objects.ZOOM_STEPS)
     result = {
         "model": args.model,
         "images": args.images,
         "seconds": round(time.perf_counter() - started, 1),
         "fixed_zoom_f1_object_iou": fixed,
         "oracle_mean_of_f1_and_object_iou": round(float(oracle), 4),
-        "shipped_rule": [round(v, 4) for v in rule_score(rows, seeds.ZOOM_PERCENTILE, shipped)],
+        "shipped_rule": [round(v, 4) for v in rule_score(rows, objects.ZOOM_PERCENTILE, shipped)],
         "top": sweep(rows)[: args.top],
     }
     print(json.dumps(result, indent=2))

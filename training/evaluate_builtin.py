@@ -6,15 +6,14 @@ The targets of the model card (docs/models.md)::
     PYTHONPATH=src .venv/bin/python -m training.evaluate_builtin --model training/out/builtin.pt
 
 - click: one positive click at each object's most interior pixel (maximum of the
-  distance to the background), best-scored of the three candidates, reduced to the
-  clicked connected part where the session's ``clicked_component_only`` is on (the
-  built-in model's default; ``--clicked-component-only``): mean IoU (and,
-  as a diagnosis, the best of the three: ``click_oracle_iou``);
-- box: the object's exact bounding box, one mask: mean IoU (cut to the box where the
-  session's ``clip_to_box`` is on, the built-in model's default; ``--clip-to-box``);
+  distance to the background), best-scored of the three candidates, as the session's
+  refiners answer it (the model's: ``--refine auto``; ``--refine none`` for the
+  decoder alone, or a list such as ``clip_to_box,clicked_parts``): mean IoU (and, as
+  a diagnosis, the best of the three: ``click_oracle_iou``);
+- box: the object's exact bounding box, one mask, as the refiners answer it: mean IoU;
 - everything: ``segment_everything()`` with the session's defaults (for the built-in
   model its calibrated thresholds and the clicked-part rule,
-  ``SegAny.everything_defaults``; SAM's for other models): F1 at IoU 0.5 (a prediction
+  ``SegAny.everything.defaults``; SAM's for other models): F1 at IoU 0.5 (a prediction
   matches a true object when IoU > 0.5; such matches are one-to-one);
   ``--points-per-side`` / ``--pred-iou-thresh`` / ``--stability-score-thresh`` /
   ``--box-nms-thresh`` override them, ``--sam-everything`` runs SAM's defaults (32 x 32
@@ -45,8 +44,9 @@ import numpy as np
 from scipy import ndimage
 
 from napari_segany.api import SegAny
-from napari_segany.core import seeds
 from napari_segany.core.synthetic import generate_scene, interior_point_yx
+from napari_segany.models.builtin import objects
+from napari_segany.models.builtin.refiner import SnapToObjects
 
 EVAL_SEED = 987_654_321
 SIZES_HW = ((256, 256), (512, 512), (384, 640), (768, 768))
@@ -56,7 +56,7 @@ MODEL_FRAME = 512  # the built-in model's input side, for the radius buckets
 
 RADIUS_BUCKETS = (0.0, 4.0, 8.0, 16.0, np.inf)  # object radius in the 512 px model frame
 SAM_EVERYTHING = {  # SAM's automatic mask generator's defaults, whole masks
-    "proposals": "grid",
+    "mode": "grid",
     "points_per_side": 32,
     "pred_iou_thresh": 0.88,
     "stability_score_thresh": 0.95,
@@ -65,7 +65,7 @@ SAM_EVERYTHING = {  # SAM's automatic mask generator's defaults, whole masks
 }
 # everything-mode parameters with a flag of their own (None: the session's default)
 EVERYTHING_FLAGS = (
-    "proposals",
+    "mode",
     "points_per_side",
     "pred_iou_thresh",
     "stability_score_thresh",
@@ -295,7 +295,7 @@ def main(argv=None) -> None:
         default="robust",
         help="robust percentiles (the API's default) or napari's default contrast limits",
     )
-    parser.add_argument("--proposals", choices=["grid", "foreground"], default=None)
+    parser.add_argument("--mode", default=None, help="everything mode (default: the model's)")
     parser.add_argument("--points-per-side", type=int, default=None, help="default: model's")
     parser.add_argument("--pred-iou-thresh", type=float, default=None, help="default: model's")
     parser.add_argument("--stability-score-thresh", type=float, default=None)
@@ -303,7 +303,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--head-views",
         type=int,
-        choices=seeds.VIEWS,
+        choices=objects.VIEWS,
         default=None,
         help="views the foreground head is averaged over, for prompts and everything mode "
         "(default: the session's, 2)",
@@ -318,53 +318,35 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--device", default="cpu", help="e.g. 'cuda' (fp32 either way)")
     parser.add_argument(
-        "--clip-to-box",
-        choices=["model", "on", "off"],
-        default="model",
-        help="cut box masks to the box: the model's default (on for builtin), on or off",
-    )
-    parser.add_argument(
-        "--clicked-component-only",
-        choices=["model", "on", "off"],
-        default="model",
-        help="keep only the mask's parts under the click: model default (builtin: on)",
-    )
-    parser.add_argument(
-        "--snap-to-objects",
-        choices=["model", "on", "off"],
-        default="model",
-        help="answer prompts with the foreground head's objects: model default (builtin: on)",
+        "--refine",
+        default="auto",
+        help="the session's prompt refiners: auto (the model's; builtin: clip_to_box, "
+        "clicked_parts, snap_to_objects), none, or names separated by commas",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    choice = {"model": None, "on": True, "off": False}
-    session = SegAny(
-        args.model,
-        device=args.device,
-        precision="fp32",
-        clip_to_box=choice[args.clip_to_box],
-        clicked_component_only=choice[args.clicked_component_only],
-        snap_to_objects=choice[args.snap_to_objects],
-    )
-    if args.head_views is not None:
-        session.head_views = args.head_views
+    refine = args.refine if args.refine in ("auto", "none") else args.refine.split(",")
+    session = SegAny(args.model, device=args.device, precision="fp32", refine=refine)
+    if args.head_views is not None:  # the built-in model's snapping refiner, other views
+        session.refiners = [
+            SnapToObjects(views=args.head_views) if r.name == SnapToObjects.name else r
+            for r in session.refiners
+        ]
     everything = None
     if not args.no_everything:
         everything = dict(SAM_EVERYTHING) if args.sam_everything else {}
         for name in EVERYTHING_FLAGS:
             if getattr(args, name) is not None:
                 everything[name] = getattr(args, name)
-        everything = session.everything_parameters(**everything)
+        everything = session.everything.merged(**everything)
     scores = evaluate(session, args.images, args.objects, args.kind, everything, args.contrast)
     report = {
         "model": args.model,
         "kind": args.kind or "mixed",
         "contrast": args.contrast,
         "device": args.device,
-        "clip_to_box": session.clip_to_box,
-        "clicked_component_only": session.clicked_component_only,
-        "snap_to_objects": session.snap_to_objects,
-        "head_views": session.head_views,
+        "refiners": [refiner.name for refiner in session.refiners],
+        "head_views": args.head_views,
         "everything": everything,
     }
     print(json.dumps({**report, **asdict(scores)}, indent=2))

@@ -464,7 +464,7 @@ def train_frames(model: Sam, frames: WindowSet, args) -> Sam:
 def train_foreground_head(model: Sam, windows: WindowSet, args) -> ForegroundHead:
     """Phase 3: the shipped foreground head (``--head-hidden`` 3x3 layers), trained on
     the auxiliary loss over the frozen encoder of the finished model, for everything
-    mode and snapped prompts (``core/seeds.py``). It depends only on the model and the
+    mode and snapped prompts (``core/objects.py``). It depends only on the model and the
     seed, so ``--head-from`` a trained file gives the same head as the whole run."""
     model.eval()
     torch.manual_seed(args.seed + 3)

@@ -99,7 +99,7 @@ def auxiliary_loss(
     With ``contact_reach`` > 0 (the shipped head, phase 3) the border target also
     holds the :func:`contacts` band and each pixel of it weighs ``contact_weight``:
     touching objects meet along a wider, heavier border, which the head learns to
-    mark more surely than a one-pixel line, so that the seeds of ``core/seeds.py``
+    mark more surely than a one-pixel line, so that the seeds of ``core/objects.py``
     split them."""
     foreground = torch.from_numpy(labels > 0).float().to(logits.device)
     edge = borders(labels)

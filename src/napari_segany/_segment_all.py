@@ -15,10 +15,10 @@ SPATIAL = ("Y", "X")
 CHANNEL_LETTERS = ("C", "S")
 
 # (flag, type, help) of the everything-mode parameters, SAM's meanings. Not given: the
-# model's defaults (SegAny.everything_parameters; for builtin the objects of its
+# model's defaults (SegAny.everything.merged; for builtin the objects of its
 # foreground head, thresholds off), else SAM's, shown in the help.
 EVERYTHING_OPTIONS = [
-    ("--proposals", str, "grid (SAM's point grid) or foreground (the head's objects; builtin)"),
+    ("--mode", str, "auto (the model's), grid (SAM's point grid), foreground (builtin's head)"),
     ("--head-zoom", int, "foreground: tiles per side 1-4, 0 = automatic (default: 0)"),
     ("--points-per-side", int, "grid points along each side (default: 32)"),
     ("--points-per-batch", int, "points decoded at once (default: 64)"),
@@ -77,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
     spatial_axes, channel_axis = _layout(axes, data.shape)
 
     from .api import SegAny
-    from .core.everything_stack import segment_everything_stack
-    from .core.progress import drain
     from .core.registry import DEFAULT_MODEL
 
     if args.checkpoint and not args.model:  # the checkpoint's own architecture
@@ -88,11 +86,8 @@ def run(args: argparse.Namespace) -> int:
     session = SegAny(source, checkpoint=checkpoint, device=args.device, precision=args.precision)
     limits, channels = args.contrast_limits, args.channels
     names = [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
-    params = session.everything_parameters(
-        **{name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    )
-    steps = segment_everything_stack(
-        session.predictor,
+    params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    result = session.segment_everything_stack(
         data,
         spatial_axes,
         channel_axis,
@@ -100,10 +95,9 @@ def run(args: argparse.Namespace) -> int:
         channels,
         link=args.link,
         link_iou=args.link_iou,
-        embed_plane=lambda plane: session.embed(plane, limits, channels),
+        on_progress=None if args.quiet else _ProgressBar(),
         **params,
     )
-    result = drain(steps, None if args.quiet else _ProgressBar())
     if not args.quiet:
         sys.stderr.write("\n")
     _write_labels(output, result.labels, axes)

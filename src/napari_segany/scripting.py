@@ -13,13 +13,13 @@ only over background pixels unless ``overwrite=True``, as one undo step per plan
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from napari_segany import _layers
 from napari_segany.core.errors import InputError, NoImageError
+from napari_segany.core.results import SegmentResult
 
 LABELS_NAME = "SegAny labels"
 _SESSIONS: dict[int, tuple[weakref.ref, Any]] = {}
@@ -38,38 +38,13 @@ def session_for(viewer: Any) -> Any | None:
     return entry[1]
 
 
-@dataclass(frozen=True)
-class ObjectMasks:
-    """Candidate masks of N objects on one plane.
-
-    Attributes
-    ----------
-    masks : numpy.ndarray, (N, K, H, W) bool
-        K = 3 candidates for a single object, 1 when several boxes are batched.
-    scores : numpy.ndarray, (N, K) float32
-        Predicted IoU of each candidate.
-    """
-
-    masks: np.ndarray
-    scores: np.ndarray
-
-    def best(self) -> np.ndarray:
-        """(N, H, W) bool: the best-scoring candidate of each object."""
-        return self.pick(int(np.argmax(self.scores[0])) if len(self.scores) == 1 else None)
-
-    def pick(self, candidate: int | None) -> np.ndarray:
-        """(N, H, W) bool: candidate ``candidate`` of each object (None: each one's best)."""
-        if candidate is None:
-            chosen = np.argmax(self.scores, axis=1)
-        else:
-            chosen = np.full(len(self.masks), candidate % self.masks.shape[1])
-        return self.masks[np.arange(len(self.masks)), chosen]
-
-
 def predict_objects(
     segany: Any, points_yx: np.ndarray, labels: np.ndarray, boxes_yxyx: np.ndarray
-) -> ObjectMasks:
+) -> SegmentResult:
     """Segment the current plane of ``segany``: one object from points, or one per box.
+
+    Returns a :class:`SegmentResult` with the leading N axis (N = 1 for points or one
+    box, K = 3 candidates; K = 1 when several boxes are batched).
 
     Parameters
     ----------
@@ -86,10 +61,10 @@ def predict_objects(
         result = segany.segment(
             points_yx=points, labels=point_labels, box_yxyx=boxes_yxyx, multimask=False
         )
-        return ObjectMasks(np.asarray(result.masks), np.asarray(result.scores))
+        return result
     box = boxes_yxyx[0] if len(boxes_yxyx) else None
     result = segany.segment(points_yx=points, labels=point_labels, box_yxyx=box, multimask=True)
-    return ObjectMasks(np.asarray(result.masks)[None], np.asarray(result.scores)[None])
+    return result.per_object()
 
 
 def _layer(viewer: Any, layer: Any, kind: str) -> Any | None:

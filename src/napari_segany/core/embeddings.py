@@ -1,14 +1,16 @@
-"""Image embeddings and a thread-safe LRU cache bounded by bytes."""
+"""Image embeddings, a thread-safe LRU cache bounded by bytes, and a plane's view store."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import xxhash
 
 logger = logging.getLogger(__name__)
 
@@ -117,3 +119,65 @@ class EmbeddingCache:
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
             return key in self._entries
+
+
+def plane_key(image: np.ndarray, contrast_limits=None, channels=None, model_key: str = "") -> tuple:
+    """Cache key of a plane: content hash, shape, dtype, conversion options, model.
+
+    Raises
+    ------
+    ImageError
+        If the plane or its options are invalid.
+    """
+    from .image import validate_plane
+
+    array = np.asarray(image)
+    validate_plane(array, contrast_limits, channels)
+    digest = xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(array)).cast("B"))
+    limits = None
+    if contrast_limits is not None:
+        limits = tuple(np.asarray(contrast_limits, dtype=np.float64).ravel().tolist())
+    picked = None if channels is None else tuple(int(c) for c in np.atleast_1d(channels))
+    return (digest, array.shape, array.dtype.str, limits, picked, model_key)
+
+
+class ViewEmbeddings:
+    """Embeddings of views of one plane (its tiles, the plane turned, ...), by content.
+
+    Each view is embedded once and kept while this object lives (the session keeps one
+    per prepared plane). :meth:`get` only looks up, for code that must not embed.
+
+    Parameters
+    ----------
+    embed : callable
+        ``rgb (h, w, 3) uint8 -> Embedding``, e.g. ``Predictor.embed``.
+    """
+
+    def __init__(self, embed: Callable[[np.ndarray], Embedding]) -> None:
+        self._embed = embed
+        self._known: dict[tuple, Embedding] = {}
+
+    @staticmethod
+    def key(rgb_uint8: np.ndarray) -> tuple:
+        """Content key of a view: shape and xxh3-128 of its bytes."""
+        view = np.ascontiguousarray(rgb_uint8)
+        return view.shape, xxhash.xxh3_128_hexdigest(memoryview(view).cast("B"))
+
+    def embed(self, rgb_uint8: np.ndarray) -> Embedding:
+        """The view's embedding, computed on first use."""
+        key = self.key(rgb_uint8)
+        if key not in self._known:
+            self._known[key] = self._embed(np.ascontiguousarray(rgb_uint8))
+        return self._known[key]
+
+    def get(self, rgb_uint8: np.ndarray) -> Embedding | None:
+        """The view's embedding if it was embedded, else None (never embeds)."""
+        return self._known.get(self.key(rgb_uint8))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the kept embeddings."""
+        return sum(e.nbytes for e in self._known.values())
+
+    def __len__(self) -> int:
+        return len(self._known)

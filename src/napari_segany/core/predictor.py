@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,30 +18,12 @@ from .embeddings import Embedding
 from .errors import ImageError, InputError, PromptError
 from .image import model_input_hw, preprocess
 from .model.sam import Sam
+from .results import SegmentResult
 from .stack import inside_plane
 
 logger = logging.getLogger(__name__)
 
 _UPSAMPLE_CHUNK_VALUES = 1 << 24  # float32 values interpolated at once (64 MiB)
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """Masks predicted for one prompt set (or N boxes).
-
-    Attributes
-    ----------
-    masks : numpy.ndarray, ([N,] K, H, W) bool
-        K = 3 ambiguity candidates with ``multimask``, else 1; (H, W) is the plane size.
-    scores : numpy.ndarray, ([N,] K) float32
-        Predicted IoU of each mask.
-    logits : numpy.ndarray, ([N,] K, 256, 256) float32
-        Low-resolution logits, usable as ``mask_input`` of a refining prediction.
-    """
-
-    masks: np.ndarray
-    scores: np.ndarray
-    logits: np.ndarray
 
 
 class Predictor:
@@ -120,7 +101,7 @@ class Predictor:
         box_yxyx: np.ndarray | None = None,
         mask_input: np.ndarray | None = None,
         multimask: bool = True,
-    ) -> Prediction:
+    ) -> SegmentResult:
         """Predict masks for prompts given in the plane's (row, col) pixel coordinates.
 
         Parameters
@@ -142,7 +123,7 @@ class Predictor:
 
         Returns
         -------
-        Prediction
+        SegmentResult
             Arrays with a leading N axis only when ``box_yxyx`` was given as (N, 4).
 
         Raises
@@ -177,8 +158,8 @@ class Predictor:
         scores_np = scores.float().cpu().numpy()
         logits_np = logits.float().cpu().numpy()
         if not batched:
-            return Prediction(masks[0], scores_np[0], logits_np[0])
-        return Prediction(masks, scores_np, logits_np)
+            return SegmentResult(masks[0], scores_np[0], logits_np[0])
+        return SegmentResult(masks, scores_np, logits_np)
 
     def _decode(
         self,

@@ -56,23 +56,10 @@ class ModelEntry:
         Name of the file in the cache folder.
     description
         One line for humans.
-    clip_to_box
-        Masks from a box prompt are cut to the box by default (``SegAny.clip_to_box``):
-        on for the built-in model, whose masks leak into touching neighbours past the
-        box (docs/models.md); off for SAM's weights, whose results stay upstream's.
-    clicked_component_only
-        Masks keep only their connected parts under a positive click by default
-        (``SegAny.clicked_component_only``, in everything mode too): on for the
-        built-in model, off for SAM's.
-    snap_to_objects
-        A single-object prompt is answered with the object of the model's foreground
-        head it designates (``SegAny.snap_to_objects``): on for the built-in model,
-        whose head segments better than its decoder (docs/models.md); SAM has no head.
-    everything
-        Everything-mode parameters that replace SAM's defaults for this model, as
-        (name, value) pairs (``SegAny.everything_defaults``). Empty for SAM's weights,
-        whose thresholds were chosen for them; the built-in model's predicted IoUs and
-        objects are smaller (docs/models.md, "Everything mode").
+    plugin
+        ``"package.module:NAME"`` of the model's ``core.plugins.ModelPlugin`` (its
+        prompt refiners, everything-mode proposers and defaults); empty for SAM's
+        weights, whose results stay the reference code's.
     """
 
     name: str
@@ -81,10 +68,7 @@ class ModelEntry:
     xxh128: str
     filename: str
     description: str
-    clip_to_box: bool = False
-    clicked_component_only: bool = False
-    snap_to_objects: bool = False
-    everything: tuple[tuple[str, float | str], ...] = ()
+    plugin: str = ""
 
     @property
     def packaged(self) -> bool:
@@ -103,33 +87,16 @@ _BIOIMAGEIO_URL = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL = "builtin"
 
-# Calibrated on generated scenes disjoint from training and from the held-out set
-# (training/calibrate_everything.py; docs/models.md, "Everything mode"). The objects
-# come from the model's foreground head (proposals "foreground"): they never overlap
-# and their scores are foreground probabilities, so no threshold and no NMS is needed.
-# With proposals="grid" use the grid's calibrated values: pred_iou_thresh 0.45,
-# stability_score_thresh 0 and box_nms_thresh 0.02 (F1 0.52 held out, against 0.86).
-BUILTIN_EVERYTHING = (
-    ("proposals", "foreground"),
-    ("points_per_side", 32),
-    ("pred_iou_thresh", 0.0),
-    ("stability_score_thresh", 0.0),
-    ("box_nms_thresh", 1.0),
-)
-
 _ENTRIES = (
     ModelEntry(
         "builtin",
         "conv_s",
         "",
         "1b81cbce8ecc22cb6cab4b5a2ead9c93",
-        "builtin.pt",
+        "builtin/builtin.pt",
         "Built-in small model trained on synthetic nuclei/cell images (works offline; "
         "use SAM or micro-sam weights for best results), 9.8 MB",
-        clip_to_box=True,
-        clicked_component_only=True,
-        snap_to_objects=True,
-        everything=BUILTIN_EVERYTHING,
+        plugin="napari_segany.models.builtin:PLUGIN",
     ),
     ModelEntry(
         "vit_b",

@@ -1,7 +1,7 @@
 """The built-in model's foreground head: foreground and border logits per pixel.
 
 Not part of SAM. The built-in model's everything mode finds its objects with it
-(``core/seeds.py``), where SAM's point grid misses small objects; training uses the
+(``models/builtin/objects.py``), where SAM's point grid misses small objects; training uses the
 same module, without hidden layers, as the auxiliary loss of the encoder.
 """
 

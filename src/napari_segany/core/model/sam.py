@@ -121,7 +121,7 @@ class Sam(nn.Module):
         if self.foreground_head is None:
             raise InputError(
                 "This model has no foreground head (only the built-in model has one); "
-                "use everything mode's point grid (proposals='grid')."
+                "use everything mode's point grid (mode='grid')."
             )
         return self.foreground_head
 

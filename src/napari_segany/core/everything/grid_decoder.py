@@ -21,8 +21,8 @@ import copy
 import numpy as np
 import torch
 
-from .embeddings import Embedding
-from .model.sam import Sam
+from ..embeddings import Embedding
+from ..model.sam import Sam
 
 
 class GridDecoder:

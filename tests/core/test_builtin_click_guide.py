@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from napari_segany.core import click_guide
 from napari_segany.core.model.build import build_sam
 from napari_segany.core.predictor import Predictor
+from napari_segany.models.builtin import click_guide
 
 
 def _predictor() -> Predictor:

@@ -9,14 +9,14 @@ Same semantics as SAM's automatic mask generator, in two phases:
    stays bounded: full-resolution logits exist 64 MiB at a time, never as (batch x 3 x
    H x W) tensors, and freed memory goes back to the system after every batch
    (:mod:`napari_segany.core._memory`). With a bf16 predictor the decoder runs in bf16
-   (:mod:`napari_segany.core.grid_decoder`).
+   (:mod:`.grid_decoder`).
 2. :meth:`GridCandidates.select` (cheap, no model): applies the score thresholds,
    box NMS within and across crops, removal of small holes and islands, and paints the
-   label image (see :mod:`napari_segany.core.everything_select`).
+   label image (see :mod:`.selection`).
 
-:func:`segment_everything` runs both. Coordinates: points and boxes of the public
-records are (y, x) in pixels of the plane; the grid is built in SAM's (x, y) order so
-that masks come in upstream's order (which decides NMS ties).
+:class:`GridProposer` is phase 1 as a proposer (``core.plugins``). Coordinates: points
+and boxes of the public records are (y, x) in pixels of the plane; the grid is built
+in SAM's (x, y) order so that masks come in upstream's order (which decides NMS ties).
 """
 
 from __future__ import annotations
@@ -25,33 +25,28 @@ import functools
 import logging
 import math
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-from . import seeds
-from ._memory import release_freed_memory
-from .embeddings import Embedding
-from .errors import InputError, NoImageError
-from .everything_select import EverythingResult, FilterParams, select
-from .grid_decoder import GridDecoder
-from .mask_ops import (
-    MaskRuns,
-    boxes_near_crop_edge,
+from .._memory import release_freed_memory
+from ..embeddings import Embedding
+from ..errors import InputError, NoImageError
+from ..mask_ops import (
     clicked_component_statistics,
     count_above,
     encode_runs,
     masks_to_boxes,
 )
-from .predictor import Predictor, iter_upscaled_logits, upscale_logits
-from .progress import Progress, drain
+from ..plugins import PlaneContext
+from ..predictor import Predictor, iter_upscaled_logits, upscale_logits
+from ..progress import Progress, drain
+from .candidates import GridCandidates, assemble_candidates
+from .grid_decoder import GridDecoder
+from .selection import EverythingResult, FilterParams
 
 logger = logging.getLogger(__name__)
-
-
-PROPOSALS = ("grid", "foreground")
 
 
 @dataclass(frozen=True)
@@ -65,15 +60,6 @@ class GridParams:
     and for SAM's weights (upstream's results); on for the built-in model
     (``SegAny.clicked_component_only``).
 
-    ``proposals`` says where the candidates come from: ``"grid"`` (SAM's point grid,
-    the default) or ``"foreground"``: the objects of a seeded watershed on the model's
-    foreground head (:mod:`~napari_segany.core.seeds`; models with a head only, i.e.
-    the built-in model, whose default it is; no crops; ``points_per_side`` unused).
-    ``head_zoom`` (foreground proposals only): 0 chooses per plane whether to find the
-    objects on enlarged tiles, where they are small (:func:`.seeds.find_objects`); 1 to
-    4 fixes the tiles per side (1: the whole plane at once). ``head_views``: 2 (default)
-    averages the head over the plane and the plane turned by 180 degrees, 1 runs it on
-    the plane alone (half the head's time, :data:`.seeds.HEAD_VIEWS`).
     """
 
     points_per_side: int = 32
@@ -83,20 +69,8 @@ class GridParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     clicked_component_only: bool = False
-    proposals: str = "grid"
-    head_zoom: int = 0
-    head_views: int = seeds.HEAD_VIEWS
 
     def __post_init__(self) -> None:
-        if self.proposals not in PROPOSALS:
-            raise InputError(f"proposals must be one of {PROPOSALS}, got {self.proposals!r}.")
-        if self.proposals == "foreground" and self.crop_n_layers:
-            raise InputError(
-                "proposals='foreground' works on the whole plane: set crop_n_layers=0 "
-                "(or use proposals='grid' for crops)."
-            )
-        seeds.check_zoom(self.head_zoom)
-        seeds.check_views(self.head_views)
         _check_int(self.points_per_side, "points_per_side", 1)
         if self.points_per_batch is not None:
             _check_int(self.points_per_batch, "points_per_batch", 1)
@@ -116,27 +90,6 @@ class GridParams:
 def _check_int(value, name: str, minimum: int) -> None:
     if isinstance(value, bool) or int(value) != value or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def everything_params(**params) -> tuple[GridParams, FilterParams]:
-    """Split everything-mode keyword arguments into the two phases' parameters.
-
-    Raises
-    ------
-    InputError
-        On an unknown name or an invalid value.
-    """
-    grid_names = {f.name for f in fields(GridParams)}
-    filter_names = {f.name for f in fields(FilterParams)}
-    unknown = sorted(set(params) - grid_names - filter_names)
-    if unknown:
-        raise InputError(
-            f"Unknown everything-mode parameter(s) {unknown}; valid: "
-            f"{sorted(grid_names | filter_names)}."
-        )
-    grid = GridParams(**{k: v for k, v in params.items() if k in grid_names})
-    filters = FilterParams(**{k: v for k, v in params.items() if k in filter_names})
-    return grid, filters
 
 
 def crop_boxes_xyxy(
@@ -170,60 +123,6 @@ def unit_grid_xy(points_per_side: int) -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)
 
 
-@dataclass
-class GridCandidates:
-    """Every mask decoded from the grid (phase 1), before any threshold.
-
-    Arrays have one entry per mask, in decoding order (crop, point, candidate).
-
-    Attributes
-    ----------
-    image_hw : (int, int)
-    params : GridParams
-    crops_xyxy : list of (x0, y0, x1, y1)
-        Crops (exclusive ends); crop 0 is the whole plane.
-    crop_index : numpy.ndarray (M,) int64
-    predicted_iou, stability_score : numpy.ndarray (M,) float32
-    area : numpy.ndarray (M,) int64
-    boxes_xyxy : numpy.ndarray (M, 4) int64
-        Inclusive boxes in the frame of their crop.
-    points_xy : numpy.ndarray (M, 2) float64
-        The prompting point in plane pixels, (x, y).
-    near_crop_edge : numpy.ndarray (M,) bool
-        Box within 20 px of a crop edge that is not a plane edge (always dropped).
-    runs : list of MaskRuns
-        One per crop; mask ``m`` is ``runs[crop_index[m]]`` entry ``local_index[m]``.
-    local_index : numpy.ndarray (M,) int64
-    """
-
-    image_hw: tuple[int, int]
-    params: GridParams
-    crops_xyxy: list[tuple[int, int, int, int]] = field(default_factory=list)
-    crop_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    predicted_iou: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    stability_score: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    boxes_xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.int64))
-    points_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    near_crop_edge: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    runs: list[MaskRuns] = field(default_factory=list)
-    local_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-    def __len__(self) -> int:
-        return len(self.predicted_iou)
-
-    @property
-    def nbytes(self) -> int:
-        """Approximate memory held, in bytes."""
-        arrays = [getattr(self, f.name) for f in fields(self)]
-        held = sum(a.nbytes for a in arrays if isinstance(a, np.ndarray))
-        return held + sum(r.nbytes for r in self.runs)
-
-    def select(self, filters: FilterParams | None = None, **params) -> EverythingResult:
-        """Phase 2: thresholds, NMS, small-region removal, label image (no model)."""
-        return select(self, filters if filters is not None else FilterParams(**params))
-
-
 def decode_grid(
     predictor: Predictor,
     rgb_uint8: np.ndarray | None,
@@ -237,9 +136,8 @@ def decode_grid(
     ----------
     predictor : Predictor
     rgb_uint8 : numpy.ndarray, (H, W, 3) uint8, or None
-        The plane as the model sees it (``core.image.to_model_rgb``); crops and the
-        foreground head's zoomed tiles are cut from it. None (only the embedding is
-        known, which it then must be): no crops, no zoom.
+        The plane as the model sees it (``core.image.to_model_rgb``); crops are cut
+        from it. None (only the embedding is known, which it then must be): no crops.
     params : GridParams, optional
     embedding : Embedding, optional
         The plane's embedding if already computed (e.g. cached); else it is computed.
@@ -274,8 +172,6 @@ def decode_grid(
             f"The embedding is for a {embedding.original_hw} plane but the image is "
             f"{image_hw}; pass the embedding of this plane (or none)."
         )
-    if params.proposals == "foreground":
-        return (yield from _foreground_candidates(predictor, rgb_uint8, params, embedding, embed))
     crops = crop_boxes_xyxy(image_hw, params.crop_n_layers, params.crop_overlap_ratio)
     batch = params.points_per_batch or 64
     grids = [
@@ -303,53 +199,7 @@ def decode_grid(
             done += 1
         parts.append((crop, points_xy, crop_parts))
     yield Progress(total, total, "decoded")
-    return _assemble(image_hw, params, parts)
-
-
-def _foreground_candidates(
-    predictor: Predictor,
-    rgb_uint8: np.ndarray,
-    params: GridParams,
-    embedding: Embedding | None,
-    embed: Callable[[np.ndarray], Embedding],
-) -> Generator[Progress, None, GridCandidates]:
-    """``proposals="foreground"``: the objects of :mod:`.seeds` as candidates, one per
-    object, in the whole-plane crop (zoomed tiles, if any, are embedded with
-    ``predictor.embed``, not through the cache)."""
-    predictor.model.require_foreground_head()  # before the embedding is computed
-    yield Progress(0, 2, "embedding")
-    if embedding is None:
-        embedding = embed(rgb_uint8)
-    yield Progress(1, 2, "foreground head")
-    found = seeds.find_objects(
-        predictor.model, embedding, rgb_uint8, predictor.embed, params.head_zoom, params.head_views
-    )
-    labels, seeds_yx = found.labels, found.seeds_yx
-    height, width = embedding.original_hw
-    count = len(seeds_yx)
-    offset = float(params.stability_score_offset)
-    mean_probability, confident = seeds.object_scores(
-        found.foreground_logits, labels, count, offset
-    )
-    edges, offsets = seeds.label_runs(labels, count)
-    boxes = np.zeros((count, 4), np.int64)
-    for index, found in enumerate(ndimage.find_objects(labels, count)):
-        if found is not None:  # a seed always keeps its own pixels
-            rows, cols = found
-            boxes[index] = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
-    result = GridCandidates((height, width), params)
-    result.crops_xyxy = [(0, 0, width, height)]
-    result.crop_index = np.zeros(count, np.int64)
-    result.predicted_iou = mean_probability
-    result.stability_score = confident
-    result.area = np.bincount(labels.reshape(-1), minlength=count + 1)[1:].astype(np.int64)
-    result.boxes_xyxy = boxes
-    result.points_xy = seeds_yx[:, ::-1].copy()
-    result.near_crop_edge = np.zeros(count, bool)
-    result.runs = [MaskRuns(edges, offsets, (height, width))]
-    result.local_index = np.arange(count, dtype=np.int64)
-    yield Progress(2, 2, "decoded")
-    return result
+    return assemble_candidates(image_hw, params, parts)
 
 
 def _decode_points(
@@ -431,86 +281,52 @@ def _mask_statistics(
     }
 
 
-def _assemble(image_hw: tuple[int, int], params: GridParams, parts: list) -> GridCandidates:
-    """Concatenate the per-batch statistics of every crop into :class:`GridCandidates`."""
-    result = GridCandidates(image_hw, params)
-    columns: dict[str, list] = {name: [] for name in ("iou", "stab", "area", "boxes", "xy")}
-    crop_ids, edge_flags, locals_ = [], [], []
-    for crop_id, (crop, points_xy, batches) in enumerate(parts):
-        x0, y0, x1, y1 = crop
-        result.crops_xyxy.append(crop)
-        counts = np.concatenate([b["counts"] for b in batches])
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        dense, first = {}, 0
-        for batch in batches:
-            dense.update({first + j: logits for j, logits in batch["dense"].items()})
-            first += len(batch["counts"])
-        edges = _move_edges(batches, offsets[-1])
-        frame_hw = (y1 - y0, x1 - x0)
-        result.runs.append(MaskRuns(edges, offsets, frame_hw, dense, batches[0]["to_frame"]))
-        boxes = np.concatenate([b["boxes_xyxy"] for b in batches])
-        columns["iou"].append(np.concatenate([b["predicted_iou"] for b in batches]))
-        columns["stab"].append(np.concatenate([b["stability_score"] for b in batches]))
-        columns["area"].append(np.concatenate([b["area"] for b in batches]))
-        columns["boxes"].append(boxes)
-        candidates_per_point = len(boxes) // len(points_xy)
-        columns["xy"].append(np.repeat(points_xy + [x0, y0], candidates_per_point, axis=0))
-        near = boxes_near_crop_edge(torch.as_tensor(boxes), crop, image_hw).numpy()
-        edge_flags.append(near)
-        crop_ids.append(np.full(len(boxes), crop_id, dtype=np.int64))
-        locals_.append(np.arange(len(boxes), dtype=np.int64))
-    result.predicted_iou = np.concatenate(columns["iou"]).astype(np.float32)
-    result.stability_score = np.concatenate(columns["stab"])
-    result.area = np.concatenate(columns["area"])
-    result.boxes_xyxy = np.concatenate(columns["boxes"]).astype(np.int64)
-    result.points_xy = np.concatenate(columns["xy"])
-    result.near_crop_edge = np.concatenate(edge_flags)
-    result.crop_index = np.concatenate(crop_ids)
-    result.local_index = np.concatenate(locals_)
-    return result
+class GridProposer:
+    """SAM's everything mode: a grid of point prompts (``mode="grid"``, every model)."""
+
+    name = "grid"
+    description = "SAM's grid of point prompts (points per side, crops)"
+    params_type = GridParams
+
+    def propose(
+        self, plane: PlaneContext, params: GridParams
+    ) -> Generator[Progress, None, GridCandidates]:
+        """:func:`decode_grid` on the plane; crops are embedded and not kept."""
+        return (yield from decode_grid(plane.predictor, plane.rgb, params, plane.embedding))
 
 
-def _move_edges(batches: list[dict], total: int) -> np.ndarray:
-    """Concatenate the batches' run edges, freeing each batch's copy as it goes.
+def everything_params(**params) -> tuple[GridParams, FilterParams]:
+    """The grid's keyword arguments split into the two phases' parameters.
 
-    Plain concatenation would hold the run edges (most of phase 1's memory) twice.
+    Raises
+    ------
+    InputError
+        On an unknown name or an invalid value.
     """
-    edges = np.empty(int(total), dtype=np.int32)
-    start = 0
-    for batch in batches:
-        part = batch.pop("edges")
-        edges[start : start + part.size] = part
-        start += part.size
-    return edges
+    from .modes import split_params
+
+    return split_params(GridProposer(), (GridProposer(),), **params)
 
 
 def segment_everything(
     predictor: Predictor,
     rgb_uint8: np.ndarray,
     embedding: Embedding | None = None,
-    embed: Callable[[np.ndarray], Embedding] | None = None,
     on_progress: Callable[[Progress], object] | None = None,
     **params,
 ) -> EverythingResult:
-    """Everything mode on one plane: both phases (see the module docstring).
+    """SAM's everything mode on one plane, both phases, without a session.
 
     Parameters
     ----------
-    predictor, rgb_uint8, embedding, embed
+    predictor, rgb_uint8, embedding
         As in :func:`decode_grid`.
     on_progress : callable, optional
         Called with every :class:`Progress` report.
     **params
-        ``points_per_side=32, points_per_batch=None, pred_iou_thresh=0.88,
-        stability_score_thresh=0.95, stability_score_offset=1.0, box_nms_thresh=0.7,
-        crop_n_layers=0, crop_nms_thresh=0.7, crop_overlap_ratio=512/1500,
-        crop_n_points_downscale_factor=1, min_mask_region_area=0`` (SAM's meanings).
-
-    Returns
-    -------
-    EverythingResult
-        ``.labels`` (H, W) uint32 and ``.objects`` records.
+        :class:`GridParams` and :class:`~.selection.FilterParams` fields (SAM's names
+        and defaults).
     """
     grid, filters = everything_params(**params)
-    candidates = drain(decode_grid(predictor, rgb_uint8, grid, embedding, embed), on_progress)
+    candidates = drain(decode_grid(predictor, rgb_uint8, grid, embedding), on_progress)
     return candidates.select(filters)

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_segany.core.automatic import (
+from napari_segany.core.embeddings import Embedding
+from napari_segany.core.errors import InputError
+from napari_segany.core.everything.grid import (
     GridParams,
     crop_boxes_xyxy,
     decode_grid,
@@ -17,11 +19,10 @@ from napari_segany.core.automatic import (
     segment_everything,
     unit_grid_xy,
 )
-from napari_segany.core.embeddings import Embedding
-from napari_segany.core.errors import InputError
-from napari_segany.core.everything_select import EmptyResultWarning
-from napari_segany.core.everything_stack import segment_everything_stack
-from napari_segany.core.grid_decoder import GridDecoder
+from napari_segany.core.everything.grid_decoder import GridDecoder
+from napari_segany.core.everything.selection import EmptyResultWarning
+from napari_segany.core.everything.stack import segment_everything_stack
+from napari_segany.core.image import to_model_rgb
 from napari_segany.core.mask_ops import (
     MaskRuns,
     box_nms,
@@ -128,7 +129,7 @@ def test_chunked_upscaling_equals_one_call_and_predictor_masks():
 
 
 def test_speckled_masks_keep_logits_and_decode_the_same():
-    from napari_segany.core.automatic import _mask_statistics
+    from napari_segany.core.everything.grid import _mask_statistics
 
     rng = np.random.default_rng(5)
     low = torch.as_tensor(rng.normal(0, 3, (3, 64, 64)), dtype=torch.float32)  # speckle
@@ -244,22 +245,21 @@ def test_stack_ids_are_unique_linked_and_cancellable(predictor):
     plane = _blobs((64, 80), seed=3)
     stack = np.stack([plane, plane, np.roll(plane, 30, axis=1)])  # Z, Y, X, C
     embedded = []
-
-    def embed_plane(image):
-        embedded.append(1)
-        return predictor.embed(image)
-
     params = dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.8)
-    run = segment_everything_stack(
-        predictor, stack, spatial_axes=(1, 2), channel_axis=3, embed_plane=embed_plane, **params
-    )
-    separate = drain(run)
-    linked = drain(
-        segment_everything_stack(
-            predictor, stack, spatial_axes=(1, 2), channel_axis=3, link=True, **params
+    grid, filters = everything_params(**params)
+
+    def decode(image):
+        embedded.append(1)
+        return decode_grid(predictor, to_model_rgb(image), grid)
+
+    def run(link=False):
+        return segment_everything_stack(
+            decode, stack, filters, spatial_axes=(1, 2), channel_axis=3, link=link
         )
-    )
-    assert separate.labels.shape == (3, 64, 80) and len(embedded) == 3
+
+    separate = drain(run())
+    linked = drain(run(link=True))
+    assert separate.labels.shape == (3, 64, 80) and len(embedded) == 6
     ids = [set(np.unique(p)) - {0} for p in separate.labels]
     assert ids[0] and not (ids[0] & ids[1]) and not (ids[1] & ids[2])
     assert {o.plane for o in separate.objects} == {(0,), (1,), (2,)}
@@ -267,9 +267,7 @@ def test_stack_ids_are_unique_linked_and_cancellable(predictor):
     single = segment_everything(predictor, plane[..., :3], **params)
     assert len(single.objects) == sum(o.plane == (0,) for o in separate.objects)
     embedded.clear()
-    steps = segment_everything_stack(
-        predictor, stack, spatial_axes=(1, 2), channel_axis=3, embed_plane=embed_plane, **params
-    )
+    steps = run()
     next(steps)
     steps.close()  # cancelling: nothing more is computed
     assert len(embedded) <= 1

@@ -1,15 +1,15 @@
 """A snapped click's guide: the decoder's mask on the zoomed tile, from two views.
 
 When the built-in model answers a click with the foreground head's object
-(:func:`.seeds.snap_to_objects`), the decoder's best-scored mask says which part of
+(:func:`.snapping.snap_to_objects`), the decoder's best-scored mask says which part of
 that object the click means: a merged neighbour is split off past its bounding box
-(:func:`.seeds.split_off`). On planes of small objects the head works on enlarged
-tiles (:func:`.seeds.find_objects`), but the decoder, on the whole plane, sees the
+(:func:`.snapping.split_off`). On planes of small objects the head works on enlarged
+tiles (:func:`.objects.find_objects`), but the decoder, on the whole plane, sees the
 nuclei a few model-frame pixels across and gives a coarse mask. The guide decodes the
 click where the head found the object instead:
 
 1. the window: the zoomed tile that owns the click, with its margin
-   (:func:`.seeds.tile_spans`); the whole plane when the plane is not zoomed;
+   (:func:`.objects.tile_spans`); the whole plane when the plane is not zoomed;
 2. the window and the window turned by 180 degrees are embedded, the click decoded in
    both, and the best-scored candidate's logits of each (turned back) averaged;
 3. the guide is where the mean logit is positive (the session then keeps its parts
@@ -23,10 +23,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .embeddings import Embedding
-from .mask_ops import point_pixels
-from .predictor import Prediction, Predictor, upscale_logits
-from .seeds import tile_spans
+from napari_segany.core.embeddings import Embedding
+from napari_segany.core.mask_ops import point_pixels
+from napari_segany.core.predictor import Predictor, upscale_logits
+from napari_segany.core.results import SegmentResult
+
+from .objects import tile_spans
 
 # (y0, y1, x0, x1) of a window of the plane
 Window = tuple[int, int, int, int]
@@ -61,6 +63,19 @@ def click_window(plane_hw: tuple[int, int], zoom: int, points_yx: np.ndarray) ->
     return y0, y1, x0, x1
 
 
+def windows(plane_hw: tuple[int, int], zoom: int) -> list[Window]:
+    """Every window :func:`click_window` may return at this zoom (each tile with its
+    margin; the whole plane at zoom 1)."""
+    height, width = plane_hw
+    if zoom <= 1:
+        return [(0, height, 0, width)]
+    return [
+        (y0, y1, x0, x1)
+        for _, _, y0, y1 in tile_spans(height, zoom)
+        for _, _, x0, x1 in tile_spans(width, zoom)
+    ]
+
+
 def _owning_tile(size: int, zoom: int, pixel: int) -> tuple[int, int]:
     """(start, stop) with margin of the tile along one axis that owns ``pixel``."""
     for own_start, own_stop, start, stop in tile_spans(size, zoom):
@@ -84,7 +99,7 @@ def guide_mask(
     points_yx: np.ndarray,
     labels: np.ndarray,
     multimask: bool = True,
-    first: Prediction | None = None,
+    first: SegmentResult | None = None,
 ) -> np.ndarray:
     """The click's guide mask (module docstring, steps 2 and 3).
 
@@ -102,7 +117,7 @@ def guide_mask(
         1 positive, 0 negative.
     multimask : bool
         As the click was decoded (the best-scored of three candidates, or the one).
-    first : Prediction, optional
+    first : SegmentResult, optional
         The first view's prediction of these clicks, where it was made already (the
         click's own decode, when the window is the whole plane and ``views[0]`` its
         embedding): not decoded again.
@@ -131,7 +146,7 @@ def guide_mask(
     return guide
 
 
-def best_logits(prediction: Prediction, embedding: Embedding, image_size: int) -> np.ndarray:
+def best_logits(prediction: SegmentResult, embedding: Embedding, image_size: int) -> np.ndarray:
     """(h, w) float logits of a prediction's best-scored candidate (one prompt set) at
     the resolution of the view ``embedding`` was made of."""
     best = int(np.argmax(prediction.scores))

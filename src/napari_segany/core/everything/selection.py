@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .errors import InputError
-from .labels import paint_masks
-from .mask_ops import box_nms, remove_small_regions
+from ..errors import InputError
+from ..labels import paint_masks
+from ..mask_ops import box_nms, remove_small_regions
 
 if TYPE_CHECKING:
-    from .automatic import GridCandidates
+    from .grid import GridCandidates
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,178 @@
+"""Everything mode of a :class:`~napari_segany.api.SegAny` session.
+
+:class:`EverythingMethods` holds the session's everything-mode methods (``SegAny``
+inherits them): the chosen proposer (``core.plugins.Proposer``) makes a plane's
+candidates, ``core.everything.selection`` picks objects among them, and
+``core.everything.stack.run_planes`` is the one loop over a stack's planes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+
+import numpy as np
+
+from .core import planes
+from .core.embeddings import Embedding
+from .core.errors import NoImageError
+from .core.everything import (
+    AUTO,
+    EverythingModes,
+    EverythingResult,
+    GridCandidates,
+    StackResult,
+    segment_everything_stack,
+)
+from .core.image import to_model_rgb
+from .core.plugins import PlaneContext
+from .core.predictor import Predictor
+from .core.progress import Progress, drain
+
+
+class EverythingMethods:
+    """Everything mode on the current plane, any plane, or a stack (mixed into SegAny).
+
+    Attributes
+    ----------
+    everything : EverythingModes
+        The session's modes, their parameters and defaults.
+    """
+
+    everything: EverythingModes
+    predictor: Predictor
+    _current: PlaneContext | None
+    _planes: planes.PlaneStore
+    # (embedding, (proposer name, its params, had pixels), candidates) of the last run
+    _everything: tuple[Embedding, tuple, GridCandidates] | None = None
+    embed: Callable[..., Embedding]  # SegAny.embed: a plane through the cache
+
+    def segment_everything(
+        self,
+        mode: str = AUTO,
+        on_progress: Callable[[Progress], object] | None = None,
+        **params,
+    ) -> EverythingResult:
+        """Segment every object of the current plane.
+
+        The plane's candidates are found once per mode and parameters; calling again with
+        other thresholds (``pred_iou_thresh``, ``stability_score_thresh``,
+        ``box_nms_thresh``, ``crop_nms_thresh``, ``min_mask_region_area``) only
+        re-selects, without the model.
+
+        Parameters
+        ----------
+        mode : str
+            The proposer (``everything.names()``): ``"grid"`` (SAM's grid of point
+            prompts, every model), a model's own (``"foreground"`` for ``"builtin"``),
+            or ``"auto"``, the model's default.
+        on_progress : callable, optional
+            Called with each :class:`Progress` report.
+        **params
+            The proposer's parameters (the grid's: SAM's automatic-mask-generator
+            ``points_per_side=32, points_per_batch=None, stability_score_offset=1.0,
+            crop_n_layers=0, crop_overlap_ratio=512/1500,
+            crop_n_points_downscale_factor=1`` and ``clicked_component_only``) and the
+            selection's (``pred_iou_thresh=0.88, stability_score_thresh=0.95,
+            box_nms_thresh=0.7, crop_nms_thresh=0.7, min_mask_region_area=0``). Those
+            not given come from ``everything.merged``. Parameters of the
+            model's other proposers are accepted and not used.
+
+        Returns
+        -------
+        EverythingResult
+            ``.labels`` (H, W) uint32 (0 = background, smaller objects on top) and
+            ``.objects`` (one record per object, the quality-control table).
+
+        Raises
+        ------
+        NoImageError
+            Before :meth:`set_image` (or with crops after :meth:`set_embedding`).
+        InputError
+            On an unknown mode or parameter, or an invalid value.
+        """
+        context = self._current
+        if context is None:
+            raise NoImageError("No image set: call set_image(plane) before segment_everything().")
+        proposer, chosen, filters = self.everything.plan(mode, **params)
+        key = (proposer.name, chosen, context.rgb is not None)
+        known = self._everything
+        if known is None or known[0] is not context.embedding or known[1] != key:
+            self._everything = None  # free the old candidates before decoding new ones
+            candidates = drain(proposer.propose(context, chosen), on_progress)
+            self._everything = (context.embedding, key, candidates)
+        return self._everything[2].select(filters)
+
+    def decode_everything(
+        self,
+        image: np.ndarray,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        mode: str = AUTO,
+        **params,
+    ) -> Generator[Progress, None, GridCandidates]:
+        """Phase 1 of everything mode on any plane, as a generator (stacks, the widget).
+
+        The plane is embedded through the cache; it does not become current. Arguments
+        as in :meth:`set_image` and :meth:`segment_everything`; select among the
+        returned candidates with ``.select(filters)``.
+        """
+        proposer, chosen, _ = self.everything.plan(mode, **params)
+        yield Progress(0, 1, "embedding")
+        embedding = self.embed(image, contrast_limits, channels)
+        rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+        context = self._planes.find(embedding)
+        if context is None:  # not kept: a stack's planes would fill the store
+            context = planes.PlaneStore(self.predictor).context(embedding, rgb)
+        return (yield from proposer.propose(context, chosen))
+
+    def segment_everything_stack(
+        self,
+        stack: np.ndarray,
+        spatial_axes: tuple[int, int] = (-2, -1),
+        channel_axis: int | None = None,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        link: bool = False,
+        link_iou: float = 0.5,
+        on_progress: Callable[[Progress], object] | None = None,
+        mode: str = AUTO,
+        **params,
+    ) -> StackResult:
+        """Everything mode on every plane of an nD stack; label ids unique in the stack.
+
+        Plane embeddings go through the cache. To cancel, raise from ``on_progress`` (or
+        drive ``core.everything.stack.segment_everything_stack`` yourself).
+
+        Parameters
+        ----------
+        stack : array-like, nD
+            Two spatial axes, optionally a channel axis, any number of plane axes.
+        spatial_axes : (int, int)
+            The (row, col) axes.
+        channel_axis : int, optional
+        contrast_limits, channels
+            As in :meth:`set_image`, for every plane.
+        link : bool
+            Give an object the id of the object it overlaps (IoU >= ``link_iou``) in the
+            previous plane along the last plane axis (e.g. Z), so it keeps one id.
+        link_iou : float
+        on_progress : callable, optional
+            Called with each :class:`Progress` report.
+        mode, **params
+            As in :meth:`segment_everything`.
+
+        Returns
+        -------
+        StackResult
+            ``.labels`` (the stack's shape without its channel axis, uint32) and
+            ``.objects`` (with ``plane`` set).
+        """
+        _, _, filters = self.everything.plan(mode, **params)
+
+        def decode(plane: np.ndarray):
+            return self.decode_everything(plane, contrast_limits, channels, mode, **params)
+
+        steps = segment_everything_stack(
+            decode, stack, filters, spatial_axes, channel_axis, link, link_iou
+        )
+        return drain(steps, on_progress)

@@ -1,0 +1,1 @@
+"""Model plug-ins shipped with napari-segany (``core.plugins``), one package each."""

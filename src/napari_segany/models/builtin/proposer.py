@@ -1,0 +1,146 @@
+"""Everything mode of the built-in model: the foreground head's objects as candidates.
+
+``mode="foreground"``: one candidate per object of :func:`.objects.find_objects`,
+never overlapping, in the whole-plane crop, so phase 2 (selection, stacks, the widget)
+serves them as it serves SAM's grid (``core.everything``): ``predicted_iou`` is the
+object's mean foreground probability, ``stability_score`` the share of its pixels
+whose foreground logit exceeds ``stability_score_offset``, ``points_xy`` its seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from napari_segany.core.errors import InputError
+from napari_segany.core.everything.candidates import GridCandidates
+from napari_segany.core.mask_ops import MaskRuns
+from napari_segany.core.plugins import PlaneContext
+from napari_segany.core.progress import Progress
+
+from . import objects
+
+
+@dataclass(frozen=True)
+class ForegroundParams:
+    """Parameters of the head's proposals (changing one re-runs the model).
+
+    Attributes
+    ----------
+    stability_score_offset : float
+        A pixel is confident where its foreground logit exceeds this.
+    head_zoom : int
+        0 chooses per plane whether to find the objects on enlarged tiles, where they
+        are small (:func:`.objects.find_objects`); 1 to 4 fixes the tiles per side.
+    head_views : int
+        2 averages the head over the plane and the plane turned by 180 degrees, 1 runs
+        it on the plane alone (half the head's time, :data:`.objects.HEAD_VIEWS`).
+    """
+
+    stability_score_offset: float = 1.0
+    head_zoom: int = objects.AUTO_ZOOM
+    head_views: int = objects.HEAD_VIEWS
+
+    def __post_init__(self) -> None:
+        objects.check_zoom(self.head_zoom)
+        objects.check_views(self.head_views)
+        if not np.isfinite(float(self.stability_score_offset)):
+            raise InputError("stability_score_offset must be a finite number (default 1.0).")
+
+
+class ForegroundProposer:
+    """The foreground head's objects (``core.plugins.Proposer``)."""
+
+    name = "foreground"
+    description = "the built-in model's foreground head: one candidate per object"
+    params_type = ForegroundParams
+
+    def propose(
+        self, plane: PlaneContext, params: ForegroundParams
+    ) -> Generator[Progress, None, GridCandidates]:
+        """The plane's objects as :class:`GridCandidates` (views embedded once per plane)."""
+        yield Progress(1, 2, "foreground head")
+        found = objects.find_objects(
+            plane.predictor.model,
+            plane.embedding,
+            plane.rgb,
+            plane.views.embed,
+            params.head_zoom,
+            params.head_views,
+        )
+        result = _candidates(found, plane.hw, params)
+        yield Progress(2, 2, "decoded")
+        return result
+
+
+def _candidates(
+    found: objects.PlaneObjects, hw: tuple[int, int], params: ForegroundParams
+) -> GridCandidates:
+    labels, count = found.labels, len(found.seeds_yx)
+    height, width = hw
+    mean_probability, confident = object_scores(
+        found.foreground_logits, labels, count, float(params.stability_score_offset)
+    )
+    edges, offsets = label_runs(labels, count)
+    boxes = np.zeros((count, 4), np.int64)
+    for index, box in enumerate(ndimage.find_objects(labels, count)):
+        if box is not None:  # a seed always keeps its own pixels
+            rows, cols = box
+            boxes[index] = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
+    result = GridCandidates((height, width), params)
+    result.crops_xyxy = [(0, 0, width, height)]
+    result.crop_index = np.zeros(count, np.int64)
+    result.predicted_iou = mean_probability
+    result.stability_score = confident
+    result.area = np.bincount(labels.reshape(-1), minlength=count + 1)[1:].astype(np.int64)
+    result.boxes_xyxy = boxes
+    result.points_xy = found.seeds_yx[:, ::-1].copy()
+    result.near_crop_edge = np.zeros(count, bool)
+    result.runs = [MaskRuns(edges, offsets, (height, width))]
+    result.local_index = np.arange(count, dtype=np.int64)
+    return result
+
+
+def label_runs(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run edges of every object of a label image (the format of ``MaskRuns``).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, (H, W) int
+        Objects 1..``count``, 0 background.
+    count : int
+
+    Returns
+    -------
+    edges : numpy.ndarray, (E,) int32
+        Object by object, alternating run starts and exclusive ends (flat indices).
+    offsets : numpy.ndarray, (count + 1,) int64
+        Object ``k`` (label ``k + 1``) owns ``edges[offsets[k]:offsets[k + 1]]``.
+    """
+    flat = labels.reshape(-1)
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], changes])
+    ends = np.concatenate([changes, [flat.size]])
+    values = flat[starts]
+    inside = values > 0
+    starts, ends, values = starts[inside], ends[inside], values[inside]
+    order = np.argsort(values, kind="stable")  # by object, runs in flat order
+    pairs = np.stack([starts[order], ends[order]], axis=1).reshape(-1).astype(np.int32)
+    runs_per_object = np.bincount(values, minlength=count + 1)[1:]
+    offsets = np.concatenate([[0], np.cumsum(2 * runs_per_object)]).astype(np.int64)
+    return pairs, offsets
+
+
+def object_scores(
+    foreground_logits: np.ndarray, labels: np.ndarray, count: int, offset: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per object: mean foreground probability, and the share of its pixels whose
+    foreground logit exceeds ``offset`` ((count,) float32 each)."""
+    index = np.arange(1, count + 1)
+    probability = 1.0 / (1.0 + np.exp(-foreground_logits.astype(np.float64)))
+    mean = ndimage.mean(probability, labels, index)
+    confident = ndimage.mean(foreground_logits > offset, labels, index)
+    return np.asarray(mean, np.float32).reshape(-1), np.asarray(confident, np.float32).reshape(-1)
