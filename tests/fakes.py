@@ -1,9 +1,10 @@
 """Test doubles: a session that 'segments' a disc around the first positive point.
 
-It has the parts of ``SegAny`` the widget and ``segment_layers`` use (``embed``,
-``embedding_key``, ``cache``, ``set_image``, ``set_embedding``, ``segment``), and lets
-layer and widget tests assert *where* a mask lands (plane, scale, translate) without
-any model. A box prompt gives the filled box itself.
+:class:`DiscSession` implements the app's :class:`~napari_segany.app.sessions.PromptSession`
+(``prepare``, ``is_prepared``, ``set_embedding``, ``segment``) and the parts of ``SegAny``
+``segment_layers`` uses (``embed``, ``set_image``), and lets layer and widget tests
+assert *where* a mask lands (plane, scale, translate) without any model. A box prompt
+gives the filled box itself.
 """
 
 from __future__ import annotations
@@ -14,12 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-@dataclass
-class DiscResult:
-    masks: np.ndarray  # ([N,] 3, H, W) bool
-    scores: np.ndarray  # ([N,] 3) float32
-    logits: np.ndarray  # ([N,] 3, 256, 256) float32
+from napari_segany.app.sessions import PromptSession
+from napari_segany.core.results import SegmentResult
 
 
 @dataclass(frozen=True)
@@ -28,7 +25,7 @@ class FakeEmbedding:
     plane_sum: float  # identifies the plane content
 
 
-class DiscSession:
+class DiscSession(PromptSession):
     """Stands in for ``SegAny``: points give discs of radius 3, 5, 7 (best: 5) by default."""
 
     def __init__(
@@ -70,14 +67,25 @@ class DiscSession:
         self.cache[key] = embedding
         return embedding
 
+    def prepare(self, image, contrast_limits=None, channels=None) -> FakeEmbedding:
+        """Preparing a plane is embedding it (the fake has no per-plane rules)."""
+        return self.embed(image, contrast_limits, channels)
+
+    def is_prepared(self, image, contrast_limits=None, channels=None) -> bool:
+        return self.embedding_key(image, contrast_limits, channels) in self.cache
+
     def set_image(self, image, contrast_limits=None, channels=None) -> FakeEmbedding:
-        self._embedding = self.embed(image, contrast_limits, channels)
+        self._embedding = self.prepare(image, contrast_limits, channels)
         return self._embedding
 
-    def set_embedding(self, embedding: FakeEmbedding, image=None, contrast_limits=None) -> None:
+    def set_embedding(
+        self, embedding: FakeEmbedding, image=None, contrast_limits=None, channels=None
+    ) -> None:
         self._embedding = embedding
 
-    def segment(self, points_yx=None, labels=None, box_yxyx=None, multimask=True, **_):
+    def segment(
+        self, points_yx=None, labels=None, box_yxyx=None, mask_input=None, multimask=True
+    ) -> SegmentResult:
         self.segment_calls.append(
             {"points_yx": points_yx, "box_yxyx": box_yxyx, "plane_sum": self._embedding.plane_sum}
         )
@@ -91,14 +99,14 @@ class DiscSession:
             scores = np.full(masks.shape[:2], 0.8, np.float32)
             if np.ndim(box_yxyx) == 1:
                 masks, scores = masks[0], scores[0]
-            return DiscResult(masks, scores, np.zeros((*scores.shape, 256, 256), np.float32))
+            return SegmentResult(masks, scores, np.zeros((*scores.shape, 256, 256), np.float32))
         points_yx = np.asarray(points_yx, dtype=float)
         labels = np.ones(len(points_yx)) if labels is None else np.asarray(labels)
         cy, cx = points_yx[np.flatnonzero(labels == 1)[0]]
         distance = np.hypot(yy - cy, xx - cx)
         masks = np.stack([distance <= r for r in self.radii])
         scores = np.array([0.5, 0.9, 0.7], dtype=np.float32)
-        return DiscResult(masks, scores, np.zeros((3, 256, 256), np.float32))
+        return SegmentResult(masks, scores, np.zeros((3, 256, 256), np.float32))
 
 
 def tiny_architecture(window_size: int = 4):

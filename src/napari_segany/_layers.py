@@ -8,13 +8,12 @@ and it is not part of the plane index.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from napari_segany.core.errors import InputError
-from napari_segany.core.progress import Progress
 from napari_segany.core.stack import inside_plane
 
 POSITIVE_COLOR = "lime"
@@ -254,24 +253,6 @@ def show_preview(
             ids[mask & (ids == 0)] = min(number, np.iinfo(data.dtype).max)
         data[index if index else ...] = ids
     preview_layer.refresh()
-
-
-def embed_planes(
-    segany: Any, image: Any, indices: Sequence[tuple[int, ...]] | None = None
-) -> Generator[Progress, None, int]:
-    """Embed the planes of ``image`` (all by default) into ``segany``'s cache.
-
-    Yields a :class:`Progress` before each plane; returns how many planes were embedded.
-    Planes already cached cost only a hash. Uses the layer's current contrast limits.
-    """
-    lead_shape = plane_shape(image)[:-2]
-    todo = list(indices) if indices is not None else list(np.ndindex(*lead_shape))
-    limits = contrast_of(image)
-    for done, index in enumerate(todo):
-        yield Progress(done, len(todo), f"embedding plane {index}")
-        segany.embed(get_plane(image, tuple(index)), contrast_limits=limits)
-    yield Progress(len(todo), len(todo), "all planes embedded")
-    return len(todo)
 
 
 def free_id_outside(labels_layer: Any, indices: Sequence[tuple[int, ...]]) -> int:

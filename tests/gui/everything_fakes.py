@@ -1,7 +1,7 @@
 """A fake session with everything mode: objects are the bright blobs of the plane.
 
-``BlobSession.decode_everything`` (the widget's hook for sessions with their own grid
-decoding) finds the connected blobs of ``plane > level`` and gives each the score
+``BlobSession`` implements ``app.sessions.EverythingSession``: ``decode_everything``
+finds the connected blobs of ``plane > level`` and gives each the score
 ``mean intensity / plane maximum``; ``select`` keeps the blobs whose score is above
 ``pred_iou_thresh``. So a test knows exactly which objects a threshold keeps and
 where they are, and counts the expensive calls in ``decode_calls``.
@@ -16,6 +16,8 @@ import numpy as np
 from scipy import ndimage
 from tests.fakes import DiscSession
 
+from napari_segany.app.sessions import EverythingSession
+from napari_segany.core.everything import EverythingModes
 from napari_segany.core.progress import Progress
 
 
@@ -23,6 +25,14 @@ from napari_segany.core.progress import Progress
 class BlobObject:
     label: int
     score: float
+    plane: tuple = ()
+
+
+@dataclass(frozen=True)
+class BlobParams:
+    """The fake proposer's own parameters (as the grid's)."""
+
+    points_per_side: int = 32
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,16 @@ class BlobCandidates:
         return BlobResult(labels, objects)
 
 
-class BlobSession(DiscSession):
+class BlobProposer:
+    """The fake's one mode: what ``EverythingModes`` reads of a proposer (the fake
+    decodes in ``BlobSession.decode_everything``)."""
+
+    name = "grid"
+    description = "fake: the bright blobs"
+    params_type = BlobParams
+
+
+class BlobSession(DiscSession, EverythingSession):
     """DiscSession (prompts) plus blob everything mode; ``step_seconds`` slows each step.
 
     ``level``: intensity above which pixels belong to blobs (``"otsu"``: Otsu's threshold
@@ -64,9 +83,11 @@ class BlobSession(DiscSession):
         self.level = level
         self.decode_calls: list[float] = []  # plane sums of the decoded planes
         self.steps_done = 0
+        self.everything = EverythingModes((BlobProposer(),), "grid")
 
-    def decode_everything(self, plane, contrast_limits, grid):
+    def decode_everything(self, plane, contrast_limits=None, channels=None, mode="auto", **params):
         plane = np.asarray(plane)
+        grid = BlobParams(**{k: v for k, v in params.items() if k == "points_per_side"})
         for step in range(4):
             yield Progress(step, 4, f"fake grid {grid.points_per_side}")
             time.sleep(self.step_seconds)

@@ -32,7 +32,7 @@ def test_tiny_model_click_preview_cycle_commit_and_compute_all(viewer_widget):
     np.testing.assert_array_equal(labels[2] == 1, shown)  # what was shown is committed
     assert labels[:2].max() == 0
     widget.compute_all_slices()
-    assert len(session.cache) == 3 and "3 planes embedded" in widget.controls.status.text()
+    assert len(session.cache) == 3 and "3 planes prepared" in widget.controls.status.text()
 
 
 def test_session_is_offered_to_the_console(make_napari_viewer, monkeypatch):
@@ -62,23 +62,20 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     widget.controls.device_combo.setCurrentText("cpu")
     widget.load_model()
     assert widget.segany is not None and widget.segany.model_name == "builtin"
-    # everything mode shows the model's calibrated defaults, not SAM's: the objects of
-    # its foreground head (the grid size then does not apply), thresholds off
-    defaults = widget.segany.everything_defaults
+    # everything mode offers the model's modes, its default first, with its calibrated
+    # defaults: the objects of its foreground head (no grid size; a zoom), thresholds off
+    defaults = widget.segany.everything.defaults
     panel = widget.everything
-    assert panel.grid_params() == {
-        "points_per_side": defaults["points_per_side"],
-        "clicked_component_only": True,
-        "proposals": "foreground",
-    }
-    assert panel.proposals_combo.currentText() == "foreground head"
-    panel.box.setChecked(True)  # open the panel (a closed one disables every control)
-    assert not panel.points_spin.isEnabled()
-    assert panel.zoom_combo.isEnabled() and panel.zoom_combo.currentData() == 0  # auto
+    modes = [panel.proposals_combo.itemData(i) for i in range(panel.proposals_combo.count())]
+    assert modes == list(widget.segany.everything.names()) == ["foreground", "grid"]
+    assert panel.mode == "foreground"
+    assert panel.grid_params() == {"points_per_side": defaults["points_per_side"], "head_zoom": 0}
+    assert panel.points_spin.isHidden() and not panel.zoom_combo.isHidden()
     panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(2))
     assert panel.grid_params()["head_zoom"] == 2
     panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("grid"))
-    assert not panel.zoom_combo.isEnabled() and "head_zoom" not in panel.grid_params()
+    assert panel.zoom_combo.isHidden() and not panel.points_spin.isHidden()
+    assert "head_zoom" not in panel.grid_params()
     panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("foreground"))
     panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(0))
     shown_thresholds = panel.filter_params()
@@ -112,55 +109,80 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     np.testing.assert_array_equal(committed, shown)  # the shown candidate is committed
 
 
-def test_the_embedding_job_finds_the_head_objects_ahead():
-    """So that the first prompt on a plane does not wait for the watershed on the
-    main thread (the widget's predictions run there)."""
+def test_the_background_job_prepares_the_plane_for_the_prompts():
+    """The job runs the model's per-plane preparation (the built-in model's head
+    objects), not only the embedding: a plane only embedded is not prepared."""
     import threading
 
     from napari_segany import SegAny
-    from napari_segany._qt._workers import embed_cancellable
+    from napari_segany._qt._workers import prepare_cancellable
     from napari_segany._sample_data import nuclei_scene_2d
 
     session = SegAny(device="cpu", precision="fp32")
     plane = nuclei_scene_2d().image
-    embedding = embed_cancellable(session, plane, None, threading.Event())
-    assert [entry[0] for entry in session._objects] == [embedding]
-    decoder_only = SegAny(device="cpu", precision="fp32", snap_to_objects=False)
-    embed_cancellable(decoder_only, plane, None, threading.Event())
-    assert decoder_only._objects == []  # nothing found where nothing snaps
+    session.embed(plane)
+    assert not session.is_prepared(plane)  # embedded, the head's objects not found
+    embedding = prepare_cancellable(session, plane, None, threading.Event())
+    assert session.is_prepared(plane) and embedding is session.embed(plane)
 
 
-def test_a_cached_plane_finds_its_head_objects_in_the_job_not_the_prompt(
-    viewer_widget, monkeypatch
-):
-    """Planes embedded ahead (Compute all slices) have no head objects yet: the first
-    prompt finds them with the plane (so they are zoomed as everything mode's are)
-    in the embedding job, not on the main thread in the prediction."""
-    from napari_segany import SegAny, _layers
+@pytest.fixture
+def threaded_viewer(make_napari_viewer, qtbot, monkeypatch):
+    """A viewer whose widget works in real threads; waits for its jobs at the end."""
+    monkeypatch.delenv("SEGANY_NOTHREADS", raising=False)
+    viewer = make_napari_viewer()
+    widget = SegAnyWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    yield viewer, widget
+    qtbot.waitUntil(lambda: widget.idle() and not widget.prompts.busy(), timeout=60_000)
+
+
+def _answered(widget, image) -> bool:
+    """The preview answers every prompt of ``image``'s (2D) plane."""
+    preview = widget.prompts.preview
+    points = widget.viewer.layers[PROMPTS].data
+    return (
+        preview is not None
+        and preview.request.image is image
+        and (len(preview.request.points_yx) == len(points))
+    )
+
+
+def test_no_model_embeds_on_the_gui_thread_during_clicks(threaded_viewer, qtbot):
+    """Clicks are answered on the GUI thread; every embedding (the plane, its views and
+    tiles) is made in the background job, also for a plane embedded but not prepared."""
+    import threading
+
+    from napari_segany import SegAny
     from napari_segany._sample_data import nuclei_scene_2d
 
-    session = SegAny(device="cpu", precision="fp32")
-    plane = nuclei_scene_2d().image
-    viewer, widget, image = viewer_widget(plane, session=session)
-    limits = _layers.contrast_of(image)
-    session.embed(plane, contrast_limits=limits)  # cached (the widget may embed ahead)
-    session._objects = []  # as after Compute all slices: objects not found
-    assert not session.head_objects_known(plane, limits)
-    found_by = []
-    find = SegAny.head_objects
+    viewer, widget = threaded_viewer
+    scene = nuclei_scene_2d()
+    session = SegAny("builtin", device="cpu", precision="fp32")
+    on_main = []
+    embed = session.predictor.embed
 
-    def spy(self, image=None, *args, **kwargs):
-        found_by.append("job" if image is not None else "prediction")
-        return find(self, image, *args, **kwargs)
+    def spy(*args, **kwargs):
+        on_main.append(threading.current_thread() is threading.main_thread())
+        return embed(*args, **kwargs)
 
-    monkeypatch.setattr(SegAny, "head_objects", spy)
-    viewer.layers[PROMPTS].add([100, 100])
-    widget.prompts.timer.stop()
-    widget.prompts.refresh()
-    assert found_by[0] == "job" and session.head_objects_known(plane, limits)
-    assert viewer.layers[PREVIEW].data.any()
-    # the prediction reused them (the plane was passed along with its embedding)
-    assert session._source is not None and session._source[0] is plane
+    session.predictor.embed = spy
+    image = viewer.add_image(scene.image)
+    widget.use_session(session)
+    qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
+    assert session.is_prepared(scene.image, image.contrast_limits)
+    other = viewer.add_image(scene.image[::-1].copy(), name="flipped")
+    on_main.clear()
+    session.embed(other.data, contrast_limits=other.contrast_limits)  # e.g. by a script
+    on_main.clear()
+    for layer in (image, other):
+        widget.controls.image_combo.setCurrentText(layer.name)
+        for y, x in ((60, 60), (120, 90), (200, 180)):
+            viewer.layers[PROMPTS].add([y, x])
+            qtbot.waitUntil(lambda shown=layer: _answered(widget, shown), timeout=60_000)
+        widget.clear_prompts()
+    assert on_main.count(True) == 0, f"{on_main.count(True)} embeddings on the GUI thread"
+    assert on_main  # the flipped plane's preparation embedded its views in the job
 
 
 def test_the_widgets_everything_mode_zooms_on_the_plane_itself(viewer_widget):
@@ -178,7 +200,6 @@ def test_the_widgets_everything_mode_zooms_on_the_plane_itself(viewer_widget):
     shown = np.asarray(viewer.layers[EVERYTHING].data)
     session.set_image(scene.image, contrast_limits=_layers.contrast_of(image))
     expected = session.segment_everything()
-    assert session._found_objects()[2] >= 3  # the plane is zoomed
     assert len(expected.objects) >= 0.8 * scene.labels.max()  # measured 567 of 593
     np.testing.assert_array_equal(shown > 0, expected.labels > 0)
     assert len(np.unique(shown)) - 1 == len(expected.objects)

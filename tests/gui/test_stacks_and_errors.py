@@ -80,14 +80,14 @@ def test_compute_all_slices_reports_progress_and_can_be_cancelled(threaded, qtbo
     widget.controls.progress.valueChanged.connect(values.append)
     widget.compute_all_slices()
     qtbot.waitUntil(widget.idle, timeout=10_000)
-    assert len(widget.segany.cache) == 5 and "5 planes embedded" in widget.controls.status.text()
+    assert len(widget.segany.cache) == 5 and "5 planes prepared" in widget.controls.status.text()
     assert 40 in values and values[-1] == 100
     slow = DiscSession(embed_seconds=0.3)
     widget.segany = slow
     widget.compute_all_slices()
     qtbot.waitUntil(lambda: len(slow.cache) >= 1, timeout=10_000)
     widget.cancel()
-    qtbot.wait(800)
+    qtbot.waitUntil(lambda: widget._job.finished, timeout=10_000)  # stopped at a plane
     assert len(slow.cache) < 5 and widget.controls.status.text() == "cancelled"
 
 

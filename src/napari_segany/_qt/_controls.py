@@ -39,7 +39,7 @@ def _default_model() -> str | None:
     """The registry's default model (``DEFAULT_MODEL`` when it names one), else None."""
     from napari_segany.core import registry
 
-    name = getattr(registry, "DEFAULT_MODEL", None)
+    name = registry.DEFAULT_MODEL
     return name if name in registry.REGISTRY else None
 
 

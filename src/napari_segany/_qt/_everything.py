@@ -1,29 +1,27 @@
-"""Everything mode in the dock widget: controls, background runs, live thresholds.
+"""Everything mode in the dock widget: a view over :mod:`napari_segany.app.everything`.
 
-*Segment everything: current slice* (Shift-E) or *whole stack* decodes SAM's point grid
-in the widget's background job (progress bar, Cancel) and writes the objects into a
-Labels layer: by default a layer of its own, ``SegAny everything`` (one per image,
-reused by later runs, whose planes it replaces); or a Labels layer the user picks, where
-only background pixels are written unless *overwrite* is ticked -- the user's labels
-are never overwritten silently. Every write is one undo step. Results land on the
-planes they were computed for, whatever the viewer shows meanwhile.
+*Segment everything: current slice* (Shift-E) or *whole stack* runs the session's
+proposer (the *proposals* combo: the session's ``everything.names()``, the model's
+default first) in the widget's background job (progress bar, Cancel) and writes the
+objects into a Labels layer: by default a layer of its own, ``SegAny everything`` (one
+per image, reused by later runs, whose planes it replaces); or a Labels layer the user
+picks, where only background pixels are written unless *overwrite* is ticked. Every
+write is one undo step. Results land on the planes they were computed for, whatever
+the viewer shows meanwhile.
 
 After a run, changing a threshold (predicted IoU, stability, box NMS, minimum region
-area) or *link* re-applies the selection to the kept grid candidates after a short
-pause, without the model, and rewrites the same planes -- unless the user edited them
-since (then nothing is changed and a notification says so).
+area) or *link* re-applies the selection to the kept candidates after a short pause,
+without the model, and rewrites the same planes -- unless the user edited them since
+(then nothing is changed and a notification says so).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-from napari.layers import Labels
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import QObject, QTimer
+from qtpy.QtCore import QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -38,16 +36,18 @@ from qtpy.QtWidgets import (
 )
 
 from napari_segany import _layers
-from napari_segany.core.errors import SegAnyError
+from napari_segany.app import everything as app
+from napari_segany.app.everything import EVERYTHING, Run
+from napari_segany.app.sessions import EverythingSession
+from napari_segany.core.errors import InputError, SegAnyError
+from napari_segany.core.everything import PlaneSelection
 
 from ._controls import NEW_LAYER
-from ._everything_work import Selection, decode_planes, select_planes
 from ._workers import Job, notify_error
 
 logger = logging.getLogger(__name__)
-EVERYTHING = "SegAny everything"
-PROPOSAL_CHOICES = (("point grid", "grid"), ("foreground head", "foreground"))
-# (text, head_zoom) of the foreground head's zoom (core.seeds.find_objects)
+__all__ = ["EVERYTHING", "EverythingPanel", "Run"]
+# (text, head_zoom) of a proposer's zoom parameter
 ZOOM_CHOICES = (
     ("auto", 0),
     ("none (whole plane)", 1),
@@ -56,28 +56,6 @@ ZOOM_CHOICES = (
     ("4 x 4 tiles", 4),
 )
 RESELECT_MS = 300
-
-
-@dataclass(eq=False)
-class Run:
-    """One everything-mode run: where it came from, its candidates, where it was written."""
-
-    image: Any
-    indices: list[tuple[int, ...]]
-    candidates: dict
-    stack: bool
-    target: Any = None
-    own: bool = True
-    offset: int = 0
-    overwrite: bool = False
-    bases: dict = field(default_factory=dict)
-    written: dict = field(default_factory=dict)
-
-
-def _model_parameters(session: Any) -> dict:
-    """Everything-mode parameters ``session`` runs with by default (the model's, with
-    its clicked-part rule); ``{}`` (SAM's) for a session without them or none."""
-    return getattr(session, "everything_parameters", dict)()
 
 
 def _spin(low: float, high: float, value: float, tip: str, step: float = 0.01) -> QDoubleSpinBox:
@@ -90,6 +68,11 @@ def _spin(low: float, high: float, value: float, tip: str, step: float = 0.01) -
     return spin
 
 
+def _everything_session(session: Any) -> EverythingSession | None:
+    """``session`` when it has everything mode, else None."""
+    return session if isinstance(session, EverythingSession) else None
+
+
 class EverythingPanel(QObject):
     """The *Everything mode* group of the widget and its behaviour (a child of the widget)."""
 
@@ -98,7 +81,8 @@ class EverythingPanel(QObject):
         self.widget = widget
         self.viewer = widget.viewer
         self.run: Run | None = None
-        self._own: list[tuple[Any, Labels]] = []  # (image layer, its everything layer)
+        self.targets = app.Targets(self.viewer)
+        self._zoom_modes: set[str] = set()
         self._reselect_job: Job | None = None
         self._reselect_again = False
         self.box = self._build()
@@ -109,12 +93,13 @@ class EverythingPanel(QObject):
         for spin in (self.iou_spin, self.stability_spin, self.nms_spin, self.min_area_spin):
             spin.valueChanged.connect(self._thresholds_changed)
         self.link_box.toggled.connect(self._thresholds_changed)
+        for combo in (self.proposals_combo, self.zoom_combo):
+            combo.currentIndexChanged.connect(self._grid_changed)
         self.points_spin.valueChanged.connect(self._grid_changed)
-        self.proposals_combo.currentIndexChanged.connect(self._grid_changed)
-        self.proposals_combo.currentIndexChanged.connect(self._show_grid_size)
-        self.zoom_combo.currentIndexChanged.connect(self._grid_changed)
+        self.proposals_combo.currentIndexChanged.connect(self._show_mode_controls)
         self.slice_button.clicked.connect(lambda: self.segment(stack=False))
         self.stack_button.clicked.connect(lambda: self.segment(stack=True))
+        self._fill_modes(None)
 
     # --- controls ---------------------------------------------------------------------
     def _build(self) -> QGroupBox:
@@ -124,22 +109,41 @@ class EverythingPanel(QObject):
         inner = QWidget()
         form = QFormLayout(inner)
         form.setContentsMargins(0, 0, 0, 0)
-        self.proposals_combo = QComboBox()
-        for text, value in PROPOSAL_CHOICES:
-            self.proposals_combo.addItem(text, value)
-        self._foreground_choice().setEnabled(False)  # until a model with a head loads
-        self.proposals_combo.setToolTip(
-            "where the objects come from: SAM's grid of point prompts, or the objects "
-            "of the model's foreground head (the built-in model's default; its point "
-            "grid works best at pred IoU 0.45, stability 0, box NMS 0.02)"
+        self._make_controls()
+        self.row_labels = {}
+        for label, item in (
+            ("proposals", self.proposals_combo),
+            ("zoom", self.zoom_combo),
+            ("points per side", self.points_spin),
+            ("pred IoU thresh", self.iou_spin),
+            ("stability thresh", self.stability_spin),
+            ("box NMS thresh", self.nms_spin),
+            ("min region area", self.min_area_spin),
+            ("labels", self.target_combo),
+        ):
+            self.row_labels[label] = QLabel(label)
+            form.addRow(self.row_labels[label], item)
+        for item in (self.link_box, self.overwrite_box, self.slice_button, self.stack_button):
+            form.addRow(item)
+        form.addRow(self.summary)
+        column = QVBoxLayout(box)
+        column.addWidget(inner)
+        inner.setVisible(False)
+        box.toggled.connect(inner.setVisible)
+        box.toggled.connect(
+            lambda open_: box.setTitle("Everything mode" + ("" if open_ else " (click to open)"))
         )
+        return box
+
+    def _make_controls(self) -> None:
+        self.proposals_combo = QComboBox()
+        self.proposals_combo.setToolTip("where the objects come from (the model's default first)")
         self.zoom_combo = QComboBox()
         for text, value in ZOOM_CHOICES:
             self.zoom_combo.addItem(text, value)
         self.zoom_combo.setToolTip(
-            "foreground head: find small objects on enlarged tiles of the slice; 'auto' "
-            "zooms in where the slice's objects are a few pixels across in the model's "
-            "512 px frame (prompts snap to the objects 'auto' finds)"
+            "find small objects on enlarged tiles of the slice; 'auto' zooms in where the "
+            "slice's objects are a few pixels across in the model's frame"
         )
         self.points_spin = QSpinBox()
         self.points_spin.setRange(1, 128)
@@ -163,57 +167,41 @@ class EverythingPanel(QObject):
         self.stack_button = QPushButton("Segment everything: whole stack")
         self.summary = QLabel("thresholds re-apply at once after a run")
         self.summary.setWordWrap(True)
-        for label, item in (
-            ("proposals", self.proposals_combo),
-            ("zoom", self.zoom_combo),
-            ("points per side", self.points_spin),
-            ("pred IoU thresh", self.iou_spin),
-            ("stability thresh", self.stability_spin),
-            ("box NMS thresh", self.nms_spin),
-            ("min region area", self.min_area_spin),
-            ("labels", self.target_combo),
-        ):
-            form.addRow(label, item)
-        for item in (self.link_box, self.overwrite_box, self.slice_button, self.stack_button):
-            form.addRow(item)
-        form.addRow(self.summary)
-        column = QVBoxLayout(box)
-        column.addWidget(inner)
-        inner.setVisible(False)
-        box.toggled.connect(inner.setVisible)
-        box.toggled.connect(
-            lambda open_: box.setTitle("Everything mode" + ("" if open_ else " (click to open)"))
-        )
-        return box
 
     @property
     def buttons(self) -> list[QPushButton]:
         """Buttons that start work (disabled while the widget is busy)."""
         return [self.slice_button, self.stack_button]
 
+    @property
+    def mode(self) -> str:
+        """The proposer chosen in the *proposals* combo."""
+        return self.proposals_combo.currentData() or app.GRID
+
     def grid_params(self) -> dict:
-        """Parameters of the expensive phase: the panel's grid, and the session's
-        clicked-part rule (on for the built-in model)."""
+        """Parameters of the expensive phase shown in the panel (the session's defaults
+        for the others, e.g. the built-in model's clicked-part rule)."""
         params = {"points_per_side": self.points_spin.value()}
-        if _model_parameters(self.widget.segany).get("clicked_component_only", False):
-            params["clicked_component_only"] = True
-        if self.proposals_combo.currentData() != "grid":
-            params["proposals"] = self.proposals_combo.currentData()
-            if self.zoom_combo.currentData():
-                params["head_zoom"] = self.zoom_combo.currentData()
+        if self.mode in self._zoom_modes:
+            params[app.ZOOM] = self.zoom_combo.currentData()
         return params
 
+    def filter_params(self) -> dict:
+        """Thresholds shown in the panel (the cheap phase)."""
+        return {
+            "pred_iou_thresh": round(self.iou_spin.value(), 4),
+            "stability_score_thresh": round(self.stability_spin.value(), 4),
+            "box_nms_thresh": round(self.nms_spin.value(), 4),
+            "min_mask_region_area": self.min_area_spin.value(),
+        }
+
     def use_model_defaults(self, session: Any) -> None:
-        """Show ``session``'s everything-mode defaults (SAM's where it sets none).
+        """Offer ``session``'s modes and show its defaults (SAM's where it sets none).
 
         Called when a model is loaded; a finished run is not re-selected by it.
         """
-        from napari_segany.core.automatic import GridParams
-        from napari_segany.core.everything_select import FilterParams
-
-        values = {"points_per_side": GridParams().points_per_side, **asdict(FilterParams())}
-        chosen = _model_parameters(session)
-        values.update({name: chosen[name] for name in values if name in chosen})
+        session = _everything_session(session)
+        values = app.default_values(session)
         for name, spin in (
             ("points_per_side", self.points_spin),
             ("pred_iou_thresh", self.iou_spin),
@@ -224,37 +212,35 @@ class EverythingPanel(QObject):
             spin.blockSignals(True)
             spin.setValue(values[name])
             spin.blockSignals(False)
-        model = getattr(getattr(session, "predictor", None), "model", None)
-        has_head = getattr(model, "foreground_head", None) is not None
-        self._foreground_choice().setEnabled(has_head)
-        self.proposals_combo.blockSignals(True)
-        self.proposals_combo.setCurrentIndex(
-            self.proposals_combo.findData(chosen.get("proposals", "grid") if has_head else "grid")
-        )
-        self.proposals_combo.blockSignals(False)
+        self._fill_modes(session)
         self.zoom_combo.blockSignals(True)
-        self.zoom_combo.setCurrentIndex(self.zoom_combo.findData(chosen.get("head_zoom", 0)))
+        self.zoom_combo.setCurrentIndex(max(self.zoom_combo.findData(values.get(app.ZOOM, 0)), 0))
         self.zoom_combo.blockSignals(False)
-        self._show_grid_size()
 
-    def _foreground_choice(self) -> Any:
-        """The combo's *foreground head* item (offered only for a model with a head)."""
-        return self.proposals_combo.model().item(self.proposals_combo.findData("foreground"))
+    def _fill_modes(self, session: EverythingSession | None) -> None:
+        """Offer the session's modes (the model's default first, chosen)."""
+        modes = app.mode_choices(session)
+        self._zoom_modes = set()
+        if session is not None:
+            self._zoom_modes = {m for m in modes if app.ZOOM in session.everything.parameters(m)}
+        combo = self.proposals_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for name, description in modes.items():
+            combo.addItem(name, name)
+            combo.setItemData(combo.count() - 1, description, Qt.ToolTipRole)
+        combo.setCurrentIndex(0)
+        combo.blockSignals(False)
+        self._show_mode_controls()
 
-    def _show_grid_size(self, *_: Any) -> None:
-        """Points per side only matters for the point grid, the zoom for the head."""
-        grid = self.proposals_combo.currentData() == "grid"
-        self.points_spin.setEnabled(grid)
-        self.zoom_combo.setEnabled(not grid)
-
-    def filter_params(self) -> dict:
-        """Thresholds shown in the panel (the cheap phase)."""
-        return {
-            "pred_iou_thresh": round(self.iou_spin.value(), 4),
-            "stability_score_thresh": round(self.stability_spin.value(), 4),
-            "box_nms_thresh": round(self.nms_spin.value(), 4),
-            "min_mask_region_area": self.min_area_spin.value(),
-        }
+    def _show_mode_controls(self, *_: Any) -> None:
+        """Points per side only for the point grid, the zoom only for modes that zoom."""
+        for label, item, shown in (
+            ("points per side", self.points_spin, self.mode == app.GRID),
+            ("zoom", self.zoom_combo, self.mode in self._zoom_modes),
+        ):
+            item.setVisible(shown)
+            self.row_labels[label].setVisible(shown)
 
     def refresh_layers(self, labels: list[str]) -> None:
         """Offer ``labels`` (layer names) as targets."""
@@ -269,40 +255,43 @@ class EverythingPanel(QObject):
     # --- runs ---------------------------------------------------------------------------
     def segment(self, stack: bool = False) -> None:
         """Segment everything on the shown plane, or on every plane, in the background."""
-        session, image = self.widget.segany, self.widget.image_layer()
+        segany, image = self.widget.segany, self.widget.image_layer()
         if image is None:
             return
-        if session is None:
+        if segany is None:
             show_info("Load a model first (Load model).")
             return
-        if stack:
-            indices = [tuple(int(i) for i in ix) for ix in np.ndindex(*self._lead_shape(image))]
-        else:
-            indices = [_layers.plane_index(image, self.viewer.dims.point)]
-        link = stack and self.link_box.isChecked()
+        session = _everything_session(segany)
+        if session is None:
+            notify_error(InputError(f"{segany!r} has no everything mode; load a SAM model."))
+            return
+        try:
+            filters = app.filters_for(session, self.filter_params())
+        except SegAnyError as error:
+            notify_error(error, "Everything mode did not start")
+            return
+        shown = _layers.plane_index(image, self.viewer.dims.point)
+        indices = app.run_indices(image, shown, stack)
         where = f"{len(indices)} planes" if stack else f"plane {indices[0] or ''}".strip()
         self.timer.stop()
         self.widget.start(
-            decode_planes,
+            app.decode_run,
             session,
             image,
             indices,
             _layers.contrast_of(image),
+            self.mode,
             self.grid_params(),
-            self.filter_params(),
-            link,
+            filters,
+            stack and self.link_box.isChecked(),
             message=f"everything mode on {where} ...",
-            on_done=lambda out: self._decoded(Run(image, indices, out[0], stack), out[1]),
+            on_done=lambda out: self._decoded(Run(image, indices, out.candidates, stack), out),
             on_progress=self.widget.progress_display(),
             determinate=True,
             pass_cancel_event=True,
         )
 
-    @staticmethod
-    def _lead_shape(image: Any) -> tuple[int, ...]:
-        return _layers.plane_shape(image)[:-2]
-
-    def _decoded(self, run: Run, selection: Selection) -> None:
+    def _decoded(self, run: Run, selection: PlaneSelection) -> None:
         self.widget.controls.set_busy(False, "everything mode done", determinate=True)
         if run.image not in self.viewer.layers:
             show_warning(
@@ -310,70 +299,34 @@ class EverythingPanel(QObject):
                 "nothing was written."
             )
             return
+        name = self.target_combo.currentText()
         try:
-            run.target, run.own = self._target(run.image)
+            target, own = self.targets.choose(run.image, None if name == NEW_LAYER else name)
         except SegAnyError as error:
             notify_error(error, "Everything mode wrote nothing")
             return
-        run.overwrite = self.overwrite_box.isChecked()
-        if run.own:
-            run.bases = dict.fromkeys(run.indices)
-            run.offset = _layers.free_id_outside(run.target, run.indices)
-        else:
-            run.bases = {i: _plane(run.target, i).copy() for i in run.indices}
-            run.offset = int(np.max(run.target.data, initial=0))
+        run.aim(target, own, self.overwrite_box.isChecked())
         self.run = run
         self._write(run, selection)
 
-    def _target(self, image: Any) -> tuple[Labels, bool]:
-        """The Labels layer to write into and whether it is the panel's own layer."""
-        name = self.target_combo.currentText()
-        if name != NEW_LAYER and name in self.viewer.layers:
-            layer = self.viewer.layers[name]
-            _layers.check_fits(layer, image)
-            return layer, any(own is layer for _, own in self._own)
-        for source, own in self._own:
-            fits = tuple(own.data.shape) == _layers.plane_shape(image)
-            if source is image and own in self.viewer.layers and fits:
-                return own, True
-        active = self.viewer.layers.selection.active
-        own = self.viewer.add_labels(
-            np.zeros(_layers.plane_shape(image), dtype=np.int32),
-            name=EVERYTHING,
-            scale=image.scale,
-            translate=image.translate,
-        )
-        if active is not None and active in self.viewer.layers:
-            self.viewer.layers.selection.active = active  # keep the prompts layer active
-        self._own.append((image, own))
-        return own, True
-
-    def _write(self, run: Run, selection: Selection) -> None:
-        target = run.target
-        if target not in self.viewer.layers:
-            show_warning(f"Labels layer '{target.name}' was deleted; run everything mode again.")
+    def _write(self, run: Run, selection: PlaneSelection) -> None:
+        if run.target not in self.viewer.layers:
+            show_warning(
+                f"Labels layer '{run.target.name}' was deleted; run everything mode again."
+            )
             self.run = None
             return
-        edited = [
-            i for i, plane in run.written.items() if not np.array_equal(_plane(target, i), plane)
-        ]
+        edited = app.edited_planes(run)
         if edited:
-            show_warning(
-                f"'{target.name}' was edited since everything mode wrote it (planes "
-                f"{edited[:3]}); the new thresholds were not applied. Run it again."
-            )
+            show_warning(app.edited_message(run, edited))
             return
         try:
-            run.written = _layers.write_label_planes(
-                target, selection.planes, run.bases, run.offset, run.overwrite
-            )
+            text = app.write(run, selection)
         except SegAnyError as error:
             notify_error(error, "Everything mode wrote nothing")
             return
         for note in selection.warnings[:3]:
             show_warning(note)
-        where = f"{len(run.indices)} planes" if run.stack else f"plane {run.indices[0]}"
-        text = f"{selection.n_objects} objects on {where} in '{target.name}'"
         self.summary.setText(f"{text}; changing a threshold re-applies it")
         self.widget.controls.status.setText(text)
 
@@ -388,29 +341,30 @@ class EverythingPanel(QObject):
 
     def reselect(self) -> None:
         """Re-apply the thresholds to the last run's candidates (no model) and rewrite."""
-        run = self.run
-        if run is None:
+        run, session = self.run, _everything_session(self.widget.segany)
+        if run is None or session is None:
             return
         if self._reselect_job is not None and not self._reselect_job.finished:
             self._reselect_again = True
             return
+        try:
+            filters = app.filters_for(session, self.filter_params())
+        except SegAnyError as error:
+            notify_error(error, "Thresholds not applied")
+            return
         self._reselect_job = Job(
-            select_planes,
-            run.candidates,
-            self.filter_params(),
-            run.stack and self.link_box.isChecked(),
+            app.reselect,
+            run,
+            filters,
+            self.link_box.isChecked(),
             on_done=lambda selection: self._reselected(run, selection),
             on_error=lambda error: notify_error(error, "Thresholds not applied"),
         )
         self._reselect_job.start()
 
-    def _reselected(self, run: Run, selection: Selection) -> None:
+    def _reselected(self, run: Run, selection: PlaneSelection) -> None:
         if run is self.run:
             self._write(run, selection)
         if self._reselect_again:
             self._reselect_again = False
             self.timer.start()
-
-
-def _plane(layer: Any, index: tuple[int, ...]) -> np.ndarray:
-    return np.asarray(layer.data[index] if index else layer.data)

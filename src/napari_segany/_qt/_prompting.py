@@ -1,15 +1,13 @@
-"""Prompt layers, the live (debounced) preview, candidate cycling and commit.
+"""The prompt layers, the debounced live preview and commit: a view over ``app.prompting``.
 
-Every prediction is tied to a :class:`Request`: the image layer, the plane index and
-the prompts as they were when it was made. The preview is drawn, and committed, on
-*that* plane, so moving to another slice while an embedding is computed never
-misplaces a result.
+The Qt side reads the prompts from the layers, runs the background preparation
+(:func:`~napari_segany._qt._workers.prepare_cancellable`) and draws; the decisions (what
+a request needs, candidates, commit rules) live in :mod:`napari_segany.app.prompting`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,44 +16,18 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
 from napari_segany import _layers
+from napari_segany.app import prompting
+from napari_segany.app.prompting import Preview, PromptState, Request, Step
 from napari_segany.core.errors import SegAnyError
-from napari_segany.scripting import ObjectMasks, predict_objects
 
-from ._workers import Job, embed_cancellable, notify_error
+from ._workers import Job, notify_error, prepare_cancellable
 
 logger = logging.getLogger(__name__)
 PROMPTS = "SegAny prompts"
 BOXES = "SegAny boxes"
 PREVIEW = "SegAny preview"
 DEBOUNCE_MS = 40
-
-
-@dataclass(frozen=True, eq=False)
-class Request:
-    """Prompts on one plane of one image layer, captured when they were read."""
-
-    image: Any
-    index: tuple[int, ...]
-    plane: np.ndarray
-    limits: tuple[float, float] | None
-    points_yx: np.ndarray
-    labels: np.ndarray
-    boxes: np.ndarray
-
-    @property
-    def signature(self) -> tuple:
-        """Equal for requests that would give the same prediction."""
-        arrays = (self.points_yx, self.labels, self.boxes)
-        return (id(self.image), self.index, self.limits, *(a.tobytes() for a in arrays))
-
-
-@dataclass
-class Preview:
-    """The masks predicted for ``request`` and the candidate shown (None: the best)."""
-
-    request: Request
-    objects: ObjectMasks
-    candidate: int | None = None
+__all__ = ["BOXES", "PREVIEW", "PROMPTS", "Preview", "PromptController", "Request"]
 
 
 class PromptController(QObject):
@@ -69,17 +41,25 @@ class PromptController(QObject):
         super().__init__(widget)
         self.widget = widget
         self.viewer = widget.viewer
-        self.preview: Preview | None = None
+        self.state = PromptState()
         self.negative = False
-        self.commit_pending = False
         self._drawn: tuple[int, ...] | None = None
-        self._waiting: dict[tuple, Request] = {}
         self._job: Job | None = None
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(DEBOUNCE_MS)
         self.timer.timeout.connect(self.refresh)
         self.viewer.dims.events.current_step.connect(self.schedule)
+
+    @property
+    def preview(self) -> Preview | None:
+        """The preview shown (None: none)."""
+        return self.state.preview
+
+    @property
+    def commit_pending(self) -> bool:
+        """A commit waits for the plane being prepared."""
+        return self.state.commit_pending
 
     # --- layers -----------------------------------------------------------------
     def layer(self, name: str) -> Any | None:
@@ -146,19 +126,9 @@ class PromptController(QObject):
         """Recompute the preview after a short pause (prompts or slice changed)."""
         self.timer.start()
 
-    def _request(self, image: Any) -> Request | None:
+    def _request(self, image: Any) -> Request:
         index = _layers.plane_index(image, self.viewer.dims.point)
-        plane = _layers.get_plane(image, index)
-        points, shapes = self.layer(PROMPTS), self.layer(BOXES)
-        points_yx, labels = np.empty((0, 2)), np.empty(0, dtype=np.int64)
-        boxes = np.empty((0, 4))
-        if points is not None and points.ndim == image.ndim:
-            points_yx, labels = _layers.points_on_plane(points, index, image)
-        if shapes is not None and shapes.ndim == image.ndim:
-            boxes = _layers.boxes_on_plane(shapes, index, image)
-        points_yx, labels, boxes = _layers.clip_prompts(points_yx, labels, boxes, plane.shape[:2])
-        limits = _layers.contrast_of(image)
-        return Request(image, index, plane, limits, points_yx, labels, boxes)
+        return prompting.read_request(image, index, self.layer(PROMPTS), self.layer(BOXES))
 
     def refresh(self) -> None:
         """Bring the preview up to date with the prompts on the shown plane."""
@@ -166,99 +136,85 @@ class PromptController(QObject):
         if session is None or image is None:
             return
         request = self._request(image)
-        if len(request.points_yx) == 0 and len(request.boxes) == 0:
-            shown = self.preview.request if self.preview else None
-            if shown is not None and shown.image is image and shown.index == request.index:
-                self.clear_preview()
-            self._embed_unless_cached(session, request, prefetch=True)
-            return
-        if self.preview is not None and self.preview.request.signature == request.signature:
-            return
-        if self._embed_unless_cached(session, request, prefetch=False):
-            self._predict(request, session.embed(request.plane, contrast_limits=request.limits))
-
-    def _embed_unless_cached(self, session: Any, request: Request, prefetch: bool) -> bool:
-        """True if the plane is embedded; else start embedding it (at most one job)."""
         try:
-            cached = session.embedding_key(request.plane, request.limits) in session.cache
-            if cached and getattr(session, "snap_to_objects", False):
-                # prompts snap to the head's objects: find them in the job too (zoomed
-                # tiles can take seconds), not on the main thread
-                cached = session.head_objects_known(request.plane, request.limits)
+            prepared = session.is_prepared(request.plane, request.limits)
         except SegAnyError as error:
-            notify_error(error, f"image '{request.image.name}'")
-            return False
-        if cached:
-            return True
-        key = (id(request.image), request.index)
-        if not prefetch:
-            self._waiting[key] = request
+            notify_error(error, f"image '{image.name}'")
+            return
+        step = self.state.step(request, prepared)
+        if step is Step.CLEAR:
+            self.clear_preview()
+        if step is Step.PREDICT:
+            self._predict(request, session.prepare(request.plane, request.limits))
+        elif step is Step.PREPARE:
+            self.state.wait_for_plane(request)
+            self._prepare(session, request)
+        elif not request.has_prompts and not prepared and self.widget.idle():
+            self._prepare(session, request)  # ahead of the first click
+
+    def _prepare(self, session: Any, request: Request) -> None:
+        """Prepare the request's plane in the background (at most one job at a time)."""
         if self._job is not None and not self._job.finished:
-            return False
-        if prefetch and not self.widget.idle():
-            return False
-        self.widget.show_work(True, f"embedding plane {request.index or ''} ...")
+            return
+        self.widget.show_work(True, f"preparing plane {request.index or ''} ...")
         self._job = Job(
-            embed_cancellable,
+            prepare_cancellable,
             session,
             request.plane,
             request.limits,
-            on_done=lambda embedding: self._embedded(key, embedding),
-            on_error=self._embed_failed,
+            on_done=lambda embedding: self._prepared(request.key, embedding),
+            on_error=self._prepare_failed,
             pass_cancel_event=True,
         )
         self._job.start()
-        return False
 
-    def _embedded(self, key: tuple, embedding: Any) -> None:
+    def _prepared(self, key: tuple, embedding: Any) -> None:
         self.widget.show_work(False, "ready")
-        request = self._waiting.pop(key, None)
-        self._waiting.clear()
+        request = self.state.plane_prepared(key)
         if request is not None:
             if request.image not in self.viewer.layers:
-                show_warning(
-                    f"Image layer '{request.image.name}' was deleted while its plane was "
-                    "embedded; nothing was changed. Pick an image layer and click again."
-                )
+                show_warning(prompting.deleted_image_message(request))
             else:
                 self._predict(request, embedding)
         self.schedule()
 
-    def _embed_failed(self, error: BaseException) -> None:
-        self._waiting.clear()
-        self.commit_pending = False
-        self.widget.show_work(False, notify_error(error, "Embedding failed"))
+    def _prepare_failed(self, error: BaseException) -> None:
+        self.state.drop_waiting()
+        self.widget.show_work(False, notify_error(error, "Preparing the plane failed"))
 
     def cancel(self) -> None:
-        """Stop the embedding in progress and drop any commit waiting for it."""
+        """Stop the preparation in progress and drop any commit waiting for it."""
         if self._job is not None:
             self._job.cancel()
-        self._waiting.clear()
-        self.commit_pending = False
+        self.state.drop_waiting()
+
+    def busy(self) -> bool:
+        """A plane is being prepared."""
+        return self._job is not None and not self._job.finished
 
     def _predict(self, request: Request, embedding: Any) -> None:
-        session = self.widget.segany
-        session.set_embedding(embedding, request.plane, request.limits)
         try:
-            objects = predict_objects(session, request.points_yx, request.labels, request.boxes)
+            self.state.preview = prompting.predict(self.widget.segany, request, embedding)
         except Exception as error:
             notify_error(error, "Prediction failed")
             return
-        self.preview = Preview(request, objects)
         self._draw()
-        if self.commit_pending:
-            self.commit_pending = False
+        if self.state.commit_pending:
+            self.state.commit_pending = False
             self.commit_preview()
 
     def _draw(self) -> None:
         preview = self.preview
         layer = self._preview_layer(preview.request.image if preview else None)
         if layer is not None:
-            masks = preview.objects.pick(preview.candidate) if preview else None
+            masks = preview.masks() if preview else None
             index = preview.request.index if preview else ()
             _layers.show_preview(layer, index, masks, self._drawn)
             self._drawn = index if preview else None
-        self._show_scores()
+        text = preview.describe() if preview else "no preview"
+        self.widget.controls.candidate_label.setText(text)
+        self.viewer.text_overlay.text = f"SegAny: {text}" if preview else ""
+        self.viewer.text_overlay.visible = preview is not None
 
     def _preview_layer(self, image: Any | None) -> Labels | None:
         layer = self.layer(PREVIEW)
@@ -282,39 +238,15 @@ class PromptController(QObject):
             self.viewer.layers.selection.active = active
         return layer
 
-    def _show_scores(self) -> None:
-        text = "no preview"
-        if self.preview is not None:
-            objects = self.preview.objects
-            count = objects.masks.shape[1]
-            if len(objects.masks) == 1 and count > 1:
-                chosen = self.preview.candidate
-                chosen = int(np.argmax(objects.scores[0])) if chosen is None else chosen
-                text = f"candidate {chosen + 1}/{count} · score {objects.scores[0, chosen]:.2f}"
-            else:
-                scores = ", ".join(f"{s:.2f}" for s in objects.scores.max(axis=1))
-                text = f"{len(objects.masks)} objects · scores {scores}"
-        self.widget.controls.candidate_label.setText(text)
-        self.viewer.text_overlay.text = f"SegAny: {text}" if self.preview else ""
-        self.viewer.text_overlay.visible = self.preview is not None
-
     def next_candidate(self) -> None:
-        """Show the next of SAM's candidate masks that is not empty (single-object
-        previews); a model may leave a candidate empty (the built-in one leaves its
-        third one so)."""
-        if self.preview is None or self.preview.objects.masks.shape[1] < 2:
-            return
-        objects = self.preview.objects
-        current = self.preview.candidate
-        current = int(np.argmax(objects.scores[0])) if current is None else current
-        count = objects.masks.shape[1]
-        following = ((current + step) % count for step in range(1, count))
-        self.preview.candidate = next((k for k in following if objects.masks[0, k].any()), current)
-        self._draw()
+        """Show the next non-empty candidate mask (single-object previews)."""
+        if self.preview is not None:
+            self.preview.next_candidate()
+            self._draw()
 
     def clear_preview(self) -> None:
         """Remove the preview (the prompts stay)."""
-        self.preview = None
+        self.state.preview = None
         self._draw()
 
     # --- commit ---------------------------------------------------------------------
@@ -322,9 +254,9 @@ class PromptController(QObject):
         """Commit the preview; if it is still being computed, commit it when it arrives."""
         self.timer.stop()
         self.refresh()
-        if self._waiting:
-            self.commit_pending = True
-            self.widget.controls.status.setText("will commit when the embedding is ready ...")
+        if self.state.waiting:
+            self.state.commit_pending = True
+            self.widget.controls.status.setText("will commit when the plane is prepared ...")
             return
         if self.preview is None:
             show_info("Nothing to commit: click on an object (Points layer) or draw a box.")
@@ -340,27 +272,19 @@ class PromptController(QObject):
             return
         try:
             target = self.widget.target_labels(request.image)
-            ids = _layers.commit_masks(
-                target,
-                request.index,
-                self.preview.objects.pick(self.preview.candidate),
-                overwrite=self.widget.controls.overwrite_box.isChecked(),
-            )
+            overwrite = self.widget.controls.overwrite_box.isChecked()
+            done = prompting.commit(self.preview, target, overwrite)
         except SegAnyError as error:
             notify_error(error, "Nothing committed")
             return
         self.clear_preview()
+        self._remove_prompts(request.index, request.image)
+        self.widget.controls.status.setText(done.message)
+
+    def _remove_prompts(self, index: tuple[int, ...], image: Any) -> None:
         for name in (PROMPTS, BOXES):
             if self.layer(name) is not None:
-                _layers.remove_on_plane(self.layer(name), request.index, request.image)
-        written = [str(i) for i in ids if i]
-        where = f" on plane {request.index}" if request.index else ""
-        self.widget.controls.status.setText(
-            f"committed {'objects' if len(written) > 1 else 'object'} {', '.join(written)}"
-            f" into '{target.name}'{where} (Ctrl-Z on that layer undoes)"
-            if written
-            else "nothing committed: the mask lies on existing labels only"
-        )
+                _layers.remove_on_plane(self.layer(name), index, image)
 
     def clear_prompts(self) -> None:
         """Remove the prompts of the shown plane and its preview."""
@@ -368,8 +292,6 @@ class PromptController(QObject):
         if image is None:
             return
         index = _layers.plane_index(image, self.viewer.dims.point)
-        for name in (PROMPTS, BOXES):
-            if self.layer(name) is not None:
-                _layers.remove_on_plane(self.layer(name), index, image)
-        if self.preview is not None and self.preview.request.index == index:
-            self.clear_preview()
+        self._remove_prompts(index, image)
+        if self.state.clear_on_plane(index):
+            self._draw()

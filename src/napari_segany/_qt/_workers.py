@@ -19,6 +19,7 @@ from typing import Any
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
+from napari_segany.app.sessions import PromptSession
 from napari_segany.core.errors import SegAnyError
 from napari_segany.core.progress import Progress
 
@@ -82,13 +83,13 @@ def eta_text(report: Progress, started: float, now: float | None = None) -> str:
     return f"{base}, about {remaining:.0f} s left"
 
 
-def embed_cancellable(
-    segany: Any, plane: Any, contrast_limits: Any, cancel_event: threading.Event
+def prepare_cancellable(
+    segany: PromptSession, plane: Any, contrast_limits: Any, cancel_event: threading.Event
 ) -> Any:
-    """Worker body: ``segany.embed(plane)`` that stops within one encoder block on cancel.
+    """Worker body: ``segany.prepare(plane)`` (the embedding and the model's per-plane
+    preparation), stopping within one encoder block on cancel; returns the embedding.
 
-    With a session that snaps prompts to its foreground head's objects, the plane's
-    objects are found here too, so the first prompt on the plane does not wait for them.
+    So the first prompt on the plane never waits for the model on the GUI thread.
 
     Raises
     ------
@@ -97,11 +98,8 @@ def embed_cancellable(
     """
     from napari_segany.core.cancel import image_encoder_of, stop_on
 
-    with stop_on(image_encoder_of(segany), cancel_event):  # zoomed tiles too
-        embedding = segany.embed(plane, contrast_limits=contrast_limits)
-        if getattr(segany, "snap_to_objects", False):
-            segany.head_objects(plane, contrast_limits=contrast_limits)
-    return embedding
+    with stop_on(image_encoder_of(segany), cancel_event):  # zoomed tiles and views too
+        return segany.prepare(plane, contrast_limits=contrast_limits)
 
 
 def _report_errors_only_once(worker: Any) -> None:
@@ -123,7 +121,7 @@ class Job:
 
     Cancel sets :attr:`cancel_event` (work started with ``pass_cancel_event=True``
     receives it as its last argument and stops on it, e.g. with
-    :func:`embed_cancellable`) and stops a generator at its next ``yield``.
+    :func:`prepare_cancellable`) and stops a generator at its next ``yield``.
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
 """The Segment Anything dock widget (Plugins > Segment Anything).
 
 Workflow: pick an image layer and a model, press *Load model*; the model loads and the
-shown plane is embedded in a background thread (napari stays responsive, Cancel drops
+shown plane is prepared in a background thread (napari stays responsive, Cancel drops
 the work). Click into the ``SegAny prompts`` Points layer (Shift-click: negative point)
 or draw rectangles into ``SegAny boxes`` (one object per box): a live preview follows
 every change. Shift-M cycles SAM's candidates, Shift-S commits the preview into the
@@ -22,12 +22,14 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtWidgets import QWidget
 
 from napari_segany import _layers, scripting
+from napari_segany.app.prompting import prepare_planes
+from napari_segany.app.sessions import PromptSession
 
 from . import _keys
 from ._controls import NEW_LAYER, Controls
 from ._everything import EVERYTHING, EverythingPanel
 from ._prompting import BOXES, PREVIEW, PROMPTS, PromptController
-from ._workers import Job, embed_cancellable, eta_text, notify_error
+from ._workers import Job, eta_text, notify_error, prepare_cancellable
 
 logger = logging.getLogger(__name__)
 LABELS = scripting.LABELS_NAME
@@ -39,14 +41,15 @@ class SegAnyWidget(QWidget):
 
     Attributes
     ----------
-    segany : SegAny or None
-        The session (also ``segany`` in the napari console).
+    segany : PromptSession or None
+        The session, e.g. a ``SegAny`` (also ``segany`` in the napari console);
+        everything mode needs an ``app.sessions.EverythingSession`` too.
     """
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__()
         self.viewer = napari_viewer
-        self.segany = None
+        self.segany: PromptSession | None = None
         self._job: Job | None = None
         self.controls = Controls(self)
         self.prompts = PromptController(self)
@@ -168,7 +171,7 @@ class SegAnyWidget(QWidget):
 
     # --- session --------------------------------------------------------------------
     def load_model(self) -> None:
-        """Load the chosen model and embed the shown plane, in a background thread."""
+        """Load the chosen model and prepare the shown plane, in a background thread."""
         image = self.image_layer()
         if image is None:
             return
@@ -181,10 +184,10 @@ class SegAnyWidget(QWidget):
         )
         index, plane = self._shown_plane(image)
         self.prompts.ensure_layers(image)  # the user may click while the model loads
-        message = f"loading {options['model']} and embedding plane {index} ..."
+        message = f"loading {options['model']} and preparing plane {index} ..."
         limits = _layers.contrast_of(image)
         self._start(
-            _load_and_embed,
+            _load_and_prepare,
             options,
             plane,
             limits,
@@ -193,8 +196,8 @@ class SegAnyWidget(QWidget):
             pass_cancel_event=True,
         )
 
-    def use_session(self, segany: Any) -> None:
-        """Use an existing ``SegAny`` session (scripts, tests) and embed the shown plane."""
+    def use_session(self, segany: PromptSession) -> None:
+        """Use an existing session (scripts, tests) and prepare the shown plane."""
         image = self.image_layer()
         if image is None:
             return
@@ -202,11 +205,11 @@ class SegAnyWidget(QWidget):
         self.prompts.ensure_layers(image)
         limits = _layers.contrast_of(image)
         self._start(
-            _embed,
+            _prepare,
             segany,
             plane,
             limits,
-            message=f"embedding plane {index} ...",
+            message=f"preparing plane {index} ...",
             on_done=self._ready,
             pass_cancel_event=True,
         )
@@ -230,7 +233,7 @@ class SegAnyWidget(QWidget):
 
     # --- stacks ---------------------------------------------------------------------
     def compute_all_slices(self) -> None:
-        """Embed every plane of the image in the background (progress, ETA, Cancel)."""
+        """Prepare every plane of the image in the background (progress, ETA, Cancel)."""
         image = self.image_layer()
         if image is None:
             return
@@ -238,24 +241,24 @@ class SegAnyWidget(QWidget):
             show_info("Load a model first (Load model).")
             return
         self.start(
-            _layers.embed_planes,
+            prepare_planes,
             self.segany,
             image,
-            message="embedding all planes ...",
-            on_done=lambda count: self._all_embedded(image, count),
+            message="preparing all planes ...",
+            on_done=lambda counts: self._all_prepared(image, *counts),
             on_progress=self.progress_display(),
             determinate=True,
         )
 
-    def _all_embedded(self, image: Image, count: int) -> None:
-        self.controls.set_busy(False, f"{count} planes embedded", determinate=True)
+    def _all_prepared(self, image: Image, count: int, kept: int) -> None:
+        self.controls.set_busy(False, f"{count} planes prepared", determinate=True)
         if image not in self.viewer.layers:
-            show_warning(f"Image layer '{image.name}' was deleted while its planes were embedded.")
-        cached = len(getattr(self.segany, "cache", ()))
-        if cached < count:
+            show_warning(f"Image layer '{image.name}' was deleted while its planes were prepared.")
+        if kept < count:
             show_warning(
-                f"Only {cached} of {count} plane embeddings fit the embedding cache; the "
-                "others are recomputed when visited. Use SegAny(cache_bytes=...) for more."
+                f"{kept} of {count} planes are still prepared (embeddings beyond the cache, "
+                "or the model's per-plane preparation of more than the last 8 planes, are "
+                "not kept); the others are prepared again in the background when visited."
             )
 
     # --- prompt actions (buttons and keys) --------------------------------------------
@@ -294,15 +297,15 @@ class SegAnyWidget(QWidget):
         super().closeEvent(event)
 
 
-def _load_and_embed(options: dict, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
-    """Worker body: build the SegAny session and embed ``plane`` (cached afterwards)."""
+def _load_and_prepare(options: dict, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
+    """Worker body: build the SegAny session and prepare ``plane`` (kept afterwards)."""
     from napari_segany.api import SegAny
 
-    return _embed(SegAny(**options), plane, contrast_limits, cancel_event)
+    return _prepare(SegAny(**options), plane, contrast_limits, cancel_event)
 
 
-def _embed(segany: Any, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
-    """Worker body: embed ``plane`` into the cache (stops on ``cancel_event``)."""
-    embed_cancellable(segany, plane, contrast_limits, cancel_event)
-    segany.set_image(plane, contrast_limits=contrast_limits)  # a cache hit now
+def _prepare(segany: PromptSession, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
+    """Worker body: prepare ``plane`` and make it current (stops on ``cancel_event``)."""
+    embedding = prepare_cancellable(segany, plane, contrast_limits, cancel_event)
+    segany.set_embedding(embedding, plane, contrast_limits)
     return segany

@@ -1,0 +1,77 @@
+"""What the app layer needs from a session, as typed protocols.
+
+``napari_segany.api.SegAny`` implements both; test doubles implement them explicitly
+(subclass the protocol), so a session missing a method fails loudly rather than being
+probed with ``getattr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from napari_segany.core.everything.modes import EverythingModes
+from napari_segany.core.progress import Progress
+from napari_segany.core.results import SegmentResult
+
+
+@runtime_checkable
+class PromptSession(Protocol):
+    """A session that answers prompts on planes prepared in the background."""
+
+    def prepare(
+        self, image: np.ndarray, contrast_limits: Any = None, channels: Sequence[int] | None = None
+    ) -> Any:
+        """Embed the plane and run the model's per-plane preparation; return the
+        embedding (slow: the widget calls it in a worker)."""
+
+    def is_prepared(
+        self, image: np.ndarray, contrast_limits: Any = None, channels: Sequence[int] | None = None
+    ) -> bool:
+        """Whether :meth:`prepare` of the plane would return at once (no model runs)."""
+
+    def set_embedding(
+        self,
+        embedding: Any,
+        image: np.ndarray | None = None,
+        contrast_limits: Any = None,
+        channels: Sequence[int] | None = None,
+    ) -> None:
+        """Make a prepared plane current."""
+
+    def segment(
+        self,
+        points_yx: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        box_yxyx: np.ndarray | None = None,
+        mask_input: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> SegmentResult:
+        """Masks of the current plane for the prompts (row, col pixels)."""
+
+
+class Candidates(Protocol):
+    """Phase 1 of everything mode on one plane (``GridCandidates``)."""
+
+    def select(self, filters: Any) -> Any:
+        """Phase 2: ``.labels`` (H, W) and ``.objects`` (records with ``label``, ``plane``)."""
+
+
+@runtime_checkable
+class EverythingSession(Protocol):
+    """A session with everything mode."""
+
+    def decode_everything(
+        self,
+        image: np.ndarray,
+        contrast_limits: Any = None,
+        channels: Sequence[int] | None = None,
+        mode: str = "auto",
+        **params: Any,
+    ) -> Generator[Progress, None, Candidates]:
+        """Phase 1 on one plane, as a generator of progress returning its candidates."""
+
+    everything: EverythingModes
+    """The session's modes, their parameters and defaults (``core.everything``)."""
