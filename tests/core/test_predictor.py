@@ -198,3 +198,71 @@ def test_embedding_of_another_model_is_refused(predictor, embedding):
     foreign = replace(embedding, model_key="vit_b")
     with pytest.raises(InputError, match="another|embed the plane again"):
         predictor.predict(foreign, [[60.0, 100.0]], [1])
+
+
+def _two_bilinear_passes(logits, input_hw, original_hw):
+    """Reference: 256 -> 1024 frame, crop, -> (H, W), each a plain ``F.interpolate``.
+
+    Masks go through as separate one-channel planes: with one thread torch's kernel for
+    several channels rounds differently from its kernel for one.
+    """
+    n_objects, n_masks = logits.shape[:2]
+    planes = logits.reshape(-1, 1, *logits.shape[-2:])
+    frame = F.interpolate(planes, scale_factor=4.0, mode="bilinear", align_corners=False)
+    cropped = frame[..., : input_hw[0], : input_hw[1]]
+    full = F.interpolate(cropped, original_hw, mode="bilinear", align_corners=False)
+    return full.reshape(n_objects, n_masks, *original_hw)
+
+
+@pytest.mark.parametrize("n_objects", [1, 3])
+@pytest.mark.parametrize(
+    "original_hw",
+    [(1024, 1024), (120, 200), (1, 1), (7, 3), (333, 517), (1023, 1025), (2100, 1300), (64, 2000)],
+)
+def test_upscaled_masks_are_bit_identical_to_two_bilinear_passes(
+    original_hw, n_objects, monkeypatch
+):
+    """Masks and float logits equal the plain chain bit for bit (not only nearly)."""
+    from napari_segany.core.image import model_input_hw
+
+    monkeypatch.setattr(predictor_module, "_UPSAMPLE_CHUNK_VALUES", 2_500_000)  # chunked
+    generator = torch.Generator().manual_seed(sum(original_hw) + n_objects)
+    logits = torch.randn(n_objects, 3, 256, 256, generator=generator)
+    logits[:, :, 100:140, 60:200] = 0.0  # exact zeros upscale to exact zeros: not > 0
+    input_hw = model_input_hw(original_hw)
+    expected = _two_bilinear_passes(logits, input_hw, original_hw)
+    masks = upscale_masks(logits, input_hw, original_hw)
+    assert masks.shape == (n_objects, 3, *original_hw) and masks.dtype == bool
+    np.testing.assert_array_equal(masks, (expected > 0).numpy())
+    floats = torch.cat(
+        [
+            chunk
+            for _, chunk in predictor_module.iter_upscaled_logits(
+                logits.flatten(0, 1), input_hw, original_hw
+            )
+        ]
+    )
+    assert torch.equal(floats, expected.flatten(0, 1))
+
+
+def test_half_size_planes_fuse_both_passes_within_rounding():
+    """(h', w') == 2 (H, W) takes one fused resize: equal to the chain up to rounding."""
+    from napari_segany.core.image import model_input_hw
+
+    generator = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 256, 256, generator=generator)
+    for original_hw in [(512, 512), (512, 300), (200, 512)]:
+        input_hw = model_input_hw(original_hw)
+        assert tuple(input_hw) == (2 * original_hw[0], 2 * original_hw[1])
+        expected = _two_bilinear_passes(logits, input_hw, original_hw)
+        masks = upscale_masks(logits, input_hw, original_hw)
+        assert np.mean(masks != (expected > 0).numpy()) < 1e-5
+
+
+def test_predicted_masks_of_n_boxes_are_their_logits_upscaled(predictor, embedding):
+    boxes = np.array([[10.0, 20.0, 90.0, 150.0], [0.0, 0.0, 119.0, 199.0], [50, 60, 52, 61]])
+    result = predictor.predict(embedding, box_yxyx=boxes)
+    logits = torch.as_tensor(result.logits)
+    expected = _two_bilinear_passes(logits, embedding.input_hw, HW) > 0
+    assert result.masks.shape == (3, 3, *HW)
+    np.testing.assert_array_equal(result.masks, expected.numpy())

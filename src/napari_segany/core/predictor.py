@@ -227,15 +227,16 @@ def upscale_masks(
     n_objects, n_masks, low_h, low_w = low_res_logits.shape
     height, width = original_hw
     flat = low_res_logits.reshape(n_objects * n_masks, low_h, low_w)
-    masks = torch.empty((flat.shape[0], height, width), dtype=torch.bool)
+    masks = np.empty((flat.shape[0], height, width), dtype=np.bool_)
     with torch.inference_mode():
         for start, logits in iter_upscaled_logits(flat, input_hw, original_hw, image_size):
             target = masks[start : start + logits.shape[0]]
             if logits.device.type == "cpu":
-                torch.gt(logits, 0.0, out=target)
+                # numpy thresholds float32 into bool several times faster than torch.gt
+                np.greater(logits.numpy(), 0.0, out=target)
             else:
-                target.copy_(logits > 0)
-    return masks.reshape(n_objects, n_masks, height, width).numpy()
+                target[...] = (logits > 0).cpu().numpy()
+    return masks.reshape(n_objects, n_masks, height, width)
 
 
 def iter_upscaled_logits(
@@ -278,19 +279,22 @@ def upscale_logits(
     the identity); and when (h', w') == 2 (H, W) (e.g. 512 x 512 planes) both compose
     to one bilinear resize with factor ``image_size / (2 h)`` -- both model-frame pixels
     averaged by the second step lie in the same low-res cell -- computed directly
-    (results differ only by float rounding). All m masks go through one resize call.
+    (results differ only by float rounding). All m masks go through one resize call,
+    as a batch of m one-channel planes: with several threads that gives the same bits
+    as m channels of one image (upstream's layout), and with one thread it is ~3x
+    faster (the one-thread kernel for several channels is slow and rounds differently).
     """
-    chunk = low_res.float()[None]  # masks as channels
+    chunk = low_res.float()[:, None]  # (m, 1, h, w): masks as a batch
     low_h, low_w = low_res.shape[-2:]
     if tuple(2 * s for s in out_hw) == tuple(input_hw):
         scales = (image_size / low_h / 2, image_size / low_w / 2)
-        return torch.ops.aten.upsample_bilinear2d(chunk, list(out_hw), False, *scales)[0]
+        return torch.ops.aten.upsample_bilinear2d(chunk, list(out_hw), False, *scales)[:, 0]
     model_frame = torch.ops.aten.upsample_bilinear2d(
         chunk, list(input_hw), False, image_size / low_h, image_size / low_w
     )
     if tuple(input_hw) != tuple(out_hw):
         model_frame = F.interpolate(model_frame, out_hw, mode="bilinear", align_corners=False)
-    return model_frame[0]
+    return model_frame[:, 0]
 
 
 def _finite_array(value, name: str) -> np.ndarray:
