@@ -263,10 +263,11 @@ class SegAny(EverythingMethods):
         embedding : Embedding
         image : array-like, optional
             The plane it is the embedding of (``contrast_limits`` and ``channels`` as
-            in :meth:`set_image`; not embedded again). Without it, everything mode
-            with crops needs :meth:`set_image` (crops are cut from the image itself),
-            and the model's preparation sees only the embedding (the built-in model's
-            objects are then found on the whole plane, never zoomed).
+            in :meth:`set_image`; not embedded again). Without it, and unless the
+            plane was prepared with its pixels before (:meth:`prepare`), everything
+            mode with crops needs :meth:`set_image` (crops are cut from the image
+            itself) and the model's preparation sees only the embedding (the built-in
+            model's objects are then found on the whole plane, never zoomed).
 
         Raises
         ------

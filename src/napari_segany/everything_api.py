@@ -13,7 +13,7 @@ from collections.abc import Callable, Generator, Sequence
 import numpy as np
 
 from .core import planes
-from .core.embeddings import Embedding
+from .core.embeddings import Embedding, ViewEmbeddings
 from .core.errors import NoImageError
 from .core.everything import (
     AUTO,
@@ -119,10 +119,11 @@ class EverythingMethods:
         proposer, chosen, _ = self.everything.plan(mode, **params)
         yield Progress(0, 1, "embedding")
         embedding = self.embed(image, contrast_limits, channels)
-        rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
-        context = self._planes.find(embedding)
-        if context is None:  # not kept: a stack's planes would fill the store
-            context = planes.PlaneStore(self.predictor).context(embedding, rgb)
+        context = self._planes.find(embedding)  # a prepared plane: its views are kept
+        if context is None or context.rgb is None:  # not kept: a stack would fill the store
+            rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+            views = ViewEmbeddings(self.predictor.embed)
+            context = PlaneContext(self.predictor, embedding, rgb, views)
         return (yield from proposer.propose(context, chosen))
 
     def segment_everything_stack(
