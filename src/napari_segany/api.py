@@ -27,10 +27,7 @@ import torch
 from .core import planes
 from .core.embeddings import Embedding, EmbeddingCache, plane_key
 from .core.errors import ImageError, NoImageError
-from .core.everything import (
-    EverythingModes,
-    GridProposer,
-)
+from .core.everything import EverythingModes, GridProposer
 from .core.image import to_model_rgb, validate_plane
 from .core.model.sam import Sam
 from .core.plugins import (
