@@ -17,13 +17,17 @@ from .plugins import PlaneContext, Prompt
 from .results import SegmentResult
 
 
-class ClipToBox:
-    """Pixels outside a box are never part of its object (``mask_ops`` rule)."""
-
-    name = "clip_to_box"
+class _Stateless:
+    """A refiner without per-plane state."""
 
     def prepare(self, plane: PlaneContext) -> Any:
         return None
+
+
+class ClipToBox(_Stateless):
+    """Pixels outside a box are never part of its object (``mask_ops`` rule)."""
+
+    name = "clip_to_box"
 
     def refine(self, result: SegmentResult, prompt: Prompt, plane: PlaneContext) -> SegmentResult:
         if prompt.boxes_yxyx is None:
@@ -31,13 +35,10 @@ class ClipToBox:
         return result.with_masks(clip_masks_to_boxes(result.masks, prompt.boxes_yxyx))
 
 
-class ClickedParts:
+class ClickedParts(_Stateless):
     """A mask keeps only its connected parts under a positive click."""
 
     name = "clicked_parts"
-
-    def prepare(self, plane: PlaneContext) -> Any:
-        return None
 
     def refine(self, result: SegmentResult, prompt: Prompt, plane: PlaneContext) -> SegmentResult:
         if prompt.points_yx is None:
