@@ -145,7 +145,6 @@ class SegAny(EverythingMethods):
         self._plugin = plugin
         self._planes = planes.PlaneStore(self.predictor)
         self._current: PlaneContext | None = None
-        self._everything = None  # everything mode's last candidates (EverythingMethods)
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -201,7 +200,10 @@ class SegAny(EverythingMethods):
         """
         embedding = self.embed(image, contrast_limits, channels)
         if self.refiners:
-            rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+            known = self._planes.find(embedding)
+            rgb = None  # a kept plane has its pixels already: not converted again
+            if known is None or known.rgb is None:
+                rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
             planes.prepare(self._planes.context(embedding, rgb), self.refiners)
         return embedding
 
