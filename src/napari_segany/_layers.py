@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_segany.core.errors import InputError
-from napari_segany.core.stack import inside_plane
+from napari_segany.core.prompts import clip_boxes, points_inside
 
 POSITIVE_COLOR = "lime"
 NEGATIVE_COLOR = "magenta"
@@ -138,11 +138,13 @@ def boxes_on_plane(
 def clip_prompts(
     points_yx: np.ndarray, labels: np.ndarray, boxes: np.ndarray, hw: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Drop points outside the (H, W) plane and clip boxes to it (empty boxes dropped)."""
-    height, width = hw
-    inside = inside_plane(points_yx, hw)
-    limits = np.array([height - 1, width - 1, height - 1, width - 1], dtype=float)
-    clipped = np.clip(boxes, 0, limits)
+    """Drop points outside the (H, W) plane and clip boxes to it (empty boxes dropped).
+
+    The rules of :mod:`napari_segany.core.prompts`: points need ``0 <= y < H``, box
+    edges are clipped to ``[0, H] x [0, W]``.
+    """
+    inside = points_inside(points_yx, hw)
+    clipped = clip_boxes(boxes, hw)
     keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
     return points_yx[inside], labels[inside], clipped[keep]
 

@@ -18,8 +18,8 @@ from .embeddings import Embedding
 from .errors import ImageError, InputError, PromptError
 from .image import model_input_hw, preprocess
 from .model.sam import Sam
+from .prompts import check_boxes, check_mask_input, check_points
 from .results import SegmentResult
-from .stack import inside_plane
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,10 @@ class Predictor:
         labels : array (P,) int, optional
             1 for a positive point (on the object), 0 for a negative one.
         box_yxyx : array (4,) or (N, 4) float, optional
-            Box(es) as (y0, x0, y1, x1), inside the plane, ``y0 <= y1`` and ``x0 <= x1``.
-            N boxes segment N objects in one batch (points, if given, apply to each).
+            Box(es) as (y0, x0, y1, x1) with ``0 <= y0 <= y1 <= H`` and
+            ``0 <= x0 <= x1 <= W`` (edges may lie on the border: end-exclusive boxes such
+            as ``(0, 0, H, W)`` are valid; see :mod:`.prompts`). N boxes segment N
+            objects in one batch (points, if given, apply to each).
         mask_input : array (256, 256), (1, 256, 256) or (N, 1, 256, 256), optional
             Low-resolution logits of a previous prediction, to refine it.
         multimask : bool
@@ -139,8 +141,8 @@ class Predictor:
                 f"{self.model_key!r}; embed the plane again with this model."
             )
         height, width = embedding.original_hw
-        points, point_labels = _check_points(points_yx, labels, (height, width))
-        boxes, batched = _check_boxes(box_yxyx, (height, width))
+        points, point_labels = check_points(points_yx, labels, (height, width))
+        boxes, batched = check_boxes(box_yxyx, (height, width))
         if points is None and boxes is None:
             raise PromptError(
                 "Give at least one prompt: a point (points_yx with labels) or a box "
@@ -148,7 +150,7 @@ class Predictor:
             )
         n_objects = 1 if boxes is None else boxes.shape[0]
         low_res_hw = tuple(4 * s for s in embedding.features.shape[-2:])
-        masks_in = _check_mask_input(mask_input, n_objects, low_res_hw)
+        masks_in = check_mask_input(mask_input, n_objects, low_res_hw)
         logits, scores = self._decode(
             embedding, points, point_labels, boxes, masks_in, n_objects, multimask
         )
@@ -295,86 +297,3 @@ def upscale_logits(
     if tuple(input_hw) != tuple(out_hw):
         model_frame = F.interpolate(model_frame, out_hw, mode="bilinear", align_corners=False)
     return model_frame[:, 0]
-
-
-def _finite_array(value, name: str) -> np.ndarray:
-    try:
-        array = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise PromptError(f"{name} must be numeric, got {value!r}.") from error
-    if not np.all(np.isfinite(array)):
-        raise PromptError(f"{name} contains NaN or infinite values: {array.tolist()}.")
-    return array
-
-
-def _check_points(points_yx, labels, hw: tuple[int, int]):
-    """Validated ((P, 2) float64 points, (P,) int64 labels), or (None, None) for no points."""
-    if points_yx is None and labels is None:
-        return None, None
-    if points_yx is None or labels is None:
-        raise PromptError("Give points_yx and labels together: one label (1 or 0) per point.")
-    points = _finite_array(points_yx, "points_yx")
-    if points.size == 0 and np.size(labels) == 0:
-        return None, None
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise PromptError(f"points_yx must have shape (P, 2) as (y, x) rows, got {points.shape}.")
-    label_array = _finite_array(labels, "labels")
-    if label_array.shape != (points.shape[0],):
-        raise PromptError(
-            f"labels must have shape ({points.shape[0]},), one per point, got {label_array.shape}."
-        )
-    if not np.all(np.isin(label_array, (0, 1))):
-        raise PromptError(
-            f"labels must be 1 (positive) or 0 (negative), got {label_array.tolist()}."
-        )
-    _check_inside(points, hw, "points_yx")
-    return points, label_array.astype(np.int64)
-
-
-def _check_boxes(box_yxyx, hw: tuple[int, int]):
-    """Validated ((N, 4) float64 boxes, batched) or (None, False)."""
-    if box_yxyx is None:
-        return None, False
-    boxes = _finite_array(box_yxyx, "box_yxyx")
-    if boxes.shape == (4,):
-        boxes, batched = boxes[None], False
-    elif boxes.ndim == 2 and boxes.shape[1] == 4 and boxes.shape[0] > 0:
-        batched = True
-    else:
-        raise PromptError(
-            f"box_yxyx must be (4,) or (N, 4) as (y0, x0, y1, x1), got shape {boxes.shape}."
-        )
-    if np.any(boxes[:, 2] < boxes[:, 0]) or np.any(boxes[:, 3] < boxes[:, 1]):
-        raise PromptError(
-            f"box_yxyx rows must be (y0, x0, y1, x1) with y0 <= y1 and x0 <= x1, got "
-            f"{boxes.tolist()}."
-        )
-    _check_inside(boxes.reshape(-1, 2), hw, "box_yxyx")
-    return boxes, batched
-
-
-def _check_inside(points_yx: np.ndarray, hw: tuple[int, int], name: str) -> None:
-    height, width = hw
-    inside = inside_plane(points_yx, hw)
-    if not np.all(inside):
-        outside = points_yx[~inside].tolist()
-        raise PromptError(
-            f"{name} has coordinates outside the image of shape ({height}, {width}): "
-            f"{outside}; (y, x) must satisfy 0 <= y < {height} and 0 <= x < {width}."
-        )
-
-
-def _check_mask_input(mask_input, n_objects: int, low_res_hw: tuple[int, int]):
-    """Validated (N, 1, h, w) float32 mask logits, or None."""
-    if mask_input is None:
-        return None
-    masks = _finite_array(mask_input, "mask_input").astype(np.float32)
-    if masks.shape in (low_res_hw, (1, *low_res_hw)):
-        masks = np.repeat(masks.reshape(1, 1, *low_res_hw), n_objects, axis=0)
-    elif masks.shape != (n_objects, 1, *low_res_hw):
-        size = ", ".join(map(str, low_res_hw))
-        raise PromptError(
-            "mask_input must be the low-resolution `logits` of a previous prediction, of "
-            f"shape ({size}), (1, {size}) or ({n_objects}, 1, {size}); got {masks.shape}."
-        )
-    return np.ascontiguousarray(masks)

@@ -92,14 +92,3 @@ def get_plane(
     if channel_axis is not None:
         order.append(kept.index(_normalise_axis(channel_axis, len(shape))))
     return np.transpose(plane, order)
-
-
-def inside_plane(points_yx: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """(P,) bool: which (P, 2) (y, x) points lie inside an (H, W) plane."""
-    height, width = hw
-    return (
-        (points_yx[:, 0] >= 0)
-        & (points_yx[:, 0] < height)
-        & (points_yx[:, 1] >= 0)
-        & (points_yx[:, 1] < width)
-    )
