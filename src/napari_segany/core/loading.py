@@ -1,20 +1,16 @@
-"""Read checkpoints safely, recognise their architecture and load them into a model.
+"""Recognise a checkpoint's architecture and load it into a model.
 
-Checkpoints are read with ``torch.load(weights_only=True)``: a file that needs
-arbitrary unpickling (custom classes, code) is refused, never executed. Fine-tuned
-checkpoints may wrap the state dict (``model_state``, ``model``, ``state_dict``) or
-prefix its keys (``sam.``, ``module.``); both are accepted. Keys outside
-``image_encoder.``, ``prompt_encoder.`` and ``mask_decoder.`` (optimizer state, extra
-heads) are ignored. Every key and shape is checked *before* the model is filled, so a
-mismatch raises :class:`CheckpointError` naming the offending keys and never leaves a
-half-loaded model.
+Checkpoints are read safely by :func:`.checkpoint_file.read_state_dict`
+(``torch.load(weights_only=True)``: a file that needs arbitrary unpickling is refused,
+never executed; wrappers and key prefixes are accepted). Every key and shape is
+checked *before* the model is filled, so a mismatch raises :class:`CheckpointError`
+naming the offending keys and never leaves a half-loaded model.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -24,6 +20,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import registry
+from .checkpoint_file import HEAD_PREFIX, read_state_dict
 from .device import resolve_device
 from .errors import CheckpointError
 from .model.build import ARCHITECTURES, Architecture, build_sam
@@ -32,10 +29,6 @@ from .model.sam import Sam
 
 logger = logging.getLogger(__name__)
 
-WRAPPER_KEYS = ("model_state", "model", "state_dict")
-KEY_PREFIXES = ("module.", "sam.")
-HEAD_PREFIX = "foreground_head."  # the built-in model's extra head (not SAM's)
-MODEL_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.", HEAD_PREFIX)
 # Keys a checkpoint may lack without changing any output: the unused classification
 # head of TinyViT and BatchNorm's step counters. They are zero-filled when absent.
 _OPTIONAL_KEY = re.compile(r"^image_encoder\.(head|norm_head)\.|\.num_batches_tracked$")
@@ -69,101 +62,6 @@ class LoadedModel:
     name: str
     checkpoint_path: Path
     device: torch.device
-
-
-def _refusal(path: Path, error: pickle.UnpicklingError) -> CheckpointError:
-    text = str(error)
-    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if unsafe is None and "allowed global" not in text:
-        return _corrupt(path, error)
-    culprit = unsafe.group(1) if unsafe else "a Python object"
-    return CheckpointError(
-        f"Refusing to load {path}: besides tensors it contains pickled Python objects "
-        f"({culprit}), and unpickling them could execute arbitrary code. If you trust the "
-        "file, re-save only the weights: torch.save(model.state_dict(), 'weights.pth')."
-    )
-
-
-def _corrupt(path: Path, error: BaseException) -> CheckpointError:
-    return CheckpointError(
-        f"Cannot read the checkpoint {path}: the file is truncated or not a PyTorch "
-        f"checkpoint ({type(error).__name__}: {str(error)[:200].strip()}). "
-        "Download it again, or check that you picked the right file."
-    )
-
-
-def _load_file(path: Path) -> object:
-    if not path.is_file():
-        raise CheckpointError(
-            f"Checkpoint file {path} does not exist. Check the path, or give a registered "
-            f"model name ({', '.join(registry.REGISTRY)}) to download one."
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise _refusal(path, error) from error
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
-        raise _corrupt(path, error) from error
-
-
-def _unwrap(content: object, path: Path) -> Mapping:
-    for _ in range(3):  # e.g. {"model": {"state_dict": {...}}}
-        if not isinstance(content, Mapping):
-            break
-        inner = next(
-            (content[k] for k in WRAPPER_KEYS if isinstance(content.get(k), Mapping)), None
-        )
-        if inner is None:
-            break
-        content = inner
-    if not isinstance(content, Mapping):
-        raise CheckpointError(
-            f"{path} holds a {type(content).__name__}, not a state dict of tensors. "
-            "Save the weights with torch.save(model.state_dict(), path)."
-        )
-    return content
-
-
-def _strip_prefixes(key: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in KEY_PREFIXES:
-            if key.startswith(prefix):
-                key, stripped = key[len(prefix) :], True
-    return key
-
-
-def read_state_dict(path: str | os.PathLike) -> StateDict:
-    """Read the SAM weights of a checkpoint file, on the CPU.
-
-    Returns
-    -------
-    dict of str to Tensor
-        Keys ``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*`` and, for the
-        built-in model, ``foreground_head.*`` (wrappers unwrapped, ``sam.``/``module.``
-        prefixes stripped, other keys dropped), tensors in the file's dtypes.
-
-    Raises
-    ------
-    CheckpointError
-        Missing, truncated or corrupt file; pickled Python objects (refused, never run);
-        no SAM weights inside.
-    """
-    path = Path(path).expanduser()
-    content = _unwrap(_load_file(path), path)
-    weights: StateDict = {}
-    for raw_key, value in content.items():
-        key = _strip_prefixes(str(raw_key))
-        if key.startswith(MODEL_PARTS) and isinstance(value, torch.Tensor):
-            weights[key] = value
-    if not any(key.startswith("image_encoder.") for key in weights):
-        found = ", ".join(str(key) for key in list(content)[:_LISTED_KEYS]) or "nothing"
-        raise CheckpointError(
-            f"{path} holds no SAM weights (no 'image_encoder.*' tensors; found {found}). "
-            "Pass a Segment Anything, MobileSAM or micro-sam checkpoint."
-        )
-    return weights
 
 
 def _block_indexes(state_dict: Mapping, prefix: str) -> list[int]:
