@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
 SPATIAL = ("Y", "X")
@@ -87,19 +90,22 @@ def run(args: argparse.Namespace) -> int:
     limits, channels = args.contrast_limits, args.channels
     names = [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
     params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    result = session.segment_everything_stack(
-        data,
-        spatial_axes,
-        channel_axis,
-        limits,
-        channels,
-        link=args.link,
-        link_iou=args.link_iou,
-        on_progress=None if args.quiet else _ProgressBar(),
-        **params,
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = session.segment_everything_stack(
+            data,
+            spatial_axes,
+            channel_axis,
+            limits,
+            channels,
+            link=args.link,
+            link_iou=args.link_iou,
+            on_progress=None if args.quiet else _ProgressBar(),
+            **params,
+        )
     if not args.quiet:
         sys.stderr.write("\n")
+    _report_warnings(caught)
     _write_labels(output, result.labels, axes)
     if table is not None:
         _write_table(table, result.objects, [a for a in axes if a not in "YX" + "CS"])
@@ -107,8 +113,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Objects too small for one pass: one line each on stderr. An empty result was
+    logged there already when it happened; other warnings show as Python shows them."""
+    from .core.errors import SmallObjectsWarning
+    from .core.everything import EmptyResultWarning
+
+    for note in caught:
+        if issubclass(note.category, SmallObjectsWarning):
+            sys.stderr.write(f"napari-segany: warning: {note.message}\n")
+        elif not issubclass(note.category, EmptyResultWarning):
+            warnings.showwarning(note.message, note.category, note.filename, note.lineno)
+
+
 def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
-    """Output paths, refusing existing files unless --overwrite."""
+    """Output paths, refusing existing files unless --overwrite and folders that do not
+    exist or cannot be written (checked before any work)."""
     from .core.errors import InputError
 
     output = Path(args.output)
@@ -116,11 +136,36 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
     if args.csv is not None:
         table = Path(args.csv) if args.csv else output.with_suffix(".csv")
     for path in (output, table):
+        if path is not None and path.is_dir():
+            raise InputError(f"{path} is a folder; give a file name, e.g. {path / 'labels.tif'}.")
         if path is not None and path.exists() and not args.overwrite:
             raise InputError(f"{path} exists; pass --overwrite to replace it.")
+        if path is not None:
+            _check_folder(path)
     if Path(args.input).resolve() == output.resolve():
         raise InputError("The output would replace the input image; choose another -o path.")
     return output, table
+
+
+def _check_folder(path: Path) -> None:
+    """Raise :class:`InputError` unless ``path``'s folder exists and takes a new file."""
+    from .core.errors import InputError
+
+    folder = path.parent.resolve()
+    if not folder.is_dir():
+        raise InputError(
+            f"The output folder {folder} does not exist; create it or choose another path "
+            f"for {path.name}."
+        )
+    try:  # a real file: permissions, read-only mounts and full quotas all show here
+        handle, probe = tempfile.mkstemp(prefix=".segany-probe-", dir=folder)
+    except OSError as error:
+        raise InputError(
+            f"Cannot write into the output folder {folder} ({error.strerror or error}); "
+            "choose a writable folder."
+        ) from error
+    os.close(handle)
+    os.unlink(probe)
 
 
 def _read(path: Path, axes: str | None):

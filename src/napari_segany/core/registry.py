@@ -211,6 +211,29 @@ def cache_dir() -> Path:
     return folder
 
 
+def writable_cache_dir() -> Path:
+    """:func:`cache_dir`, checked to take new files (a probe file is made and removed).
+
+    Raises
+    ------
+    CheckpointError
+        The folder cannot be created or written; the one-line message names it and
+        ``SEGANY_CACHE_DIR``.
+    """
+    folder = cache_dir()
+    try:  # a real file: permissions, read-only mounts and full quotas all show here
+        handle, probe = tempfile.mkstemp(prefix=".segany-probe-", dir=folder)
+    except OSError as error:
+        raise CheckpointError(
+            f"Cannot write to the checkpoint cache folder {folder} "
+            f"({error.strerror or error}). Make it writable, or set the environment "
+            f"variable {CACHE_ENV} to a writable folder."
+        ) from error
+    os.close(handle)
+    os.unlink(probe)
+    return folder
+
+
 def _hash_file(path: Path) -> str:
     digest = xxhash.xxh128()
     with open(path, "rb") as stream:
@@ -339,7 +362,7 @@ def fetch(name_or_entry: str | ModelEntry, progress: bool | object = True) -> Pa
     cached = cached_checkpoint(entry)
     if cached is not None:
         return cached
-    folder = cache_dir()
+    folder = writable_cache_dir()  # before the download, not after it
     logger.info("Downloading %s from %s into %s", entry.name, entry.url, folder)
     # pooch's own logger prints the same news through a handler fixed at its import
     pooch.get_logger().setLevel(logging.WARNING)
@@ -372,7 +395,7 @@ def import_checkpoint(name: str | ModelEntry, file: str | os.PathLike) -> Path:
     ModelNotFoundError
         Unknown name.
     CheckpointError
-        ``file`` does not exist or cannot be read.
+        ``file`` does not exist or cannot be read; the cache folder cannot be written.
     DownloadError
         ``file`` does not match the registered hash of ``name``.
     """
@@ -384,8 +407,9 @@ def import_checkpoint(name: str | ModelEntry, file: str | os.PathLike) -> Path:
         )
     source = Path(file).expanduser()
     if not source.is_file():
-        raise CheckpointError(f"Cannot import {source}: no such file. Check the path.")
-    target = cache_dir() / entry.filename
+        problem = "it is a directory, not a file" if source.is_dir() else "no such file"
+        raise CheckpointError(f"Cannot import {source}: {problem}. Check the path.")
+    target = writable_cache_dir() / entry.filename
     handle, temporary = tempfile.mkstemp(prefix=f".{entry.filename}.", dir=target.parent)
     try:
         digest = xxhash.xxh128()
