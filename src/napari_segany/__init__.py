@@ -15,6 +15,7 @@ _LAZY = {
     "SegAny": "napari_segany.api",
     "SegmentResult": "napari_segany.api",
     "SegAnyError": "napari_segany.core.errors",
+    "SmallObjectsWarning": "napari_segany.core.errors",
     "segment_layers": "napari_segany.scripting",
 }
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_segany.api import SegAny as SegAny
     from napari_segany.api import SegmentResult as SegmentResult
     from napari_segany.core.errors import SegAnyError as SegAnyError
+    from napari_segany.core.errors import SmallObjectsWarning as SmallObjectsWarning
     from napari_segany.scripting import segment_layers as segment_layers
 
 

@@ -23,6 +23,7 @@ from .core.everything import (
     StackResult,
     segment_everything_stack,
 )
+from .core.everything.resolution import Resolution, plane_resolution
 from .core.image import to_model_rgb
 from .core.plugins import PlaneContext
 from .core.predictor import Predictor
@@ -99,6 +100,7 @@ class EverythingMethods:
         if known is None or known[0] is not context.embedding or known[1] != key:
             self._everything = None  # free the old candidates before decoding new ones
             candidates = drain(proposer.propose(context, chosen), on_progress)
+            candidates.resolution = self._resolution(context.embedding)
             self._everything = (context.embedding, key, candidates)
         return self._everything[2].select(filters)
 
@@ -124,7 +126,13 @@ class EverythingMethods:
             rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
             views = ViewEmbeddings(self.predictor.embed)
             context = PlaneContext(self.predictor, embedding, rgb, views)
-        return (yield from proposer.propose(context, chosen))
+        candidates = yield from proposer.propose(context, chosen)
+        candidates.resolution = self._resolution(embedding)
+        return candidates
+
+    def _resolution(self, embedding: Embedding) -> Resolution:
+        """How the model saw the plane (phase 2 warns when objects were too small)."""
+        return plane_resolution(embedding, self.predictor.model.image_size)
 
     def segment_everything_stack(
         self,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..mask_ops import MaskRuns, boxes_near_crop_edge
+from .resolution import Resolution
 from .selection import EverythingResult, FilterParams, select
 
 
@@ -41,6 +42,9 @@ class GridCandidates:
     runs : list of MaskRuns
         One per crop; mask ``m`` is ``runs[crop_index[m]]`` entry ``local_index[m]``.
     local_index : numpy.ndarray (M,) int64
+    resolution : Resolution, optional
+        How the pass saw the plane (set by the session); phase 2 then warns with
+        ``SmallObjectsWarning`` when the objects were too small for it.
     """
 
     image_hw: tuple[int, int]
@@ -55,6 +59,7 @@ class GridCandidates:
     near_crop_edge: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     runs: list[MaskRuns] = field(default_factory=list)
     local_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    resolution: Resolution | None = None
 
     def __len__(self) -> int:
         return len(self.predicted_iou)

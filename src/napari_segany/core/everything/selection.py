@@ -21,6 +21,7 @@ import torch
 from ..errors import InputError
 from ..labels import paint_masks
 from ..mask_ops import box_nms, remove_small_regions
+from .resolution import warn_small_objects
 
 if TYPE_CHECKING:
     from .grid import GridCandidates
@@ -131,7 +132,9 @@ class _Kept:
 def select(candidates: GridCandidates, filters: FilterParams) -> EverythingResult:
     """Apply phase 2 to ``candidates`` (see the module docstring).
 
-    Warns with :class:`EmptyResultWarning` when the thresholds leave nothing.
+    Warns with :class:`EmptyResultWarning` when the thresholds leave nothing, and with
+    :class:`~napari_segany.core.errors.SmallObjectsWarning` when the objects were too
+    small for the pass (:mod:`.resolution`, when ``candidates.resolution`` is set).
     """
     passing = _passing(candidates, filters)
     if candidates.predicted_iou.size and not passing.any():
@@ -151,6 +154,7 @@ def select(candidates: GridCandidates, filters: FilterParams) -> EverythingResul
     if filters.min_mask_region_area > 0 and index.size:
         nms = max(filters.box_nms_thresh, filters.crop_nms_thresh)
         kept, areas = _clean_small_regions(candidates, kept, filters.min_mask_region_area, nms)
+    warn_small_objects(candidates.resolution, areas, len(candidates))
     return _result(candidates, kept, areas)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import CancelledError
+from ..errors import CancelledError, SmallObjectsWarning
 from ..labels import LABEL_DTYPE, StackNumbering
 from ..progress import Progress
 from ..stack import get_plane, plane_axes, plane_indices
@@ -27,6 +27,7 @@ from .selection import EmptyResultWarning, EverythingObject, FilterParams
 
 LINK_IOU = 0.5
 PlaneIndex = tuple[int, ...]
+PHASE2_WARNINGS = (EmptyResultWarning, SmallObjectsWarning)  # shown for every plane
 # plane (H, W[, C]) -> phase 1 of everything mode on it, as a generator of progress
 PlaneDecoder = Callable[[np.ndarray], Generator[Progress, None, GridCandidates]]
 
@@ -59,7 +60,10 @@ class PlaneSelection:
     objects : list of EverythingObject
         With ``plane`` set and ``label`` the stack id.
     warnings : list of str
-        Phase 2's warnings (e.g. nothing passed the thresholds), prefixed by the plane.
+        Phase 2's warnings (e.g. nothing passed the thresholds, objects too small for
+        the plane's size), prefixed by the plane.
+    warning_classes : list of type
+        The class of each warning (e.g. ``EmptyResultWarning``, ``SmallObjectsWarning``).
     candidates : dict
         Plane index -> :class:`GridCandidates`, when the run kept them.
     """
@@ -67,6 +71,7 @@ class PlaneSelection:
     planes: dict[PlaneIndex, np.ndarray] = field(default_factory=dict)
     objects: list[EverythingObject] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    warning_classes: list[type[Warning]] = field(default_factory=list)
     candidates: dict[PlaneIndex, GridCandidates] = field(default_factory=dict)
 
     @property
@@ -85,10 +90,12 @@ class _Numbering:
 
     def add(self, index: PlaneIndex, candidates: GridCandidates) -> None:
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", EmptyResultWarning)
+            for kind in PHASE2_WARNINGS:
+                warnings.simplefilter("always", kind)
             result = candidates.select(self.filters)
         where = f"plane {index}: " if index else ""
         self.selection.warnings += [f"{where}{w.message}" for w in caught]
+        self.selection.warning_classes += [w.category for w in caught]
         continues = bool(index) and index[-1] > 0
         labels, mapping = self.numbering.number(
             result.labels, [o.label for o in result.objects], continues
@@ -187,7 +194,7 @@ def segment_everything_stack(
     Returns
     -------
     StackResult
-        Phase 2's warnings are issued again as ``EmptyResultWarning``.
+        Phase 2's warnings are issued again, each with its class.
     """
     shape = tuple(stack.shape)
     axes = plane_axes(len(shape), spatial_axes, channel_axis)
@@ -198,8 +205,8 @@ def segment_everything_stack(
     labels = np.zeros(_label_shape(shape, channel_axis), dtype=LABEL_DTYPE)
     for index, plane_labels in selection.planes.items():
         _write_plane(labels, plane_labels, index, axes, spatial_axes, channel_axis)
-    for message in selection.warnings:
-        warnings.warn(message, EmptyResultWarning, stacklevel=2)
+    for message, kind in zip(selection.warnings, selection.warning_classes):
+        warnings.warn(message, kind, stacklevel=2)
     return StackResult(labels, selection.objects)
 
 
