@@ -133,3 +133,15 @@ def test_describe_values_lists_the_first_entries_and_the_count():
     assert text == "[[0, 1], [2, 3], [4, 5], [6, 7], ... (10000 in all)]"
     assert describe_values([1.5, 2.5]) == "[1.5, 2.5]"
     assert len(describe_values("x" * 5000)) <= 80
+
+
+def test_the_documented_border_box_example_runs():
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "scripting.md").read_text()
+    block = re.search(r"<!-- test: boxes-on-the-border -->\n```python\n(.*?)```", doc, re.S)
+    assert block, "the tested example is missing from docs/scripting.md"
+    namespace: dict = {}
+    exec(compile(block.group(1), "scripting.md", "exec"), namespace)
+    assert namespace["whole"].masks.shape == (1, 256, 256)  # (0, 0, H, W) was refused before
