@@ -112,7 +112,9 @@ def small_objects_message(
         f"where the typical object found ({diameter:.0f} pixels wide) is "
         f"{diameter / scale:.1f} pixels, under half the model's {cell:g}-pixel "
         f"feature cell, so neighbouring objects merge or are missed ({len(areas)} found). "
-        + _advice(max(resolution.image_size, int(resolution.image_size * diameter / cell)))
+        + _advice(
+            max(resolution.image_size, int(resolution.image_size * diameter / cell))
+        ).capitalize()
     )
 
 
