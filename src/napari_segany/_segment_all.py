@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -150,6 +148,7 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
 def _check_folder(path: Path) -> None:
     """Raise :class:`InputError` unless ``path``'s folder exists and takes a new file."""
     from .core.errors import InputError
+    from .core.files import write_problem
 
     folder = path.parent.resolve()
     if not folder.is_dir():
@@ -157,15 +156,12 @@ def _check_folder(path: Path) -> None:
             f"The output folder {folder} does not exist; create it or choose another path "
             f"for {path.name}."
         )
-    try:  # a real file: permissions, read-only mounts and full quotas all show here
-        handle, probe = tempfile.mkstemp(prefix=".segany-probe-", dir=folder)
-    except OSError as error:
+    error = write_problem(folder)
+    if error is not None:
         raise InputError(
             f"Cannot write into the output folder {folder} ({error.strerror or error}); "
             "choose a writable folder."
         ) from error
-    os.close(handle)
-    os.unlink(probe)
 
 
 def _read(path: Path, axes: str | None):
@@ -204,13 +200,17 @@ def _layout(axes: str, shape) -> tuple[tuple[int, int], int | None]:
 
 
 def _write_labels(path: Path, labels, axes: str) -> None:
+    """Write the label TIFF atomically (an existing file is replaced only when done)."""
     import numpy as np
     import tifffile
+
+    from .core.files import atomic_path
 
     top = int(labels.max()) if labels.size else 0
     dtype = np.uint16 if top < 2**16 else np.uint32
     kept = "".join(a for a in axes if a not in CHANNEL_LETTERS)
-    tifffile.imwrite(path, labels.astype(dtype), metadata={"axes": kept})
+    with atomic_path(path) as temporary:
+        tifffile.imwrite(temporary, labels.astype(dtype), metadata={"axes": kept})
 
 
 def _write_table(path: Path, objects, plane_axes: list[str]) -> None:
@@ -232,7 +232,9 @@ def _write_table(path: Path, objects, plane_axes: list[str]) -> None:
         "crop_y1",
         "crop_x1",
     ]
-    with open(path, "w", newline="") as handle:
+    from .core.files import atomic_path
+
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for o in objects:

@@ -19,7 +19,6 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import platformdirs
 import xxhash
 
 from .errors import CheckpointError, DownloadError, ModelNotFoundError
+from .files import atomic_path, write_problem
 
 logger = logging.getLogger(__name__)
 
@@ -221,16 +221,13 @@ def writable_cache_dir() -> Path:
         ``SEGANY_CACHE_DIR``.
     """
     folder = cache_dir()
-    try:  # a real file: permissions, read-only mounts and full quotas all show here
-        handle, probe = tempfile.mkstemp(prefix=".segany-probe-", dir=folder)
-    except OSError as error:
+    error = write_problem(folder)
+    if error is not None:
         raise CheckpointError(
             f"Cannot write to the checkpoint cache folder {folder} "
             f"({error.strerror or error}). Make it writable, or set the environment "
             f"variable {CACHE_ENV} to a writable folder."
         ) from error
-    os.close(handle)
-    os.unlink(probe)
     return folder
 
 
@@ -410,24 +407,21 @@ def import_checkpoint(name: str | ModelEntry, file: str | os.PathLike) -> Path:
         problem = "it is a directory, not a file" if source.is_dir() else "no such file"
         raise CheckpointError(f"Cannot import {source}: {problem}. Check the path.")
     target = writable_cache_dir() / entry.filename
-    handle, temporary = tempfile.mkstemp(prefix=f".{entry.filename}.", dir=target.parent)
     try:
         digest = xxhash.xxh128()
-        with os.fdopen(handle, "wb") as writer, open(source, "rb") as reader:
-            while chunk := reader.read(_CHUNK_BYTES):
-                digest.update(chunk)
-                writer.write(chunk)
-        if digest.hexdigest() != entry.xxh128:
-            raise DownloadError(
-                f"{source} is not the checkpoint of model {entry.name!r}: its xxh128 hash "
-                f"is {digest.hexdigest()}, expected {entry.xxh128}. The file is incomplete "
-                f"or a different model; download it again from {entry.url}."
-            )
-        os.replace(temporary, target)
+        with atomic_path(target) as temporary:
+            with open(temporary, "wb") as writer, open(source, "rb") as reader:
+                while chunk := reader.read(_CHUNK_BYTES):
+                    digest.update(chunk)
+                    writer.write(chunk)
+            if digest.hexdigest() != entry.xxh128:
+                raise DownloadError(
+                    f"{source} is not the checkpoint of model {entry.name!r}: its xxh128 "
+                    f"hash is {digest.hexdigest()}, expected {entry.xxh128}. The file is "
+                    f"incomplete or a different model; download it again from {entry.url}."
+                )
     except OSError as error:
         raise CheckpointError(f"Cannot import {source} into {target}: {error}") from error
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     _mark_verified(target, entry.xxh128)
     logger.info("Imported %s as %s", source, target)
     return target
