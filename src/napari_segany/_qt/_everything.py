@@ -42,6 +42,7 @@ from napari_segany.app.sessions import EverythingSession
 from napari_segany.core.errors import InputError, SegAnyError
 from napari_segany.core.everything import PlaneSelection
 
+from . import _dialogs
 from ._controls import NEW_LAYER
 from ._workers import Job, notify_error
 
@@ -272,7 +273,7 @@ class EverythingPanel(QObject):
             return
         shown = _layers.plane_index(image, self.viewer.dims.point)
         indices = app.run_indices(image, shown, stack)
-        where = f"{len(indices)} planes" if stack else f"plane {indices[0] or ''}".strip()
+        where = app.run_words(image, indices, stack)
         self.timer.stop()
         self.widget.start(
             app.decode_run,
@@ -321,7 +322,7 @@ class EverythingPanel(QObject):
             show_warning(app.edited_message(run, edited))
             return
         try:
-            text = app.write(run, selection)
+            text = app.write(run, selection, _dialogs.consent_from(self.widget))
         except SegAnyError as error:
             notify_error(error, "Everything mode wrote nothing")
             return

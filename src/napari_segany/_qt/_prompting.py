@@ -20,6 +20,7 @@ from napari_segany.app import prompting
 from napari_segany.app.prompting import Preview, PromptState, Request, Step
 from napari_segany.core.errors import SegAnyError
 
+from . import _dialogs
 from ._workers import Job, notify_error, prepare_cancellable
 
 logger = logging.getLogger(__name__)
@@ -156,7 +157,8 @@ class PromptController(QObject):
         """Prepare the request's plane in the background (at most one job at a time)."""
         if self._job is not None and not self._job.finished:
             return
-        self.widget.show_work(True, f"preparing plane {request.index or ''} ...")
+        words = _layers.plane_words(request.index, request.image.axis_labels)
+        self.widget.show_work(True, f"preparing {words or 'the image'} ...")
         self._job = Job(
             prepare_cancellable,
             session,
@@ -273,7 +275,8 @@ class PromptController(QObject):
         try:
             target = self.widget.target_labels(request.image)
             overwrite = self.widget.controls.overwrite_box.isChecked()
-            done = prompting.commit(self.preview, target, overwrite)
+            consent = _dialogs.consent_from(self.widget)
+            done = prompting.commit(self.preview, target, overwrite, consent)
         except SegAnyError as error:
             notify_error(error, "Nothing committed")
             return

@@ -184,7 +184,7 @@ class SegAnyWidget(QWidget):
         )
         index, plane = self._shown_plane(image)
         self.prompts.ensure_layers(image)  # the user may click while the model loads
-        message = f"loading {options['model']} and preparing plane {index} ..."
+        message = f"loading {options['model']} and {_preparing(image, index)} ..."
         limits = _layers.contrast_of(image)
         self._start(
             _load_and_prepare,
@@ -209,7 +209,7 @@ class SegAnyWidget(QWidget):
             segany,
             plane,
             limits,
-            message=f"preparing plane {index} ...",
+            message=f"{_preparing(image, index)} ...",
             on_done=self._ready,
             pass_cancel_event=True,
         )
@@ -295,6 +295,12 @@ class SegAnyWidget(QWidget):
         """Unbind the shortcuts when the widget closes."""
         _keys.unbind(self.viewer)
         super().closeEvent(event)
+
+
+def _preparing(image: Image, index: tuple[int, ...]) -> str:
+    """``"preparing the image"`` (2D) or ``"preparing plane z=3"``."""
+    words = _layers.plane_words(index, image.axis_labels)
+    return f"preparing {words or 'the image'}"
 
 
 def _load_and_prepare(options: dict, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
