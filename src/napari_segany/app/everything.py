@@ -275,6 +275,17 @@ def mode_choices(session: EverythingSession | None) -> dict[str, str]:
     return session.everything.names()
 
 
+def mode_fields(session: EverythingSession | None, mode: str) -> tuple[frozenset, dict]:
+    """What a panel shows for ``mode``: its own parameter names and its meaningful
+    phase-2 thresholds (name -> label); SAM's grid without a session."""
+    if session is None:
+        from napari_segany.core.everything import GridProposer
+        from napari_segany.core.everything.modes import param_names
+
+        return frozenset(param_names(GridProposer())), dict(GridProposer.filters)
+    return session.everything.parameters(mode), session.everything.filters(mode)
+
+
 def default_values(session: EverythingSession | None) -> dict:
     """Everything-mode parameters the session runs with when none are given."""
     from napari_segany.core.everything import GridParams
