@@ -41,14 +41,18 @@ def test_opening_everything_mode_scrolls_instead_of_growing_past_the_screen(show
     window = viewer.window._qt_window
     screen = window.screen().availableGeometry()
     assert (screen.width(), screen.height()) == (1600, 1000)  # the Xvfb screen of the tests
-    widget.everything.box.setChecked(True)
+    canvas = viewer.window._qt_viewer.canvas.native
     scroll = widget.findChild(QScrollArea)
+    qtbot.waitUntil(lambda: dock.width() == scroll.minimumSizeHint().width())  # laid out
+    width_before = canvas.width()
+    widget.everything.box.setChecked(True)
     assert scroll is not None and scroll.isAncestorOf(widget.everything.box)
     qtbot.waitUntil(lambda: scroll.verticalScrollBar().maximum() > 0)  # it scrolls
     assert window.frameGeometry().height() <= screen.height()
     assert dock.frameGeometry().bottom() <= screen.height()
     inner = scroll.widget()  # nothing cut on the right (no horizontal scrolling)
     qtbot.waitUntil(lambda: scroll.viewport().width() >= inner.minimumSizeHint().width())
+    assert canvas.width() == width_before  # opening the group does not squeeze the canvas
 
 
 def test_the_image_fits_the_canvas_after_the_dock_narrowed_it(shown_viewer, qtbot):

@@ -1,6 +1,6 @@
 """Everything mode in the dock widget: a view over :mod:`napari_segany.app.everything`.
 
-*Segment everything: current slice* (Shift-E) or *whole stack* runs the session's
+*Segment this slice* (Shift-E) or *Segment whole stack* runs the session's
 proposer (the *proposals* combo: the session's ``everything.names()``, the model's
 default first) in the widget's background job (progress bar, Cancel) and writes the
 objects into a Labels layer: by default a layer of its own, ``SegAny everything`` (one
@@ -167,8 +167,10 @@ class EverythingPanel(QObject):
         self.target_combo.addItem(NEW_LAYER)
         self.target_combo.setToolTip(f"'{NEW_LAYER}': the layer '{EVERYTHING}'")
         self.overwrite_box = QCheckBox("overwrite existing labels")
-        self.slice_button = QPushButton("Segment everything: current slice (Shift-E)")
-        self.stack_button = QPushButton("Segment everything: whole stack")
+        self.slice_button = QPushButton("Segment this slice (Shift-E)")
+        self.stack_button = QPushButton("Segment whole stack")
+        self.slice_button.setToolTip("everything mode on the slice on screen")
+        self.stack_button.setToolTip("everything mode on every slice (ids unique in the stack)")
         self.summary = QLabel("thresholds re-apply at once after a run")
         self.summary.setWordWrap(True)
 

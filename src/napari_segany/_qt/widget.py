@@ -342,6 +342,10 @@ class ControlsScrollArea(QScrollArea):
             chrome = max(chrome, self.width() - self.viewport().width())
         return QSize(self.widget().minimumSizeHint().width() + chrome, hint.height())
 
+    def sizeHint(self) -> QSize:
+        """As narrow as the controls allow, so opening a group never widens the dock."""
+        return QSize(self.minimumSizeHint().width(), super().sizeHint().height())
+
     def eventFilter(self, watched: Any, event: Any) -> bool:
         """Ask the dock for a new width whenever the controls' layout changes."""
         if watched is self.widget() and event.type() == QEvent.LayoutRequest:
