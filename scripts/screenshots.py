@@ -2,7 +2,10 @@
 
 Run under a virtual display::
 
-    xvfb-run -a -s "-screen 0 1280x1024x24" .venv/bin/python scripts/screenshots.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+
+The window fills that 1600 x 1000 screen (a common laptop size), so the pictures show
+what such a screen shows: the dock scrolls rather than growing past the screen.
 
 Everything is the real code with the real built-in model (``SegAny()``, shipped in
 the package, trained on synthetic images -- see docs/models.md) on the generated sample
@@ -42,6 +45,7 @@ from napari_segany._sample_data import (  # noqa: E402
 from napari_segany.core.synthetic import interior_point_yx  # noqa: E402
 
 IMAGES = ROOT / "docs" / "images"
+SCREEN_WH = (1600, 1000)
 SESSION = SegAny(device="cpu")  # the built-in model
 
 
@@ -79,26 +83,28 @@ def _shot(viewer: napari.Viewer, name: str) -> None:
     pixels = viewer.screenshot(canvas_only=False, flash=False)
     picture = Image.fromarray(np.asarray(pixels)[..., :3])
     picture = picture.resize((picture.width * 3 // 4, picture.height * 3 // 4), Image.LANCZOS)
-    picture.quantize(colors=64, dither=Image.Dither.NONE).save(path, optimize=True)
+    # octree keeps the few saturated overlay colours (preview, rings) that median cut
+    # merged into the greys, and its PNGs are smaller
+    palette = picture.quantize(
+        colors=128, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+    )
+    palette.save(path, optimize=True)
     print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)")
 
 
 def _viewer(
-    image: np.ndarray,
-    name: str,
-    centre: tuple[float, float],
-    zoom: float,
-    session: object | None = None,
-    height: int = 860,
+    image: np.ndarray, name: str, session: object | None = None
 ) -> tuple[napari.Viewer, SegAnyWidget]:
+    """A viewer window filling the screen with the image and the docked widget; the
+    view is the one the widget leaves (the image fitted to the canvas)."""
     viewer = napari.Viewer(title="napari-segany", show=True)
-    viewer.window._qt_window.resize(1280, height)
+    viewer.window._qt_window.resize(*SCREEN_WH)
     viewer.add_image(image, name=name, colormap="gray")
     widget = SegAnyWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment Anything", area="right")
     widget.use_session(session or SESSION)
-    viewer.camera.center = centre
-    viewer.camera.zoom = zoom
+    for _ in range(3):  # the dock is laid out and the view fitted (the widget's first show)
+        napari.qt.get_qapp().processEvents()
     return viewer, widget
 
 
@@ -106,7 +112,7 @@ def points_and_boxes() -> None:
     """Steps 2-4 on a 2D image: points, candidates, boxes, commit."""
     scene = nuclei_scene_2d()
     first, second, third = _central_objects(scene.labels, 3)
-    viewer, widget = _viewer(scene.image, "nuclei", (128, 128), 1.9)
+    viewer, widget = _viewer(scene.image, "nuclei")
     prompts = viewer.layers[PROMPTS]
     prompts.add(_interior_yx(scene.labels, first))  # on a nucleus
     widget.toggle_polarity()  # Shift-N: the next point is negative
@@ -132,7 +138,7 @@ def points_and_boxes() -> None:
 
 def stack() -> None:
     """Step 5: a ZYX stack, prompts on the shown slice, all slices embedded."""
-    viewer, widget = _viewer(make_nuclei_3d(), "nuclei stack", (96, 96), 2.4)
+    viewer, widget = _viewer(make_nuclei_3d(), "nuclei stack")
     viewer.dims.set_point(0, 5)
     labels = nuclei_scenes_3d()[5].labels
     viewer.layers[PROMPTS].add([5, *_interior_yx(labels, _central_objects(labels, 1)[0])])
@@ -144,9 +150,13 @@ def stack() -> None:
 
 def everything() -> None:
     """Step 6: everything mode on a slice, a threshold changed, then the whole stack."""
-    viewer, widget = _viewer(make_nuclei_3d(), "nuclei stack", (96, 96), 2.4, None, 1000)
+    viewer, widget = _viewer(make_nuclei_3d(), "nuclei stack")
     panel = widget.everything
-    panel.box.setChecked(True)  # open the group
+    panel.box.setChecked(True)  # open the group: the dock scrolls, the window stays
+    for _ in range(3):
+        napari.qt.get_qapp().processEvents()
+    bar = widget.scroll.verticalScrollBar()
+    bar.setValue(bar.maximum())  # scrolled down to the everything-mode group
     # loading the built-in model set the panel to its own defaults (docs/models.md)
     viewer.dims.set_point(0, 5)
     widget.segment_everything()  # Shift-E

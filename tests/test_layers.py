@@ -5,7 +5,7 @@ import pytest
 from napari.layers import Image, Labels, Points
 
 from napari_segany import _layers
-from napari_segany.core.errors import InputError
+from napari_segany.core.errors import InputError, LabelsDtypeError
 
 
 def test_plane_index_follows_world_point_with_scale_and_translate():
@@ -118,3 +118,74 @@ def test_label_planes_that_do_not_fit_the_dtype_write_nothing():
     with pytest.raises(InputError, match="new layer"):
         _layers.write_label_planes(layer, {(): ids}, {(): None}, offset=254)
     assert layer.data.max() == 0
+
+
+def _mask_255(shape=(6, 6)) -> Labels:
+    """A 0/255 binary mask opened as a uint8 Labels layer (rows 0-1 are 255)."""
+    data = np.zeros(shape, np.uint8)
+    data[..., :2, :] = 255
+    return Labels(data, name="mask")
+
+
+def test_commit_into_a_uint8_mask_holding_255_raises_before_writing_anything():
+    layer = _mask_255()
+    masks = np.zeros((2, 6, 6), bool)
+    masks[0, 3], masks[1, 5] = True, True
+    with pytest.raises(LabelsDtypeError, match=r"astype\(np.uint16\)") as caught:
+        _layers.commit_masks(layer, (), masks)
+    assert (caught.value.needed, caught.value.wider) == (257, np.dtype(np.uint16))
+    assert layer.data.dtype == np.uint8 and np.unique(layer.data).tolist() == [0, 255]
+    layer.undo()  # nothing was recorded either
+    assert np.unique(layer.data).tolist() == [0, 255]
+
+
+def test_an_object_without_free_pixels_needs_no_id():
+    layer = _mask_255()
+    layer.data[2:, :] = 254  # everything taken: 254 and 255
+    masks = np.zeros((1, 6, 6), bool)
+    masks[0, 3] = True
+    assert _layers.commit_masks(layer, (), masks) == [0]  # no id, so no overflow
+
+
+def test_widening_keeps_labels_and_the_undo_of_earlier_commits():
+    data = np.zeros((2, 6, 6), np.uint8)
+    data[1, :2] = 254
+    layer = Labels(data, name="mask")
+    first, second = np.zeros((2, 6, 6), bool)
+    first[2, 0], second[3, 3] = True, True
+    assert _layers.commit_mask(layer, (0,), first) == 255  # still fits uint8
+    with pytest.raises(LabelsDtypeError):
+        _layers.commit_mask(layer, (1,), second)
+    _layers.widen_labels(layer, np.uint16)
+    assert layer.data.dtype == np.uint16 and layer.data[0, 2, 0] == 255
+    assert _layers.commit_mask(layer, (1,), second) == 256
+    layer.undo()  # the commit after widening
+    assert layer.data[1, 3, 3] == 0 and layer.data[0, 2, 0] == 255
+    layer.undo()  # the commit before widening
+    assert layer.data[0, 2, 0] == 0 and layer.data.dtype == np.uint16
+    assert (layer.data[1, :2] == 254).all()  # the user's labels are untouched
+
+
+def test_widening_to_a_dtype_that_cannot_hold_the_labels_changes_nothing():
+    layer = Labels(np.full((3, 3), 300, np.uint16), name="big")
+    with pytest.raises(InputError, match="cannot hold"):
+        _layers.widen_labels(layer, np.uint8)
+    assert layer.data.dtype == np.uint16 and layer.data.max() == 300
+
+
+def test_label_planes_check_every_plane_before_writing_any():
+    layer = Labels(np.zeros((2, 4, 4), np.int32))
+    ids = np.ones((4, 4), np.uint32)
+    with pytest.raises(InputError, match="does not fit"):
+        _layers.write_label_planes(
+            layer, {(0,): ids, (1,): np.ones((3, 3), np.uint32)}, {(0,): None, (1,): None}
+        )
+    assert layer.data.max() == 0  # plane 0 was not written before plane 1 failed
+
+
+def test_plane_words_name_no_plane_for_2d_and_the_axes_when_named():
+    assert _layers.plane_words(()) == ""
+    assert _layers.plane_words((3,), ("-3", "-2", "-1")) == "plane 3"
+    assert _layers.plane_words((3,), ("z", "y", "x")) == "plane z=3"
+    assert _layers.plane_words((1, 3), ("t", "z", "y", "x")) == "plane t=1, z=3"
+    assert _layers.plane_words((1, 3)) == "plane (1, 3)"

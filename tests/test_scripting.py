@@ -8,7 +8,7 @@ import pytest
 from napari.components import ViewerModel
 
 from napari_segany import scripting
-from napari_segany.core.errors import InputError, NoImageError
+from napari_segany.core.errors import InputError, LabelsDtypeError, NoImageError
 from tests.fakes import DiscSession, tiny_session
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "scripting.md"
@@ -103,3 +103,23 @@ def test_segany_api_example_runs_as_written_with_the_builtin_model():
     assert sa.image_shape == (256, 256)
     assert refined.masks.shape == (1, 256, 256) and refined.scores.shape == (1,)
     assert len(sa.cache) == 1  # three prompts, one embedding
+
+
+def test_a_0_255_mask_target_gets_no_write_on_any_plane_when_its_ids_overflow():
+    viewer = ViewerModel()
+    viewer.add_image(np.zeros((3, 40, 40), np.uint8), name="img")
+    mask = np.zeros((3, 40, 40), np.uint8)
+    mask[:, :4] = 255  # a thresholded mask opened as labels
+    viewer.add_labels(mask, name="mask")
+    viewer.add_points([[0, 20, 20], [2, 20, 20]], name="clicks")  # two planes
+    with pytest.raises(LabelsDtypeError, match=r"\['mask'\].data.astype\(np.uint16\)"):
+        scripting.segment_layers(
+            viewer, image="img", points="clicks", labels="mask", segany=DiscSession()
+        )
+    np.testing.assert_array_equal(viewer.layers["mask"].data, mask)  # plane 0 not written
+    viewer.layers["mask"].data = viewer.layers["mask"].data.astype(np.uint16)  # as told
+    written = scripting.segment_layers(
+        viewer, image="img", points="clicks", labels="mask", segany=DiscSession()
+    )
+    assert written == {(0,): [256], (2,): [257]}
+    assert (viewer.layers["mask"].data[:, :4] == 255).all()

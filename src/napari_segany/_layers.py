@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from napari_segany.core.errors import InputError
+from napari_segany.core.labels import check_label_room
 from napari_segany.core.prompts import clip_boxes, points_inside
 
 POSITIVE_COLOR = "lime"
@@ -45,6 +46,19 @@ def plane_index(layer: Any, world_point: tuple[float, ...]) -> tuple[int, ...]:
     lead = spatial_ndim(layer)
     shape = layer.data.shape
     return tuple(int(np.clip(round(c), 0, shape[i] - 1)) for i, c in enumerate(data_point[:lead]))
+
+
+def plane_words(index: tuple[int, ...], axis_labels: Sequence[str] = ()) -> str:
+    """How a status line names plane ``index``: ``""`` for a 2D image (no plane),
+    ``"plane z=3"`` where the layer names its axes (``axis_labels``, all of the layer's
+    axes), else ``"plane 3"`` / ``"plane (1, 3)"``."""
+    if not index:
+        return ""
+    names = [str(name) for name in tuple(axis_labels)[: len(index)]]
+    named = len(names) == len(index) and not any(n.lstrip("-").isdigit() for n in names)
+    if named:
+        return "plane " + ", ".join(f"{n}={i}" for n, i in zip(names, index, strict=True))
+    return f"plane {index[0]}" if len(index) == 1 else f"plane {tuple(int(i) for i in index)}"
 
 
 def get_plane(layer: Any, index: tuple[int, ...]) -> np.ndarray:
@@ -214,6 +228,9 @@ def commit_masks(
     ------
     InputError
         If a mask does not fit the labels plane (nothing is written).
+    LabelsDtypeError
+        If the layer's dtype cannot hold the new ids, e.g. a uint8 0/255 mask (nothing
+        is written; :func:`widen_labels` makes room).
     """
     plane_hw = tuple(labels_layer.data.shape[len(index) :])
     if masks.ndim != 3 or tuple(masks.shape[1:]) != plane_hw:
@@ -221,22 +238,59 @@ def commit_masks(
             f"mask of shape {masks.shape[1:]} does not fit the labels plane {plane_hw}; "
             "pick a Labels layer with the image's shape"
         )
-    next_id = next_free_id(np.asarray(labels_layer.data))
+    first_id = next_free_id(np.asarray(labels_layer.data))
     plane = np.array(labels_layer.data[index] if index else labels_layer.data)
-    ids = []
+    pixels = _free_pixels(plane, masks, overwrite)
+    count = sum(rows.size > 0 for rows, _ in pixels)
+    check_label_room(np.asarray(labels_layer.data).dtype, first_id + count - 1, labels_layer.name)
+    ids, next_id = [], first_id
     with labels_layer.block_history():
-        for mask in masks:
-            target = mask if overwrite else (mask & (plane == 0))
-            rows, cols = np.nonzero(target)
+        for rows, cols in pixels:
             if rows.size == 0:
                 ids.append(0)
                 continue
             lead = tuple(np.full(rows.size, i) for i in index)
             labels_layer.data_setitem((*lead, rows, cols), next_id)
-            plane[rows, cols] = next_id
             ids.append(next_id)
             next_id += 1
     return ids
+
+
+def _free_pixels(
+    plane: np.ndarray, masks: np.ndarray, overwrite: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows, cols) each mask of (N, H, W) will write, in order (nothing is written)."""
+    taken = plane != 0
+    pixels = []
+    for mask in masks:
+        target = mask if overwrite else (mask & ~taken)
+        rows, cols = np.nonzero(target)
+        taken[rows, cols] = True
+        pixels.append((rows, cols))
+    return pixels
+
+
+def widen_labels(labels_layer: Any, dtype: Any) -> None:
+    """Give ``labels_layer`` the wider integer ``dtype``, keeping every label value.
+
+    The layer's undo history stays: earlier commits can still be undone (undo brings
+    labels back, not the old dtype). Lazy data (dask, zarr) is loaded into memory.
+
+    Raises
+    ------
+    InputError
+        If ``dtype`` cannot hold every value the layer has now (nothing changes).
+    """
+    data = np.asarray(labels_layer.data)
+    dtype = np.dtype(dtype)
+    if data.size and not (
+        np.iinfo(dtype).min <= int(data.min()) and int(data.max()) <= np.iinfo(dtype).max
+    ):
+        raise InputError(
+            f"{dtype.name} cannot hold every label of '{labels_layer.name}' ({data.dtype.name}); "
+            "choose a wider integer dtype."
+        )
+    labels_layer.data = data.astype(dtype)
 
 
 def show_preview(
@@ -296,24 +350,24 @@ def write_label_planes(
     Raises
     ------
     InputError
-        If the ids do not fit the layer's dtype or a plane does not fit (nothing written).
+        If a plane does not fit (nothing written).
+    LabelsDtypeError
+        If the ids do not fit the layer's dtype (nothing written).
     """
     dtype = np.asarray(labels_layer.data).dtype
     top = max((int(p.max(initial=0)) for p in planes.values()), default=0) + offset
-    if top > np.iinfo(dtype).max:
-        raise InputError(
-            f"Labels layer '{labels_layer.name}' stores {dtype} ids up to "
-            f"{np.iinfo(dtype).max}, but {top} are needed; pick 'new layer' as the target."
-        )
+    check_label_room(dtype, top, labels_layer.name)
+    for index, ids in planes.items():
+        current_hw = tuple(labels_layer.data.shape[len(index) :])
+        if current_hw != ids.shape:
+            raise InputError(
+                f"A label plane of shape {ids.shape} does not fit the plane "
+                f"{current_hw} of '{labels_layer.name}'; pick another target."
+            )
     written = {}
     with labels_layer.block_history():
         for index, ids in planes.items():
             current = np.asarray(labels_layer.data[index] if index else labels_layer.data)
-            if current.shape != ids.shape:
-                raise InputError(
-                    f"A label plane of shape {ids.shape} does not fit the plane "
-                    f"{current.shape} of '{labels_layer.name}'; pick another target."
-                )
             base = bases.get(index)
             new = np.zeros_like(current) if base is None else np.array(base, dtype=dtype)
             take = ids > 0 if (base is None or overwrite) else (ids > 0) & (new == 0)

@@ -19,6 +19,7 @@ import numpy as np
 
 from napari_segany import _layers
 from napari_segany.core.errors import InputError, NoImageError
+from napari_segany.core.labels import check_label_room
 from napari_segany.core.results import SegmentResult
 
 LABELS_NAME = "SegAny labels"
@@ -141,6 +142,9 @@ def segment_layers(
     ------
     InputError
         On a missing layer, a Labels layer of the wrong shape or no prompts at all.
+    LabelsDtypeError
+        When the Labels layer's dtype cannot hold the new ids (e.g. a uint8 0/255
+        mask; the message gives the line that widens it). Nothing is written.
     NoImageError
         Without a session (pass ``segany=``).
     """
@@ -156,12 +160,18 @@ def segment_layers(
     if not planes:
         raise InputError("No prompts: add points or boxes to the given layers first.")
     target = target_labels(viewer, image, labels)
-    written = {}
+    found = {}
     for index in planes:
         objects = _segment_plane(segany, image, points, shapes, index)
         if objects is not None:
-            written[index] = _layers.commit_masks(target, index, objects.best(), overwrite)
-    return written
+            found[index] = objects.best()
+    # every plane's ids must fit before the first is written (a 0/255 uint8 mask)
+    needed = _layers.next_free_id(np.asarray(target.data)) + sum(map(len, found.values())) - 1
+    check_label_room(np.asarray(target.data).dtype, needed, target.name)
+    return {
+        index: _layers.commit_masks(target, index, masks, overwrite)
+        for index, masks in found.items()
+    }
 
 
 def _segment_plane(segany: Any, image: Any, points: Any, shapes: Any, index: tuple) -> Any:

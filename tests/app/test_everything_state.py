@@ -10,7 +10,7 @@ from napari.components import ViewerModel
 
 from napari_segany.app import everything as app
 from napari_segany.app.sessions import EverythingSession
-from napari_segany.core.errors import CancelledError
+from napari_segany.core.errors import CancelledError, LabelsDtypeError
 from napari_segany.core.progress import drain
 from tests.gui.everything_fakes import BlobSession, blob_plane
 
@@ -81,12 +81,38 @@ def test_user_labels_are_kept_and_edits_stop_rewrites(viewer):
     assert target is mine and not own
     run, selection = _run(session, image, [()], stack=False)
     run.aim(target, own, overwrite=False)
-    assert "2 objects on plane ()" in app.write(run, selection)
+    assert "2 objects on the image in 'mine'" in app.write(run, selection)
     assert (mine.data[10:15, 10:30] == 7).all() and mine.data[32, 44] > 7
     assert app.edited_planes(run) == []
     mine.data[0, 0] = 3
     assert app.edited_planes(run) == [()]
     assert "was edited" in app.edited_message(run, [()])
+
+
+def test_a_run_into_a_0_255_mask_widens_only_with_consent(viewer):
+    session = BlobSession()
+    image = viewer.add_image(blob_plane())
+    mask = viewer.add_labels(np.zeros((48, 64), np.uint8), name="mask")
+    mask.data[40:, :10] = 255
+    run, selection = _run(session, image, [()], stack=False)
+    run.aim(mask, own=False, overwrite=False)
+    asked = []
+    with pytest.raises(LabelsDtypeError, match="'mask' stores uint8"):
+        app.write(run, selection, consent=lambda error: asked.append(error.wider) or False)
+    assert asked == [np.uint16] and mask.data.dtype == np.uint8
+    assert np.unique(mask.data).tolist() == [0, 255] and run.written == {}
+    assert "2 objects" in app.write(run, selection, consent=lambda error: True)
+    assert mask.data.dtype == np.uint16
+    assert sorted(np.unique(mask.data).tolist()) == [0, 255, 256, 257]
+    assert (mask.data[40:, :10] == 255).all()
+    mask.undo()  # the run's write is one step; the mask stays as it was
+    assert np.unique(mask.data).tolist() == [0, 255]
+
+
+def test_status_names_the_plane_of_a_stack_run(viewer):
+    image = viewer.add_image(np.stack([blob_plane()] * 3), axis_labels=("z", "y", "x"))
+    assert app.run_words(image, [(2,)], stack=False) == "plane z=2"
+    assert app.run_words(image, [(0,), (1,), (2,)], stack=True) == "3 planes"
 
 
 def test_own_layer_is_made_once_per_image(viewer):

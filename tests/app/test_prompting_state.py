@@ -9,6 +9,7 @@ from napari.components import ViewerModel
 from napari_segany.app import prompting
 from napari_segany.app.prompting import PromptState, Request, Step
 from napari_segany.app.sessions import PromptSession
+from napari_segany.core.errors import LabelsDtypeError
 from napari_segany.core.results import SegmentResult
 
 
@@ -110,6 +111,38 @@ def test_commit_writes_only_background_unless_overwrite(viewer):
     assert done.ids == [9] and labels.data[10, 10] == 9
     covered = prompting.predict(SquareSession(sizes=(1, 1, 1)), _request(image), (30, 30))
     assert prompting.commit(covered, labels, overwrite=False).ids == [0]
+
+
+def test_commit_into_a_0_255_mask_asks_and_writes_nothing_without_consent(viewer):
+    image = viewer.add_image(np.zeros((30, 30), np.uint8))
+    mask = viewer.add_labels(np.zeros((30, 30), np.uint8), name="mask")
+    mask.data[:5] = 255
+    preview = prompting.predict(SquareSession(), _request(image), (30, 30))
+    with pytest.raises(LabelsDtypeError, match="id 256 is needed; nothing was written"):
+        prompting.commit(preview, mask, overwrite=False)  # a script: no consent asked
+    with pytest.raises(LabelsDtypeError):
+        prompting.commit(preview, mask, overwrite=False, consent=lambda error: False)
+    assert mask.data.dtype == np.uint8 and np.unique(mask.data).tolist() == [0, 255]
+    done = prompting.commit(preview, mask, overwrite=False, consent=lambda error: True)
+    assert done.ids == [256] and mask.data.dtype == np.uint16
+    assert mask.data[10, 10] == 256 and (mask.data[:5] == 255).all()
+
+
+def test_commit_message_names_the_plane_only_for_stacks(viewer):
+    flat = viewer.add_image(np.zeros((30, 30), np.uint8))
+    labels = viewer.add_labels(np.zeros((30, 30), np.int32))
+    done = prompting.commit(
+        prompting.predict(SquareSession(), _request(flat), (30, 30)), labels, False
+    )
+    assert "plane" not in done.message and "into 'Labels'" in done.message
+    stack = viewer.add_image(np.zeros((4, 30, 30), np.uint8), axis_labels=("z", "y", "x"))
+    labels3 = viewer.add_labels(np.zeros((4, 30, 30), np.int32), name="stack labels")
+    request = _request(stack, index=(3,))
+    done = prompting.commit(prompting.predict(SquareSession(), request, (30, 30)), labels3, False)
+    assert done.message.endswith(
+        "into 'stack labels' on plane z=3 (Ctrl-Z or Undo commit takes it back)"
+    )
+    assert labels3.data[3, 10, 10] == 1 and labels3.data[:3].max() == 0
 
 
 def test_a_pending_commit_is_dropped_with_the_waiting_requests(viewer):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from napari_segany.core.errors import InputError
+from napari_segany.core.errors import InputError, LabelsDtypeError
 from napari_segany.core.labels import (
+    check_label_room,
     link_labels,
     next_free_id,
     paint_masks,
     relabel,
     renumber_plane,
+    wider_dtype,
 )
 
 
@@ -70,3 +72,21 @@ def test_link_labels_matches_by_overlap_one_to_one():
     assert link_labels(previous, current, min_iou=0.9) == {}
     with pytest.raises(InputError):
         link_labels(previous, current[:10])
+
+
+def test_wider_dtype_keeps_the_kind_and_takes_the_smallest_that_holds_the_id():
+    assert wider_dtype(np.uint8, 256) == np.uint16
+    assert wider_dtype(np.uint8, 70_000) == np.uint32
+    assert wider_dtype(np.int8, 128) == np.int16
+    assert wider_dtype(np.int32, 5) == np.int32  # never narrower than the layer
+    assert wider_dtype(np.uint64, 2**64) is None
+
+
+def test_check_label_room_names_the_layer_and_the_line_that_widens_it():
+    check_label_room(np.uint8, 255, "mask")  # fits: no error
+    with pytest.raises(LabelsDtypeError, match=r"'mask' stores uint8 ids up to 255") as caught:
+        check_label_room(np.uint8, 256, "mask")
+    assert "astype(np.uint16)" in str(caught.value) and caught.value.wider == np.uint16
+    with pytest.raises(LabelsDtypeError, match="pick 'new layer'") as caught:
+        check_label_room(np.uint64, 2**64, "huge")
+    assert caught.value.wider is None

@@ -68,6 +68,7 @@ class BlobProposer:
     name = "grid"
     description = "fake: the bright blobs"
     params_type = BlobParams
+    filters = {"pred_iou_thresh": "min brightness"}  # its score: mean intensity / max
 
 
 class BlobSession(DiscSession, EverythingSession):

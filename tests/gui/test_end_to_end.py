@@ -69,7 +69,7 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     modes = [panel.proposals_combo.itemData(i) for i in range(panel.proposals_combo.count())]
     assert modes == list(widget.segany.everything.names()) == ["foreground", "grid"]
     assert panel.mode == "foreground"
-    assert panel.grid_params() == {"points_per_side": defaults["points_per_side"], "head_zoom": 0}
+    assert panel.grid_params() == {"head_zoom": 0}  # its own parameters only
     assert panel.points_spin.isHidden() and not panel.zoom_combo.isHidden()
     panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(2))
     assert panel.grid_params()["head_zoom"] == 2
@@ -78,9 +78,13 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     assert "head_zoom" not in panel.grid_params()
     panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("foreground"))
     panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(0))
-    shown_thresholds = panel.filter_params()
-    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
-        assert shown_thresholds[name] == pytest.approx(defaults[name])
+    # the thresholds its objects' scores support, labelled in their terms; no grid ones
+    assert panel.filter_params() == {
+        "pred_iou_thresh": pytest.approx(defaults["pred_iou_thresh"]),
+        "min_mask_region_area": 0,
+    }
+    assert panel.rows["pred_iou_thresh"][0].text() == "min foreground prob"
+    assert panel.iou_spin.text() == "off"  # 0 switches it off: no "0.00" placeholder
     widget.segment_everything()  # Shift-E: the head's objects, written to their own layer
     found = np.asarray(viewer.layers[EVERYTHING].data)
     matched = sum(

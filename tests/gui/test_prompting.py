@@ -28,15 +28,15 @@ def test_prompt_layers_share_the_image_transform(viewer_widget):
     assert viewer.layers.selection.active is viewer.layers[PROMPTS]
 
 
-def test_polarity_is_a_feature_shown_by_colour(viewer_widget):
+def test_polarity_is_a_feature_shown_by_the_ring_colour(viewer_widget):
     viewer, widget, _ = viewer_widget(np.zeros((40, 40), np.uint8))
     prompts = viewer.layers[PROMPTS]
     prompts.add([10, 10])
     widget.toggle_polarity()  # Shift-N
     prompts.add([30, 30])
     assert prompts.features["positive"].tolist() == [True, False]
-    np.testing.assert_allclose(prompts.face_color[0], [0, 1, 0, 1])  # lime
-    np.testing.assert_allclose(prompts.face_color[1], [1, 0, 1, 1])  # magenta
+    np.testing.assert_allclose(prompts.border_color[0], [0, 1, 0, 1])  # lime
+    np.testing.assert_allclose(prompts.border_color[1], [1, 0, 1, 1])  # magenta
     preview = _preview_now(widget)
     assert centre(preview > 0) == (10, 10)  # the disc follows the positive point only
     assert widget.segany.segment_calls[-1]["points_yx"].tolist() == [[10, 10], [30, 30]]

@@ -114,6 +114,7 @@ class Controls:
     def _describe_model(self, name: str) -> None:
         description = _model_description(name)
         self.model_note.setText(f"<small>{description}</small>" if description else "")
+        self.model_note.setToolTip(description)  # the full text, however it wraps
         self.model_combo.setToolTip(description or "registry name; downloaded once into the cache")
 
     def _work_row(self) -> QHBoxLayout:
@@ -130,10 +131,12 @@ class Controls:
     def _prompt_group(self) -> QGroupBox:
         box = QGroupBox("Prompts")
         column = QVBoxLayout(box)
-        self.negative_box = QCheckBox("next points are negative (Shift-N, or Shift-click)")
+        self.negative_box = QCheckBox("next points negative (Shift-N)")
+        self.negative_box.setToolTip("Shift-click adds one negative point without this")
         self.candidate_label = QLabel("no preview")
         self.candidate_button = QPushButton("Next candidate (Shift-M)")
-        self.clear_button = QPushButton("Clear prompts (Shift-X)")
+        self.clear_button = QPushButton("Clear (Shift-X)")
+        self.clear_button.setToolTip("remove the prompts of the shown slice")
         row = QHBoxLayout()
         row.addWidget(self.candidate_button)
         row.addWidget(self.clear_button)
@@ -149,9 +152,17 @@ class Controls:
         self.target_combo.addItem(NEW_LAYER)
         self.overwrite_box = QCheckBox("overwrite existing labels")
         self.commit_button = QPushButton("Commit (Shift-S)")
+        self.undo_button = QPushButton("Undo commit (Ctrl-Z)")
+        self.undo_button.setToolTip(
+            "take back the last commit or everything-mode write of this widget; Ctrl-Z "
+            "does it whichever layer is selected"
+        )
+        row = QHBoxLayout()
+        row.addWidget(self.commit_button)
+        row.addWidget(self.undo_button)
         form.addRow("labels", self.target_combo)
         form.addRow(self.overwrite_box)
-        form.addRow(self.commit_button)
+        form.addRow(row)
         return box
 
     def _browse(self) -> None:

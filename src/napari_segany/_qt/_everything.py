@@ -1,6 +1,6 @@
 """Everything mode in the dock widget: a view over :mod:`napari_segany.app.everything`.
 
-*Segment everything: current slice* (Shift-E) or *whole stack* runs the session's
+*Segment this slice* (Shift-E) or *Segment whole stack* runs the session's
 proposer (the *proposals* combo: the session's ``everything.names()``, the model's
 default first) in the widget's background job (progress bar, Cancel) and writes the
 objects into a Labels layer: by default a layer of its own, ``SegAny everything`` (one
@@ -42,6 +42,7 @@ from napari_segany.app.sessions import EverythingSession
 from napari_segany.core.errors import InputError, SegAnyError
 from napari_segany.core.everything import PlaneSelection
 
+from . import _dialogs
 from ._controls import NEW_LAYER
 from ._workers import Job, notify_error
 
@@ -56,6 +57,7 @@ ZOOM_CHOICES = (
     ("4 x 4 tiles", 4),
 )
 RESELECT_MS = 300
+ROW_LABELS = {"head_zoom": "zoom", "points_per_side": "points per side"}
 
 
 def _spin(low: float, high: float, value: float, tip: str, step: float = 0.01) -> QDoubleSpinBox:
@@ -82,7 +84,7 @@ class EverythingPanel(QObject):
         self.viewer = widget.viewer
         self.run: Run | None = None
         self.targets = app.Targets(self.viewer)
-        self._zoom_modes: set[str] = set()
+        self._fields: dict[str, tuple[frozenset, dict]] = {}  # mode -> app.mode_fields
         self._reselect_job: Job | None = None
         self._reselect_again = False
         self.box = self._build()
@@ -110,19 +112,19 @@ class EverythingPanel(QObject):
         form = QFormLayout(inner)
         form.setContentsMargins(0, 0, 0, 0)
         self._make_controls()
-        self.row_labels = {}
-        for label, item in (
-            ("proposals", self.proposals_combo),
-            ("zoom", self.zoom_combo),
-            ("points per side", self.points_spin),
-            ("pred IoU thresh", self.iou_spin),
-            ("stability thresh", self.stability_spin),
-            ("box NMS thresh", self.nms_spin),
-            ("min region area", self.min_area_spin),
-            ("labels", self.target_combo),
-        ):
-            self.row_labels[label] = QLabel(label)
-            form.addRow(self.row_labels[label], item)
+        form.addRow("proposals", self.proposals_combo)
+        controls = {
+            "head_zoom": self.zoom_combo,
+            "points_per_side": self.points_spin,
+            "pred_iou_thresh": self.iou_spin,
+            "stability_score_thresh": self.stability_spin,
+            "box_nms_thresh": self.nms_spin,
+            "min_mask_region_area": self.min_area_spin,
+        }  # parameter -> (its row's label, its control); the mode decides which show
+        self.rows = {n: (QLabel(ROW_LABELS.get(n, n)), c) for n, c in controls.items()}
+        for label, item in self.rows.values():
+            form.addRow(label, item)
+        form.addRow("labels", self.target_combo)
         for item in (self.link_box, self.overwrite_box, self.slice_button, self.stack_button):
             form.addRow(item)
         form.addRow(self.summary)
@@ -149,13 +151,15 @@ class EverythingPanel(QObject):
         self.points_spin.setRange(1, 128)
         self.points_spin.setValue(32)
         self.points_spin.setToolTip("grid of N x N point prompts; changing it needs a new run")
-        self.iou_spin = _spin(0, 1, 0.88, "keep masks whose predicted IoU is above this")
-        self.stability_spin = _spin(0, 1, 0.95, "keep masks at least this stable")
+        self.iou_spin = _spin(0, 1, 0.88, "keep objects scoring above this ('off': all)")
+        self.stability_spin = _spin(0, 1, 0.95, "keep masks at least this stable ('off': all)")
         self.nms_spin = _spin(0, 1, 0.7, "drop a mask whose box overlaps a better one this much")
         self.min_area_spin = QSpinBox()
         self.min_area_spin.setRange(0, 1_000_000)
         self.min_area_spin.setSingleStep(10)
         self.min_area_spin.setToolTip("remove holes and islands smaller than this (pixels)")
+        for spin in (self.iou_spin, self.stability_spin, self.min_area_spin):
+            spin.setSpecialValueText("off")  # 0 switches the rule off: say so
         self.link_box = QCheckBox("link objects across slices")
         self.link_box.setChecked(True)
         self.link_box.setToolTip("whole stack: an object keeps one id along the last axis")
@@ -163,8 +167,10 @@ class EverythingPanel(QObject):
         self.target_combo.addItem(NEW_LAYER)
         self.target_combo.setToolTip(f"'{NEW_LAYER}': the layer '{EVERYTHING}'")
         self.overwrite_box = QCheckBox("overwrite existing labels")
-        self.slice_button = QPushButton("Segment everything: current slice (Shift-E)")
-        self.stack_button = QPushButton("Segment everything: whole stack")
+        self.slice_button = QPushButton("Segment this slice (Shift-E)")
+        self.stack_button = QPushButton("Segment whole stack")
+        self.slice_button.setToolTip("everything mode on the slice on screen")
+        self.stack_button.setToolTip("everything mode on every slice (ids unique in the stack)")
         self.summary = QLabel("thresholds re-apply at once after a run")
         self.summary.setWordWrap(True)
 
@@ -178,22 +184,26 @@ class EverythingPanel(QObject):
         """The proposer chosen in the *proposals* combo."""
         return self.proposals_combo.currentData() or app.GRID
 
+    def shown(self) -> list[str]:
+        """The parameters whose rows the chosen mode shows (its own, its thresholds)."""
+        own, filters = self._fields.get(self.mode, (frozenset(), {}))
+        return [name for name in self.rows if name in own or name in filters]
+
+    def _value(self, name: str) -> Any:
+        item = self.rows[name][1]
+        if isinstance(item, QComboBox):
+            return item.currentData()
+        return round(item.value(), 4) if isinstance(item, QDoubleSpinBox) else item.value()
+
     def grid_params(self) -> dict:
-        """Parameters of the expensive phase shown in the panel (the session's defaults
+        """The expensive phase's parameters shown for the mode (the session's defaults
         for the others, e.g. the built-in model's clicked-part rule)."""
-        params = {"points_per_side": self.points_spin.value()}
-        if self.mode in self._zoom_modes:
-            params[app.ZOOM] = self.zoom_combo.currentData()
-        return params
+        own = self._fields.get(self.mode, (frozenset(), {}))[0]
+        return {name: self._value(name) for name in self.shown() if name in own}
 
     def filter_params(self) -> dict:
-        """Thresholds shown in the panel (the cheap phase)."""
-        return {
-            "pred_iou_thresh": round(self.iou_spin.value(), 4),
-            "stability_score_thresh": round(self.stability_spin.value(), 4),
-            "box_nms_thresh": round(self.nms_spin.value(), 4),
-            "min_mask_region_area": self.min_area_spin.value(),
-        }
+        """Thresholds shown for the mode (the cheap phase; hidden ones: the defaults)."""
+        return {name: self._value(name) for name in self.shown() if name in app.FILTER_NAMES}
 
     def use_model_defaults(self, session: Any) -> None:
         """Offer ``session``'s modes and show its defaults (SAM's where it sets none).
@@ -220,9 +230,7 @@ class EverythingPanel(QObject):
     def _fill_modes(self, session: EverythingSession | None) -> None:
         """Offer the session's modes (the model's default first, chosen)."""
         modes = app.mode_choices(session)
-        self._zoom_modes = set()
-        if session is not None:
-            self._zoom_modes = {m for m in modes if app.ZOOM in session.everything.parameters(m)}
+        self._fields = {mode: app.mode_fields(session, mode) for mode in modes}
         combo = self.proposals_combo
         combo.blockSignals(True)
         combo.clear()
@@ -234,13 +242,14 @@ class EverythingPanel(QObject):
         self._show_mode_controls()
 
     def _show_mode_controls(self, *_: Any) -> None:
-        """Points per side only for the point grid, the zoom only for modes that zoom."""
-        for label, item, shown in (
-            ("points per side", self.points_spin, self.mode == app.GRID),
-            ("zoom", self.zoom_combo, self.mode in self._zoom_modes),
-        ):
-            item.setVisible(shown)
-            self.row_labels[label].setVisible(shown)
+        """Show exactly the rows the chosen mode uses, labelled in its terms (e.g. the
+        built-in objects' "min foreground prob"); the others keep their defaults."""
+        shown, filters = self.shown(), self._fields.get(self.mode, (frozenset(), {}))[1]
+        for name, (label, item) in self.rows.items():
+            label.setVisible(name in shown)
+            item.setVisible(name in shown)
+            if name in filters:
+                label.setText(filters[name])
 
     def refresh_layers(self, labels: list[str]) -> None:
         """Offer ``labels`` (layer names) as targets."""
@@ -272,7 +281,7 @@ class EverythingPanel(QObject):
             return
         shown = _layers.plane_index(image, self.viewer.dims.point)
         indices = app.run_indices(image, shown, stack)
-        where = f"{len(indices)} planes" if stack else f"plane {indices[0] or ''}".strip()
+        where = app.run_words(image, indices, stack)
         self.timer.stop()
         self.widget.start(
             app.decode_run,
@@ -321,7 +330,8 @@ class EverythingPanel(QObject):
             show_warning(app.edited_message(run, edited))
             return
         try:
-            text = app.write(run, selection)
+            with self.widget.history.recording(run.target):
+                text = app.write(run, selection, _dialogs.consent_from(self.widget))
         except SegAnyError as error:
             notify_error(error, "Everything mode wrote nothing")
             return

@@ -3,13 +3,17 @@
 Every key is a Shift combination that napari 0.9 leaves unbound (checked against
 ``napari.utils.shortcuts.default_shortcuts`` and the layer key bindings by
 ``tests/gui/test_keys.py``), bound on the viewer so it works whichever layer is
-selected.
+selected. Ctrl-Z is bound on the widget's own layers (prompts, boxes, preview): there
+it undoes the widget's last commit; on a Labels layer it stays napari's undo of that
+layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+from app_model.types import KeyCode, KeyMod
 
 # (key, widget method name, description) -- the order is the order of the tooltip
 SHORTCUTS: tuple[tuple[str, str, str], ...] = (
@@ -30,8 +34,19 @@ def tooltip() -> str:
     """Plain-text help listing the mouse actions and every shortcut."""
     lines = ["Segment Anything", *MOUSE_HELP]
     lines += [f"{key}: {text}" for key, _, text in SHORTCUTS]
-    lines.append("Ctrl-Z on the labels layer: undo a commit")
+    lines.append("Ctrl-Z (prompt layers selected) or Undo commit: undo the last commit")
     return "\n".join(lines)
+
+
+def bind_undo(layer: Any, widget: Any) -> None:
+    """Ctrl-Z (Cmd-Z on macOS) on ``layer`` (a prompt or preview layer of the widget)
+    takes back the widget's last commit, as the *Undo commit* button does."""
+
+    def undo(_layer: Any) -> None:
+        widget.undo_commit()
+
+    undo.__doc__ = "Segment Anything: undo the last commit"
+    layer.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, undo, overwrite=True)
 
 
 def bind(viewer: Any, widget: Any) -> list[str]:

@@ -20,6 +20,7 @@ from napari_segany.app import prompting
 from napari_segany.app.prompting import Preview, PromptState, Request, Step
 from napari_segany.core.errors import SegAnyError
 
+from . import _dialogs, _keys
 from ._workers import Job, notify_error, prepare_cancellable
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,15 @@ PROMPTS = "SegAny prompts"
 BOXES = "SegAny boxes"
 PREVIEW = "SegAny preview"
 DEBOUNCE_MS = 40
+POINT_RING = 0.25  # ring width as a share of the marker's diameter
+
+
+def point_size(plane_hw: tuple[int, ...]) -> float:
+    """Diameter of a prompt marker in pixels of the plane: 1/60 of its short side,
+    between 3 and 12 (a 256 x 256 plane: about 4, a nucleus of 20 pixels stays visible)."""
+    return float(np.clip(min(plane_hw) / 60, 3, 12))
+
+
 __all__ = ["BOXES", "PREVIEW", "PROMPTS", "Preview", "PromptController", "Request"]
 
 
@@ -88,20 +98,26 @@ class PromptController(QObject):
             if points is not None:
                 self.viewer.layers.remove(points)
             points = self._add_points(image)
+        for layer in (points, shapes):  # rebound: a reopened widget takes them over
+            _keys.bind_undo(layer, self.widget)
         self.viewer.layers.selection.active = points  # ready for clicking
         return points, shapes
 
     def _add_points(self, image: Any) -> Points:
+        """Hollow rings coloured by polarity, small for the plane: the mask under a
+        click stays visible (see :func:`point_size`)."""
         points = self.viewer.add_points(
             np.empty((0, image.ndim)),
             name=PROMPTS,
             scale=image.scale,
             translate=image.translate,
             features={"positive": np.empty(0, dtype=bool)},
-            face_color="positive",
-            border_color="white",
-            size=10,
-            face_color_cycle={True: _layers.POSITIVE_COLOR, False: _layers.NEGATIVE_COLOR},
+            face_color="transparent",
+            border_color="positive",
+            border_color_cycle={True: _layers.POSITIVE_COLOR, False: _layers.NEGATIVE_COLOR},
+            border_width=POINT_RING,
+            border_width_is_relative=True,
+            size=point_size(_layers.plane_shape(image)[-2:]),
         )
         points.feature_defaults["positive"] = not self.negative
         points.mouse_drag_callbacks.insert(0, self._polarity_from_click)
@@ -156,7 +172,8 @@ class PromptController(QObject):
         """Prepare the request's plane in the background (at most one job at a time)."""
         if self._job is not None and not self._job.finished:
             return
-        self.widget.show_work(True, f"preparing plane {request.index or ''} ...")
+        words = _layers.plane_words(request.index, request.image.axis_labels)
+        self.widget.show_work(True, f"preparing {words or 'the image'} ...")
         self._job = Job(
             prepare_cancellable,
             session,
@@ -233,6 +250,7 @@ class PromptController(QObject):
             translate=image.translate,
             opacity=0.5,
         )
+        _keys.bind_undo(layer, self.widget)
         self._drawn = None
         if active is not None and active in self.viewer.layers:
             self.viewer.layers.selection.active = active
@@ -273,7 +291,9 @@ class PromptController(QObject):
         try:
             target = self.widget.target_labels(request.image)
             overwrite = self.widget.controls.overwrite_box.isChecked()
-            done = prompting.commit(self.preview, target, overwrite)
+            consent = _dialogs.consent_from(self.widget)
+            with self.widget.history.recording(target):
+                done = prompting.commit(self.preview, target, overwrite, consent)
         except SegAnyError as error:
             notify_error(error, "Nothing committed")
             return

@@ -6,9 +6,12 @@ the work). Click into the ``SegAny prompts`` Points layer (Shift-click: negative
 or draw rectangles into ``SegAny boxes`` (one object per box): a live preview follows
 every change. Shift-M cycles SAM's candidates, Shift-S commits the preview into the
 target Labels layer with new ids, over background pixels only unless *overwrite* is
-ticked, undoable with Ctrl-Z on that layer. *Everything mode* (Shift-E for the shown
-slice, or the whole stack) segments every object into a Labels layer; its thresholds
-re-apply without the model (``_everything.py``). See ``docs/usage.md``.
+ticked; *Undo commit* (or Ctrl-Z with a prompt layer selected) takes it back. A layer
+too narrow for the new ids (a uint8 0/255 mask) is widened only after asking.
+*Everything mode* (Shift-E for the shown slice, or the whole stack) segments every
+object into a Labels layer; its thresholds re-apply without the model
+(``_everything.py``). The controls sit in a vertical scroll area, so the dock never
+grows past the screen. See ``docs/usage.md``.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from typing import Any
 
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtWidgets import QWidget
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer
+from qtpy.QtWidgets import QFrame, QScrollArea, QStyle, QVBoxLayout, QWidget
 
 from napari_segany import _layers, scripting
+from napari_segany.app.history import WriteHistory
 from napari_segany.app.prompting import prepare_planes
 from napari_segany.app.sessions import PromptSession
 
@@ -51,7 +56,10 @@ class SegAnyWidget(QWidget):
         self.viewer = napari_viewer
         self.segany: PromptSession | None = None
         self._job: Job | None = None
-        self.controls = Controls(self)
+        self._shown_once = False
+        self.history = WriteHistory()
+        self.scroll = _scroll_area(self)
+        self.controls = Controls(self.scroll.widget())
         self.prompts = PromptController(self)
         self.everything = EverythingPanel(self)
         self.controls.add_section(self.everything.box)
@@ -63,11 +71,19 @@ class SegAnyWidget(QWidget):
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
 
+    def showEvent(self, event: Any) -> None:
+        """The first time the dock is shown, fit the image to the canvas it narrowed."""
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            QTimer.singleShot(0, self.viewer.reset_view)  # after the dock is laid out
+
     def _wire(self) -> None:
         c = self.controls
         c.load_button.clicked.connect(self.load_model)
         c.cancel_button.clicked.connect(self.cancel)
         c.commit_button.clicked.connect(self.commit)
+        c.undo_button.clicked.connect(self.undo_commit)
         c.candidate_button.clicked.connect(self.next_candidate)
         c.clear_button.clicked.connect(self.clear_prompts)
         c.compute_all_button.clicked.connect(self.compute_all_slices)
@@ -184,7 +200,7 @@ class SegAnyWidget(QWidget):
         )
         index, plane = self._shown_plane(image)
         self.prompts.ensure_layers(image)  # the user may click while the model loads
-        message = f"loading {options['model']} and preparing plane {index} ..."
+        message = f"loading {options['model']} and {_preparing(image, index)} ..."
         limits = _layers.contrast_of(image)
         self._start(
             _load_and_prepare,
@@ -209,7 +225,7 @@ class SegAnyWidget(QWidget):
             segany,
             plane,
             limits,
-            message=f"preparing plane {index} ...",
+            message=f"{_preparing(image, index)} ...",
             on_done=self._ready,
             pass_cancel_event=True,
         )
@@ -271,6 +287,11 @@ class SegAnyWidget(QWidget):
 
     segment = commit  # the name of the first widget version
 
+    def undo_commit(self) -> None:
+        """Take back the widget's last write into a Labels layer (Ctrl-Z on the prompt
+        layers; refused when the layer was painted or undone since)."""
+        self.controls.status.setText(self.history.undo(self.viewer.layers))
+
     def next_candidate(self) -> None:
         """Show the next of SAM's three candidate masks (Shift-M)."""
         self.prompts.next_candidate()
@@ -295,6 +316,57 @@ class SegAnyWidget(QWidget):
         """Unbind the shortcuts when the widget closes."""
         _keys.unbind(self.viewer)
         super().closeEvent(event)
+
+
+class ControlsScrollArea(QScrollArea):
+    """Scrolls the controls vertically only, and is always wide enough for them.
+
+    Its minimum width follows the controls' (e.g. when *Everything mode* opens) plus
+    the vertical scroll bar, so nothing is cut on the right; the dock never grows past
+    the screen because the height scrolls.
+    """
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setWidget(QWidget())
+
+    def minimumSizeHint(self) -> QSize:
+        """The controls' minimum width plus the scroll bar and frame."""
+        hint = super().minimumSizeHint()
+        bar = self.verticalScrollBar()
+        chrome = bar.style().pixelMetric(QStyle.PM_ScrollBarExtent, None, bar) + 2
+        if self.isVisible() and self.viewport().width() > 0:
+            chrome = max(chrome, self.width() - self.viewport().width())
+        return QSize(self.widget().minimumSizeHint().width() + chrome, hint.height())
+
+    def sizeHint(self) -> QSize:
+        """As narrow as the controls allow, so opening a group never widens the dock."""
+        return QSize(self.minimumSizeHint().width(), super().sizeHint().height())
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:
+        """Ask the dock for a new width whenever the controls' layout changes."""
+        if watched is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+
+def _scroll_area(widget: QWidget) -> ControlsScrollArea:
+    """A :class:`ControlsScrollArea` filling ``widget``; the controls go into its
+    ``widget()``."""
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(0, 0, 0, 0)
+    scroll = ControlsScrollArea(widget)
+    layout.addWidget(scroll)
+    return scroll
+
+
+def _preparing(image: Image, index: tuple[int, ...]) -> str:
+    """``"preparing the image"`` (2D) or ``"preparing plane z=3"``."""
+    words = _layers.plane_words(index, image.axis_labels)
+    return f"preparing {words or 'the image'}"
 
 
 def _load_and_prepare(options: dict, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:

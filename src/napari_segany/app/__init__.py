@@ -5,7 +5,10 @@
 - :mod:`.prompting`: prompts read from the layers, the preview and its candidates, the
   rules of a commit;
 - :mod:`.everything`: an everything-mode run (decode in a worker, select again without
-  the model, where its labels are written).
+  the model, where its labels are written);
+- :mod:`.widening`: a Labels layer too narrow for the new ids (a uint8 0/255 mask) is
+  widened only with the user's consent, else nothing is written;
+- :mod:`.history`: the widget's own undo of its last write into a Labels layer.
 
 Nothing here imports Qt; napari layer *models* are reached through
 :mod:`napari_segany._layers`.

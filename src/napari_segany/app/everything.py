@@ -25,6 +25,7 @@ from napari_segany.core.everything import FilterParams, PlaneSelection, run_plan
 from napari_segany.core.progress import Progress
 
 from .sessions import EverythingSession
+from .widening import Consent, write_with_room
 
 EVERYTHING = "SegAny everything"
 GRID = "grid"  # SAM's point grid, offered for every model (its points per side)
@@ -92,6 +93,15 @@ def run_indices(image: Any, shown: PlaneIndex, stack: bool) -> list[PlaneIndex]:
         return [shown]
     lead = _layers.plane_shape(image)[:-2]
     return [tuple(int(i) for i in ix) for ix in np.ndindex(*lead)]
+
+
+def run_words(image: Any, indices: Sequence[PlaneIndex], stack: bool) -> str:
+    """What a run covers, for status lines: ``"the image"`` (2D), ``"plane z=3"``,
+    ``"12 planes"``."""
+    if stack:
+        return f"{len(indices)} planes"
+    words = _layers.plane_words(indices[0], image.axis_labels)
+    return words or "the image"
 
 
 def filters_for(session: EverythingSession, values: dict) -> FilterParams:
@@ -188,18 +198,30 @@ def edited_message(run: Run, edited: list[PlaneIndex]) -> str:
     )
 
 
-def write(run: Run, selection: PlaneSelection) -> str:
+def write(run: Run, selection: PlaneSelection, consent: Consent | None = None) -> str:
     """Write the selection into the run's target (one undo step); return a summary.
+
+    Parameters
+    ----------
+    consent : callable, optional
+        Asked when the target's dtype cannot hold the ids (see
+        :func:`.widening.write_with_room`); None: never widen.
 
     Raises
     ------
     InputError
-        The ids do not fit the target's dtype, or a plane does not fit.
+        A plane does not fit.
+    LabelsDtypeError
+        The ids do not fit the target's dtype and it was not widened.
     """
-    run.written = _layers.write_label_planes(
-        run.target, selection.planes, run.bases, run.offset, run.overwrite
+    run.written = write_with_room(
+        lambda: _layers.write_label_planes(
+            run.target, selection.planes, run.bases, run.offset, run.overwrite
+        ),
+        run.target,
+        consent,
     )
-    where = f"{len(run.indices)} planes" if run.stack else f"plane {run.indices[0]}"
+    where = run_words(run.image, run.indices, run.stack)
     return f"{selection.n_objects} objects on {where} in '{run.target.name}'"
 
 
@@ -251,6 +273,17 @@ def mode_choices(session: EverythingSession | None) -> dict[str, str]:
     if session is None:
         return {GRID: "SAM's grid of point prompts"}
     return session.everything.names()
+
+
+def mode_fields(session: EverythingSession | None, mode: str) -> tuple[frozenset, dict]:
+    """What a panel shows for ``mode``: its own parameter names and its meaningful
+    phase-2 thresholds (name -> label); SAM's grid without a session."""
+    if session is None:
+        from napari_segany.core.everything import GridProposer
+        from napari_segany.core.everything.modes import param_names
+
+        return frozenset(param_names(GridProposer())), dict(GridProposer.filters)
+    return session.everything.parameters(mode), session.everything.filters(mode)
 
 
 def default_values(session: EverythingSession | None) -> dict:

@@ -23,6 +23,7 @@ from napari_segany.core.results import SegmentResult
 from napari_segany.scripting import predict_objects
 
 from .sessions import PromptSession
+from .widening import Consent, write_with_room
 
 PlaneKey = tuple[int, tuple[int, ...]]  # (id of the image layer, plane index)
 
@@ -223,28 +224,43 @@ class Committed:
     message: str
 
 
-def commit(preview: Preview, target: Any, overwrite: bool) -> Committed:
+def commit(
+    preview: Preview, target: Any, overwrite: bool, consent: Consent | None = None
+) -> Committed:
     """Write the shown masks into ``target`` (a Labels layer) on the preview's plane.
 
     Each object gets a new id; only background pixels are written unless
     ``overwrite`` (one undo step).
 
+    Parameters
+    ----------
+    consent : callable, optional
+        Asked when ``target``'s dtype cannot hold the new ids (see
+        :func:`.widening.write_with_room`); None: never widen.
+
     Raises
     ------
     InputError
         ``target`` does not fit the plane (nothing is written).
+    LabelsDtypeError
+        ``target``'s dtype cannot hold the new ids and was not widened (nothing written).
     """
     index = preview.request.index
-    ids = _layers.commit_masks(target, index, preview.masks(), overwrite=overwrite)
+    ids = write_with_room(
+        lambda: _layers.commit_masks(target, index, preview.masks(), overwrite=overwrite),
+        target,
+        consent,
+    )
     written = [str(i) for i in ids if i]
-    where = f" on plane {index}" if index else ""
+    words = _layers.plane_words(index, preview.request.image.axis_labels)
+    where = f" on {words}" if words else ""
     if not written:
         return Committed(ids, "nothing committed: the mask lies on existing labels only")
     noun = "objects" if len(written) > 1 else "object"
     return Committed(
         ids,
         f"committed {noun} {', '.join(written)} into '{target.name}'{where} "
-        "(Ctrl-Z on that layer undoes)",
+        "(Ctrl-Z or Undo commit takes it back)",
     )
 
 
@@ -264,7 +280,8 @@ def prepare_planes(
     todo = list(indices) if indices is not None else list(np.ndindex(*lead))
     limits = _layers.contrast_of(image)
     for done, index in enumerate(todo):
-        yield Progress(done, len(todo), f"preparing plane {index}")
+        words = _layers.plane_words(tuple(index), image.axis_labels)
+        yield Progress(done, len(todo), f"preparing {words or 'the image'}")
         session.prepare(_layers.get_plane(image, tuple(index)), limits)
     yield Progress(len(todo), len(todo), "all planes prepared")
     kept = sum(session.is_prepared(_layers.get_plane(image, tuple(i)), limits) for i in todo)

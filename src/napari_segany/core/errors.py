@@ -26,6 +26,25 @@ class ImageError(InputError):
     """An image cannot be turned into a 2D plane the model accepts."""
 
 
+class LabelsDtypeError(InputError):
+    """A Labels layer's integer dtype cannot hold the ids a write needs (nothing written).
+
+    Attributes
+    ----------
+    layer_name : str
+    dtype : numpy.dtype
+        The layer's dtype now.
+    needed : int
+        The largest id the write needs.
+    wider : numpy.dtype or None
+        The smallest dtype of the same kind that holds ``needed`` (None: none does).
+    """
+
+    def __init__(self, message: str, layer_name: str, dtype, needed: int, wider) -> None:
+        super().__init__(message)
+        self.layer_name, self.dtype, self.needed, self.wider = layer_name, dtype, needed, wider
+
+
 class NoImageError(SegAnyError, RuntimeError):
     """A prompt was given before any image was set."""
 

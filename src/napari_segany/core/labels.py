@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, LabelsDtypeError
 
 LABEL_DTYPE = np.uint32
 
@@ -57,6 +57,57 @@ def next_free_id(labels: np.ndarray) -> int:
     """Smallest id larger than every label in ``labels`` (1 for an empty image)."""
     array = np.asarray(labels)
     return int(array.max()) + 1 if array.size else 1
+
+
+def wider_dtype(dtype: np.dtype, needed: int) -> np.dtype | None:
+    """The smallest integer dtype of ``dtype``'s kind (signed or not) holding ``needed``.
+
+    Every value ``dtype`` holds fits it too (it is at least as wide). None when no
+    64-bit integer is wide enough.
+    """
+    kind = np.dtype(dtype)
+    family = (np.int8, np.int16, np.int32, np.int64)
+    if kind.kind == "u":
+        family = (np.uint8, np.uint16, np.uint32, np.uint64)
+    for candidate in family:
+        wide = np.dtype(candidate)
+        if wide.itemsize >= kind.itemsize and needed <= np.iinfo(wide).max:
+            return wide
+    return None
+
+
+def check_label_room(dtype: np.dtype, needed: int, layer_name: str) -> None:
+    """Raise :class:`LabelsDtypeError` unless integer ``dtype`` holds id ``needed``.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        The Labels layer's dtype (e.g. uint8 for a 0/255 mask).
+    needed : int
+        The largest id a write would put into the layer.
+    layer_name : str
+        Named in the message, with the line that widens the layer.
+    """
+    dtype = np.dtype(dtype)
+    top = np.iinfo(dtype).max
+    if needed <= top:
+        return
+    wider = wider_dtype(dtype, needed)
+    how = "pick 'new layer' as the target"
+    if wider is not None:
+        layer = f"viewer.layers[{layer_name!r}]"
+        how = (
+            f"widen the layer first, keeping every label: {layer}.data = "
+            f"{layer}.data.astype(np.{wider.name}); or pick 'new layer' as the target"
+        )
+    raise LabelsDtypeError(
+        f"Labels layer '{layer_name}' stores {dtype.name} ids up to {top}, but id {needed} "
+        f"is needed; nothing was written. To go on, {how}.",
+        layer_name,
+        dtype,
+        needed,
+        wider,
+    )
 
 
 def relabel(labels: np.ndarray, mapping: dict[int, int]) -> np.ndarray:

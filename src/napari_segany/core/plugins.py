@@ -129,11 +129,16 @@ class Proposer(Protocol):
         One line for the widget.
     params_type : type
         Frozen dataclass of the proposer's own parameters, validated on construction.
+    filters : mapping of str to str
+        The phase-2 thresholds (``FilterParams`` names) that mean something for its
+        candidates' scores, each with a short label saying what it keeps (the widget
+        shows only these; the others keep the session's defaults).
     """
 
     name: str
     description: str
     params_type: type
+    filters: Mapping[str, str]
 
     def propose(
         self, plane: PlaneContext, params: Any

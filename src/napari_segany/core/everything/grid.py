@@ -26,6 +26,7 @@ import logging
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -287,6 +288,15 @@ class GridProposer:
     name = "grid"
     description = "SAM's grid of point prompts (points per side, crops)"
     params_type = GridParams
+    filters = MappingProxyType(
+        {
+            "pred_iou_thresh": "pred IoU thresh",
+            "stability_score_thresh": "stability thresh",
+            "box_nms_thresh": "box NMS thresh",
+            "crop_nms_thresh": "crop NMS thresh",
+            "min_mask_region_area": "min region area",
+        }
+    )
 
     def propose(
         self, plane: PlaneContext, params: GridParams

@@ -109,6 +109,10 @@ class EverythingModes:
         """Names of the own parameters of ``mode`` (the thresholds are every mode's)."""
         return frozenset(param_names(self.proposer(mode)))
 
+    def filters(self, mode: str = AUTO) -> dict[str, str]:
+        """The phase-2 thresholds meaningful for ``mode`` (name -> short label)."""
+        return dict(self.proposer(mode).filters)
+
     def merged(self, **params: Any) -> dict:
         """What a call with ``params`` runs with: ``params``, then :attr:`defaults`, then
         ``clicked_component_only`` = :attr:`clicked_parts`; SAM's defaults for the rest."""

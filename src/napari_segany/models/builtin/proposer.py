@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 from scipy import ndimage
@@ -57,6 +58,10 @@ class ForegroundProposer:
     name = "foreground"
     description = "the built-in model's foreground head: one candidate per object"
     params_type = ForegroundParams
+    # the objects never overlap (no NMS); predicted_iou is their mean probability
+    filters = MappingProxyType(
+        {"pred_iou_thresh": "min foreground prob", "min_mask_region_area": "min region area"}
+    )
 
     def propose(
         self, plane: PlaneContext, params: ForegroundParams
