@@ -75,6 +75,10 @@ def test_builtin_declares_its_input_rules(builtin, tiny_sam):
     assert tiny_sam.predictor.max_upscale is None  # SAM's rule
     assert builtin.describe_channels((64, 64, 2)).startswith("channel 0 as grey")
     assert tiny_sam.describe_channels((64, 64, 2)).startswith("R = channel 0, G = channel 1")
+    red = np.zeros((64, 64, 3), np.uint8)
+    red[10:20, 10:20, 0] = 200
+    assert builtin.describe_channels(red).startswith("channel 0 as grey (unused: channel 1, 2;")
+    assert tiny_sam.describe_channels(red[..., 0]) == "grey"
 
 
 def test_builtin_segments_a_red_stain_and_a_first_channel_like_grey(builtin):

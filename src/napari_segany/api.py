@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .core import planes
-from .core.channels import describe_channels
+from .core.channels import describe_channels, with_signal
 from .core.embeddings import Embedding, EmbeddingCache, plane_key
 from .core.errors import ImageError, NoImageError
 from .core.everything import EverythingModes, GridProposer
@@ -208,11 +208,16 @@ class SegAny(EverythingMethods):
         return to_model_rgb(image, contrast_limits, channels, channel_axis, self.channel_rule)
 
     def describe_channels(
-        self, shape, channels: Sequence[int] | None = None, channel_axis: int | None = None
+        self, plane, channels: Sequence[int] | None = None, channel_axis: int | None = None
     ) -> str:
-        """One line saying how a plane of ``shape`` becomes this model's R, G, B (e.g.
-        ``"channel 0 as grey (unused: channel 1; ...)"``), for the widget and logs."""
-        return describe_channels(shape, channels, self.channel_rule, None, channel_axis)
+        """One line saying how a plane becomes this model's R, G, B (e.g. ``"channel 0
+        as grey (unused: channel 1; ...)"``), for the widget and logs. ``plane``: the
+        array (its empty channels are seen) or only its shape."""
+        signal = None
+        if isinstance(plane, np.ndarray):
+            signal = with_signal(validate_plane(plane, None, channels, channel_axis))
+        shape = plane.shape if isinstance(plane, np.ndarray) else plane
+        return describe_channels(shape, channels, self.channel_rule, signal, channel_axis)
 
     def prepare(
         self,
