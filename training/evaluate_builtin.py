@@ -25,7 +25,10 @@ The targets of the model card (docs/models.md)::
   the mean box IoU were those rim errors right (what sharper rims alone could give);
 - ``--contrast napari``: the intensities the widget passes, napari's default contrast
   limits (uint8: 0-255, other types: the data range) instead of the API's robust
-  percentiles.
+  percentiles;
+- ``--case``: the held-out scenes as another input (``training/input_cases.py``): the
+  stain in the red or green channel of an RGB image, as channel 0 of a two-channel
+  image, or a tiny 61 x 57 crop; ``grey`` (the default) is the scenes as generated.
 
 Held-out scenes are drawn from seeds the training never uses (training draws from
 ``seed * 1_000_003 + i`` with small i; these from ``EVAL_SEED + i``), at several image
@@ -47,6 +50,8 @@ from napari_segany.api import SegAny
 from napari_segany.core.synthetic import generate_scene, interior_point_yx
 from napari_segany.models.builtin import objects
 from napari_segany.models.builtin.refiner import SnapToObjects
+
+from .input_cases import INPUT_CASES, as_case
 
 EVAL_SEED = 987_654_321
 SIZES_HW = ((256, 256), (512, 512), (384, 640), (768, 768))
@@ -226,10 +231,11 @@ def napari_default_limits(image: np.ndarray) -> tuple[float, float] | None:
     return float(image.min()), float(image.max())
 
 
-def held_out_scenes(count: int, kind: str | None = None):
+def held_out_scenes(count: int, kind: str | None = None, case: str = "grey"):
     for index in range(count):
         rng = np.random.default_rng(EVAL_SEED + index)
-        yield generate_scene(rng, SIZES_HW[index % len(SIZES_HW)], kind=kind)
+        scene = generate_scene(rng, SIZES_HW[index % len(SIZES_HW)], kind=kind)
+        yield as_case(scene, case, index)
 
 
 def evaluate(
@@ -239,15 +245,16 @@ def evaluate(
     kind: str | None,
     everything: dict | None,
     contrast: str = "robust",
+    case: str = "grey",
 ) -> Scores:
     started = time.perf_counter()
     clicks, oracle, boxes, radii, f1s, precisions, recalls = [], [], [], [], [], [], []
     errors = []
     rng = np.random.default_rng(0)
-    for scene in held_out_scenes(n_images, kind):
+    for scene in held_out_scenes(n_images, kind, case):
         limits = napari_default_limits(scene.image) if contrast == "napari" else None
         session.set_image(scene.image, contrast_limits=limits)
-        to_frame = MODEL_FRAME / max(scene.labels.shape)
+        to_frame = max(session.embedding.input_hw) / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
         for object_id in rng.permutation(ids)[:max_objects]:
             mask = scene.labels == object_id
@@ -289,6 +296,12 @@ def main(argv=None) -> None:
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--objects", type=int, default=25, help="prompted objects per image")
     parser.add_argument("--kind", choices=["nuclei", "cells", "cells_rgb"], default=None)
+    parser.add_argument(
+        "--case",
+        choices=INPUT_CASES,
+        default="grey",
+        help="the scenes as another input: stain in red or green, two channels, tiny crop",
+    )
     parser.add_argument(
         "--contrast",
         choices=["robust", "napari"],
@@ -339,10 +352,13 @@ def main(argv=None) -> None:
             if getattr(args, name) is not None:
                 everything[name] = getattr(args, name)
         everything = session.everything.merged(**everything)
-    scores = evaluate(session, args.images, args.objects, args.kind, everything, args.contrast)
+    scores = evaluate(
+        session, args.images, args.objects, args.kind, everything, args.contrast, args.case
+    )
     report = {
         "model": args.model,
         "kind": args.kind or "mixed",
+        "case": args.case,
         "contrast": args.contrast,
         "device": args.device,
         "refiners": [refiner.name for refiner in session.refiners],

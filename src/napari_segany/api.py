@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .core import planes
+from .core.channels import describe_channels, with_signal
 from .core.embeddings import Embedding, EmbeddingCache, plane_key
 from .core.errors import ImageError, NoImageError
 from .core.everything import EverythingModes, GridProposer
@@ -135,7 +136,10 @@ class SegAny(EverythingMethods):
     ) -> None:
         self.model_name = name
         self.precision = precision
-        self.predictor = Predictor(sam, device, precision, model_key=f"{name}:{precision}")
+        self.predictor = Predictor(
+            sam, device, precision, f"{name}:{precision}", max_upscale=plugin.max_upscale
+        )
+        self.channel_rule = plugin.channel_rule
         self.cache = EmbeddingCache(cache_bytes)
         proposers = (GridProposer(), *plugin.proposers)
         self.everything = EverythingModes(
@@ -175,21 +179,52 @@ class SegAny(EverythingMethods):
         return None if self._current is None else self._current.hw
 
     def embed(
-        self, image: np.ndarray, contrast_limits=None, channels: Sequence[int] | None = None
+        self,
+        image: np.ndarray,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
     ) -> Embedding:
         """Embedding of a plane from the cache, or computed and cached (thread-safe).
 
         Does not change the current plane; see :meth:`set_image` for the arguments.
         """
-        key = plane_key(image, contrast_limits, channels, self.predictor.model_key)
+        key = plane_key(image, contrast_limits, channels, self.predictor.model_key, channel_axis)
         embedding = self.cache.get(key)
         if embedding is None:
-            rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+            rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
             embedding = self.cache.put(key, self.predictor.embed(rgb))
         return embedding
 
+    def model_rgb(
+        self,
+        image: np.ndarray,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
+    ) -> np.ndarray:
+        """The plane as this model sees it, (H, W, 3) uint8 (``core.image.to_model_rgb``
+        with the model's :attr:`channel_rule`); arguments as in :meth:`set_image`."""
+        return to_model_rgb(image, contrast_limits, channels, channel_axis, self.channel_rule)
+
+    def describe_channels(
+        self, plane, channels: Sequence[int] | None = None, channel_axis: int | None = None
+    ) -> str:
+        """One line saying how a plane becomes this model's R, G, B (e.g. ``"channel 0
+        as grey (unused: channel 1; ...)"``), for the widget and logs. ``plane``: the
+        array (its empty channels are seen) or only its shape."""
+        signal = None
+        if isinstance(plane, np.ndarray):
+            signal = with_signal(validate_plane(plane, None, channels, channel_axis))
+        shape = plane.shape if isinstance(plane, np.ndarray) else plane
+        return describe_channels(shape, channels, self.channel_rule, signal, channel_axis)
+
     def prepare(
-        self, image: np.ndarray, contrast_limits=None, channels: Sequence[int] | None = None
+        self,
+        image: np.ndarray,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
     ) -> Embedding:
         """Embed a plane and run the model's per-plane preparation (thread-safe).
 
@@ -198,20 +233,24 @@ class SegAny(EverythingMethods):
         preparation (for ``"builtin"``: its foreground head's objects and their views).
         Arguments as in :meth:`set_image`.
         """
-        embedding = self.embed(image, contrast_limits, channels)
+        embedding = self.embed(image, contrast_limits, channels, channel_axis)
         if self.refiners:
             known = self._planes.find(embedding)
             rgb = None  # a kept plane has its pixels already: not converted again
             if known is None or known.rgb is None:
-                rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+                rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
             planes.prepare(self._planes.context(embedding, rgb), self.refiners)
         return embedding
 
     def is_prepared(
-        self, image: np.ndarray, contrast_limits=None, channels: Sequence[int] | None = None
+        self,
+        image: np.ndarray,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
     ) -> bool:
         """Whether :meth:`prepare` of this plane would return at once (no model runs)."""
-        key = plane_key(image, contrast_limits, channels, self.predictor.model_key)
+        key = plane_key(image, contrast_limits, channels, self.predictor.model_key, channel_axis)
         embedding = self.cache.get(key)
         if embedding is None or not self.refiners:
             return embedding is not None
@@ -219,7 +258,11 @@ class SegAny(EverythingMethods):
         return context is not None and not planes.missing(context, self.refiners)
 
     def set_image(
-        self, image: np.ndarray, contrast_limits=None, channels: Sequence[int] | None = None
+        self,
+        image: np.ndarray,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
     ) -> Embedding:
         """Make ``image`` the current plane, embedding and preparing it unless known.
 
@@ -227,12 +270,16 @@ class SegAny(EverythingMethods):
         ----------
         image : array-like, (H, W) or (H, W, C)
             One plane, channel axis last, any numeric or bool dtype (for a stack, pass
-            one plane). Conversion rules: ``napari_segany.core.image``.
+            one plane). Conversion rules: ``napari_segany.core.image`` and
+            ``core.channels`` (an ambiguous 3-D array is refused, never guessed).
         contrast_limits : (low, high) or array (k, 2), optional
             Intensity range mapped to black..white, e.g. the napari layer's
             ``contrast_limits``; default: robust percentiles (uint8 unchanged).
         channels : sequence of 1 to 3 int, optional
-            Channels to use as R, G, B (default: the first three).
+            Channels to use as R, G, B (default: the first three); how they are read:
+            :meth:`describe_channels`.
+        channel_axis : int, optional
+            The axis holding channels when it is not the last (e.g. 0 for (C, H, W)).
 
         Returns
         -------
@@ -244,8 +291,8 @@ class SegAny(EverythingMethods):
         ImageError
             On an invalid plane or option; the previous plane stays current.
         """
-        embedding = self.prepare(image, contrast_limits, channels)
-        self.set_embedding(embedding, image, contrast_limits, channels)
+        embedding = self.prepare(image, contrast_limits, channels, channel_axis)
+        self.set_embedding(embedding, image, contrast_limits, channels, channel_axis)
         return embedding
 
     def set_embedding(
@@ -254,6 +301,7 @@ class SegAny(EverythingMethods):
         image: np.ndarray | None = None,
         contrast_limits=None,
         channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
     ) -> None:
         """Make a precomputed :class:`Embedding` (e.g. from :meth:`prepare`) current.
 
@@ -261,12 +309,13 @@ class SegAny(EverythingMethods):
         ----------
         embedding : Embedding
         image : array-like, optional
-            The plane it is the embedding of (``contrast_limits`` and ``channels`` as
-            in :meth:`set_image`; not embedded again). Without it, and unless the
-            plane was prepared with its pixels before (:meth:`prepare`), everything
-            mode with crops needs :meth:`set_image` (crops are cut from the image
-            itself) and the model's preparation sees only the embedding (the built-in
-            model's objects are then found on the whole plane, never zoomed).
+            The plane it is the embedding of (``contrast_limits``, ``channels`` and
+            ``channel_axis`` as in :meth:`set_image`; not embedded again). Without
+            it, and unless the plane was prepared with its pixels before
+            (:meth:`prepare`), everything mode with crops needs :meth:`set_image`
+            (crops are cut from the image itself) and the model's preparation sees
+            only the embedding (the built-in model's objects are then found on the
+            whole plane, never zoomed).
 
         Raises
         ------
@@ -275,8 +324,8 @@ class SegAny(EverythingMethods):
         """
         rgb = None
         if image is not None:
-            validate_plane(np.asarray(image), contrast_limits, channels)
-            shape = tuple(np.asarray(image).shape[:2])
+            plane = validate_plane(np.asarray(image), contrast_limits, channels, channel_axis)
+            shape = tuple(plane.shape[:2])
             if shape != tuple(embedding.original_hw):
                 raise ImageError(
                     f"The image is {shape} but the embedding is for a "
@@ -284,7 +333,7 @@ class SegAny(EverythingMethods):
                 )
             known = self._planes.find(embedding)
             if known is None or known.rgb is None:
-                rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+                rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
         self._current = self._planes.context(embedding, rgb)
 
     def segment(

@@ -24,7 +24,6 @@ from .core.everything import (
     segment_everything_stack,
 )
 from .core.everything.resolution import Resolution, plane_resolution
-from .core.image import to_model_rgb
 from .core.plugins import PlaneContext
 from .core.predictor import Predictor
 from .core.progress import Progress, drain
@@ -46,6 +45,7 @@ class EverythingMethods:
     # (embedding, (proposer name, its params, had pixels), candidates) of the last run
     _everything: tuple[Embedding, tuple, GridCandidates] | None = None
     embed: Callable[..., Embedding]  # SegAny.embed: a plane through the cache
+    model_rgb: Callable[..., np.ndarray]  # SegAny.model_rgb: the plane as the model sees it
 
     def segment_everything(
         self,
@@ -110,6 +110,7 @@ class EverythingMethods:
         contrast_limits=None,
         channels: Sequence[int] | None = None,
         mode: str = AUTO,
+        channel_axis: int | None = None,
         **params,
     ) -> Generator[Progress, None, GridCandidates]:
         """Phase 1 of everything mode on any plane, as a generator (stacks, the widget).
@@ -120,10 +121,10 @@ class EverythingMethods:
         """
         proposer, chosen, _ = self.everything.plan(mode, **params)
         yield Progress(0, 1, "embedding")
-        embedding = self.embed(image, contrast_limits, channels)
+        embedding = self.embed(image, contrast_limits, channels, channel_axis)
         context = self._planes.find(embedding)  # a prepared plane: its views are kept
         if context is None or context.rgb is None:  # not kept: a stack would fill the store
-            rgb = to_model_rgb(image, contrast_limits=contrast_limits, channels=channels)
+            rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
             views = ViewEmbeddings(self.predictor.embed)
             context = PlaneContext(self.predictor, embedding, rgb, views)
         candidates = yield from proposer.propose(context, chosen)
@@ -178,8 +179,12 @@ class EverythingMethods:
         """
         _, _, filters = self.everything.plan(mode, **params)
 
+        plane_channels = None if channel_axis is None else -1  # planes come channels last
+
         def decode(plane: np.ndarray):
-            return self.decode_everything(plane, contrast_limits, channels, mode, **params)
+            return self.decode_everything(
+                plane, contrast_limits, channels, mode, plane_channels, **params
+            )
 
         steps = segment_everything_stack(
             decode, stack, filters, spatial_axes, channel_axis, link, link_iou

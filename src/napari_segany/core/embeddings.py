@@ -121,7 +121,13 @@ class EmbeddingCache:
             return key in self._entries
 
 
-def plane_key(image: np.ndarray, contrast_limits=None, channels=None, model_key: str = "") -> tuple:
+def plane_key(
+    image: np.ndarray,
+    contrast_limits=None,
+    channels=None,
+    model_key: str = "",
+    channel_axis: int | None = None,
+) -> tuple:
     """Cache key of a plane: content hash, shape, dtype, conversion options, model.
 
     Raises
@@ -132,13 +138,14 @@ def plane_key(image: np.ndarray, contrast_limits=None, channels=None, model_key:
     from .image import validate_plane
 
     array = np.asarray(image)
-    validate_plane(array, contrast_limits, channels)
+    validate_plane(array, contrast_limits, channels, channel_axis)
     digest = xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(array)).cast("B"))
     limits = None
     if contrast_limits is not None:
         limits = tuple(np.asarray(contrast_limits, dtype=np.float64).ravel().tolist())
     picked = None if channels is None else tuple(int(c) for c in np.atleast_1d(channels))
-    return (digest, array.shape, array.dtype.str, limits, picked, model_key)
+    axis = None if channel_axis is None else int(channel_axis) % array.ndim
+    return (digest, array.shape, array.dtype.str, limits, picked, model_key, axis)
 
 
 class ViewEmbeddings:
@@ -150,29 +157,33 @@ class ViewEmbeddings:
     Parameters
     ----------
     embed : callable
-        ``rgb (h, w, 3) uint8 -> Embedding``, e.g. ``Predictor.embed``.
+        ``rgb (h, w, 3) uint8 -> Embedding``, e.g. ``Predictor.embed``; called as
+        ``embed(rgb, enlarge)`` for a view that may be enlarged more than a plane
+        (``Predictor.embed``'s ``enlarge``).
     """
 
-    def __init__(self, embed: Callable[[np.ndarray], Embedding]) -> None:
+    def __init__(self, embed: Callable[..., Embedding]) -> None:
         self._embed = embed
         self._known: dict[tuple, Embedding] = {}
 
     @staticmethod
-    def key(rgb_uint8: np.ndarray) -> tuple:
-        """Content key of a view: shape and xxh3-128 of its bytes."""
+    def key(rgb_uint8: np.ndarray, enlarge: float = 1.0) -> tuple:
+        """Content key of a view: shape, xxh3-128 of its bytes and its enlargement."""
         view = np.ascontiguousarray(rgb_uint8)
-        return view.shape, xxhash.xxh3_128_hexdigest(memoryview(view).cast("B"))
+        return view.shape, xxhash.xxh3_128_hexdigest(memoryview(view).cast("B")), enlarge
 
-    def embed(self, rgb_uint8: np.ndarray) -> Embedding:
-        """The view's embedding, computed on first use."""
-        key = self.key(rgb_uint8)
+    def embed(self, rgb_uint8: np.ndarray, enlarge: float = 1.0) -> Embedding:
+        """The view's embedding, computed on first use (``enlarge``: as
+        ``Predictor.embed``'s, e.g. a zoomed tile's zoom)."""
+        key = self.key(rgb_uint8, enlarge)
         if key not in self._known:
-            self._known[key] = self._embed(np.ascontiguousarray(rgb_uint8))
+            view = np.ascontiguousarray(rgb_uint8)
+            self._known[key] = self._embed(view) if enlarge == 1 else self._embed(view, enlarge)
         return self._known[key]
 
-    def get(self, rgb_uint8: np.ndarray) -> Embedding | None:
+    def get(self, rgb_uint8: np.ndarray, enlarge: float = 1.0) -> Embedding | None:
         """The view's embedding if it was embedded, else None (never embeds)."""
-        return self._known.get(self.key(rgb_uint8))
+        return self._known.get(self.key(rgb_uint8, enlarge))
 
     @property
     def nbytes(self) -> int:

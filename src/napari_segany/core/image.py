@@ -3,15 +3,17 @@
 Conversion rules of :func:`to_model_rgb` (the user documentation copies them):
 
 Shapes
-    A plane is ``(H, W)`` (grey) or ``(H, W, C)`` with the channel axis last.
-    Anything else (1D, 4D or more, zero-size, ``C == 0``) raises :class:`ImageError`;
-    for a stack, pass one plane (e.g. ``stack[z]``).
+    A plane is ``(H, W)`` (grey) or ``(H, W, C)`` with the channel axis last;
+    ``channel_axis=`` names another channel axis (moved last). Which 3-D arrays are
+    read as ``(H, W, C)`` without it, and which are refused as a likely ``(C, H, W)``
+    or ``(Z, H, W)``: :mod:`.channels`. 1D, 4D or more and zero-size arrays raise
+    :class:`ImageError`.
 Channels
-    ``channels`` (1 to 3 channel indices) picks the channels first. Then:
-    1 channel -> grey, replicated to R, G and B; 2 channels ``(c0, c1)`` ->
-    ``(c0, c1, 0)`` (red, green, black blue: both channels stay visible to the
-    model); 3 channels -> RGB; more than 3 (e.g. RGBA, 5-channel stacks) -> the
-    first three (so RGBA drops alpha).
+    ``channels`` (1 to 3 channel indices) picks the channels first (default: the
+    first three, so RGBA drops alpha). One channel, or exactly one channel with
+    signal, is grey replicated to R, G and B; two channels follow the model's
+    :class:`~.channels.ChannelRule` (``(c0, c1, 0)`` for SAM's weights, ``c0`` as grey
+    for the built-in model); three are RGB (:mod:`.channels`).
 Intensities
     * ``bool`` -> 0 and 255 (contrast limits are ignored).
     * ``uint8`` without contrast limits passes through unchanged (exactly what
@@ -39,6 +41,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .channels import (
+    COLOUR_RULE,
+    ChannelRule,
+    channels_last,
+    fold_channels,
+    selected_channels,
+)
 from .errors import ImageError
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
@@ -57,14 +66,15 @@ def validate_plane(
     image: np.ndarray,
     contrast_limits: Sequence[float] | np.ndarray | None = None,
     channels: Sequence[int] | None = None,
+    channel_axis: int | None = None,
 ) -> np.ndarray:
     """Check a plane and its conversion options; return it as ``(H, W, C)``.
 
     Parameters
     ----------
     image : array-like, (H, W) or (H, W, C)
-        Any numeric or bool dtype.
-    contrast_limits, channels
+        Any numeric or bool dtype; another channel axis with ``channel_axis``.
+    contrast_limits, channels, channel_axis
         As in :func:`to_model_rgb`.
 
     Returns
@@ -80,28 +90,17 @@ def validate_plane(
     array = np.asarray(image)
     if array.dtype.kind not in "biuf":
         raise ImageError(f"Image dtype {array.dtype} is not numeric. {_ACCEPTED}")
-    if array.ndim not in (2, 3):
-        raise ImageError(f"Image has shape {array.shape} ({array.ndim}D). {_ACCEPTED}")
+    array = channels_last(array, channel_axis)
     if array.ndim == 2:
         array = array[:, :, None]
     if array.size == 0:
         raise ImageError(f"Image of shape {np.shape(image)} is empty. {_ACCEPTED}")
-    array = _select_channels(array, channels)
+    if channels is None:
+        array = array[:, :, :3]  # a view
+    else:
+        array = array[:, :, selected_channels(array.shape[2], channels)]
     _check_contrast_limits(contrast_limits, array.shape[2])
     return array
-
-
-def _select_channels(array: np.ndarray, channels: Sequence[int] | None) -> np.ndarray:
-    n_channels = array.shape[2]
-    if channels is None:
-        return array[:, :, :3]
-    picked = [int(c) for c in np.atleast_1d(np.asarray(channels))]
-    if not 1 <= len(picked) <= 3 or any(not -n_channels <= c < n_channels for c in picked):
-        raise ImageError(
-            f"channels={list(picked)} is invalid for an image with {n_channels} channel(s) "
-            f"on its last axis: give 1 to 3 indices in 0..{n_channels - 1}."
-        )
-    return array[:, :, picked]
 
 
 def _check_contrast_limits(contrast_limits, n_channels: int) -> None:
@@ -125,6 +124,8 @@ def to_model_rgb(
     image: np.ndarray,
     contrast_limits: Sequence[float] | np.ndarray | None = None,
     channels: Sequence[int] | None = None,
+    channel_axis: int | None = None,
+    rule: ChannelRule = COLOUR_RULE,
 ) -> np.ndarray:
     """Convert one 2D plane to the ``(H, W, 3)`` uint8 RGB image SAM expects.
 
@@ -133,11 +134,15 @@ def to_model_rgb(
     Parameters
     ----------
     image : array-like, (H, W) or (H, W, C)
-        The plane, channel axis last; any numeric or bool dtype.
+        The plane, channel axis last (or ``channel_axis``); any numeric or bool dtype.
     contrast_limits : (low, high) or array (k, 2), optional
         Display range mapped to 0..255 (one pair, or one per selected channel).
     channels : sequence of 1 to 3 int, optional
         Channel indices to use, in R, G, B order.
+    channel_axis : int, optional
+        The axis holding channels, when it is not the last or the layout is ambiguous.
+    rule : ChannelRule
+        The model's reading of two channels (``SegAny.channel_rule``).
 
     Returns
     -------
@@ -148,7 +153,7 @@ def to_model_rgb(
     ImageError
         On shapes, channels or contrast limits the model cannot use.
     """
-    array = validate_plane(image, contrast_limits, channels)
+    array = validate_plane(image, contrast_limits, channels, channel_axis)
     if array.dtype == np.bool_:
         scaled = array.astype(np.uint8) * np.uint8(255)
     elif array.dtype == np.uint8 and contrast_limits is None:
@@ -161,18 +166,7 @@ def to_model_rgb(
         scaled = np.stack(
             [_scale_channel(array[:, :, c], *limits[c]) for c in range(array.shape[2])], axis=2
         )
-    return _to_three_channels(scaled)
-
-
-def _to_three_channels(array: np.ndarray) -> np.ndarray:
-    n_channels = array.shape[2]
-    if n_channels == 3:
-        return np.ascontiguousarray(array)
-    if n_channels == 1:
-        return np.ascontiguousarray(np.repeat(array, 3, axis=2))
-    rgb = np.zeros(array.shape[:2] + (3,), dtype=np.uint8)
-    rgb[:, :, :2] = array
-    return rgb
+    return fold_channels(scaled, rule)
 
 
 def _robust_limits(channel: np.ndarray) -> tuple[float, float]:
@@ -217,18 +211,43 @@ def _scale_channel(channel: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
-def model_input_hw(original_hw: tuple[int, int], image_size: int = 1024) -> tuple[int, int]:
-    """Size ``(h', w')`` of a plane resized so its long side is ``image_size``.
+def model_input_hw(
+    original_hw: tuple[int, int], image_size: int = 1024, max_upscale: float | None = None
+) -> tuple[int, int]:
+    """Size ``(h', w')`` of a plane in the model frame (before zero padding).
 
-    Rounds half up, exactly as upstream SAM does.
+    SAM's rule: the plane is resized so its long side is ``image_size``, rounding half up
+    exactly as upstream SAM does. With ``max_upscale`` (a model's declared limit, e.g.
+    the built-in model's), a small plane is enlarged at most that many times and the
+    rest of the frame is padding. Either way each side is at least one pixel (a 3 x 5000
+    plane keeps a row in a 1024 frame).
+
+    Parameters
+    ----------
+    original_hw : (int, int)
+        (H, W) of the plane, each >= 1.
+    image_size : int
+        Side of the square model frame.
+    max_upscale : float, optional
+        Largest enlargement; None: no limit (SAM).
+
+    Returns
+    -------
+    (int, int)
+        (h', w'), each in 1 .. image_size.
     """
     height, width = original_hw
     scale = image_size / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    if max_upscale is not None:
+        scale = min(scale, float(max_upscale))
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def resize_longest_side(
-    rgb_uint8: np.ndarray, target: int = 1024, device: torch.device | str = "cpu"
+    rgb_uint8: np.ndarray,
+    target: int = 1024,
+    device: torch.device | str = "cpu",
+    max_upscale: float | None = None,
 ) -> torch.Tensor:
     """Resize a uint8 RGB image so its long side is ``target``, as upstream SAM does.
 
@@ -244,15 +263,18 @@ def resize_longest_side(
         Long side of the result.
     device : torch device
         Where the resize runs and the result lives.
+    max_upscale : float, optional
+        Enlarge at most this many times (the long side may then stay below ``target``).
 
     Returns
     -------
     torch.Tensor, (1, 3, h', w') float32
-        Integer-valued in 0..255, ``(h', w') = model_input_hw((H, W), target)``.
+        Integer-valued in 0..255,
+        ``(h', w') = model_input_hw((H, W), target, max_upscale)``.
     """
     pixels = torch.from_numpy(np.ascontiguousarray(rgb_uint8)).to(device)
     pixels = pixels.permute(2, 0, 1)[None].float()
-    height, width = model_input_hw(rgb_uint8.shape[:2], target)
+    height, width = model_input_hw(rgb_uint8.shape[:2], target, max_upscale)
     if width != pixels.shape[-1]:
         pixels = _resize_pass(pixels, (pixels.shape[-2], width))
     if height != pixels.shape[-2]:
@@ -271,6 +293,7 @@ def preprocess(
     device: torch.device | str = "cpu",
     pixel_mean: Sequence[float] = PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
+    max_upscale: float | None = None,
 ) -> torch.Tensor:
     """Model input of a uint8 RGB image: resize, normalise, zero-pad.
 
@@ -282,6 +305,8 @@ def preprocess(
     device : torch device
     pixel_mean, pixel_std : 3 floats
         Per-channel normalisation, ``(x - mean) / std``.
+    max_upscale : float, optional
+        The model's largest enlargement (:func:`model_input_hw`); None: SAM's rule.
 
     Returns
     -------
@@ -289,7 +314,7 @@ def preprocess(
         The resized image in the top-left corner, zeros (after normalisation) elsewhere.
     """
     resize_device = "cpu" if torch.device(device).type == "mps" else device
-    pixels = resize_longest_side(rgb_uint8, image_size, resize_device).to(device)
+    pixels = resize_longest_side(rgb_uint8, image_size, resize_device, max_upscale).to(device)
     mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std = torch.as_tensor(pixel_std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     pixels = (pixels - mean) / std

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .channels import COLOUR_RULE, ChannelRule
 from .errors import InputError
 
 if TYPE_CHECKING:
@@ -160,12 +161,21 @@ class ModelPlugin:
         Everything mode's ``mode="auto"``.
     everything_defaults : mapping
         Everything-mode parameters that replace SAM's defaults for this model.
+    channel_rule : ChannelRule
+        How the model reads a plane of two channels (``core.channels``; SAM's weights:
+        ``(c0, c1, 0)`` as R, G, B).
+    max_upscale : float or None
+        The largest enlargement of a plane into the model frame (smaller planes are
+        padded, so their objects keep the scale the model was trained at); None: SAM's
+        rule, the plane's long side fills the frame.
     """
 
     refiners: tuple[PromptRefiner, ...] = ()
     proposers: tuple[Proposer, ...] = ()
     default_mode: str = "grid"
     everything_defaults: Mapping[str, Any] = field(default_factory=dict)
+    channel_rule: ChannelRule = COLOUR_RULE
+    max_upscale: float | None = None
 
 
 NO_PLUGIN = ModelPlugin()

@@ -40,6 +40,9 @@ class Predictor:
         stored as float32); the prompt path always runs in float32.
     model_key : str
         Name stored in every :class:`Embedding` this predictor computes.
+    max_upscale : float, optional
+        The model's largest enlargement of a plane into its frame (``ModelPlugin``;
+        smaller planes are padded); None: SAM's rule, the long side fills the frame.
     """
 
     def __init__(
@@ -48,16 +51,28 @@ class Predictor:
         device: torch.device | str = "cpu",
         precision: str = "fp32",
         model_key: str = "",
+        max_upscale: float | None = None,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f'precision must be "fp32" or "bf16", got {precision!r}')
+        if max_upscale is not None and not max_upscale > 0:
+            raise ValueError(f"max_upscale must be a positive number or None, got {max_upscale}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.precision = precision
         self.model_key = model_key
+        self.max_upscale = max_upscale
 
-    def embed(self, rgb_uint8: np.ndarray) -> Embedding:
+    def embed(self, rgb_uint8: np.ndarray, enlarge: float = 1.0) -> Embedding:
         """Compute the embedding of a ``(H, W, 3)`` uint8 RGB plane (see ``to_model_rgb``).
+
+        Parameters
+        ----------
+        rgb_uint8 : numpy.ndarray, (H, W, 3) uint8
+        enlarge : float
+            For a model with :attr:`max_upscale`: this view may be enlarged ``enlarge``
+            times more than a plane (a zoomed tile of a plane: its zoom). No effect
+            under SAM's rule.
 
         Raises
         ------
@@ -71,12 +86,14 @@ class Predictor:
                 f"and dtype {rgb.dtype}; convert planes with core.image.to_model_rgb first."
             )
         image_size = self.model.image_size
+        max_upscale = None if self.max_upscale is None else self.max_upscale * enlarge
         pixels = preprocess(
             rgb,
             image_size,
             self.device,
             self.model.pixel_mean.flatten().tolist(),
             self.model.pixel_std.flatten().tolist(),
+            max_upscale,
         )
         with torch.inference_mode(), self._autocast():
             features = self.model.encode(pixels)
@@ -84,7 +101,7 @@ class Predictor:
         return Embedding(
             features=features.float().contiguous(),
             original_hw=original_hw,
-            input_hw=model_input_hw(original_hw, image_size),
+            input_hw=model_input_hw(original_hw, image_size, max_upscale),
             model_key=self.model_key,
         )
 

@@ -13,6 +13,7 @@ package holds the model's weights (``builtin.pt``) and its rules:
 See docs/models.md for how each rule was chosen.
 """
 
+from napari_segany.core.channels import SINGLE_STAIN_RULE
 from napari_segany.core.plugins import ModelPlugin
 from napari_segany.core.refiners import ClickedParts, ClipToBox
 
@@ -32,9 +33,19 @@ EVERYTHING_DEFAULTS = {
     "box_nms_thresh": 1.0,
 }
 
+# Trained at zooms of 0.5x to 2x of the generator's object sizes (training/train_builtin.py
+# ZOOM_RANGE): a plane is never enlarged more than 2x into the 512 px frame (a 61 x 57
+# crop is padded, not enlarged 8x; docs/models.md). Its zoomed tiles may be enlarged
+# their zoom times more (objects.tiled_head_logits).
+MAX_UPSCALE = 2.0
+
+# Trained on one stain at a time (grey) and on (0, cells, nuclei) composites: a plane of
+# two channels is read as its first channel (core.channels; docs/scripting.md, "Inputs").
 PLUGIN = ModelPlugin(
     refiners=(ClipToBox(), ClickedParts(), SnapToObjects()),
     proposers=(ForegroundProposer(),),
     default_mode=ForegroundProposer.name,
     everything_defaults=EVERYTHING_DEFAULTS,
+    channel_rule=SINGLE_STAIN_RULE,
+    max_upscale=MAX_UPSCALE,
 )

@@ -88,7 +88,7 @@ def window_views(rgb_uint8: np.ndarray, window: Window) -> tuple[np.ndarray, np.
     """The window of the plane ((h, w, 3) uint8) and the same turned by 180 degrees."""
     y0, y1, x0, x1 = window
     crop = rgb_uint8[y0:y1, x0:x1]
-    return np.ascontiguousarray(crop), np.ascontiguousarray(crop[::-1, ::-1])
+    return np.ascontiguousarray(crop), crop[::-1, ::-1].copy()  # a copy: 1 x 1 too
 
 
 def guide_mask(

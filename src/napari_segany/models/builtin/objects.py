@@ -62,6 +62,10 @@ ZOOM_PERCENTILE = 95
 ZOOM_MARGIN = 1 / 16  # of the plane's height and width, around each tile
 MAX_ZOOM = 4
 AUTO_ZOOM = 0
+# the automatic zoom keeps tiles at least this many plane pixels long on each side: a
+# tiny plane (a 61 x 57 crop) is not cut into tiles of a few dozen pixels, whose noise,
+# enlarged, the head took for objects (issue 19; docs/models.md, "Inputs")
+MIN_TILE_PX = 64
 # the head's logits averaged over the plane and the plane turned by 180 degrees (2) or
 # of the plane alone (1) (training/calibrate_snap.py --views 1 / 2, docs/models.md)
 HEAD_VIEWS = 2
@@ -210,8 +214,10 @@ def typical_radius(
 
 def auto_zoom(foreground_logits: np.ndarray, embedding: Embedding) -> int:
     """The zoom :data:`AUTO_ZOOM` picks for a plane from its whole-plane foreground
-    logits ((H, W), :func:`head_logits`)."""
-    return zoom_for(typical_radius(foreground_logits, frame_scale(embedding)))
+    logits ((H, W), :func:`head_logits`), at most one that keeps tiles of
+    :data:`MIN_TILE_PX` pixels."""
+    largest = max(1, min(embedding.original_hw) // MIN_TILE_PX)
+    return min(zoom_for(typical_radius(foreground_logits, frame_scale(embedding))), largest)
 
 
 def zoom_for(radius: float) -> int:
@@ -240,7 +246,7 @@ def tile_spans(size: int, zoom: int) -> list[tuple[int, int, int, int]]:
 
 
 def tiled_head_logits(
-    model: Sam, rgb_uint8: np.ndarray, zoom: int, embed: Callable[[np.ndarray], Embedding]
+    model: Sam, rgb_uint8: np.ndarray, zoom: int, embed: Callable[..., Embedding]
 ) -> np.ndarray:
     """The head's logits of a plane from ``zoom x zoom`` enlarged tiles, stitched.
 
@@ -252,7 +258,10 @@ def tiled_head_logits(
     zoom : int
         Tiles per side (>= 2).
     embed : callable
-        ``rgb -> Embedding`` (e.g. ``Predictor.embed``); tiles bypass the cache.
+        ``(rgb, enlarge) -> Embedding`` (e.g. ``Predictor.embed``); tiles bypass the
+        cache. A tile may be enlarged ``zoom`` times more than the plane (``enlarge``),
+        so a model's largest enlargement (``max_upscale``) bounds the plane's view, and
+        the zoom still enlarges its small objects.
 
     Returns
     -------
@@ -263,7 +272,7 @@ def tiled_head_logits(
     logits = np.zeros((2, height, width), np.float32)
     for own_y0, own_y1, y0, y1 in tile_spans(height, zoom):
         for own_x0, own_x1, x0, x1 in tile_spans(width, zoom):
-            tile = embed(np.ascontiguousarray(rgb_uint8[y0:y1, x0:x1]))
+            tile = embed(np.ascontiguousarray(rgb_uint8[y0:y1, x0:x1]), zoom)
             part = head_logits(model, tile)
             logits[:, own_y0:own_y1, own_x0:own_x1] = part[
                 :, own_y0 - y0 : own_y1 - y0, own_x0 - x0 : own_x1 - x0
@@ -275,7 +284,7 @@ def find_objects(
     model: Sam,
     embedding: Embedding,
     rgb_uint8: np.ndarray | None = None,
-    embed: Callable[[np.ndarray], Embedding] | None = None,
+    embed: Callable[..., Embedding] | None = None,
     zoom: int = AUTO_ZOOM,
     views: int = HEAD_VIEWS,
 ) -> PlaneObjects:
@@ -291,7 +300,8 @@ def find_objects(
         The plane as the model sees it; without it (or without ``embed``) the plane is
         not zoomed.
     embed : callable, optional
-        ``rgb -> Embedding`` for the tiles.
+        ``(rgb, enlarge=1) -> Embedding`` for the views and tiles
+        (:func:`tiled_head_logits`).
     zoom : int
         :data:`AUTO_ZOOM` (0): chosen from the whole plane's foreground
         (:func:`zoom_for` of :func:`typical_radius`); 1 to :data:`MAX_ZOOM`: that many
@@ -321,7 +331,7 @@ def plane_logits(
     model: Sam,
     embedding: Embedding,
     rgb_uint8: np.ndarray | None = None,
-    embed: Callable[[np.ndarray], Embedding] | None = None,
+    embed: Callable[..., Embedding] | None = None,
     zoom: int = AUTO_ZOOM,
     views: int = HEAD_VIEWS,
 ) -> tuple[np.ndarray, int]:
@@ -347,7 +357,7 @@ def plane_logits(
     if zoom > 1:
         logits = tiled_head_logits(model, rgb_uint8, zoom, embed)
     if views == 2:
-        turned = np.ascontiguousarray(rgb_uint8[::-1, ::-1])
+        turned = rgb_uint8[::-1, ::-1].copy()  # a copy: a 1 x 1 view keeps its strides
         if zoom > 1:
             turned_logits = tiled_head_logits(model, turned, zoom, embed)
         else:

@@ -72,8 +72,8 @@ class SnapToObjects:
             for window in click_guide.windows(plane.hw, found.zoom):
                 crop, turned = click_guide.window_views(plane.rgb, window)
                 if window != whole:  # on the whole plane, the plane's embedding
-                    plane.views.embed(crop)
-                plane.views.embed(turned)
+                    plane.views.embed(crop, found.zoom)
+                plane.views.embed(turned, 1 if window == whole else found.zoom)
         return PreparedObjects(found.labels, logits, found.zoom)
 
     def refine(self, result: SegmentResult, prompt: Prompt, plane: PlaneContext) -> SegmentResult:
@@ -110,7 +110,11 @@ class SnapToObjects:
             return masks
         crop, turned = click_guide.window_views(plane.rgb, window)
         whole = window == (0, plane.hw[0], 0, plane.hw[1])
-        views = (plane.embedding if whole else plane.views.get(crop), plane.views.get(turned))
+        enlarge = 1 if whole else zoom  # as prepare() embedded them
+        views = (
+            plane.embedding if whole else plane.views.get(crop, enlarge),
+            plane.views.get(turned, enlarge),
+        )
         if views[0] is None or views[1] is None:  # not prepared: never embed on a click
             return masks
         guide = click_guide.guide_mask(
