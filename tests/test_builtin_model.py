@@ -376,7 +376,8 @@ def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, d
             decoded = decoder_only.segment(points_yx=click, labels=[1])
             best = int(np.argmax(decoded.scores))
             if window not in views_of:
-                views_of[window] = tuple(map(embed, click_guide.window_views(rgb, window)))
+                views = click_guide.window_views(rgb, window)  # tiles: enlarged zoom x
+                views_of[window] = tuple(embed(view, zoom) for view in views)
             views = views_of[window]
             guide = click_guide.guide_mask(predictor, views, window, truth.shape, click, [1])
             guide = keep_clicked_components(guide[None], click, np.array([1]))[0]
