@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from napari_segany.app.sessions import PromptSession
+from napari_segany.core.channels import describe_channels
 from napari_segany.core.results import SegmentResult
 
 
@@ -70,6 +71,15 @@ class DiscSession(PromptSession):
     def prepare(self, image, contrast_limits=None, channels=None) -> FakeEmbedding:
         """Preparing a plane is embedding it (the fake has no per-plane rules)."""
         return self.embed(image, contrast_limits, channels)
+
+    def describe_channels(self, plane) -> str:
+        """SAM's channel rule; an array's constant channels count as empty."""
+        if not isinstance(plane, np.ndarray):
+            return describe_channels(plane)
+        signal = None
+        if plane.ndim == 3:
+            signal = [bool(np.ptp(plane[..., c]) > 0) for c in range(plane.shape[-1])]
+        return describe_channels(plane.shape, signal=signal)
 
     def is_prepared(self, image, contrast_limits=None, channels=None) -> bool:
         return self.embedding_key(image, contrast_limits, channels) in self.cache

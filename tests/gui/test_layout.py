@@ -159,6 +159,17 @@ def test_status_of_a_stack_commit_names_the_plane_by_its_axis(viewer_widget):
     assert "into 'SegAny labels' on plane z=3" in widget.controls.status.text()
 
 
+def test_the_widget_says_how_the_model_reads_the_images_channels(viewer_widget):
+    red_only = np.zeros((64, 64, 3), np.uint8)
+    red_only[20:40, 20:40, 0] = 200  # nuclei in the red channel of an RGB file
+    viewer, widget, _ = viewer_widget(red_only, rgb=True, name="red")
+    note = widget.controls.channels_note
+    assert "channel 0 as grey" in note.text() and "unused: channel 1, 2" in note.text()
+    viewer.add_image(np.zeros((64, 64), np.uint8), name="grey")
+    widget.controls.image_combo.setCurrentText("grey")
+    assert note.text() == "<small>model sees: grey</small>"
+
+
 def test_prompt_markers_are_small_hollow_rings(viewer_widget):
     viewer, _, _ = viewer_widget(np.zeros((256, 256), np.uint8))
     prompts = viewer.layers[PROMPTS]

@@ -102,7 +102,11 @@ class Controls:
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(["auto", "fp32", "bf16"])
         self.load_button = QPushButton("Load model")
+        # How the loaded model reads the chosen image's channels (set by the widget).
+        self.channels_note = QLabel()
+        self.channels_note.setWordWrap(True)
         form.addRow("image", self.image_combo)
+        form.addRow(self.channels_note)
         form.addRow("model", self.model_combo)
         form.addRow(self.model_note)
         form.addRow("checkpoint", row)

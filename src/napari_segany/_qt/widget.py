@@ -29,6 +29,7 @@ from napari_segany import _layers, scripting
 from napari_segany.app.history import WriteHistory
 from napari_segany.app.prompting import prepare_planes
 from napari_segany.app.sessions import PromptSession
+from napari_segany.core.errors import SegAnyError
 
 from . import _keys
 from ._controls import NEW_LAYER, Controls
@@ -132,6 +133,7 @@ class SegAnyWidget(QWidget):
 
     def _image_changed(self, *_: Any) -> None:
         image = self.image_layer(quiet=True)
+        self._describe_channels(image)
         if image is None or self.segany is None:
             return
         self.prompts.clear_preview()
@@ -230,12 +232,27 @@ class SegAnyWidget(QWidget):
             pass_cancel_event=True,
         )
 
+    def _describe_channels(self, image: Image | None) -> None:
+        """Show how the model reads ``image``'s channels (colour planes: their pixels)."""
+        note = self.controls.channels_note
+        if image is None or self.segany is None:
+            note.setText("")
+            return
+        try:
+            plane = self._shown_plane(image)[1] if image.rgb else _layers.plane_shape(image)[-2:]
+            text = self.segany.describe_channels(plane)
+        except SegAnyError as error:  # e.g. a layout the model cannot read
+            text = str(error)
+        note.setText(f"<small>model sees: {text}</small>")
+        note.setToolTip(f"How the model reads this image's channels: {text}")
+
     def _shown_plane(self, image: Image) -> tuple[tuple[int, ...], Any]:
         index = _layers.plane_index(image, self.viewer.dims.point)
         return index, _layers.get_plane(image, index)
 
     def _ready(self, segany: Any) -> None:
         self.segany = segany
+        self._describe_channels(self.image_layer(quiet=True))
         self.everything.use_model_defaults(segany)
         scripting.register_session(self.viewer, segany)
         self.controls.set_busy(False, f"ready: {segany!r}")

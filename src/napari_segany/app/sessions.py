@@ -51,6 +51,10 @@ class PromptSession(Protocol):
     ) -> SegmentResult:
         """Masks of the current plane for the prompts (row, col pixels)."""
 
+    def describe_channels(self, plane: np.ndarray | tuple[int, ...]) -> str:
+        """One line saying how the plane (or a plane of that shape) becomes the model's
+        R, G, B, e.g. ``"grey"`` or ``"channel 0 as grey (unused: channel 1, 2; ...)"``."""
+
 
 class Candidates(Protocol):
     """Phase 1 of everything mode on one plane (``GridCandidates``)."""
