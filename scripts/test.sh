@@ -6,4 +6,4 @@ ensure_venv "napari,qt,testing"
 ensure_gl_libs
 cd "$ROOT"
 export SEGANY_NOTHREADS="${SEGANY_NOTHREADS:-0}"
-exec xvfb-run -a -s "-screen 0 1280x1024x24" "$VENV/bin/python" -m pytest "$@"
+exec xvfb-run -a -s "-screen 0 1600x1000x24" "$VENV/bin/python" -m pytest "$@"

@@ -40,7 +40,10 @@ def test_opening_everything_mode_scrolls_instead_of_growing_past_the_screen(show
     viewer, widget, dock = shown_viewer(nuclei_scene_2d().image, BlobSession())
     window = viewer.window._qt_window
     screen = window.screen().availableGeometry()
-    assert (screen.width(), screen.height()) == (1600, 1000)  # the Xvfb screen of the tests
+    assert (screen.width(), screen.height()) == (1600, 1000), (
+        "the layout is checked on a 1600 x 1000 screen: run the GUI tests with "
+        "scripts/test.sh (xvfb-run -s '-screen 0 1600x1000x24')"
+    )
     canvas = viewer.window._qt_viewer.canvas.native
     scroll = widget.findChild(QScrollArea)
     qtbot.waitUntil(lambda: dock.width() == scroll.minimumSizeHint().width())  # laid out
