@@ -20,10 +20,12 @@ from .image import model_input_hw, preprocess
 from .model.sam import Sam
 from .prompts import check_boxes, check_mask_input, check_points
 from .results import SegmentResult
+from .upscale_x4 import threshold_upscaled_x4
 
 logger = logging.getLogger(__name__)
 
 _UPSAMPLE_CHUNK_VALUES = 1 << 24  # float32 values interpolated at once (64 MiB)
+_X4_CHUNK_MASKS = 16  # masks enlarged at once by threshold_upscaled_x4 (~2 MiB each)
 
 
 class Predictor:
@@ -226,7 +228,9 @@ def upscale_masks(
     """Threshold low-resolution logits at the plane's resolution (``logits > 0``).
 
     Masks are upscaled a few at a time by :func:`iter_upscaled_logits` (bounded memory)
-    and thresholded straight into a bool array.
+    and thresholded straight into a bool array; on the CPU, a plane whose size is the
+    model frame's (one exact 4x enlargement) goes through
+    :func:`~.upscale_x4.threshold_upscaled_x4` instead (same masks, no float image).
 
     Parameters
     ----------
@@ -246,6 +250,15 @@ def upscale_masks(
     n_objects, n_masks, low_h, low_w = low_res_logits.shape
     height, width = original_hw
     flat = low_res_logits.reshape(n_objects * n_masks, low_h, low_w)
+    exact_x4 = tuple(input_hw) == tuple(original_hw) and image_size == 4 * low_h == 4 * low_w
+    if exact_x4 and flat.device.type == "cpu":  # one enlargement, straight to the plane
+        with torch.inference_mode():
+            parts = [
+                threshold_upscaled_x4(flat[start : start + _X4_CHUNK_MASKS].float(), original_hw)
+                for start in range(0, flat.shape[0], _X4_CHUNK_MASKS)
+            ]
+        masks = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return masks.reshape(n_objects, n_masks, height, width)
     masks = np.empty((flat.shape[0], height, width), dtype=np.bool_)
     with torch.inference_mode():
         for start, logits in iter_upscaled_logits(flat, input_hw, original_hw, image_size):

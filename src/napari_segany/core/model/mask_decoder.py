@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import LayerNorm2d
+from .implicit_image import PlaneProjections
 from .transformer import ImageTokens, TwoWayTransformer
 
 # Input pixels per piece of the output upscaling (1024 x 256 floats in, 16384 x 32 out):
@@ -130,10 +133,19 @@ class MaskDecoder(nn.Module):
         tokens = torch.cat([output_tokens, sparse_embedding], dim=1)
         prepared = self._image_side(image_embedding, image_pe, dense_embedding)
         upscaling = self._upscaling_weights()
-        readout = None
-        if prepared.readout_blocks is not None:  # the image carries the first upscaling
-            readout = self.transformer.readout_weights(*upscaling)
-        tokens, image = self.transformer.attend(prepared, tokens, readout)
+        plane = self._plane_projections(prepared, tokens.shape[1], upscaling[0])
+        if plane is not None:  # few tokens, wide embedding: the image is never formed
+            tokens, upscaled_blocks = self.transformer.attend_implicit(
+                plane, tokens, *upscaling, _UPSCALE_BLOCK_PIXELS, 1 + self.num_mask_tokens
+            )
+        else:
+            readout = None
+            if prepared.readout_blocks is not None:  # the image carries the first upscaling
+                readout = self.transformer.readout_weights(*upscaling)
+            tokens, image = self.transformer.attend(prepared, tokens, readout)
+            upscaled_blocks = image.readout_blocks or (
+                torch.matmul(block, upscaling[0]) + upscaling[1] for block in image.blocks
+            )
 
         chosen = slice(1, self.num_mask_tokens) if multimask else slice(0, 1)
         iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, chosen]
@@ -144,8 +156,28 @@ class MaskDecoder(nn.Module):
             ],
             dim=1,
         )  # (N, K, C / 8)
-        masks = self._masks(image, image_embedding.shape[-2:], mask_weights, upscaling)
+        grid_hw = image_embedding.shape[-2:]
+        masks = self._masks(upscaled_blocks, grid_hw, mask_weights)
         return masks, iou_predictions
+
+    def _plane_projections(
+        self, prepared: ImageTokens, tokens: int, readout_weight: Tensor
+    ) -> PlaneProjections | None:
+        """The cached plane's products for the implicit path, when that path is cheaper.
+
+        Computed on the first prompt that takes the path, then kept with the cached image
+        side (:meth:`_image_side`); None for an image side that is not the cached one
+        (a mask prompt, autograd) or when the blockwise path is cheaper (many tokens, a
+        narrow embedding such as the built-in model's).
+        """
+        cached = self._image_cache
+        if cached is None or cached.image is not prepared:
+            return None
+        if not self.transformer.implicit_is_cheaper(tokens, readout_weight.shape[1]):
+            return None
+        if cached.plane is None:
+            cached.plane = self.transformer.project_plane(prepared, readout_weight)
+        return cached.plane
 
     def _image_side(
         self, image_embedding: Tensor, image_pe: Tensor, dense_embedding: Tensor
@@ -186,11 +218,7 @@ class MaskDecoder(nn.Module):
         return _subpixel_weight(first), first.bias.repeat(4)
 
     def _masks(
-        self,
-        image: ImageTokens,
-        grid_hw: tuple[int, int],
-        mask_weights: Tensor,
-        upscaling: tuple[Tensor, Tensor],
+        self, upscaled_blocks: Iterable[Tensor], grid_hw: tuple[int, int], mask_weights: Tensor
     ) -> Tensor:
         """Upscale the image tokens 4x and project every pixel on each mask's weights.
 
@@ -202,14 +230,13 @@ class MaskDecoder(nn.Module):
 
         Parameters
         ----------
-        image : ImageTokens
-            Image tokens in blocks (N or 1, r_i, C), row-major over (h, w).
+        upscaled_blocks : iterable of Tensor
+            The output image's first upscaling (:meth:`_upscaling_weights`) in blocks of
+            pixels, (N or 1, r_i, 4 C / 4), row-major over (h, w).
         grid_hw : tuple of int
             (h, w).
         mask_weights : Tensor
             (N, K, C / 8) per-mask weights from the hypernetworks.
-        upscaling : tuple of Tensor
-            The first upscaling as a matmul weight and bias (:meth:`_upscaling_weights`).
 
         Returns
         -------
@@ -218,20 +245,13 @@ class MaskDecoder(nn.Module):
         """
         count, kinds, mask_channels = mask_weights.shape
         first, norm, _, second, _ = self.output_upscaling
-        first_weight, first_bias = upscaling
         second_weight, second_bias = _subpixel_weight(second), second.bias.repeat(4)
-        # The first upscaling's output, where the transformer carried it (readout).
-        readout = image.readout_blocks or [None] * len(image.blocks)
         logits: list[list[Tensor]] = [[] for _ in range(count)]
-        for block, upscaled_block in zip(image.blocks, readout):
-            block = block.expand(count, -1, -1)
+        for upscaled_block in upscaled_blocks:
             for index, (prompt_logits, weights) in enumerate(zip(logits, mask_weights)):
-                if upscaled_block is None:
-                    pieces = torch.addmm(first_bias, block[index], first_weight)
-                else:
-                    pieces = upscaled_block[index]
+                pieces = upscaled_block[0 if upscaled_block.shape[0] == 1 else index]
                 for upscaled in pieces.split(_UPSCALE_BLOCK_PIXELS):
-                    upscaled = upscaled.view(-1, first.out_channels)
+                    upscaled = upscaled.reshape(-1, first.out_channels)
                     upscaled = F.layer_norm(
                         upscaled, upscaled.shape[-1:], norm.weight, norm.bias, norm.eps
                     )
@@ -266,12 +286,25 @@ class _CachedImage:
         self.inputs = inputs
         self.fingerprints = [_fingerprint(tensor) for tensor in inputs]
         self.image = image
+        self.plane: PlaneProjections | None = None  # made on the first implicit prompt
 
     def matches(self, inputs: tuple[Tensor, ...]) -> bool:
-        """True if ``inputs`` are (still) the tensors the image side was computed from."""
-        return len(inputs) == len(self.inputs) and all(
-            _fingerprint(tensor) == known for tensor, known in zip(inputs, self.fingerprints)
-        )
+        """True if ``inputs`` are (still) the tensors the image side was computed from.
+
+        The same tensor object is checked by data pointer and version only (its shape,
+        strides, dtype and device change only with those); others by the whole
+        fingerprint. Called on every prompt, so kept cheap.
+        """
+        if len(inputs) != len(self.inputs):
+            return False
+        for tensor, held, known in zip(inputs, self.inputs, self.fingerprints):
+            if tensor is held:
+                version = -1 if tensor.is_inference() else tensor._version
+                if (tensor.data_ptr(), version) != known[:2]:
+                    return False
+            elif _fingerprint(tensor) != known:
+                return False
+        return True
 
 
 def _fingerprint(tensor: Tensor) -> tuple:
