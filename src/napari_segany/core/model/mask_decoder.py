@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -262,7 +263,14 @@ class MaskDecoder(nn.Module):
         # Pixel order (y, x, dy, dx, ddy, ddx) is output pixel (4y + 2dy + ddy, 4x + 2dx + ddx).
         per_pixel = torch.stack([torch.cat(parts) for parts in logits])
         per_pixel = per_pixel.view(count, height, width, 2, 2, 2, 2, kinds)
-        per_pixel = per_pixel.permute(0, 7, 1, 3, 5, 2, 4, 6)
+        order = (0, 7, 1, 3, 5, 2, 4, 6)
+        numpy_copy = per_pixel.dtype in (torch.float32, torch.float64, torch.float16)
+        if numpy_copy and per_pixel.device.type == "cpu" and not per_pixel.requires_grad:
+            # numpy's strided copy is ~2x faster than torch's for this 8-axis permute
+            ordered = np.ascontiguousarray(per_pixel.numpy().transpose(order))
+            per_pixel = torch.from_numpy(ordered)
+        else:
+            per_pixel = per_pixel.permute(order)
         return per_pixel.reshape(count, kinds, 4 * height, 4 * width)
 
 
