@@ -11,7 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from napari_segany.core.model.implicit_image import implicit_is_cheaper
+from napari_segany.core.model.implicit_image import (
+    attend_implicit,
+    implicit_is_cheaper,
+    project_plane,
+)
 from napari_segany.core.model.mask_decoder import MaskDecoder, _subpixel_weight
 from napari_segany.core.model.transformer import TwoWayTransformer
 
@@ -48,10 +52,10 @@ def test_implicit_transformer_equals_blockwise(depth, width, heads, prompts, tok
     expected_tokens, image = transformer.attend(prepared, token_embedding)
     expected_readout = image.image().expand(prompts, -1, -1) @ weight + bias
 
-    plane = transformer.project_plane(prepared, weight)
+    plane = project_plane(transformer, prepared, weight)
     outputs = tokens - 2
-    got_tokens, blocks = transformer.attend_implicit(
-        plane, token_embedding, weight, bias, 100, outputs
+    got_tokens, blocks = attend_implicit(
+        transformer, plane, token_embedding, (weight, bias), 100, outputs
     )
     got_readout = torch.cat(list(blocks), 1)
     torch.testing.assert_close(got_tokens, expected_tokens[:, :outputs], rtol=1e-4, atol=1e-4)

@@ -31,11 +31,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from .attention import ProjectedAttention
+
+if TYPE_CHECKING:
+    from .transformer import ImageTokens, TwoWayTransformer
 
 __all__ = ["PlaneProjections", "attend_implicit", "implicit_is_cheaper", "project_plane"]
 
@@ -149,21 +153,16 @@ def _attention_base(
 
 
 def project_plane(
-    layers: nn.ModuleList,
-    final: ProjectedAttention,
-    image: Tensor,
-    image_pe: Tensor,
-    readout_weight: Tensor,
+    transformer: TwoWayTransformer, image: ImageTokens, readout_weight: Tensor
 ) -> PlaneProjections:
     """The per-plane products of :func:`attend_implicit` (no autograd).
 
     Parameters
     ----------
-    layers : nn.ModuleList of TwoWayAttentionBlock
-    final : ProjectedAttention
-        The final token-to-image attention.
-    image, image_pe : Tensor
-        (N, C) embedding plus dense prompt embedding, and its positional encoding.
+    transformer : TwoWayTransformer
+    image : ImageTokens
+        A shared (B = 1) prepared image side: embedding plus dense prompt embedding,
+        and its positional encoding (:meth:`TwoWayTransformer.prepare_image`).
     readout_weight : Tensor
         (C, K) the first upscaling as a matmul weight.
 
@@ -171,6 +170,8 @@ def project_plane(
     -------
     PlaneProjections
     """
+    layers, final = transformer.layers, transformer.final_attn_token_to_image
+    image, image_pe = torch.cat(image.blocks, 1)[0], torch.cat(image.pe_blocks, 1)[0]
     base, basis, blocks = image, None, []
     for index, block in enumerate(layers):
         first = index == 0
@@ -328,13 +329,10 @@ def _updated_sq_norm(
 
 
 def attend_implicit(
-    layers: nn.ModuleList,
-    final: ProjectedAttention,
-    final_norm: nn.LayerNorm,
+    transformer: TwoWayTransformer,
     plane: PlaneProjections,
     token_embedding: Tensor,
-    readout_weight: Tensor,
-    readout_bias: Tensor,
+    readout: tuple[Tensor, Tensor],
     readout_pixels: int,
     outputs: int,
 ) -> tuple[Tensor, Iterator[Tensor]]:
@@ -342,13 +340,12 @@ def attend_implicit(
 
     Parameters
     ----------
-    layers, final, final_norm
-        The transformer's blocks, final attention and its norm.
+    transformer : TwoWayTransformer
     plane : PlaneProjections
     token_embedding : Tensor
         (B, T, C) output and prompt tokens; also their positional encoding.
-    readout_weight, readout_bias : Tensor
-        (C, K) and (K,): the first upscaling as a matmul.
+    readout : (Tensor, Tensor)
+        (C, K) weight and (K,) bias: the first upscaling as a matmul.
     readout_pixels : int
         Pixels per block of the readout.
     outputs : int
@@ -360,10 +357,11 @@ def attend_implicit(
     tokens : Tensor
         (B, ``outputs``, C) processed tokens.
     readout : iterator of Tensor
-        The output image times ``readout_weight`` plus ``readout_bias``, (B, r, K)
-        blocks of ``readout_pixels`` pixels, computed as they are read (each stays in
-        the CPU cache for the upscaling that follows).
+        The output image times the readout weight plus its bias, (B, r, K) blocks of
+        ``readout_pixels`` pixels, computed as they are read (each stays in the CPU
+        cache for the upscaling that follows).
     """
+    layers, final = transformer.layers, transformer.final_attn_token_to_image
     tokens, image = token_embedding, _Image()
     for block, base in zip(layers, plane.blocks):
         tokens = block.attend_tokens_to_tokens(tokens, token_embedding)
@@ -381,8 +379,9 @@ def attend_implicit(
         )
     tokens = tokens[:, :outputs]
     queries = tokens + token_embedding[:, :outputs]
-    tokens = final_norm(tokens + _tokens_to_image(final, queries, plane.final, image))
-    return tokens, _readout(plane, image, readout_weight, readout_bias, readout_pixels)
+    attended = _tokens_to_image(final, queries, plane.final, image)
+    tokens = transformer.norm_final_attn(tokens + attended)
+    return tokens, _readout(plane, image, *readout, readout_pixels)
 
 
 def _readout(

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import LayerNorm2d
-from .implicit_image import PlaneProjections
+from .implicit_image import PlaneProjections, attend_implicit, implicit_is_cheaper, project_plane
 from .transformer import ImageTokens, TwoWayTransformer
 
 # Input pixels per piece of the output upscaling (1024 x 256 floats in, 16384 x 32 out):
@@ -135,9 +135,10 @@ class MaskDecoder(nn.Module):
         prepared = self._image_side(image_embedding, image_pe, dense_embedding)
         upscaling = self._upscaling_weights()
         plane = self._plane_projections(prepared, tokens.shape[1], upscaling[0])
+        outputs = 1 + self.num_mask_tokens  # tokens read below: IoU and mask tokens
         if plane is not None:  # few tokens, wide embedding: the image is never formed
-            tokens, upscaled_blocks = self.transformer.attend_implicit(
-                plane, tokens, *upscaling, _UPSCALE_BLOCK_PIXELS, 1 + self.num_mask_tokens
+            tokens, upscaled_blocks = attend_implicit(
+                self.transformer, plane, tokens, upscaling, _UPSCALE_BLOCK_PIXELS, outputs
             )
         else:
             readout = None
@@ -174,10 +175,17 @@ class MaskDecoder(nn.Module):
         cached = self._image_cache
         if cached is None or cached.image is not prepared:
             return None
-        if not self.transformer.implicit_is_cheaper(tokens, readout_weight.shape[1]):
+        transformer = self.transformer
+        heads = transformer.layers[0].cross_attn_image_to_token.num_heads
+        channels, depth, width = (
+            transformer.embedding_dim,
+            transformer.depth,
+            readout_weight.shape[1],
+        )
+        if not implicit_is_cheaper(channels, heads, tokens, depth, width):
             return None
         if cached.plane is None:
-            cached.plane = self.transformer.project_plane(prepared, readout_weight)
+            cached.plane = project_plane(transformer, prepared, readout_weight)
         return cached.plane
 
     def _image_side(

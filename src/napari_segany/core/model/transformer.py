@@ -14,7 +14,6 @@ through the blocks with small matrices from a once-per-image product.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -22,7 +21,6 @@ from torch import Tensor, nn
 
 from .attention import ProjectedAttention
 from .common import MLPBlock
-from .implicit_image import PlaneProjections, attend_implicit, implicit_is_cheaper, project_plane
 
 __all__ = [
     "ImageTokens",
@@ -301,48 +299,6 @@ class TwoWayTransformer(nn.Module):
         attention = self.layers[0].cross_attn_token_to_image
         projected = attention.project_image(image.with_pe_blocks, image.blocks)
         return replace(image, projected=projected)
-
-    def implicit_is_cheaper(self, tokens: int, readout_width: int) -> bool:
-        """Whether :meth:`attend_implicit` is the faster path for ``tokens`` tokens."""
-        heads = self.layers[0].cross_attn_image_to_token.num_heads if self.layers else 0
-        return bool(self.layers) and implicit_is_cheaper(
-            self.embedding_dim, heads, tokens, self.depth, readout_width
-        )
-
-    def project_plane(self, image: ImageTokens, readout_weight: Tensor) -> PlaneProjections:
-        """Per-plane products of a shared (B = 1) image for :meth:`attend_implicit`."""
-        pixels = torch.cat(image.blocks, 1)[0]
-        pe = torch.cat(image.pe_blocks, 1)[0]
-        return project_plane(
-            self.layers, self.final_attn_token_to_image, pixels, pe, readout_weight
-        )
-
-    def attend_implicit(
-        self,
-        plane: PlaneProjections,
-        token_embedding: Tensor,
-        weight: Tensor,
-        bias: Tensor,
-        pixels: int,
-        outputs: int,
-    ) -> tuple[Tensor, Iterator[Tensor]]:
-        """:meth:`attend` on an image never formed (:mod:`.implicit_image`).
-
-        Returns the first ``outputs`` tokens, (N, outputs, C) (the others are not
-        computed to the end), and the output image times ``weight`` plus ``bias`` as
-        (N, r, K) blocks of ``pixels`` pixels, computed as they are read.
-        """
-        return attend_implicit(
-            self.layers,
-            self.final_attn_token_to_image,
-            self.norm_final_attn,
-            plane,
-            token_embedding,
-            weight,
-            bias,
-            pixels,
-            outputs,
-        )
 
     def readout_weights(self, weight: Tensor, bias: Tensor) -> list[LayerReadout]:
         """Per-block weights that carry ``image @ weight + bias`` through the blocks.
