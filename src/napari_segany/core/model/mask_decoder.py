@@ -253,33 +253,52 @@ class MaskDecoder(nn.Module):
             (N, K, 4h, 4w) logits.
         """
         count, kinds, mask_channels = mask_weights.shape
+        height, width = grid_hw
         first, norm, _, second, _ = self.output_upscaling
         second_weight, second_bias = _subpixel_weight(second), second.bias.repeat(4)
-        logits: list[list[Tensor]] = [[] for _ in range(count)]
+        # Without autograd the GELUs run in place and the logits go straight into one
+        # buffer (fresh memory is slow to touch); the values are the same either way.
+        inference = not torch.is_grad_enabled()
+        gelu = torch.ops.aten.gelu_ if inference else F.gelu
+        rows = 16 * height * width  # (pixel, sub-pixel) rows of each prompt
+        per_pixel = mask_weights.new_empty(count, rows, kinds) if inference else None
+        parts: list[list[Tensor]] = [[] for _ in range(count)]
+        filled = [0] * count
         for upscaled_block in upscaled_blocks:
-            for index, (prompt_logits, weights) in enumerate(zip(logits, mask_weights)):
+            for index, weights in enumerate(mask_weights):
                 pieces = upscaled_block[0 if upscaled_block.shape[0] == 1 else index]
                 for upscaled in pieces.split(_UPSCALE_BLOCK_PIXELS):
                     upscaled = upscaled.reshape(-1, first.out_channels)
                     upscaled = F.layer_norm(
                         upscaled, upscaled.shape[-1:], norm.weight, norm.bias, norm.eps
                     )
-                    upscaled = torch.addmm(second_bias, F.gelu(upscaled), second_weight)
-                    upscaled = F.gelu(upscaled).view(-1, mask_channels)  # (16 pixels, C / 8)
-                    prompt_logits.append(upscaled @ weights.T)  # (16 pixels, K)
-        height, width = grid_hw
-        # Pixel order (y, x, dy, dx, ddy, ddx) is output pixel (4y + 2dy + ddy, 4x + 2dx + ddx).
-        per_pixel = torch.stack([torch.cat(parts) for parts in logits])
-        per_pixel = per_pixel.view(count, height, width, 2, 2, 2, 2, kinds)
-        order = (0, 7, 1, 3, 5, 2, 4, 6)
-        numpy_copy = per_pixel.dtype in (torch.float32, torch.float64, torch.float16)
-        if numpy_copy and per_pixel.device.type == "cpu" and not per_pixel.requires_grad:
-            # numpy's strided copy is ~2x faster than torch's for this 8-axis permute
-            ordered = np.ascontiguousarray(per_pixel.numpy().transpose(order))
-            per_pixel = torch.from_numpy(ordered)
-        else:
-            per_pixel = per_pixel.permute(order)
-        return per_pixel.reshape(count, kinds, 4 * height, 4 * width)
+                    upscaled = torch.addmm(second_bias, gelu(upscaled), second_weight)
+                    upscaled = gelu(upscaled).view(-1, mask_channels)  # (16 pixels, C / 8)
+                    if per_pixel is None:
+                        parts[index].append(upscaled @ weights.T)  # (16 pixels, K)
+                        continue
+                    start, filled[index] = filled[index], filled[index] + upscaled.shape[0]
+                    torch.mm(upscaled, weights.T, out=per_pixel[index, start : filled[index]])
+        if per_pixel is None:
+            per_pixel = torch.stack([torch.cat(prompt_parts) for prompt_parts in parts])
+        return _image_order(per_pixel, height, width)
+
+
+def _image_order(per_pixel: Tensor, height: int, width: int) -> Tensor:
+    """(N, 16 h w, K) logits in (y, x, dy, dx, ddy, ddx) row order -> (N, K, 4h, 4w).
+
+    Row (y, x, dy, dx, ddy, ddx) is output pixel (4y + 2dy + ddy, 4x + 2dx + ddx).
+    """
+    count, _, kinds = per_pixel.shape
+    per_pixel = per_pixel.view(count, height, width, 2, 2, 2, 2, kinds)
+    order = (0, 7, 1, 3, 5, 2, 4, 6)
+    numpy_copy = per_pixel.dtype in (torch.float32, torch.float64, torch.float16)
+    if numpy_copy and per_pixel.device.type == "cpu" and not per_pixel.requires_grad:
+        # numpy's strided copy is ~2x faster than torch's for this 8-axis permute
+        per_pixel = torch.from_numpy(np.ascontiguousarray(per_pixel.numpy().transpose(order)))
+    else:
+        per_pixel = per_pixel.permute(order)
+    return per_pixel.reshape(count, kinds, 4 * height, 4 * width)
 
 
 def _subpixel_weight(conv: nn.ConvTranspose2d) -> Tensor:
