@@ -387,9 +387,16 @@ def attend_implicit(
 def _readout(
     plane: PlaneProjections, image: _Image, weight: Tensor, bias: Tensor, pixels: int
 ) -> Iterator[Tensor]:
-    """``X_L @ weight + bias`` in (B, r, K) blocks of ``pixels`` pixels."""
+    """``X_L @ weight + bias`` in (B, r, K) blocks of ``pixels`` pixels.
+
+    Every block is written into the same buffer: a block is valid until the next one
+    is read (the decoder's upscaling consumes each at once).
+    """
     row_readout = image.rows @ weight  # (B, R, K)
-    for start in range(0, plane.readout.shape[0], pixels):
-        stop = start + pixels
-        block = torch.addcmul(bias, image.scale[:, :, start:stop].mT, plane.readout[start:stop])
+    total = plane.readout.shape[0]
+    buffer = row_readout.new_empty(row_readout.shape[0], min(pixels, total), weight.shape[1])
+    for start in range(0, total, pixels):
+        stop = min(start + pixels, total)
+        block = buffer[:, : stop - start]
+        torch.addcmul(bias, image.scale[:, :, start:stop].mT, plane.readout[start:stop], out=block)
         yield block.baddbmm_(image.cols_t[:, :, start:stop].mT, row_readout)
