@@ -182,15 +182,8 @@ def project_plane(
         own = torch.cat([to_tokens.out_proj.weight.T, to_tokens.out_proj.bias[None]])
         basis = own if basis is None else torch.cat([basis, own])
         centred = base - base.mean(-1, keepdim=True)
-        blocks.append(
-            BlockBase(
-                keys,
-                values,
-                queries,
-                sq_norm=centred.square().sum(-1),
-                cross=basis @ centred.T,
-            )
-        )
+        sq_norm, cross = centred.square().sum(-1), basis @ centred.T
+        blocks.append(BlockBase(keys, values, queries, sq_norm, cross))
         norm = block.norm4
         base = centred * norm.weight
         basis = torch.cat([(basis - basis.mean(-1, keepdim=True)) * norm.weight, norm.bias[None]])
@@ -369,13 +362,9 @@ def attend_implicit(
             block.cross_attn_token_to_image, tokens + token_embedding, base, image
         )
         tokens = block.finish_tokens(tokens, attended)
+        to_tokens = block.cross_attn_image_to_token
         image = _image_to_tokens(
-            block.cross_attn_image_to_token,
-            block.norm4,
-            tokens + token_embedding,
-            tokens,
-            base,
-            image,
+            to_tokens, block.norm4, tokens + token_embedding, tokens, base, image
         )
     tokens = tokens[:, :outputs]
     queries = tokens + token_embedding[:, :outputs]
