@@ -133,22 +133,7 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.to(sparse_embedding.dtype).expand(count, -1, -1)
         tokens = torch.cat([output_tokens, sparse_embedding], dim=1)
         prepared = self._image_side(image_embedding, image_pe, dense_embedding)
-        upscaling = self._upscaling_weights()
-        plane = self._plane_projections(prepared, tokens.shape[1], upscaling[0])
-        outputs = 1 + self.num_mask_tokens  # tokens read below: IoU and mask tokens
-        if plane is not None:  # few tokens, wide embedding: the image is never formed
-            tokens, upscaled_blocks = attend_implicit(
-                self.transformer, plane, tokens, upscaling, _UPSCALE_BLOCK_PIXELS, outputs
-            )
-        else:
-            readout = None
-            if prepared.readout_blocks is not None:  # the image carries the first upscaling
-                readout = self.transformer.readout_weights(*upscaling)
-            tokens, image = self.transformer.attend(prepared, tokens, readout)
-            upscaled_blocks = image.readout_blocks or (
-                torch.matmul(block, upscaling[0]) + upscaling[1] for block in image.blocks
-            )
-
+        tokens, upscaled_blocks = self._attend(prepared, tokens)
         chosen = slice(1, self.num_mask_tokens) if multimask else slice(0, 1)
         iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, chosen]
         mask_weights = torch.stack(
@@ -161,6 +146,25 @@ class MaskDecoder(nn.Module):
         grid_hw = image_embedding.shape[-2:]
         masks = self._masks(upscaled_blocks, grid_hw, mask_weights)
         return masks, iou_predictions
+
+    def _attend(self, prepared: ImageTokens, tokens: Tensor) -> tuple[Tensor, Iterable[Tensor]]:
+        """The transformer on (N, T, C) tokens: the tokens after it (at least the IoU and
+        mask tokens) and the output image's first upscaling in blocks of pixels."""
+        upscaling = self._upscaling_weights()
+        plane = self._plane_projections(prepared, tokens.shape[1], upscaling[0])
+        outputs = 1 + self.num_mask_tokens  # tokens read afterwards: IoU and mask tokens
+        if plane is not None:  # few tokens, wide embedding: the image is never formed
+            return attend_implicit(
+                self.transformer, plane, tokens, upscaling, _UPSCALE_BLOCK_PIXELS, outputs
+            )
+        readout = None
+        if prepared.readout_blocks is not None:  # the image carries the first upscaling
+            readout = self.transformer.readout_weights(*upscaling)
+        tokens, image = self.transformer.attend(prepared, tokens, readout)
+        upscaled_blocks = image.readout_blocks or (
+            torch.matmul(block, upscaling[0]) + upscaling[1] for block in image.blocks
+        )
+        return tokens, upscaled_blocks
 
     def _plane_projections(
         self, prepared: ImageTokens, tokens: int, readout_weight: Tensor
