@@ -250,16 +250,14 @@ def upscale_masks(
     n_objects, n_masks, low_h, low_w = low_res_logits.shape
     height, width = original_hw
     flat = low_res_logits.reshape(n_objects * n_masks, low_h, low_w)
+    masks = np.empty((flat.shape[0], height, width), dtype=np.bool_)
     exact_x4 = tuple(input_hw) == tuple(original_hw) and image_size == 4 * low_h == 4 * low_w
     if exact_x4 and flat.device.type == "cpu":  # one enlargement, straight to the plane
         with torch.inference_mode():
-            parts = [
-                threshold_upscaled_x4(flat[start : start + _X4_CHUNK_MASKS].float(), original_hw)
-                for start in range(0, flat.shape[0], _X4_CHUNK_MASKS)
-            ]
-        masks = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            for start in range(0, flat.shape[0], _X4_CHUNK_MASKS):
+                chunk = flat[start : start + _X4_CHUNK_MASKS].float()
+                threshold_upscaled_x4(chunk, original_hw, out=masks[start : start + len(chunk)])
         return masks.reshape(n_objects, n_masks, height, width)
-    masks = np.empty((flat.shape[0], height, width), dtype=np.bool_)
     with torch.inference_mode():
         for start, logits in iter_upscaled_logits(flat, input_hw, original_hw, image_size):
             target = masks[start : start + logits.shape[0]]

@@ -38,7 +38,9 @@ def _enlarge_last_axis(source: torch.Tensor, target: torch.Tensor) -> None:
         out[..., edge] = source[..., edge]
 
 
-def threshold_upscaled_x4(low_res: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
+def threshold_upscaled_x4(
+    low_res: torch.Tensor, out_hw: tuple[int, int], out: np.ndarray | None = None
+) -> np.ndarray:
     """``bilinear_4x(low_res)[:, :H, :W] > 0`` as bool, without a float image.
 
     Parameters
@@ -47,17 +49,20 @@ def threshold_upscaled_x4(low_res: torch.Tensor, out_hw: tuple[int, int]) -> np.
         Logits; (H, W) must fit in (4 h, 4 w).
     out_hw : (int, int)
         (H, W), the top-left part of the enlargement that is kept.
+    out : numpy.ndarray, (M, H, W) bool, optional
+        Where to write the masks (e.g. a slice of a larger array).
 
     Returns
     -------
     numpy.ndarray, (M, H, W) bool
+        ``out`` when given.
     """
     count, low_h, low_w = low_res.shape
     height, width = out_hw
     wide = torch.empty(count, low_h, 4 * low_w)
     _enlarge_last_axis(low_res, wide)
     wide = wide[..., :width]
-    masks = np.empty((count, height, width), dtype=np.bool_)
+    masks = np.empty((count, height, width), dtype=np.bool_) if out is None else out
     rows = torch.empty(count, low_h, width)
     for phase, (offset, ratio) in enumerate(_PHASES):
         inner = rows[:, 1:] if offset else rows[:, :-1]
