@@ -211,7 +211,8 @@ def _image_scores(queries: Tensor, base: Tensor, weight: Tensor, image: _Image) 
         )
     if image.rows is not None:
         row_keys = (image.rows @ weight.T).view(count, -1, heads, width)  # (B, R, H, d)
-        row_scores = torch.einsum("bthd,brhd->bhtr", queries, row_keys)
+        # (B, H, T, d) @ (B, H, d, R): matmul, not einsum (less overhead at these sizes)
+        row_scores = torch.matmul(queries.transpose(1, 2), row_keys.permute(0, 2, 3, 1))
         row_scores = row_scores.reshape(count, heads * length, -1)
         scores += torch.bmm(row_scores, image.cols_t).view(scores.shape)
     return scores
@@ -236,9 +237,10 @@ def _tokens_to_image(
         row_values = (image.rows @ attention.v_proj.weight.T).view(
             count, -1, heads, pooled.shape[-1]
         )
-        pooled = pooled + torch.einsum(
-            "bhtr,brhd->bthd", row_weights.view(count, heads, length, -1), row_values
+        row_pooled = torch.matmul(  # (B, H, T, R) @ (B, H, R, d)
+            row_weights.view(count, heads, length, -1), row_values.transpose(1, 2)
         )
+        pooled = pooled + row_pooled.transpose(1, 2)
     # Attention weights sum to 1 over the pixels: the value bias passes through.
     return attention.out_proj(pooled.reshape(count, length, -1) + attention.v_proj.bias)
 
@@ -260,12 +262,12 @@ def _image_to_tokens(
     keys = attention.k_proj(key_tokens).view(count, length, heads, -1)
     keys = keys * keys.shape[-1] ** -0.5
     scores = _image_scores(keys, base.queries, attention.q_proj.weight, image)
-    bias = torch.einsum("bthd,hd->bht", keys, attention.q_proj.bias.view(heads, -1))
+    bias = (keys * attention.q_proj.bias.view(heads, -1)).sum(-1).transpose(1, 2)  # (B, H, T)
     weights = torch.softmax(scores + bias[..., None], dim=2)  # over the T tokens
     new_cols_t = weights.view(count, heads * length, -1)  # (B, H T, N)
     values = attention.v_proj(value_tokens).view(count, length, heads, -1)
     out_weight = attention.out_proj.weight.view(channels, heads, -1)
-    new_rows = torch.einsum("bthd,chd->bhtc", values, out_weight)
+    new_rows = torch.matmul(values.transpose(1, 2), out_weight.permute(1, 2, 0))  # (B, H, T, C)
     new_rows = (new_rows + attention.out_proj.bias / heads).reshape(count, -1, channels)
     cols_t = new_cols_t if image.cols_t is None else torch.cat([image.cols_t, new_cols_t], 1)
     rows = new_rows if image.rows is None else torch.cat([image.rows, new_rows], 1)
