@@ -133,7 +133,8 @@ class MaskDecoder(nn.Module):
         output_tokens = output_tokens.to(sparse_embedding.dtype).expand(count, -1, -1)
         tokens = torch.cat([output_tokens, sparse_embedding], dim=1)
         prepared = self._image_side(image_embedding, image_pe, dense_embedding)
-        tokens, upscaled_blocks = self._attend(prepared, tokens)
+        upscaling = self._upscaling(prepared)
+        tokens, upscaled_blocks = self._attend(prepared, tokens, upscaling[:2])
         chosen = slice(1, self.num_mask_tokens) if multimask else slice(0, 1)
         iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, chosen]
         mask_weights = torch.stack(
@@ -144,13 +145,15 @@ class MaskDecoder(nn.Module):
             dim=1,
         )  # (N, K, C / 8)
         grid_hw = image_embedding.shape[-2:]
-        masks = self._masks(upscaled_blocks, grid_hw, mask_weights)
+        masks = self._masks(upscaled_blocks, grid_hw, mask_weights, upscaling[2:])
         return masks, iou_predictions
 
-    def _attend(self, prepared: ImageTokens, tokens: Tensor) -> tuple[Tensor, Iterable[Tensor]]:
+    def _attend(
+        self, prepared: ImageTokens, tokens: Tensor, upscaling: tuple[Tensor, Tensor]
+    ) -> tuple[Tensor, Iterable[Tensor]]:
         """The transformer on (N, T, C) tokens: the tokens after it (at least the IoU and
-        mask tokens) and the output image's first upscaling in blocks of pixels."""
-        upscaling = self._upscaling_weights()
+        mask tokens) and the output image's first upscaling (``upscaling``: its matmul
+        weight and bias) in blocks of pixels."""
         plane = self._plane_projections(prepared, tokens.shape[1], upscaling[0])
         outputs = 1 + self.num_mask_tokens  # tokens read afterwards: IoU and mask tokens
         if plane is not None:  # few tokens, wide embedding: the image is never formed
@@ -230,8 +233,25 @@ class MaskDecoder(nn.Module):
         first = self.output_upscaling[0]
         return _subpixel_weight(first), first.bias.repeat(4)
 
+    def _upscaling(self, prepared: ImageTokens) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Both upscaling convolutions as matmul weights and biases (:func:`_subpixel_weight`):
+        (C, C) and (C,), then (C / 4, C / 2) and (C / 2,). Kept with the cached image side,
+        whose check covers the weights, so a prompt on a cached image does not redo them."""
+        cached = self._image_cache
+        if cached is not None and cached.image is prepared and cached.upscaling is not None:
+            return cached.upscaling
+        second = self.output_upscaling[3]
+        upscaling = (*self._upscaling_weights(), _subpixel_weight(second), second.bias.repeat(4))
+        if cached is not None and cached.image is prepared:
+            cached.upscaling = upscaling
+        return upscaling
+
     def _masks(
-        self, upscaled_blocks: Iterable[Tensor], grid_hw: tuple[int, int], mask_weights: Tensor
+        self,
+        upscaled_blocks: Iterable[Tensor],
+        grid_hw: tuple[int, int],
+        mask_weights: Tensor,
+        second_upscaling: tuple[Tensor, Tensor],
     ) -> Tensor:
         """Upscale the image tokens 4x and project every pixel on each mask's weights.
 
@@ -250,6 +270,8 @@ class MaskDecoder(nn.Module):
             (h, w).
         mask_weights : Tensor
             (N, K, C / 8) per-mask weights from the hypernetworks.
+        second_upscaling : tuple of Tensor
+            The second upscaling's matmul weight (C / 4, C / 2) and bias (C / 2,).
 
         Returns
         -------
@@ -258,8 +280,8 @@ class MaskDecoder(nn.Module):
         """
         count, kinds, mask_channels = mask_weights.shape
         height, width = grid_hw
-        first, norm, _, second, _ = self.output_upscaling
-        second_weight, second_bias = _subpixel_weight(second), second.bias.repeat(4)
+        first, norm = self.output_upscaling[:2]
+        second_weight, second_bias = second_upscaling
         # Without autograd the GELUs run in place and the logits go straight into one
         # buffer (fresh memory is slow to touch); the values are the same either way.
         inference = not torch.is_grad_enabled()
@@ -329,6 +351,7 @@ class _CachedImage:
         self.fingerprints = [_fingerprint(tensor) for tensor in inputs]
         self.image = image
         self.plane: PlaneProjections | None = None  # made on the first implicit prompt
+        self.upscaling: tuple[Tensor, ...] | None = None  # made on the first prompt
 
     def matches(self, inputs: tuple[Tensor, ...]) -> bool:
         """True if ``inputs`` are (still) the tensors the image side was computed from.
