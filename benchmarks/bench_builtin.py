@@ -43,7 +43,7 @@ def main() -> None:
 
     def embed() -> None:
         session.cache.clear()
-        session.embed(planes[next(index)])
+        session.prepare(planes[next(index)], refine=False)
 
     embedding = time_it(embed, args.repeats)
     session.set_image(planes[0])  # embeds and prepares: the head's objects and views

@@ -148,7 +148,7 @@ def prompt_timing(args: argparse.Namespace) -> dict:
         our_s.append(time_it(our_click, 1, warmup=0))
     up_masks, our_masks = upstream_click(), our_click()
     # The prompt path alone: our predictor on upstream's embedding.
-    shared = replace(ours.embedding, features=upstream.features.float().contiguous())
+    shared = replace(ours.current.embedding, features=upstream.features.float().contiguous())
     shared_masks = ours.predictor.predict(shared, point_yx, label).masks
     return {
         "upstream_s": float(np.median(up_s)),

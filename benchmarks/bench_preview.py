@@ -60,8 +60,8 @@ def _preview(session, plane, limits, layer, points, labels, stages: dict) -> np.
     from napari_segany.scripting import predict_objects
 
     t0 = time.perf_counter()
-    assert session.is_prepared(plane, limits)
-    session.set_embedding(session.embed(plane, contrast_limits=limits))
+    assert session.prepare(plane, limits, run=False) is not None
+    session.set_image(None, embedding=session.prepare(plane, contrast_limits=limits, refine=False))
     t1 = time.perf_counter()
     objects = predict_objects(session, points, labels, np.empty((0, 4)))
     t2 = time.perf_counter()
@@ -77,7 +77,7 @@ def _decoder_only(session, points, labels) -> float:
     """Seconds of the decoder alone (prompt encoder + mask decoder, no upscaling)."""
     predictor = session.predictor
     t0 = time.perf_counter()
-    predictor._decode(session.embedding, points, labels, None, None, 1, True)
+    predictor._decode(session.current.embedding, points, labels, None, None, 1, True)
     return time.perf_counter() - t0
 
 

@@ -1,10 +1,9 @@
 """Test doubles: a session that 'segments' a disc around the first positive point.
 
 :class:`DiscSession` implements the app's :class:`~napari_segany.app.sessions.PromptSession`
-(``prepare``, ``is_prepared``, ``set_embedding``, ``segment``) and the parts of ``SegAny``
-``segment_layers`` uses (``embed``, ``set_image``), and lets layer and widget tests
-assert *where* a mask lands (plane, scale, translate) without any model. A box prompt
-gives the filled box itself.
+(``predictor.describe_channels``, ``prepare``, ``set_image``, ``segment``), and lets
+layer and widget tests assert *where* a mask lands (plane, scale, translate) without
+any model. A box prompt gives the filled box itself.
 """
 
 from __future__ import annotations
@@ -43,6 +42,7 @@ class DiscSession(PromptSession):
         self.cache: dict = {}
         self.segment_calls: list[dict] = []
         self._embedding: FakeEmbedding | None = None
+        self.predictor = _SamChannels()
 
     def __repr__(self) -> str:
         return "DiscSession(fake model: discs around clicks, filled boxes)"
@@ -68,30 +68,21 @@ class DiscSession(PromptSession):
         self.cache[key] = embedding
         return embedding
 
-    def prepare(self, image, contrast_limits=None, channels=None) -> FakeEmbedding:
+    def prepare(
+        self, image, contrast_limits=None, channels=None, *, run=True
+    ) -> FakeEmbedding | None:
         """Preparing a plane is embedding it (the fake has no per-plane rules)."""
+        if not run:
+            return self.cache.get(self.embedding_key(image, contrast_limits, channels))
         return self.embed(image, contrast_limits, channels)
 
-    def describe_channels(self, plane) -> str:
-        """SAM's channel rule; an array's constant channels count as empty."""
-        if not isinstance(plane, np.ndarray):
-            return describe_channels(plane)
-        signal = None
-        if plane.ndim == 3:
-            signal = [bool(np.ptp(plane[..., c]) > 0) for c in range(plane.shape[-1])]
-        return describe_channels(plane.shape, signal=signal)
-
-    def is_prepared(self, image, contrast_limits=None, channels=None) -> bool:
-        return self.embedding_key(image, contrast_limits, channels) in self.cache
-
-    def set_image(self, image, contrast_limits=None, channels=None) -> FakeEmbedding:
-        self._embedding = self.prepare(image, contrast_limits, channels)
-        return self._embedding
-
-    def set_embedding(
-        self, embedding: FakeEmbedding, image=None, contrast_limits=None, channels=None
-    ) -> None:
+    def set_image(
+        self, image, contrast_limits=None, channels=None, *, embedding=None
+    ) -> FakeEmbedding:
+        if embedding is None:
+            embedding = self.prepare(image, contrast_limits, channels)
         self._embedding = embedding
+        return embedding
 
     def segment(
         self, points_yx=None, labels=None, box_yxyx=None, mask_input=None, multimask=True
@@ -157,3 +148,15 @@ def tiny_session(image_size: int = 256):
     torch.manual_seed(0)
     sam = build_sam(tiny, image_size=image_size)
     return SegAny.from_model(sam, device="cpu", precision="fp32", name="tiny")
+
+
+class _SamChannels:
+    """The fake's ``predictor``: SAM's channel rule; constant channels count as empty."""
+
+    def describe_channels(self, plane) -> str:
+        if not isinstance(plane, np.ndarray):
+            return describe_channels(plane)
+        signal = None
+        if plane.ndim == 3:
+            signal = [bool(np.ptp(plane[..., c]) > 0) for c in range(plane.shape[-1])]
+        return describe_channels(plane.shape, signal=signal)

@@ -56,7 +56,7 @@ def test_segment_returns_masks_at_plane_resolution(session, plane):
     assert result.logits.shape == (3, 256, 256) and result.logits.dtype == np.float32
     boxes = session.segment(box_yxyx=[[10, 10, 50, 50], [20, 30, 80, 120]], multimask=False)
     assert boxes.masks.shape == (2, 1, 90, 140) and boxes.scores.shape == (2, 1)
-    assert session.image_shape == (90, 140)
+    assert session.current.hw == (90, 140)
 
 
 def test_same_plane_is_embedded_once(session, plane, monkeypatch):
@@ -107,7 +107,7 @@ def test_bad_image_raises_and_keeps_the_current_plane(session, plane, image, opt
     before = session.segment(points_yx=[[40, 60]], labels=[1])
     with pytest.raises(ImageError):
         session.set_image(image, **options)
-    assert session.image_shape == (90, 140)
+    assert session.current.hw == (90, 140)
     after = session.segment(points_yx=[[40, 60]], labels=[1])
     np.testing.assert_array_equal(after.masks, before.masks)
 
@@ -161,7 +161,7 @@ def test_constructor_loads_a_checkpoint_file(tmp_path, plane):
     torch.save(_tiny_sam().state_dict(), path)
     session = SegAny(str(path), device="cpu", precision="fp32")
     reference = SegAny.from_model(_tiny_sam(), device="cpu", precision="fp32")
-    assert session.precision == "fp32" and session.device == torch.device("cpu")
+    assert session.predictor.precision == "fp32" and session.predictor.device == torch.device("cpu")
     for each in (session, reference):
         each.set_image(plane)
     ours = session.segment(points_yx=[[40, 60]], labels=[1])

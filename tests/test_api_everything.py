@@ -83,7 +83,7 @@ def test_threshold_changes_reselect_without_the_model(session):
     assert calls.decode > decoded
 
 
-def test_progress_and_set_embedding(session):
+def test_progress_and_a_precomputed_embedding(session):
     plane = _plane()
     reports = []
     session.set_image(plane)
@@ -91,7 +91,7 @@ def test_progress_and_set_embedding(session):
     assert reports and reports[-1].fraction == 1.0
     assert [r.done for r in reports] == sorted(r.done for r in reports)
     other = SegAny.from_model(session.predictor.model, name="tiny")
-    other.set_embedding(session.embedding)
+    other.set_image(None, embedding=session.current.embedding)
     np.testing.assert_array_equal(other.segment_everything(**LOOSE).labels, expected.labels)
     with pytest.raises(NoImageError, match="set_image"):
         other.segment_everything(crop_n_layers=1, **LOOSE)

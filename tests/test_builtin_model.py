@@ -64,7 +64,7 @@ def _on_object(mask: np.ndarray, labels: np.ndarray, label: int) -> bool:
 
 
 def test_default_session_is_the_builtin_model_on_its_512_frame(builtin):
-    assert builtin.model_name == "builtin"
+    assert builtin.predictor.name == "builtin"
     assert builtin.predictor.model.image_size == 512
 
 
@@ -239,7 +239,7 @@ def test_prompts_snap_to_the_heads_objects(builtin, decoder_only):
 def test_everything_masks_are_the_parts_of_the_whole_masks_under_their_points(builtin):
     scene = nuclei_scene_2d(seed=1)
     builtin.set_image(scene.image)
-    rgb, embedding = to_model_rgb(scene.image), builtin.embedding
+    rgb, embedding = to_model_rgb(scene.image), builtin.current.embedding
     height = scene.image.shape[0]
 
     def grid(rule: bool):
@@ -283,20 +283,20 @@ def test_planes_are_prepared_once_and_kept_for_recent_planes(builtin):
     scenes = [nuclei_scene_2d(seed=seed) for seed in range(PLANES_KEPT + 1)]
     builtin._planes.clear()  # none of these planes prepared by an earlier test
     first = scenes[0].image
-    assert not builtin.is_prepared(first)
+    assert builtin.prepare(first, run=False) is None
     builtin.set_image(first)
-    assert builtin.is_prepared(first)
+    assert builtin.prepare(first, run=False) is not None
     objects = _prepared(builtin)[0]
     builtin.set_image(first)
     assert _prepared(builtin)[0] is objects  # prepared once
     for scene in scenes[1:]:
         builtin.set_image(scene.image)
         assert _prepared(builtin)[0].shape == scene.labels.shape
-    assert not builtin.is_prepared(first)  # the oldest plane's were dropped
-    assert builtin.is_prepared(scenes[-1].image)
+    assert builtin.prepare(first, run=False) is None  # the oldest plane's were dropped
+    assert builtin.prepare(scenes[-1].image, run=False) is not None
     builtin.prepare(first)  # prepared again, equal; the last plane stays current
-    assert builtin.is_prepared(first)
-    assert builtin.embedding is builtin.embed(scenes[-1].image)
+    assert builtin.prepare(first, run=False) is not None
+    assert builtin.current.embedding is builtin.prepare(scenes[-1].image, refine=False)
     builtin.set_image(first)
     again = _prepared(builtin)[0]
     assert again is not objects
@@ -316,7 +316,7 @@ def test_small_nuclei_are_found_on_zoomed_tiles(builtin):
 
     scene = _small_nuclei_scene()
     builtin.set_image(scene.image)
-    rgb, embedding = to_model_rgb(scene.image), builtin.embedding
+    rgb, embedding = to_model_rgb(scene.image), builtin.current.embedding
     model, embed = builtin.predictor.model, builtin.predictor.embed
     automatic = objects.find_objects(model, embedding, rgb, embed)
     whole = objects.find_objects(model, embedding, rgb, embed, zoom=1)
@@ -331,19 +331,19 @@ def test_small_nuclei_are_found_on_zoomed_tiles(builtin):
     fixed = builtin.segment_everything(head_zoom=1)
     assert len(fixed.objects) == whole.labels.max()
     # with only the embedding, nothing can be zoomed or turned: the whole plane at once
-    builtin.set_embedding(replace(embedding))  # an embedding the session has not seen
+    builtin.set_image(None, embedding=replace(embedding))  # an embedding the session has not seen
     one_view = builtin.segment_everything(head_zoom=1, head_views=1)
     np.testing.assert_array_equal(builtin.segment_everything().labels > 0, one_view.labels > 0)
     # given with its plane (as the widget gives it), the embedding is zoomed as before
     builtin._planes.clear()
-    builtin.set_embedding(embedding, scene.image)
-    assert not builtin.is_prepared(scene.image)
+    builtin.set_image(scene.image, embedding=embedding)
+    assert builtin.prepare(scene.image, run=False) is None
     np.testing.assert_array_equal(_prepared(builtin)[0], automatic.labels)
-    assert builtin.is_prepared(scene.image)
+    assert builtin.prepare(scene.image, run=False) is not None
     assert len(builtin.segment_everything().objects) == automatic.labels.max()
     with pytest.raises(ImageError, match="embedding is for a"):
-        builtin.set_embedding(embedding, scene.image[:100])
-    assert builtin.embedding is embedding  # unchanged by the refused call
+        builtin.set_image(scene.image[:100], embedding=embedding)
+    assert builtin.current.embedding is embedding  # unchanged by the refused call
 
 
 def test_a_snapped_click_is_split_with_its_guide_from_the_zoomed_tile(builtin, decoder_only):
@@ -450,13 +450,15 @@ def test_on_a_plane_not_zoomed_the_guide_reuses_the_clicks_own_decode(builtin, d
 def test_a_click_on_a_plane_known_only_by_its_embedding_is_snapped_without_a_guide(
     builtin, decoder_only
 ):
-    """After set_embedding(embedding) without the plane there are no pixels to cut the
+    """After set_image(None, embedding=...) without the plane there are no pixels to cut the
     guide's views from: the click is split with the decoder's own mask (the session-11
     guide raised a TypeError here)."""
     scene = nuclei_scene_2d(seed=4)
     for session in (builtin, decoder_only):
         session.set_image(scene.image)
-    builtin.set_embedding(replace(builtin.embedding))  # an embedding never seen with pixels
+    builtin.set_image(
+        None, embedding=replace(builtin.current.embedding)
+    )  # an embedding never seen with pixels
     objects, logits, zoom = _prepared(builtin)
     assert zoom == 1
     for label in np.unique(scene.labels[scene.labels > 0])[:4]:

@@ -34,7 +34,7 @@ def test_cuda_matches_cpu(tmp_path, precision):
     results = {}
     for device in ("cpu", "cuda"):
         sa = SegAny(model=path, device=device, precision="fp32" if device == "cpu" else precision)
-        assert sa.device.type == device
+        assert sa.predictor.device.type == device
         sa.set_image(image)
         results[device] = sa.segment(points_yx=[[150, 200]], labels=[1])
     cpu, cuda = results["cpu"], results["cuda"]
@@ -98,7 +98,7 @@ def test_builtin_zoomed_head_objects_on_cuda_match_the_cpu():
         session = SegAny(device=device, precision="fp32")
         session.set_image(scene.image)
         model, embed = session.predictor.model, session.predictor.embed
-        found[device] = objects.find_objects(model, session.embedding, rgb, embed)
+        found[device] = objects.find_objects(model, session.current.embedding, rgb, embed)
     assert found["cpu"].zoom == found["cuda"].zoom >= 3
     cpu, cuda = found["cpu"].labels, found["cuda"].labels
     assert abs(int(cpu.max()) - int(cuda.max())) <= 0.01 * cpu.max()

@@ -70,15 +70,19 @@ def _click_ious(session: SegAny, image: np.ndarray, labels: np.ndarray, **option
 
 
 def test_builtin_declares_its_input_rules(builtin, tiny_sam):
-    assert builtin.channel_rule == SINGLE_STAIN_RULE and MAX_UPSCALE == 2.0
+    assert builtin.predictor.channel_rule == SINGLE_STAIN_RULE and MAX_UPSCALE == 2.0
     assert builtin.predictor.max_upscale == MAX_UPSCALE
     assert tiny_sam.predictor.max_upscale is None  # SAM's rule
-    assert builtin.describe_channels((64, 64, 2)).startswith("channel 0 as grey")
-    assert tiny_sam.describe_channels((64, 64, 2)).startswith("R = channel 0, G = channel 1")
+    assert builtin.predictor.describe_channels((64, 64, 2)).startswith("channel 0 as grey")
+    assert tiny_sam.predictor.describe_channels((64, 64, 2)).startswith(
+        "R = channel 0, G = channel 1"
+    )
     red = np.zeros((64, 64, 3), np.uint8)
     red[10:20, 10:20, 0] = 200
-    assert builtin.describe_channels(red).startswith("channel 0 as grey (unused: channel 1, 2;")
-    assert tiny_sam.describe_channels(red[..., 0]) == "grey"
+    assert builtin.predictor.describe_channels(red).startswith(
+        "channel 0 as grey (unused: channel 1, 2;"
+    )
+    assert tiny_sam.predictor.describe_channels(red[..., 0]) == "grey"
 
 
 def test_builtin_segments_a_red_stain_and_a_first_channel_like_grey(builtin):
@@ -107,11 +111,11 @@ def test_builtin_segments_a_red_stain_and_a_first_channel_like_grey(builtin):
 def test_channels_first_or_a_stack_is_refused_and_keeps_the_plane(tiny_sam, shape):
     plane = np.random.default_rng(1).integers(0, 255, (90, 140), dtype=np.uint8)
     tiny_sam.set_image(plane)
-    before = tiny_sam.embedding
+    before = tiny_sam.current.embedding
     with pytest.raises(ImageError, match="channel_axis=0") as caught:
         tiny_sam.set_image(np.zeros(shape, np.uint8))
     assert "segment_everything_stack" in str(caught.value)
-    assert tiny_sam.embedding is before and tiny_sam.image_shape == (90, 140)
+    assert tiny_sam.current.embedding is before and tiny_sam.current.hw == (90, 140)
 
 
 def test_channel_axis_reads_a_cyx_plane_as_its_channels_last_view(tiny_sam):
@@ -119,8 +123,8 @@ def test_channel_axis_reads_a_cyx_plane_as_its_channels_last_view(tiny_sam):
     moved = tiny_sam.set_image(np.moveaxis(cyx, 0, -1))
     given = tiny_sam.set_image(cyx, channel_axis=0)
     torch.testing.assert_close(given.features, moved.features, rtol=0, atol=0)
-    assert tiny_sam.is_prepared(cyx, channel_axis=0)
-    assert not tiny_sam.is_prepared(cyx, channel_axis=1)  # another reading, another key
+    assert tiny_sam.prepare(cyx, channel_axis=0, run=False) is not None
+    assert tiny_sam.prepare(cyx, channel_axis=1, run=False) is None  # another reading, another key
     result = tiny_sam.segment(points_yx=[[30, 35]], labels=[1])
     assert result.masks.shape == (3, 60, 70)
 
@@ -175,7 +179,7 @@ def test_a_tiny_plane_of_small_nuclei_is_not_cut_into_noisy_tiles(builtin):
     crop = np.s_[100:161, 100:157]
     image, labels = small.image[crop], small.labels[crop]
     embedding = builtin.set_image(image)
-    rgb = builtin.model_rgb(image)
+    rgb = builtin.predictor.rgb(image)
     found = objects.find_objects(builtin.predictor.model, embedding, rgb, builtin.predictor.embed)
     assert found.zoom == 1  # 61 // MIN_TILE_PX: no room for tiles
     n_true = len(np.unique(labels)) - 1

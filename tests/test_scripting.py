@@ -100,7 +100,7 @@ def test_segany_api_example_runs_as_written_with_the_builtin_model():
     namespace: dict = {}
     exec(compile(code, str(DOC), "exec"), namespace)
     sa, refined = namespace["sa"], namespace["refined"]
-    assert sa.image_shape == (256, 256)
+    assert sa.current.hw == (256, 256)
     assert refined.masks.shape == (1, 256, 256) and refined.scores.shape == (1,)
     assert len(sa.cache) == 1  # three prompts, one embedding
 

@@ -79,7 +79,7 @@ def sweep(
         session.set_image(scene.image)  # the embedding, as segment_everything() uses it
         started = time.perf_counter()
         rgb = to_model_rgb(scene.image)  # the plane as set_image converts it (crops)
-        candidates = drain(decode_grid(session.predictor, rgb, grid, session.embedding))
+        candidates = drain(decode_grid(session.predictor, rgb, grid, session.current.embedding))
         seconds.append(time.perf_counter() - started)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EmptyResultWarning)
@@ -123,9 +123,9 @@ def sweep_foreground(session: SegAny, n_images: int, zoom: int = objects.AUTO_ZO
         session.set_image(scene.image)
         rgb, embed = to_model_rgb(scene.image), session.predictor.embed
         model = session.predictor.model
-        logits, used = objects.plane_logits(model, session.embedding, rgb, embed, zoom)
+        logits, used = objects.plane_logits(model, session.current.embedding, rgb, embed, zoom)
         seconds.append(time.perf_counter() - started)
-        frame = session.embedding.input_hw
+        frame = session.current.embedding.input_hw
         scale = scene.labels.size / (frame[0] * frame[1] * used * used)
         for fg_logit, border_logit, area, extent in itertools.product(
             SEED_FOREGROUND, SEED_BORDER, SEED_AREA, EXTENT

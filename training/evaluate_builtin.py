@@ -254,7 +254,7 @@ def evaluate(
     for scene in held_out_scenes(n_images, kind, case):
         limits = napari_default_limits(scene.image) if contrast == "napari" else None
         session.set_image(scene.image, contrast_limits=limits)
-        to_frame = max(session.embedding.input_hw) / max(scene.labels.shape)
+        to_frame = max(session.current.embedding.input_hw) / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
         for object_id in rng.permutation(ids)[:max_objects]:
             mask = scene.labels == object_id

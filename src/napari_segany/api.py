@@ -25,11 +25,10 @@ import numpy as np
 import torch
 
 from .core import planes
-from .core.channels import describe_channels, with_signal
 from .core.embeddings import Embedding, EmbeddingCache, plane_key
 from .core.errors import ImageError, NoImageError
 from .core.everything import EverythingModes, GridProposer
-from .core.image import to_model_rgb, validate_plane
+from .core.image import validate_plane
 from .core.model.sam import Sam
 from .core.plugins import (
     NO_PLUGIN,
@@ -78,6 +77,11 @@ class SegAny(EverythingMethods):
 
     Attributes
     ----------
+    predictor : Predictor
+        The model on its device: ``name``, ``device``, ``precision``, ``channel_rule``,
+        ``rgb(plane)`` (the plane as the model sees it) and ``describe_channels(plane)``.
+    cache : EmbeddingCache
+        The embeddings kept (LRU, bounded in bytes).
     everything : EverythingModes
         Everything mode's choices: ``names()`` (the modes, ``"auto"``'s first),
         ``parameters(mode)``, ``defaults`` (the model's parameters used where a call
@@ -134,12 +138,15 @@ class SegAny(EverythingMethods):
     def _setup(
         self, sam: Sam, device, precision: str, name: str, cache_bytes: int, plugin: ModelPlugin
     ) -> None:
-        self.model_name = name
-        self.precision = precision
         self.predictor = Predictor(
-            sam, device, precision, f"{name}:{precision}", max_upscale=plugin.max_upscale
+            sam,
+            device,
+            precision,
+            f"{name}:{precision}",
+            plugin.max_upscale,
+            name,
+            plugin.channel_rule,
         )
-        self.channel_rule = plugin.channel_rule
         self.cache = EmbeddingCache(cache_bytes)
         proposers = (GridProposer(), *plugin.proposers)
         self.everything = EverythingModes(
@@ -160,64 +167,14 @@ class SegAny(EverythingMethods):
 
     @refiners.setter
     def refiners(self, refine: str | Sequence) -> None:
-        self._refiners = choose_refiners(self._plugin, refine, self.model_name)
+        self._refiners = choose_refiners(self._plugin, refine, self.predictor.name)
         self.everything.clicked_parts = any(r.name == "clicked_parts" for r in self._refiners)
 
     @property
-    def device(self) -> torch.device:
-        """Device the model runs on."""
-        return self.predictor.device
-
-    @property
-    def embedding(self) -> Embedding | None:
-        """Embedding of the current plane (None before :meth:`set_image`)."""
-        return None if self._current is None else self._current.embedding
-
-    @property
-    def image_shape(self) -> tuple[int, int] | None:
-        """(H, W) of the current plane (None before :meth:`set_image`)."""
-        return None if self._current is None else self._current.hw
-
-    def embed(
-        self,
-        image: np.ndarray,
-        contrast_limits=None,
-        channels: Sequence[int] | None = None,
-        channel_axis: int | None = None,
-    ) -> Embedding:
-        """Embedding of a plane from the cache, or computed and cached (thread-safe).
-
-        Does not change the current plane; see :meth:`set_image` for the arguments.
-        """
-        key = plane_key(image, contrast_limits, channels, self.predictor.model_key, channel_axis)
-        embedding = self.cache.get(key)
-        if embedding is None:
-            rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
-            embedding = self.cache.put(key, self.predictor.embed(rgb))
-        return embedding
-
-    def model_rgb(
-        self,
-        image: np.ndarray,
-        contrast_limits=None,
-        channels: Sequence[int] | None = None,
-        channel_axis: int | None = None,
-    ) -> np.ndarray:
-        """The plane as this model sees it, (H, W, 3) uint8 (``core.image.to_model_rgb``
-        with the model's :attr:`channel_rule`); arguments as in :meth:`set_image`."""
-        return to_model_rgb(image, contrast_limits, channels, channel_axis, self.channel_rule)
-
-    def describe_channels(
-        self, plane, channels: Sequence[int] | None = None, channel_axis: int | None = None
-    ) -> str:
-        """One line saying how a plane becomes this model's R, G, B (e.g. ``"channel 0
-        as grey (unused: channel 1; ...)"``), for the widget and logs. ``plane``: the
-        array (its empty channels are seen) or only its shape."""
-        signal = None
-        if isinstance(plane, np.ndarray):
-            signal = with_signal(validate_plane(plane, None, channels, channel_axis))
-        shape = plane.shape if isinstance(plane, np.ndarray) else plane
-        return describe_channels(shape, channels, self.channel_rule, signal, channel_axis)
+    def current(self) -> PlaneContext | None:
+        """The current plane (None before :meth:`set_image`): its ``embedding``, ``hw``
+        (H, W) and, when known, ``rgb`` (the plane as the model saw it)."""
+        return self._current
 
     def prepare(
         self,
@@ -225,61 +182,85 @@ class SegAny(EverythingMethods):
         contrast_limits=None,
         channels: Sequence[int] | None = None,
         channel_axis: int | None = None,
-    ) -> Embedding:
-        """Embed a plane and run the model's per-plane preparation (thread-safe).
+        *,
+        refine: bool = True,
+        run: bool = True,
+    ) -> Embedding | None:
+        """Embed a plane (through the cache) and run the model's per-plane preparation.
 
         What :meth:`set_image` does before the plane becomes current; the widget runs it
         in the background, so a prompt on the plane never waits for the model's
         preparation (for ``"builtin"``: its foreground head's objects and their views).
-        Arguments as in :meth:`set_image`.
-        """
-        embedding = self.embed(image, contrast_limits, channels, channel_axis)
-        if self.refiners:
-            known = self._planes.find(embedding)
-            rgb = None  # a kept plane has its pixels already: not converted again
-            if known is None or known.rgb is None:
-                rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
-            planes.prepare(self._planes.context(embedding, rgb), self.refiners)
-        return embedding
-
-    def is_prepared(
-        self,
-        image: np.ndarray,
-        contrast_limits=None,
-        channels: Sequence[int] | None = None,
-        channel_axis: int | None = None,
-    ) -> bool:
-        """Whether :meth:`prepare` of this plane would return at once (no model runs)."""
-        key = plane_key(image, contrast_limits, channels, self.predictor.model_key, channel_axis)
-        embedding = self.cache.get(key)
-        if embedding is None or not self.refiners:
-            return embedding is not None
-        context = self._planes.find(embedding)
-        return context is not None and not planes.missing(context, self.refiners)
-
-    def set_image(
-        self,
-        image: np.ndarray,
-        contrast_limits=None,
-        channels: Sequence[int] | None = None,
-        channel_axis: int | None = None,
-    ) -> Embedding:
-        """Make ``image`` the current plane, embedding and preparing it unless known.
+        The current plane does not change; thread-safe.
 
         Parameters
         ----------
-        image : array-like, (H, W) or (H, W, C)
+        image, contrast_limits, channels, channel_axis
+            The plane, as in :meth:`set_image`.
+        refine : bool
+            Also run the :attr:`refiners`' preparation; False: only the embedding.
+        run : bool
+            False: run no model, only say whether the plane is ready: its embedding
+            when it is cached (and prepared, with ``refine``), else None.
+
+        Returns
+        -------
+        Embedding or None
+            The plane's embedding (None only with ``run=False``).
+        """
+        key = plane_key(image, contrast_limits, channels, self.predictor.model_key, channel_axis)
+        embedding = self.cache.get(key)
+        refiners = self.refiners if refine else ()
+        if not run:
+            if embedding is None or not refiners:
+                return embedding
+            known = self._planes.find(embedding)
+            ready = known is not None and not planes.missing(known, refiners)
+            return embedding if ready else None
+        if embedding is None:
+            rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
+            embedding = self.cache.put(key, self.predictor.embed(rgb))
+        if refiners:
+            known = self._planes.find(embedding)
+            rgb = None  # a kept plane has its pixels already: not converted again
+            if known is None or known.rgb is None:
+                rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
+            planes.prepare(self._planes.context(embedding, rgb), refiners)
+        return embedding
+
+    def set_image(
+        self,
+        image: np.ndarray | None,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
+        *,
+        embedding: Embedding | None = None,
+    ) -> Embedding:
+        """Make a plane current, embedding and preparing it unless known.
+
+        Parameters
+        ----------
+        image : array-like, (H, W) or (H, W, C), or None
             One plane, channel axis last, any numeric or bool dtype (for a stack, pass
             one plane). Conversion rules: ``napari_segany.core.image`` and
-            ``core.channels`` (an ambiguous 3-D array is refused, never guessed).
+            ``core.channels`` (an ambiguous 3-D array is refused, never guessed). None
+            only with ``embedding``.
         contrast_limits : (low, high) or array (k, 2), optional
             Intensity range mapped to black..white, e.g. the napari layer's
             ``contrast_limits``; default: robust percentiles (uint8 unchanged).
         channels : sequence of 1 to 3 int, optional
             Channels to use as R, G, B (default: the first three); how they are read:
-            :meth:`describe_channels`.
+            ``predictor.describe_channels(plane)``.
         channel_axis : int, optional
             The axis holding channels when it is not the last (e.g. 0 for (C, H, W)).
+        embedding : Embedding, optional
+            The plane's precomputed embedding (e.g. from :meth:`prepare`): made current
+            as it is, nothing is embedded. Without ``image``, and unless the plane was
+            prepared with its pixels before, everything mode with crops needs the image
+            (crops are cut from it) and the model's preparation sees only the embedding
+            (the built-in model's objects are then found on the whole plane, never
+            zoomed).
 
         Returns
         -------
@@ -289,41 +270,14 @@ class SegAny(EverythingMethods):
         Raises
         ------
         ImageError
-            On an invalid plane or option; the previous plane stays current.
+            On an invalid plane or option, or an ``image`` that is not the plane of
+            ``embedding``; the previous plane stays current.
         """
-        embedding = self.prepare(image, contrast_limits, channels, channel_axis)
-        self.set_embedding(embedding, image, contrast_limits, channels, channel_axis)
-        return embedding
-
-    def set_embedding(
-        self,
-        embedding: Embedding,
-        image: np.ndarray | None = None,
-        contrast_limits=None,
-        channels: Sequence[int] | None = None,
-        channel_axis: int | None = None,
-    ) -> None:
-        """Make a precomputed :class:`Embedding` (e.g. from :meth:`prepare`) current.
-
-        Parameters
-        ----------
-        embedding : Embedding
-        image : array-like, optional
-            The plane it is the embedding of (``contrast_limits``, ``channels`` and
-            ``channel_axis`` as in :meth:`set_image`; not embedded again). Without
-            it, and unless the plane was prepared with its pixels before
-            (:meth:`prepare`), everything mode with crops needs :meth:`set_image`
-            (crops are cut from the image itself) and the model's preparation sees
-            only the embedding (the built-in model's objects are then found on the
-            whole plane, never zoomed).
-
-        Raises
-        ------
-        ImageError
-            ``image`` is not a valid plane of the embedding's shape.
-        """
-        rgb = None
-        if image is not None:
+        if embedding is None:
+            if image is None:
+                raise ImageError("Give set_image a plane (or a precomputed embedding=).")
+            embedding = self.prepare(image, contrast_limits, channels, channel_axis)
+        elif image is not None:
             plane = validate_plane(np.asarray(image), contrast_limits, channels, channel_axis)
             shape = tuple(plane.shape[:2])
             if shape != tuple(embedding.original_hw):
@@ -331,10 +285,12 @@ class SegAny(EverythingMethods):
                     f"The image is {shape} but the embedding is for a "
                     f"{tuple(embedding.original_hw)} plane; pass the plane it was made from."
                 )
-            known = self._planes.find(embedding)
-            if known is None or known.rgb is None:
-                rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
+        rgb = None  # a kept plane has its pixels already: not converted again
+        known = self._planes.find(embedding)
+        if image is not None and (known is None or known.rgb is None):
+            rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
         self._current = self._planes.context(embedding, rgb)
+        return embedding
 
     def segment(
         self,
@@ -392,6 +348,6 @@ class SegAny(EverythingMethods):
 
     def __repr__(self) -> str:
         return (
-            f"SegAny(model={self.model_name!r}, device={str(self.device)!r}, "
-            f"precision={self.precision!r}, cached_embeddings={len(self.cache)})"
+            f"SegAny(model={self.predictor.name!r}, device={str(self.predictor.device)!r}, "
+            f"precision={self.predictor.precision!r}, cached_embeddings={len(self.cache)})"
         )

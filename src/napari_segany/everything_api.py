@@ -44,8 +44,7 @@ class EverythingMethods:
     _planes: planes.PlaneStore
     # (embedding, (proposer name, its params, had pixels), candidates) of the last run
     _everything: tuple[Embedding, tuple, GridCandidates] | None = None
-    embed: Callable[..., Embedding]  # SegAny.embed: a plane through the cache
-    model_rgb: Callable[..., np.ndarray]  # SegAny.model_rgb: the plane as the model sees it
+    prepare: Callable[..., Embedding]  # SegAny.prepare: a plane through the cache
 
     def segment_everything(
         self,
@@ -87,7 +86,7 @@ class EverythingMethods:
         Raises
         ------
         NoImageError
-            Before :meth:`set_image` (or with crops after :meth:`set_embedding`).
+            Before :meth:`set_image` (or with crops after ``set_image(None, embedding=...)``).
         InputError
             On an unknown mode or parameter, or an invalid value.
         """
@@ -121,10 +120,10 @@ class EverythingMethods:
         """
         proposer, chosen, _ = self.everything.plan(mode, **params)
         yield Progress(0, 1, "embedding")
-        embedding = self.embed(image, contrast_limits, channels, channel_axis)
+        embedding = self.prepare(image, contrast_limits, channels, channel_axis, refine=False)
         context = self._planes.find(embedding)  # a prepared plane: its views are kept
         if context is None or context.rgb is None:  # not kept: a stack would fill the store
-            rgb = self.model_rgb(image, contrast_limits, channels, channel_axis)
+            rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
             views = ViewEmbeddings(self.predictor.embed)
             context = PlaneContext(self.predictor, embedding, rgb, views)
         candidates = yield from proposer.propose(context, chosen)

@@ -22,15 +22,18 @@ class SquareSession(PromptSession):
         self.prepared: list[float] = []
         self.hw = (0, 0)
 
-    def prepare(self, image, contrast_limits=None, channels=None):
+    predictor = None  # the app reads channels only in the widget
+
+    def prepare(self, image, contrast_limits=None, channels=None, *, run=True):
+        if not run:
+            ready = float(np.sum(image)) in self.prepared
+            return np.asarray(image).shape[:2] if ready else None
         self.prepared.append(float(np.sum(image)))
         return np.asarray(image).shape[:2]
 
-    def is_prepared(self, image, contrast_limits=None, channels=None) -> bool:
-        return float(np.sum(image)) in self.prepared
-
-    def set_embedding(self, embedding, image=None, contrast_limits=None, channels=None) -> None:
-        self.hw = embedding
+    def set_image(self, image, contrast_limits=None, channels=None, *, embedding=None):
+        self.hw = embedding if embedding is not None else self.prepare(image)
+        return self.hw
 
     def segment(
         self, points_yx=None, labels=None, box_yxyx=None, mask_input=None, multimask=True

@@ -90,9 +90,9 @@ def plugged():
 def test_a_plugins_refiner_is_prepared_once_per_plane_and_refines_every_prompt(plugged):
     session, halves = plugged
     plane = np.random.default_rng(0).integers(0, 255, (64, 48), dtype=np.uint8)
-    assert not session.is_prepared(plane)
+    assert session.prepare(plane, run=False) is None
     session.set_image(plane)
-    assert session.is_prepared(plane) and halves.prepared == 1
+    assert session.prepare(plane, run=False) is not None and halves.prepared == 1
     embedded = []
     embed = session.predictor.embed
     session.predictor.embed = lambda rgb: embedded.append(rgb.shape) or embed(rgb)

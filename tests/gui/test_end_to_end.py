@@ -61,7 +61,7 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     assert "synthetic" in widget.controls.model_note.text()
     widget.controls.device_combo.setCurrentText("cpu")
     widget.load_model()
-    assert widget.segany is not None and widget.segany.model_name == "builtin"
+    assert widget.segany is not None and widget.segany.predictor.name == "builtin"
     # everything mode offers the model's modes, its default first, with its calibrated
     # defaults: the objects of its foreground head (no grid size; a zoom), thresholds off
     defaults = widget.segany.everything.defaults
@@ -124,10 +124,12 @@ def test_the_background_job_prepares_the_plane_for_the_prompts():
 
     session = SegAny(device="cpu", precision="fp32")
     plane = nuclei_scene_2d().image
-    session.embed(plane)
-    assert not session.is_prepared(plane)  # embedded, the head's objects not found
+    session.prepare(plane, refine=False)
+    assert session.prepare(plane, run=False) is None  # embedded, the head's objects not found
     embedding = prepare_cancellable(session, plane, None, threading.Event())
-    assert session.is_prepared(plane) and embedding is session.embed(plane)
+    assert session.prepare(plane, run=False) is not None and embedding is session.prepare(
+        plane, refine=False
+    )
 
 
 @pytest.fixture
@@ -174,10 +176,12 @@ def test_no_model_embeds_on_the_gui_thread_during_clicks(threaded_viewer, qtbot)
     image = viewer.add_image(scene.image)
     widget.use_session(session)
     qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
-    assert session.is_prepared(scene.image, image.contrast_limits)
+    assert session.prepare(scene.image, image.contrast_limits, run=False) is not None
     other = viewer.add_image(scene.image[::-1].copy(), name="flipped")
     on_main.clear()
-    session.embed(other.data, contrast_limits=other.contrast_limits)  # e.g. by a script
+    session.prepare(
+        other.data, contrast_limits=other.contrast_limits, refine=False
+    )  # e.g. by a script
     on_main.clear()
     for layer in (image, other):
         widget.controls.image_combo.setCurrentText(layer.name)

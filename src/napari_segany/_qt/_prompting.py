@@ -153,7 +153,7 @@ class PromptController(QObject):
             return
         request = self._request(image)
         try:
-            prepared = session.is_prepared(request.plane, request.limits)
+            prepared = session.prepare(request.plane, request.limits, run=False) is not None
         except SegAnyError as error:
             notify_error(error, f"image '{image.name}'")
             return

@@ -240,7 +240,7 @@ class SegAnyWidget(QWidget):
             return
         try:
             plane = self._shown_plane(image)[1] if image.rgb else _layers.plane_shape(image)[-2:]
-            text = self.segany.describe_channels(plane)
+            text = self.segany.predictor.describe_channels(plane)
         except SegAnyError as error:  # e.g. a layout the model cannot read
             text = str(error)
         note.setText(f"<small>model sees: {text}</small>")
@@ -396,5 +396,5 @@ def _load_and_prepare(options: dict, plane: Any, contrast_limits: Any, cancel_ev
 def _prepare(segany: PromptSession, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
     """Worker body: prepare ``plane`` and make it current (stops on ``cancel_event``)."""
     embedding = prepare_cancellable(segany, plane, contrast_limits, cancel_event)
-    segany.set_embedding(embedding, plane, contrast_limits)
+    segany.set_image(plane, contrast_limits, embedding=embedding)
     return segany

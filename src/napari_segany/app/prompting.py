@@ -143,7 +143,7 @@ def predict(session: PromptSession, request: Request, embedding: Any) -> Preview
     SegAnyError
         On an invalid prompt or plane.
     """
-    session.set_embedding(embedding, request.plane, request.limits)
+    session.set_image(request.plane, request.limits, embedding=embedding)
     result = predict_objects(session, request.points_yx, request.labels, request.boxes)
     return Preview(request, result.per_object())
 
@@ -284,5 +284,8 @@ def prepare_planes(
         yield Progress(done, len(todo), f"preparing {words or 'the image'}")
         session.prepare(_layers.get_plane(image, tuple(index)), limits)
     yield Progress(len(todo), len(todo), "all planes prepared")
-    kept = sum(session.is_prepared(_layers.get_plane(image, tuple(i)), limits) for i in todo)
+    kept = sum(
+        session.prepare(_layers.get_plane(image, tuple(i)), limits, run=False) is not None
+        for i in todo
+    )
     return len(todo), kept

@@ -17,29 +17,42 @@ from napari_segany.core.progress import Progress
 from napari_segany.core.results import SegmentResult
 
 
+class ChannelReader(Protocol):
+    """How a session's model reads a plane's channels (``SegAny.predictor``)."""
+
+    def describe_channels(self, plane: np.ndarray | tuple[int, ...]) -> str:
+        """One line saying how the plane (or a plane of that shape) becomes the model's
+        R, G, B, e.g. ``"grey"`` or ``"channel 0 as grey (unused: channel 1, 2; ...)"``."""
+
+
 @runtime_checkable
 class PromptSession(Protocol):
     """A session that answers prompts on planes prepared in the background."""
 
+    predictor: ChannelReader
+    """The model on its device; the app reads only how it sees channels."""
+
     def prepare(
-        self, image: np.ndarray, contrast_limits: Any = None, channels: Sequence[int] | None = None
-    ) -> Any:
-        """Embed the plane and run the model's per-plane preparation; return the
-        embedding (slow: the widget calls it in a worker)."""
-
-    def is_prepared(
-        self, image: np.ndarray, contrast_limits: Any = None, channels: Sequence[int] | None = None
-    ) -> bool:
-        """Whether :meth:`prepare` of the plane would return at once (no model runs)."""
-
-    def set_embedding(
         self,
-        embedding: Any,
-        image: np.ndarray | None = None,
+        image: np.ndarray,
         contrast_limits: Any = None,
         channels: Sequence[int] | None = None,
-    ) -> None:
-        """Make a prepared plane current."""
+        *,
+        run: bool = True,
+    ) -> Any:
+        """Embed the plane and run the model's per-plane preparation; return the
+        embedding (slow: the widget calls it in a worker). ``run=False``: run nothing,
+        return the embedding only if the plane is ready, else None."""
+
+    def set_image(
+        self,
+        image: np.ndarray | None,
+        contrast_limits: Any = None,
+        channels: Sequence[int] | None = None,
+        *,
+        embedding: Any = None,
+    ) -> Any:
+        """Make a plane current (the app passes the prepared ``embedding``)."""
 
     def segment(
         self,
@@ -50,10 +63,6 @@ class PromptSession(Protocol):
         multimask: bool = True,
     ) -> SegmentResult:
         """Masks of the current plane for the prompts (row, col pixels)."""
-
-    def describe_channels(self, plane: np.ndarray | tuple[int, ...]) -> str:
-        """One line saying how the plane (or a plane of that shape) becomes the model's
-        R, G, B, e.g. ``"grey"`` or ``"channel 0 as grey (unused: channel 1, 2; ...)"``."""
 
 
 class Candidates(Protocol):

@@ -78,7 +78,7 @@ class PlaneContext:
         The plane's embedding.
     rgb : numpy.ndarray, (H, W, 3) uint8, or None
         The plane as the model sees it; None when only the embedding is known
-        (``SegAny.set_embedding`` without the plane).
+        (``SegAny.set_image(None, embedding=...)``, without the plane).
     views : ViewEmbeddings
         Embeddings of views of this plane (tiles, the plane turned, ...), each made
         once and kept with the plane: :meth:`PromptRefiner.prepare` and proposers may

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .channels import COLOUR_RULE, ChannelRule, describe_channels, with_signal
 from .embeddings import Embedding
 from .errors import ImageError, InputError, PromptError
-from .image import model_input_hw, preprocess
+from .image import model_input_hw, preprocess, to_model_rgb, validate_plane
 from .model.sam import Sam
 from .prompts import check_boxes, check_mask_input, check_points
 from .results import SegmentResult
@@ -45,6 +46,11 @@ class Predictor:
     max_upscale : float, optional
         The model's largest enlargement of a plane into its frame (``ModelPlugin``;
         smaller planes are padded); None: SAM's rule, the long side fills the frame.
+    name : str
+        The model's name (registry name, or what a session was given).
+    channel_rule : ChannelRule
+        How the model reads a plane's channels (``ModelPlugin.channel_rule``):
+        :meth:`rgb` and :meth:`describe_channels` apply it.
     """
 
     def __init__(
@@ -54,6 +60,8 @@ class Predictor:
         precision: str = "fp32",
         model_key: str = "",
         max_upscale: float | None = None,
+        name: str = "",
+        channel_rule: ChannelRule = COLOUR_RULE,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f'precision must be "fp32" or "bf16", got {precision!r}')
@@ -64,6 +72,31 @@ class Predictor:
         self.precision = precision
         self.model_key = model_key
         self.max_upscale = max_upscale
+        self.name = name
+        self.channel_rule = channel_rule
+
+    def rgb(
+        self,
+        image: np.ndarray,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+        channel_axis: int | None = None,
+    ) -> np.ndarray:
+        """The plane as this model sees it, (H, W, 3) uint8: ``core.image.to_model_rgb``
+        with :attr:`channel_rule`; arguments as in ``SegAny.set_image``."""
+        return to_model_rgb(image, contrast_limits, channels, channel_axis, self.channel_rule)
+
+    def describe_channels(
+        self, plane, channels: Sequence[int] | None = None, channel_axis: int | None = None
+    ) -> str:
+        """One line saying how a plane becomes this model's R, G, B (e.g. ``"channel 0
+        as grey (unused: channel 1; ...)"``), for the widget and logs. ``plane``: the
+        array (its empty channels are seen) or only its shape."""
+        signal = None
+        if isinstance(plane, np.ndarray):
+            signal = with_signal(validate_plane(plane, None, channels, channel_axis))
+        shape = plane.shape if isinstance(plane, np.ndarray) else plane
+        return describe_channels(shape, channels, self.channel_rule, signal, channel_axis)
 
     def embed(self, rgb_uint8: np.ndarray, enlarge: float = 1.0) -> Embedding:
         """Compute the embedding of a ``(H, W, 3)`` uint8 RGB plane (see ``to_model_rgb``).

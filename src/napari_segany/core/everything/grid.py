@@ -160,8 +160,8 @@ def decode_grid(
     if rgb_uint8 is None:
         if embedding is None or params.crop_n_layers > 0:
             raise NoImageError(
-                "Crops are cut from the image: call set_image(plane) instead of "
-                "set_embedding(...) to use crop_n_layers > 0."
+                "Crops are cut from the image: call set_image(plane), not "
+                "set_image(None, embedding=...), to use crop_n_layers > 0."
                 if embedding is not None
                 else "Everything mode needs the plane or its embedding."
             )

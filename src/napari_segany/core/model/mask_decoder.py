@@ -324,10 +324,15 @@ def _image_order(per_pixel: Tensor, height: int, width: int) -> Tensor:
 
 @functools.lru_cache(maxsize=8)
 def _image_order_index(height: int, width: int, device: torch.device) -> Tensor:
-    """(16 h w,) int64: the column of :func:`_image_order`'s input for each output pixel."""
-    columns = torch.arange(16 * height * width, device=device)
-    by_axis = columns.view(height, width, 2, 2, 2, 2)  # (y, x, dy, dx, ddy, ddx)
-    return by_axis.permute(0, 2, 4, 1, 3, 5).reshape(-1)  # (y, dy, ddy, x, dx, ddx)
+    """(16 h w,) int64: the column of :func:`_image_order`'s input for each output pixel.
+
+    Made outside inference mode: a cached inference tensor could not be used where
+    autograd records the gather.
+    """
+    with torch.inference_mode(False):
+        columns = torch.arange(16 * height * width, device=device)
+        by_axis = columns.view(height, width, 2, 2, 2, 2)  # (y, x, dy, dx, ddy, ddx)
+        return by_axis.permute(0, 2, 4, 1, 3, 5).reshape(-1)  # (y, dy, ddy, x, dx, ddx)
 
 
 def _subpixel_weight(conv: nn.ConvTranspose2d) -> Tensor:
