@@ -221,11 +221,8 @@ class SegAny(EverythingMethods):
             rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
             embedding = self.cache.put(key, self.predictor.embed(rgb))
         if refiners:
-            known = self._planes.find(embedding)
-            rgb = None  # a kept plane has its pixels already: not converted again
-            if known is None or known.rgb is None:
-                rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
-            planes.prepare(self._planes.context(embedding, rgb), refiners)
+            reading = (contrast_limits, channels, channel_axis)
+            planes.prepare(self._planes.with_pixels(embedding, image, *reading), refiners)
         return embedding
 
     def set_image(
@@ -285,11 +282,8 @@ class SegAny(EverythingMethods):
                     f"The image is {shape} but the embedding is for a "
                     f"{tuple(embedding.original_hw)} plane; pass the plane it was made from."
                 )
-        rgb = None  # a kept plane has its pixels already: not converted again
-        known = self._planes.find(embedding)
-        if image is not None and (known is None or known.rgb is None):
-            rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
-        self._current = self._planes.context(embedding, rgb)
+        reading = (contrast_limits, channels, channel_axis)
+        self._current = self._planes.with_pixels(embedding, image, *reading)
         return embedding
 
     def segment(

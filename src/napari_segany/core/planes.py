@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,18 @@ class PlaneStore:
             self._contexts[id(embedding)] = context
             self._evict()
             return context
+
+    def with_pixels(
+        self, embedding: Embedding, image: np.ndarray | None = None, *reading: Any
+    ) -> PlaneContext:
+        """:meth:`context` with the plane's pixels as the model sees them: converted from
+        ``image`` (``reading``: contrast limits, channels, channel axis, as in
+        ``Predictor.rgb``) only when given and the kept context has none yet."""
+        known = self.find(embedding)
+        rgb = None
+        if image is not None and (known is None or known.rgb is None):
+            rgb = self.predictor.rgb(image, *reading)
+        return self.context(embedding, rgb)
 
     def find(self, embedding: Embedding) -> PlaneContext | None:
         """The kept context of ``embedding`` or None (the order is not changed)."""
