@@ -329,7 +329,7 @@ def attend_implicit(
     token_embedding: Tensor,
     readout: tuple[Tensor, Tensor],
     readout_pixels: int,
-    outputs: int,
+    outputs: list[int],
 ) -> tuple[Tensor, Iterator[Tensor]]:
     """The two-way transformer on a plane from :func:`project_plane`.
 
@@ -343,14 +343,14 @@ def attend_implicit(
         (C, K) weight and (K,) bias: the first upscaling as a matmul.
     readout_pixels : int
         Pixels per block of the readout.
-    outputs : int
-        Leading tokens read afterwards (the decoder's output tokens): only they go
-        through the final attention.
+    outputs : list of int
+        The tokens read afterwards (the decoder's IoU token and the chosen masks'
+        tokens): only they go through the final attention, in this order.
 
     Returns
     -------
     tokens : Tensor
-        (B, ``outputs``, C) processed tokens.
+        (B, ``len(outputs)``, C) processed tokens.
     readout : iterator of Tensor
         The output image times the readout weight plus its bias, (B, r, K) blocks of
         ``readout_pixels`` pixels, computed as they are read (each stays in the CPU
@@ -368,8 +368,8 @@ def attend_implicit(
         image = _image_to_tokens(
             to_tokens, block.norm4, tokens + token_embedding, tokens, base, image
         )
-    tokens = tokens[:, :outputs]
-    queries = tokens + token_embedding[:, :outputs]
+    tokens = tokens[:, outputs]
+    queries = tokens + token_embedding[:, outputs]
     attended = _tokens_to_image(final, queries, plane.final, image)
     tokens = transformer.norm_final_attn(tokens + attended)
     return tokens, _readout(plane, image, *readout, readout_pixels)

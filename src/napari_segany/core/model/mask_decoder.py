@@ -134,13 +134,14 @@ class MaskDecoder(nn.Module):
         tokens = torch.cat([output_tokens, sparse_embedding], dim=1)
         prepared = self._image_side(image_embedding, image_pe, dense_embedding)
         upscaling = self._upscaling(prepared)
-        tokens, upscaled_blocks = self._attend(prepared, tokens, upscaling[:2])
-        chosen = slice(1, self.num_mask_tokens) if multimask else slice(0, 1)
-        iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, chosen]
+        kinds = range(1, self.num_mask_tokens) if multimask else range(1)  # the masks returned
+        read = [0, *(1 + kind for kind in kinds)]  # tokens read: IoU, then the masks'
+        tokens, upscaled_blocks = self._attend(prepared, tokens, upscaling[:2], read)
+        iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, kinds.start : kinds.stop]
         mask_weights = torch.stack(
             [
-                self.output_hypernetworks_mlps[index](tokens[:, 1 + index])
-                for index in range(self.num_mask_tokens)[chosen]
+                self.output_hypernetworks_mlps[kind](tokens[:, 1 + position])
+                for position, kind in enumerate(kinds)
             ],
             dim=1,
         )  # (N, K, C / 8)
@@ -149,16 +150,20 @@ class MaskDecoder(nn.Module):
         return masks, iou_predictions
 
     def _attend(
-        self, prepared: ImageTokens, tokens: Tensor, upscaling: tuple[Tensor, Tensor]
+        self,
+        prepared: ImageTokens,
+        tokens: Tensor,
+        upscaling: tuple[Tensor, Tensor],
+        read: list[int],
     ) -> tuple[Tensor, Iterable[Tensor]]:
-        """The transformer on (N, T, C) tokens: the tokens after it (at least the IoU and
-        mask tokens) and the output image's first upscaling (``upscaling``: its matmul
-        weight and bias) in blocks of pixels."""
+        """The transformer on (N, T, C) tokens: the tokens ``read`` after it, (N,
+        len(read), C), and the output image's first upscaling (``upscaling``: its matmul
+        weight and bias) in blocks of pixels. The implicit path runs the final attention
+        for those tokens only (a mask token not returned is never read)."""
         plane = self._plane_projections(prepared, tokens.shape[1], upscaling[0])
-        outputs = 1 + self.num_mask_tokens  # tokens read afterwards: IoU and mask tokens
         if plane is not None:  # few tokens, wide embedding: the image is never formed
             return attend_implicit(
-                self.transformer, plane, tokens, upscaling, _UPSCALE_BLOCK_PIXELS, outputs
+                self.transformer, plane, tokens, upscaling, _UPSCALE_BLOCK_PIXELS, read
             )
         readout = None
         if prepared.readout_blocks is not None:  # the image carries the first upscaling
@@ -167,7 +172,7 @@ class MaskDecoder(nn.Module):
         upscaled_blocks = image.readout_blocks or (
             torch.matmul(block, upscaling[0]) + upscaling[1] for block in image.blocks
         )
-        return tokens, upscaled_blocks
+        return tokens[:, read], upscaled_blocks
 
     def _plane_projections(
         self, prepared: ImageTokens, tokens: int, readout_weight: Tensor
