@@ -123,7 +123,8 @@ def prompt_timing(args: argparse.Namespace) -> dict:
     """Interleaved timing of one point prompt (3 masks, full resolution), and agreement.
 
     Calls alternate (upstream first) after two warm-up calls each, so that load from
-    other processes hits both alike; medians of ``args.prompt_repeats`` calls.
+    other processes hits both alike; medians of ``args.prompt_repeats`` calls, and the
+    quartiles of the ratio within each alternating pair (drift between pairs cancels).
     """
     image = blob_image(args.size, args.size)
     upstream = _upstream_predictor(args.model, args.weights, args.device)
@@ -150,9 +151,11 @@ def prompt_timing(args: argparse.Namespace) -> dict:
     # The prompt path alone: our predictor on upstream's embedding.
     shared = replace(ours.current.embedding, features=upstream.features.float().contiguous())
     shared_masks = ours.predictor.predict(shared, point_yx, label).masks
+    pair_ratios = np.array(up_s) / np.array(our_s)
     return {
         "upstream_s": float(np.median(up_s)),
         "ours_s": float(np.median(our_s)),
+        "pair_ratio_quartiles": [float(q) for q in np.percentile(pair_ratios, [25, 50, 75])],
         "repeats": args.prompt_repeats,
         "min_iou_own_embeddings": min(mask_iou(a, b) for a, b in zip(our_masks, up_masks)),
         "differing_pixels_shared_embedding": int(np.count_nonzero(shared_masks != up_masks)),
@@ -277,6 +280,11 @@ def print_table(report: dict) -> None:
         f"| one point prompt, 3 masks (median of {prompt['repeats']}, interleaved) "
         f"| {prompt['upstream_s'] * 1e3:.1f} ms | {prompt['ours_s'] * 1e3:.1f} ms "
         f"| {prompt['upstream_s'] / prompt['ours_s']:.2f}x |"
+    )
+    low, middle, high = prompt["pair_ratio_quartiles"]
+    print(
+        f"| the same calls: ratio within each upstream / ours pair, median (quartiles) | | "
+        f"| {middle:.2f}x ({low:.2f}-{high:.2f}) |"
     )
     print(
         f"| click masks, min IoU on own embeddings | | {prompt['min_iou_own_embeddings']:.4f} | |"
