@@ -49,7 +49,8 @@ def test_cuda_matches_cpu(tmp_path, precision):
 def test_everything_mode_statistics_on_cuda_equal_the_cpu_ones():
     """Boxes and run edges of CUDA masks are computed on the GPU (only they travel to
     the host) and equal the numpy ones."""
-    from napari_segany.core.mask_ops import encode_runs, masks_to_boxes
+    from napari_segany.core.mask_ops import masks_to_boxes
+    from napari_segany.core.mask_runs import encode_runs
 
     rng = np.random.default_rng(0)
     masks = torch.as_tensor(rng.normal(0, 3, (12, 200, 300)) > 1.0)

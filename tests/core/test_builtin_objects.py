@@ -10,7 +10,7 @@ from napari_segany.core.embeddings import ViewEmbeddings
 from napari_segany.core.errors import CheckpointError, InputError
 from napari_segany.core.everything import GridProposer, pick_proposer, split_params
 from napari_segany.core.loading import load_model
-from napari_segany.core.mask_ops import MaskRuns
+from napari_segany.core.mask_runs import MaskRuns
 from napari_segany.core.model.build import build_sam
 from napari_segany.core.model.foreground_head import ForegroundHead
 from napari_segany.core.plugins import PlaneContext

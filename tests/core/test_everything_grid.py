@@ -24,14 +24,12 @@ from napari_segany.core.everything.selection import EmptyResultWarning
 from napari_segany.core.everything.stack import segment_everything_stack
 from napari_segany.core.image import to_model_rgb
 from napari_segany.core.mask_ops import (
-    MaskRuns,
     box_nms,
-    encode_runs,
-    encode_runs_torch,
     masks_to_boxes,
     masks_to_boxes_torch,
     remove_small_regions,
 )
+from napari_segany.core.mask_runs import MaskRuns, encode_runs, encode_runs_torch
 from napari_segany.core.model.build import build_sam
 from napari_segany.core.predictor import (
     Predictor,

@@ -13,7 +13,7 @@ from tests.fakes import tiny_architecture
 from napari_segany.api import SegAny
 from napari_segany.core.errors import InputError
 from napari_segany.core.everything.candidates import GridCandidates
-from napari_segany.core.mask_ops import MaskRuns
+from napari_segany.core.mask_runs import MaskRuns
 from napari_segany.core.model.build import build_sam
 from napari_segany.core.plugins import NO_PLUGIN, ModelPlugin, choose_refiners, load_plugin
 from napari_segany.core.progress import Progress

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..mask_ops import MaskRuns, boxes_near_crop_edge
+from ..mask_ops import boxes_near_crop_edge
+from ..mask_runs import MaskRuns
 from .resolution import Resolution
 from .selection import EverythingResult, FilterParams, select
 

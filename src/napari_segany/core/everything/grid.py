@@ -34,12 +34,8 @@ import torch
 from .._memory import release_freed_memory
 from ..embeddings import Embedding
 from ..errors import InputError, NoImageError
-from ..mask_ops import (
-    clicked_component_statistics,
-    count_above,
-    encode_runs,
-    masks_to_boxes,
-)
+from ..mask_ops import clicked_component_statistics, count_above, masks_to_boxes
+from ..mask_runs import encode_runs
 from ..plugins import PlaneContext
 from ..predictor import Predictor, iter_upscaled_logits, upscale_logits
 from ..progress import Progress, drain

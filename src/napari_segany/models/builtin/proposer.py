@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from napari_segany.core.errors import InputError
 from napari_segany.core.everything.candidates import GridCandidates
-from napari_segany.core.mask_ops import MaskRuns
+from napari_segany.core.mask_runs import MaskRuns
 from napari_segany.core.plugins import PlaneContext
 from napari_segany.core.progress import Progress
 
