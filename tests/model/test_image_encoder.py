@@ -15,11 +15,10 @@ import torch
 from tests.oracle import upstream
 
 from napari_segany.core.errors import InputError
-from napari_segany.core.model import image_encoder
+from napari_segany.core.model import vit_attention
 from napari_segany.core.model.common import LayerNorm2d, MLPBlock
-from napari_segany.core.model.image_encoder import (
-    ImageEncoderViT,
-    bf16_autocast,
+from napari_segany.core.model.image_encoder import ImageEncoderViT, bf16_autocast
+from napari_segany.core.model.vit_attention import (
     chunked_attention,
     decomposed_rel_pos,
     fused_attention,
@@ -182,7 +181,7 @@ def _naive_attention(q, k, v, bias_h, bias_w, scale):
 @pytest.mark.parametrize("head_dim", [8, 32])  # h + w = 22: bias added, resp. folded
 @pytest.mark.parametrize("budget", [1 << 30, 30000, 2500])  # one chunk; rows; batches
 def test_chunked_attention_matches_naive(monkeypatch, head_dim, budget):
-    monkeypatch.setattr(image_encoder, "SCORE_BUDGET", budget)
+    monkeypatch.setattr(vit_attention, "SCORE_BUDGET", budget)
     gen = torch.Generator().manual_seed(0)
     n, h, w = 5, 12, 10
     q, k, v = (torch.randn(n, h * w, head_dim, generator=gen) for _ in range(3))
