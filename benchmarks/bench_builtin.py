@@ -16,7 +16,7 @@ import numpy as np
 from _common import time_it
 from napari_segany import SegAny
 from napari_segany._sample_data import nuclei_scene_2d
-from napari_segany.core import registry
+from napari_segany.core import checkpoints, registry
 from napari_segany.core.synthetic import generate_scene
 from napari_segany.models.builtin.refiner import SnapToObjects
 
@@ -32,7 +32,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    path = registry.packaged_checkpoint(registry.REGISTRY["builtin"])
+    path = checkpoints.packaged_checkpoint(registry.REGISTRY["builtin"])
     session = SegAny(device=args.device, precision="fp32")
     rng = np.random.default_rng(7)
     planes = [

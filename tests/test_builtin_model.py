@@ -103,11 +103,11 @@ def test_box_masks_of_the_builtin_model_are_cut_to_the_box(builtin, decoder_only
     """On by default for the built-in model only: the cut masks are the model's masks
     inside the box, the scores stay the model's, and the masks fit the objects better
     (the model's masks leak into touching neighbours past the box)."""
-    from napari_segany.core import registry
+    from napari_segany.core import checkpoints, registry
 
     assert "clip_to_box" in _names(builtin)
     builtin = decoder_only
-    path = registry.packaged_checkpoint(registry.REGISTRY["builtin"])
+    path = checkpoints.packaged_checkpoint(registry.REGISTRY["builtin"])
     assert SegAny(str(path), device="cpu", precision="fp32").refiners == ()  # a file: off
     assert SegAny(device="cpu", precision="fp32", refine="none").refiners == ()
     scene = nuclei_scene_2d(seed=2)

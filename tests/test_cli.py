@@ -14,7 +14,7 @@ import pytest
 import xxhash
 
 from napari_segany import cli
-from napari_segany.core import registry
+from napari_segany.core import checkpoints, registry
 
 PAYLOAD = b"fake checkpoint bytes\n" * 500
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -49,7 +49,7 @@ def base_url(monkeypatch):
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(tmp_path / "cache"))
     return tmp_path / "cache"
 
 

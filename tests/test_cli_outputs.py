@@ -13,7 +13,7 @@ import pytest
 import tifffile
 
 from napari_segany.cli import main
-from napari_segany.core import loading, registry
+from napari_segany.core import checkpoints, loading, registry
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_import_into_a_read_only_cache_names_the_folder_and_the_variable(
     tmp_path, monkeypatch, read_only, capsys
 ):
     cache = read_only(tmp_path / "cache")
-    monkeypatch.setenv(registry.CACHE_ENV, str(cache))
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(cache))
     source = tmp_path / "download.pth"
     source.write_bytes(b"weights" * 100)
     assert main(["import", "vit_b", str(source)]) == 1
@@ -107,7 +107,7 @@ def test_fetch_into_a_read_only_cache_fails_before_downloading(
     tmp_path, monkeypatch, read_only, capsys
 ):
     cache = read_only(tmp_path / "cache")
-    monkeypatch.setenv(registry.CACHE_ENV, str(cache))
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(cache))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     unreachable = dataclasses.replace(
         registry.REGISTRY["vit_t"], url="http://127.0.0.1:9/never-contacted.pt"
@@ -130,6 +130,6 @@ def test_an_output_that_is_a_folder_is_refused_before_the_model_loads(
 
 
 def test_importing_a_folder_says_it_is_a_directory(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(tmp_path / "cache"))
     assert main(["import", "vit_b", str(tmp_path)]) == 1
     assert "is a directory" in _one_line_error(capsys)

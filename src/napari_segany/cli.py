@@ -38,7 +38,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     """Print versions, the chosen device, bf16 support and the model cache."""
     import torch
 
-    from .core import registry
+    from .core import checkpoints, registry
     from .core.device import available_devices, native_bf16, resolve_device, resolve_precision
 
     device = resolve_device(args.device)
@@ -47,7 +47,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     _write(f"device          {device} (available: {', '.join(available_devices())})")
     _write(f"native bf16     {'yes' if native_bf16(device) else 'no'}")
     _write(f"precision auto  {resolve_precision('auto', device)}")
-    _write(f"cache           {registry.cache_dir()}")
+    _write(f"cache           {checkpoints.cache_dir()}")
     _write("models:")
     for name, entry in registry.REGISTRY.items():
         _write(f"  {name:<20} {_model_state(entry):<11} {entry.description}")
@@ -56,34 +56,34 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _model_state(entry) -> str:
     """'packaged', 'cached', 'not cached' or 'damaged' (a packaged file that fails)."""
-    from .core import registry
+    from .core import checkpoints
     from .core.errors import CheckpointError
 
     if entry.packaged:
         try:
-            registry.packaged_checkpoint(entry)
+            checkpoints.packaged_checkpoint(entry)
         except CheckpointError:
             return "damaged"
         return "packaged"
-    return "cached" if registry.cached_checkpoint(entry) is not None else "not cached"
+    return "cached" if checkpoints.cached_checkpoint(entry) is not None else "not cached"
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
     """Download and verify the named checkpoints (each once)."""
-    from .core import registry
+    from .core import checkpoints, registry
 
     for name in args.names:
         entry = registry.get_entry(name)  # unknown names fail before any download
-        path = registry.fetch(entry, progress=not args.quiet)
+        path = checkpoints.fetch(entry, progress=not args.quiet)
         _write(f"{name}: {path}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Verify a local file against the registry and copy it into the cache."""
-    from .core import registry
+    from .core import checkpoints
 
-    path = registry.import_checkpoint(args.name, args.file)
+    path = checkpoints.import_checkpoint(args.name, args.file)
     _write(f"{args.name}: {path}")
     return 0
 

@@ -11,7 +11,7 @@ import torch
 import xxhash
 from tests.oracle import upstream
 
-from napari_segany.core import loading, registry
+from napari_segany.core import checkpoints, loading, registry
 from napari_segany.core.errors import CheckpointError, DeviceError, ModelNotFoundError
 from napari_segany.core.model.build import ARCHITECTURES, Architecture, build_sam
 
@@ -198,13 +198,13 @@ def test_checkpoint_must_match_the_named_architecture(vit_t_file):
 
 
 def test_registry_name_loads_from_the_cache_offline(tmp_path, monkeypatch, vit_t_file):
-    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(tmp_path / "cache"))
     entry = dataclasses.replace(
         registry.REGISTRY["vit_t"], url="http://127.0.0.1:9/unreachable",
         xxh128=xxhash.xxh128(vit_t_file.read_bytes()).hexdigest(),
     )  # fmt: skip
     monkeypatch.setitem(registry.REGISTRY, "vit_t", entry)
-    cached = registry.import_checkpoint("vit_t", vit_t_file)
+    cached = checkpoints.import_checkpoint("vit_t", vit_t_file)
     loaded = loading.load_model("vit_t", device="cpu")
     assert loaded.checkpoint_path == cached and loaded.name == "vit_t"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from napari_segany.core import registry
+from napari_segany.core import checkpoints, registry
 from napari_segany.core.errors import CheckpointError, DownloadError, ModelNotFoundError
 
 PAYLOAD = b"not really a checkpoint, but bytes with a known hash\n" * 100
@@ -59,7 +59,7 @@ def server(monkeypatch):
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     folder = tmp_path / "cache"
-    monkeypatch.setenv(registry.CACHE_ENV, str(folder))
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(folder))
     return folder
 
 
@@ -100,45 +100,45 @@ def test_registry_holds_the_nine_models_with_well_formed_entries():
 
 def test_unknown_name_lists_known_models(cache):
     with pytest.raises(ModelNotFoundError) as info:
-        registry.fetch("vit_x")
+        checkpoints.fetch("vit_x")
     message = str(info.value)
     assert "vit_x" in message and "vit_b_lm" in message and "vit_h" in message
     with pytest.raises(ModelNotFoundError):
-        registry.cached_checkpoint("sam2")
+        checkpoints.cached_checkpoint("sam2")
 
 
 def test_cache_dir_follows_environment_and_is_created(tmp_path, monkeypatch):
     folder = tmp_path / "a" / "b"
-    monkeypatch.setenv(registry.CACHE_ENV, str(folder))
-    assert registry.cache_dir() == folder
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(folder))
+    assert checkpoints.cache_dir() == folder
     assert folder.is_dir()
-    monkeypatch.delenv(registry.CACHE_ENV)
-    assert registry.cache_dir().name == "napari-segany"
+    monkeypatch.delenv(checkpoints.CACHE_ENV)
+    assert checkpoints.cache_dir().name == "napari-segany"
 
 
 def test_fetch_downloads_verifies_and_then_uses_the_cache(server, cache):
     entry = fake_entry(server.url("/model.pt"))
-    assert registry.cached_checkpoint(entry) is None
-    path = registry.fetch(entry, progress=False)
+    assert checkpoints.cached_checkpoint(entry) is None
+    path = checkpoints.fetch(entry, progress=False)
     assert path == cache / "fake.pt"
     assert path.read_bytes() == PAYLOAD
     assert server.requests == ["/model.pt"]
-    assert registry.fetch(entry, progress=True) == path
-    assert registry.cached_checkpoint(entry) == path
+    assert checkpoints.fetch(entry, progress=True) == path
+    assert checkpoints.cached_checkpoint(entry) == path
     assert server.requests == ["/model.pt"]  # no second request
 
 
 def test_fetch_hash_mismatch_leaves_nothing_in_the_cache(server, cache):
     entry = fake_entry(server.url("/model.pt"), payload=b"other bytes")
     with pytest.raises(DownloadError) as info:
-        registry.fetch(entry, progress=False)
+        checkpoints.fetch(entry, progress=False)
     assert "fake.pt" in str(info.value)
     assert [p.name for p in cache.iterdir()] == []
 
 
 def test_fetch_404_is_a_download_error(server, cache):
     with pytest.raises(DownloadError) as info:
-        registry.fetch(fake_entry(server.url("/missing.pt")), progress=False)
+        checkpoints.fetch(fake_entry(server.url("/missing.pt")), progress=False)
     assert "404" in str(info.value)
     assert not (cache / "fake.pt").exists()
 
@@ -146,7 +146,7 @@ def test_fetch_404_is_a_download_error(server, cache):
 def test_fetch_without_server_says_where_to_get_and_put_the_file(cache):
     url = closed_port_url()
     with pytest.raises(DownloadError) as info:
-        registry.fetch(fake_entry(url), progress=False)
+        checkpoints.fetch(fake_entry(url), progress=False)
     message = str(info.value)
     assert "fake.pt" in message
     assert str(cache / "fake.pt") in message
@@ -156,10 +156,10 @@ def test_fetch_without_server_says_where_to_get_and_put_the_file(cache):
 
 def test_tampered_cached_file_is_ignored_and_downloaded_again(server, cache):
     entry = fake_entry(server.url("/model.pt"))
-    path = registry.fetch(entry, progress=False)
+    path = checkpoints.fetch(entry, progress=False)
     path.write_bytes(b"corrupted")
-    assert registry.cached_checkpoint(entry) is None
-    assert registry.fetch(entry, progress=False).read_bytes() == PAYLOAD
+    assert checkpoints.cached_checkpoint(entry) is None
+    assert checkpoints.fetch(entry, progress=False).read_bytes() == PAYLOAD
     assert len(server.requests) == 2
 
 
@@ -168,10 +168,10 @@ def test_hand_copied_file_is_verified_once(cache, monkeypatch):
     cache.mkdir()
     (cache / "fake.pt").write_bytes(PAYLOAD)
     calls = []
-    original = registry._hash_file
-    monkeypatch.setattr(registry, "_hash_file", lambda p: calls.append(p) or original(p))
-    assert registry.cached_checkpoint(entry) == cache / "fake.pt"
-    assert registry.cached_checkpoint(entry) == cache / "fake.pt"
+    original = checkpoints._hash_file
+    monkeypatch.setattr(checkpoints, "_hash_file", lambda p: calls.append(p) or original(p))
+    assert checkpoints.cached_checkpoint(entry) == cache / "fake.pt"
+    assert checkpoints.cached_checkpoint(entry) == cache / "fake.pt"
     assert len(calls) == 1
 
 
@@ -180,10 +180,10 @@ def test_import_checkpoint_good_file(tmp_path, cache, monkeypatch):
     monkeypatch.setitem(registry.REGISTRY, "vit_t", entry)
     source = tmp_path / "download.bin"
     source.write_bytes(PAYLOAD)
-    target = registry.import_checkpoint("vit_t", source)
+    target = checkpoints.import_checkpoint("vit_t", source)
     assert target == cache / "fake.pt"
     assert target.read_bytes() == PAYLOAD
-    assert registry.cached_checkpoint("vit_t") == target
+    assert checkpoints.cached_checkpoint("vit_t") == target
     assert sorted(p.name for p in cache.iterdir()) == ["fake.pt", "fake.pt.verified"]
 
 
@@ -191,20 +191,20 @@ def test_import_checkpoint_bad_hash_leaves_cache_untouched(tmp_path, cache):
     source = tmp_path / "download.bin"
     source.write_bytes(PAYLOAD[:-1])
     with pytest.raises(DownloadError) as info:
-        registry.import_checkpoint(fake_entry("https://example.org/x.pt"), source)
+        checkpoints.import_checkpoint(fake_entry("https://example.org/x.pt"), source)
     assert str(source) in str(info.value) and "https://example.org/x.pt" in str(info.value)
     assert list(cache.iterdir()) == []
 
 
 def test_import_checkpoint_missing_file(tmp_path, cache):
     with pytest.raises(CheckpointError, match="no such file"):
-        registry.import_checkpoint("vit_b", tmp_path / "nope.pth")
+        checkpoints.import_checkpoint("vit_b", tmp_path / "nope.pth")
 
 
 def packaged_entry(tmp_path, monkeypatch, payload: bytes = PAYLOAD) -> registry.ModelEntry:
     """A packaged entry whose file lies in tmp_path (as if it were the package)."""
     monkeypatch.setattr(registry, "PACKAGED_DIR", tmp_path)
-    monkeypatch.setattr(registry, "_PACKAGED_VERIFIED", set())
+    monkeypatch.setattr(checkpoints, "_PACKAGED_VERIFIED", set())
     (tmp_path / "shipped.pt").write_bytes(payload)
     return registry.ModelEntry(
         name="shipped", architecture="conv_s", url="",
@@ -214,27 +214,27 @@ def packaged_entry(tmp_path, monkeypatch, payload: bytes = PAYLOAD) -> registry.
 
 def test_packaged_model_needs_no_download_or_cache(tmp_path, cache, monkeypatch):
     entry = packaged_entry(tmp_path, monkeypatch)
-    assert registry.fetch(entry, progress=False) == tmp_path / "shipped.pt"
-    assert registry.cached_checkpoint(entry) == tmp_path / "shipped.pt"
+    assert checkpoints.fetch(entry, progress=False) == tmp_path / "shipped.pt"
+    assert checkpoints.cached_checkpoint(entry) == tmp_path / "shipped.pt"
     assert not cache.exists() or not any(cache.iterdir())  # nothing put in the cache
 
 
 def test_damaged_packaged_model_asks_for_a_reinstall(tmp_path, cache, monkeypatch):
     entry = packaged_entry(tmp_path, monkeypatch, payload=b"truncated")
     with pytest.raises(CheckpointError, match="Reinstall napari-segany"):
-        registry.fetch(entry, progress=False)
+        checkpoints.fetch(entry, progress=False)
     (tmp_path / "shipped.pt").unlink()
     with pytest.raises(CheckpointError, match="missing"):
-        registry.fetch(entry, progress=False)
+        checkpoints.fetch(entry, progress=False)
 
 
 def test_packaged_model_cannot_be_imported(tmp_path, cache, monkeypatch):
     entry = packaged_entry(tmp_path, monkeypatch)
     with pytest.raises(CheckpointError, match="ships inside napari-segany"):
-        registry.import_checkpoint(entry, tmp_path / "shipped.pt")
+        checkpoints.import_checkpoint(entry, tmp_path / "shipped.pt")
 
 
 def test_the_shipped_builtin_weights_match_their_hash():
     entry = registry.REGISTRY["builtin"]
-    path = registry.packaged_checkpoint(entry)
+    path = checkpoints.packaged_checkpoint(entry)
     assert path.stat().st_size <= 15 * 1024 * 1024  # the model card's size limit

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.overrides import TorchFunctionMode
 
-from . import registry
+from . import checkpoints, registry
 from .checkpoint_file import HEAD_PREFIX, read_state_dict
 from .device import resolve_device
 from .errors import CheckpointError
@@ -315,7 +315,7 @@ def _resolve_source(model: str | os.PathLike, checkpoint) -> tuple[str, Path, st
     entry = registry.get_entry(str(model))
     if checkpoint is not None:
         return entry.name, Path(checkpoint).expanduser(), entry.architecture
-    return entry.name, registry.fetch(entry), entry.architecture
+    return entry.name, checkpoints.fetch(entry), entry.architecture
 
 
 def load_model(
