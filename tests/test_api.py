@@ -100,6 +100,7 @@ def test_segment_before_set_image_raises(session):
         (np.zeros((8, 8, 0)), {}),
         (np.zeros((8, 8)), {"contrast_limits": (5, 1)}),
         (np.zeros((8, 8, 2)), {"channels": (3,)}),
+        (None, {}),  # no plane and no precomputed embedding
     ],
 )
 def test_bad_image_raises_and_keeps_the_current_plane(session, plane, image, options):
