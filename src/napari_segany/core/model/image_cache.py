@@ -20,12 +20,14 @@ class CachedImage:
     version, shape, stride, dtype and device means unchanged contents.
     """
 
-    def __init__(self, inputs: tuple[Tensor, ...], image: ImageTokens) -> None:
+    def __init__(
+        self, inputs: tuple[Tensor, ...], image: ImageTokens, upscaling: tuple[Tensor, ...]
+    ) -> None:
         self.inputs = inputs
         self.fingerprints = [_fingerprint(tensor) for tensor in inputs]
         self.image = image
         self.plane: PlaneProjections | None = None  # made on the first implicit prompt
-        self.upscaling: tuple[Tensor, ...] | None = None  # made on the first prompt
+        self.upscaling = upscaling  # the decoder's upscaling matmuls (same weights)
 
     def matches(self, inputs: tuple[Tensor, ...]) -> bool:
         """True if ``inputs`` are (still) the tensors the image side was computed from.

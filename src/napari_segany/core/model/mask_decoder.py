@@ -229,28 +229,29 @@ class MaskDecoder(nn.Module):
             return cached.image
         image = transformer.prepare_image(image_embedding + dense_embedding, image_pe)
         image = transformer.project_first_image(image)
-        readout = transformer.readout_weights(*self._upscaling_weights())
-        image = transformer.track_readout(image, readout)
-        self._image_cache = CachedImage(inputs, image)
+        upscaling = self._upscaling_matmuls()
+        image = transformer.track_readout(image, transformer.readout_weights(*upscaling[:2]))
+        self._image_cache = CachedImage(inputs, image, upscaling)
         return image
 
-    def _upscaling_weights(self) -> tuple[Tensor, Tensor]:
-        """First upscaling convolution as a (C, 4 C / 4) matmul weight and (4 C / 4,) bias."""
-        first = self.output_upscaling[0]
-        return _subpixel_weight(first), first.bias.repeat(4)
-
     def _upscaling(self, prepared: ImageTokens) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Both upscaling convolutions as matmul weights and biases (:func:`_subpixel_weight`):
-        (C, C) and (C,), then (C / 4, C / 2) and (C / 2,). Kept with the cached image side,
-        whose check covers the weights, so a prompt on a cached image does not redo them."""
+        """:meth:`_upscaling_matmuls`, kept with the cached image side (whose check covers
+        the weights), so a prompt on a cached image does not redo them."""
         cached = self._image_cache
-        if cached is not None and cached.image is prepared and cached.upscaling is not None:
-            return cached.upscaling
-        second = self.output_upscaling[3]
-        upscaling = (*self._upscaling_weights(), _subpixel_weight(second), second.bias.repeat(4))
         if cached is not None and cached.image is prepared:
-            cached.upscaling = upscaling
-        return upscaling
+            return cached.upscaling
+        return self._upscaling_matmuls()
+
+    def _upscaling_matmuls(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Both upscaling convolutions as matmul weights and biases (:func:`_subpixel_weight`):
+        (C, C) and (C,), then (C / 4, C / 2) and (C / 2,)."""
+        first, second = self.output_upscaling[0], self.output_upscaling[3]
+        return (
+            _subpixel_weight(first),
+            first.bias.repeat(4),
+            _subpixel_weight(second),
+            second.bias.repeat(4),
+        )
 
     def _masks(
         self,
@@ -270,7 +271,7 @@ class MaskDecoder(nn.Module):
         Parameters
         ----------
         upscaled_blocks : iterable of Tensor
-            The output image's first upscaling (:meth:`_upscaling_weights`) in blocks of
+            The output image's first upscaling (:meth:`_upscaling_matmuls`) in blocks of
             pixels, (N or 1, r_i, 4 C / 4), row-major over (h, w).
         grid_hw : tuple of int
             (h, w).
