@@ -6,6 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SEGANY_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${SEGANY_TORCH:-torch==2.13.0}"
+SAM2_SPEC="sam2==1.1.0"
 
 ensure_venv() {
     # $1: pip extras to install, e.g. "napari,qt"
@@ -20,6 +21,18 @@ ensure_venv() {
     fi
     echo "[segany] installing napari-segany[$1]"
     "$VENV/bin/python" -m pip install -q -e "$ROOT[$1]"
+    if [[ ",$1," == *",testing,"* ]]; then ensure_sam2_oracle; fi
+}
+
+ensure_sam2_oracle() {
+    # Meta's sam2, the tests' SAM 2.1 oracle: without its dependencies (torchvision does
+    # not import beside the CPU torch build; the model code needs torch, hydra, iopath),
+    # built against the installed torch and without its CUDA extension.
+    if "$VENV/bin/python" -c "import sam2" >/dev/null 2>&1; then return 0; fi
+    echo "[segany] installing the sam2 test oracle (no dependencies, no CUDA extension)"
+    "$VENV/bin/python" -m pip install -q setuptools wheel
+    SAM2_BUILD_CUDA=0 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation \
+        "$SAM2_SPEC"
 }
 
 ensure_gl_libs() {

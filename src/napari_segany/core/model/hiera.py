@@ -1,0 +1,236 @@
+"""SAM 2.1's image trunk: Hiera, a hierarchical ViT with windowed attention.
+
+Four stages at strides 4, 8, 16 and 32 of the input. The first block of stages 2-4
+halves the map: its queries are max-pooled 2 x 2 inside each window (keys and values
+are not), its width and heads double and its shortcut is projected and pooled the
+same way. Blocks attend within square windows (a per-stage size, zero-padded at the
+map's bottom and right edges) except the few listed as global. The position
+embedding is a bicubic enlargement of a small "background" grid plus one window-sized
+embedding tiled over the map. Parameter names are those of the official SAM 2.1
+checkpoints (``image_encoder.trunk.*``), so a state dict loads unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["HIERA_SPECS", "Hiera", "HieraSpec"]
+
+
+@dataclass(frozen=True)
+class HieraSpec:
+    """One Hiera size (the fields of the official model configs).
+
+    Attributes
+    ----------
+    embed_dim, num_heads : int
+        Width and heads of stage 1 (both double at each later stage).
+    stages : tuple of int
+        Blocks per stage.
+    global_att_blocks : tuple of int
+        Blocks (0-based, over all stages) that attend over the whole map.
+    window_spec : tuple of int
+        Window side per stage (the first block of a stage still uses the previous
+        stage's, on the map before pooling).
+    background_hw : tuple of int
+        Side of the position embedding grid enlarged to the map
+        (``window_pos_embed_bkg_spatial_size``).
+    """
+
+    embed_dim: int
+    num_heads: int
+    stages: tuple[int, ...]
+    global_att_blocks: tuple[int, ...]
+    window_spec: tuple[int, ...] = (8, 4, 14, 7)
+    background_hw: tuple[int, int] = (14, 14)
+
+
+HIERA_SPECS = {
+    "tiny": HieraSpec(96, 1, (1, 2, 7, 2), (5, 7, 9), background_hw=(7, 7)),
+    "small": HieraSpec(96, 1, (1, 2, 11, 2), (7, 10, 13), background_hw=(7, 7)),
+    "base_plus": HieraSpec(112, 2, (2, 3, 16, 3), (12, 16, 20)),
+    "large": HieraSpec(144, 2, (2, 6, 36, 4), (23, 33, 43), (8, 4, 16, 8), (7, 7)),
+}
+
+
+def _pool_2x2(x: Tensor) -> Tensor:
+    """2 x 2 max pooling (stride 2, odd edges dropped) of a (B, H, W, C) map."""
+    return F.max_pool2d(x.permute(0, 3, 1, 2), 2, 2).permute(0, 2, 3, 1)
+
+
+def _windows(x: Tensor, side: int) -> tuple[Tensor, tuple[int, int]]:
+    """(B, H, W, C) -> (B * windows, side, side, C), zero-padded at the bottom and right
+    to multiples of ``side``; also the padded (H, W)."""
+    count, height, width, channels = x.shape
+    padded_h, padded_w = -(-height // side) * side, -(-width // side) * side
+    if (padded_h, padded_w) != (height, width):
+        x = F.pad(x, (0, 0, 0, padded_w - width, 0, padded_h - height))
+    x = x.view(count, padded_h // side, side, padded_w // side, side, channels)
+    return x.transpose(2, 3).reshape(-1, side, side, channels), (padded_h, padded_w)
+
+
+def _unwindow(windows: Tensor, padded_hw: tuple[int, int], hw: tuple[int, int]) -> Tensor:
+    """Inverse of :func:`_windows`: (B * windows, side, side, C) -> (B, H, W, C)."""
+    side, channels = windows.shape[1], windows.shape[-1]
+    rows, cols = padded_hw[0] // side, padded_hw[1] // side
+    x = windows.view(-1, rows, cols, side, side, channels).transpose(2, 3)
+    x = x.reshape(-1, padded_hw[0], padded_hw[1], channels)
+    return x[:, : hw[0], : hw[1]]
+
+
+class HieraAttention(nn.Module):
+    """Multi-head attention over the tokens of each (B, H, W, C) window, the queries
+    optionally max-pooled 2 x 2 first (``pool_queries``)."""
+
+    def __init__(self, dim: int, dim_out: int, num_heads: int, pool_queries: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.pool_queries = pool_queries
+        self.qkv = nn.Linear(dim, 3 * dim_out)
+        self.proj = nn.Linear(dim_out, dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, H', W', C_out); (H', W') = (H, W) // 2 when pooling."""
+        count, height, width, _ = x.shape
+        qkv = self.qkv(x).view(count, height, width, 3, -1)
+        query, key, value = qkv.unbind(3)
+        if self.pool_queries:
+            query = _pool_2x2(query)
+        out_h, out_w = query.shape[1:3]
+
+        def by_head(tokens: Tensor) -> Tensor:  # (B, h, w, C) -> (B, heads, h w, d)
+            return tokens.reshape(count, -1, self.num_heads, tokens.shape[-1] // self.num_heads)
+
+        attended = F.scaled_dot_product_attention(
+            by_head(query).transpose(1, 2),
+            by_head(key).transpose(1, 2),
+            by_head(value).transpose(1, 2),
+        )
+        return self.proj(attended.transpose(1, 2).reshape(count, out_h, out_w, -1))
+
+
+class HieraMLP(nn.Module):
+    """``layers[1](GELU(layers[0](x)))`` on the last axis."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(dim, hidden), nn.Linear(hidden, dim)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(..., dim) -> (..., dim)."""
+        return self.layers[1](F.gelu(self.layers[0](x)))
+
+
+class HieraBlock(nn.Module):
+    """Pre-norm attention (windowed when ``window`` > 0) and MLP, on (B, H, W, C).
+
+    Parameters
+    ----------
+    dim, dim_out : int
+        Input and output widths (they differ only at a stage's first block, which
+        also pools: ``pool`` True).
+    num_heads : int
+    window : int
+        Window side; 0 for global attention.
+    pool : bool
+        Halve the map (queries and shortcut max-pooled 2 x 2).
+    """
+
+    def __init__(self, dim: int, dim_out: int, num_heads: int, window: int, pool: bool) -> None:
+        super().__init__()
+        self.window, self.pool = window, pool
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = HieraAttention(dim, dim_out, num_heads, pool)
+        self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
+        self.mlp = HieraMLP(dim_out, 4 * dim_out)
+        if dim != dim_out:
+            self.proj = nn.Linear(dim, dim_out)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, H, W, C) -> (B, H', W', C_out)."""
+        shortcut = x
+        x = self.norm1(x)
+        if hasattr(self, "proj"):
+            shortcut = self.proj(x)
+            shortcut = _pool_2x2(shortcut) if self.pool else shortcut
+        elif self.pool:
+            shortcut = _pool_2x2(shortcut)
+        if self.window:
+            windows, _ = _windows(x, self.window)
+            attended = self.attn(windows)
+            out_hw = shortcut.shape[1:3]
+            side = attended.shape[1]  # the window side after pooling
+            padded = tuple(-(-size // side) * side for size in out_hw)
+            x = _unwindow(attended, padded, out_hw)
+        else:
+            x = self.attn(x)
+        x = shortcut + x
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    """7 x 7 convolution at stride 4 (padding 3): (B, 3, H, W) -> (B, H/4, W/4, C)."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(3, embed_dim, kernel_size=7, stride=4, padding=3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).permute(0, 2, 3, 1)
+
+
+class Hiera(nn.Module):
+    """The Hiera trunk: an image -> one feature map per stage.
+
+    Parameters
+    ----------
+    spec : HieraSpec
+        The size (:data:`HIERA_SPECS`).
+    """
+
+    def __init__(self, spec: HieraSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.patch_embed = PatchEmbed(spec.embed_dim)
+        self.pos_embed = nn.Parameter(torch.zeros(1, spec.embed_dim, *spec.background_hw))
+        window = spec.window_spec[0]
+        self.pos_embed_window = nn.Parameter(torch.zeros(1, spec.embed_dim, window, window))
+        stage_ends = [sum(spec.stages[: index + 1]) - 1 for index in range(len(spec.stages))]
+        self.stage_ends = stage_ends
+        dim, heads, stage = spec.embed_dim, spec.num_heads, 0
+        blocks = []
+        for index in range(sum(spec.stages)):
+            dim_out, window = dim, spec.window_spec[stage]  # a stage's first block lags
+            starts_stage = index - 1 in stage_ends
+            if starts_stage:
+                dim_out, heads, stage = 2 * dim, 2 * heads, stage + 1
+            if index in spec.global_att_blocks:
+                window = 0
+            blocks.append(HieraBlock(dim, dim_out, heads, window, starts_stage))
+            dim = dim_out
+        self.blocks = nn.ModuleList(blocks)
+        self.channels = [self.blocks[end].attn.proj.out_features for end in stage_ends]
+
+    def position_embedding(self, hw: tuple[int, int]) -> Tensor:
+        """(1, H, W, C) position embedding of an (H, W) stage-1 map (sides multiples of
+        the first window)."""
+        background = F.interpolate(self.pos_embed, size=hw, mode="bicubic")
+        window = self.pos_embed_window
+        tiles = (hw[0] // window.shape[-2], hw[1] // window.shape[-1])
+        return (background + window.tile(1, 1, *tiles)).permute(0, 2, 3, 1)
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) normalised image -> per stage (B, C_s, H / 2^(s+2), W / 2^(s+2)),
+        the finest first."""
+        x = self.patch_embed(image)
+        x = x + self.position_embedding(tuple(x.shape[1:3]))
+        outputs = []
+        for index, block in enumerate(self.blocks):
+            x = block(x)
+            if index in self.stage_ends:
+                outputs.append(x.permute(0, 3, 1, 2))
+        return outputs
