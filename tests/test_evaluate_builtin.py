@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from training.evaluate_builtin import (
     _box_errors,
+    _by_edge,
+    _edge_pixels,
     best_overlap_iou,
     best_overlap_ious,
     box_error_pixels,
@@ -93,3 +95,17 @@ def test_best_overlap_ious_equal_the_one_object_measure():
         expected = [best_overlap_iou(found, truth == i) for i in labels]
         np.testing.assert_allclose(best_overlap_ious(truth, found, min_area), expected)
     assert best_overlap_ious(truth, found, 0)[-1] == 0.0
+
+
+def test_objects_cut_by_the_plane_edge_are_scored_apart():
+    labels = np.zeros((6, 6), np.int32)
+    labels[0, 1:3] = 1  # on the top row: cut by the edge
+    labels[2:4, 2:4] = 2  # inside
+    labels[3:6, 5] = 3  # on the right column
+    edge = set(_edge_pixels(labels).tolist())
+    assert edge == {0, 1, 3}
+    at_edge = np.array([1 in edge, 2 in edge, 3 in edge])
+    table = _by_edge(at_edge, np.array([0.2, 0.9, 0.4]), np.array([0.5, 1.0, 0.7]))
+    assert table["cut by the edge"] == {"objects": 2, "click_iou": 0.3, "box_iou": 0.6}
+    assert table["inside"] == {"objects": 1, "click_iou": 0.9, "box_iou": 1.0}
+    assert list(_by_edge(np.array([False]), np.array([0.5]), np.array([0.5]))) == ["inside"]

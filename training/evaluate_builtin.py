@@ -19,6 +19,8 @@ The targets of the model card (docs/models.md)::
   ``--box-nms-thresh`` override them, ``--sam-everything`` runs SAM's defaults (32 x 32
   points, 0.88 / 0.95 / 0.7, whole masks) and ``--no-everything`` skips it;
 - ``by_radius``: click and box IoU per object radius in the 512 px model frame;
+- ``by_edge``: click and box IoU of the objects cut by the plane's edge and of the
+  others (a crop cuts many: the ``tiny`` case);
 - ``box_errors``: where the box masks' wrong pixels lie (:func:`box_error_pixels`):
   the shares of false positives outside the box and on other objects, the shares of
   false positives and negatives within :data:`RIM_PX` px of the object's outline, and
@@ -86,6 +88,7 @@ class Scores:
     click_oracle_iou: float
     box_iou: float
     by_radius: dict
+    by_edge: dict
     box_errors: dict
     everything_f1: float
     everything_precision: float
@@ -223,6 +226,25 @@ def _by_radius(radii: np.ndarray, clicks: np.ndarray, boxes: np.ndarray) -> dict
     return table
 
 
+def _edge_pixels(labels: np.ndarray) -> np.ndarray:
+    """The label values on the outermost rows and columns of (H, W) ``labels``."""
+    return np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+
+
+def _by_edge(at_edge: np.ndarray, clicks: np.ndarray, boxes: np.ndarray) -> dict:
+    """Click and box IoU of the objects cut by the plane's edge and of the others."""
+    groups = {"cut by the edge": at_edge, "inside": ~at_edge}
+    return {
+        name: {
+            "objects": int(chosen.sum()),
+            "click_iou": round(float(clicks[chosen].mean()), 3),
+            "box_iou": round(float(boxes[chosen].mean()), 3),
+        }
+        for name, chosen in groups.items()
+        if chosen.any()
+    }
+
+
 def napari_default_limits(image: np.ndarray) -> tuple[float, float] | None:
     """The contrast limits a new napari image layer gets, as the widget passes them:
     none for 8-bit RGB (taken as is), (0, 255) for uint8, else the data range."""
@@ -249,13 +271,14 @@ def evaluate(
 ) -> Scores:
     started = time.perf_counter()
     clicks, oracle, boxes, radii, f1s, precisions, recalls = [], [], [], [], [], [], []
-    errors = []
+    errors, at_edge = [], []
     rng = np.random.default_rng(0)
     for scene in held_out_scenes(n_images, kind, case):
         limits = napari_default_limits(scene.image) if contrast == "napari" else None
         session.set_image(scene.image, contrast_limits=limits)
         to_frame = max(session.current.embedding.input_hw) / max(scene.labels.shape)
         ids = [i for i in np.unique(scene.labels) if i and (scene.labels == i).sum() >= MIN_AREA]
+        edge_ids = set(np.unique(_edge_pixels(scene.labels)).tolist())
         for object_id in rng.permutation(ids)[:max_objects]:
             mask = scene.labels == object_id
             click = session.segment(points_yx=[interior_point_yx(mask)], labels=[1])
@@ -268,6 +291,7 @@ def evaluate(
             boxes.append(iou(box.masks[0], mask))
             errors.append(box_error_pixels(box.masks[0], mask, scene.labels, box_yxyx))
             radii.append(np.sqrt(mask.sum() / np.pi) * to_frame)
+            at_edge.append(int(object_id) in edge_ids)
         if everything is None:
             continue
         result = session.segment_everything(**everything)
@@ -280,6 +304,7 @@ def evaluate(
         float(np.mean(oracle)),
         float(np.mean(boxes)),
         _by_radius(np.array(radii), np.array(clicks), np.array(boxes)),
+        _by_edge(np.array(at_edge, dtype=bool), np.array(clicks), np.array(boxes)),
         _box_errors(errors),
         float(np.mean(f1s)) if f1s else -1.0,
         float(np.mean(precisions)) if f1s else -1.0,
