@@ -38,3 +38,57 @@ def reference_image_encoder(size: str, seed: int = 0) -> torch.nn.Module:
     parameter random (:func:`randomize_`), in eval mode."""
     encoder = hydra_utils.instantiate(reference_config(size).image_encoder)
     return randomize_(encoder, seed=seed).eval()
+
+
+# The image predictor's decoder settings (sam2.build_sam's overrides for images).
+IMAGE_PREDICTOR_DECODER_ARGS = {
+    "dynamic_multimask_via_stability": True,
+    "dynamic_multimask_stability_delta": 0.05,
+    "dynamic_multimask_stability_thresh": 0.98,
+}
+
+
+def reference_sam2(size: str, seed: int = 0) -> torch.nn.Module:
+    """Meta's whole SAM 2.1 model (``SAM2Base``, memory parts included) of ``size``,
+    configured as ``build_sam2`` does for images, every parameter random."""
+    config = reference_config(size)
+    config.sam_mask_decoder_extra_args = dict(IMAGE_PREDICTOR_DECODER_ARGS)
+    model = hydra_utils.instantiate(config, _recursive_=True)
+    return randomize_(model, seed=seed).eval()
+
+
+def reference_image_features(model, pixels: torch.Tensor):
+    """As ``SAM2ImagePredictor.set_image`` after its transforms: (image embedding,
+    [stride-4, stride-8] high-resolution features)."""
+    backbone = model.forward_image(pixels)
+    _, vision_feats, _, sizes = model._prepare_backbone_features(backbone)
+    vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
+    maps = [feat.permute(1, 2, 0).view(1, -1, *size) for feat, size in zip(vision_feats, sizes)]
+    return maps[-1], maps[:-1]
+
+
+def reference_decode(
+    model, embedding, high_res, points_xy, labels, boxes_xyxy, mask_input, multimask
+):
+    """As ``SAM2ImagePredictor._predict`` on model-frame prompts: (low-res logits, IoU
+    scores). Box corners (labels 2, 3) go before the points."""
+    points = None if points_xy is None else (points_xy, labels)
+    if boxes_xyxy is not None:
+        corners = boxes_xyxy.reshape(-1, 2, 2)
+        corner_labels = torch.tensor([[2, 3]], dtype=torch.int).repeat(len(corners), 1)
+        if points is None:
+            points = (corners, corner_labels)
+        else:
+            points = (torch.cat([corners, points[0]], 1), torch.cat([corner_labels, points[1]], 1))
+    sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+    batched = points is not None and points[0].shape[0] > 1
+    logits, scores, _, object_scores = model.sam_mask_decoder(
+        image_embeddings=embedding,
+        image_pe=model.sam_prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=multimask,
+        repeat_image=batched,
+        high_res_features=high_res,
+    )
+    return logits, scores, object_scores

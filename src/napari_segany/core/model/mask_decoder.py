@@ -129,26 +129,95 @@ class MaskDecoder(nn.Module):
         iou_predictions : Tensor
             (N, K) predicted IoU of each mask.
         """
+        kinds = range(1, self.num_mask_tokens) if multimask else range(1)  # the masks returned
+        tokens, masks = self.decode_tokens(
+            image_embedding, image_pe, sparse_embedding, dense_embedding, kinds
+        )
+        iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, kinds.start : kinds.stop]
+        return masks, iou_predictions
+
+    def decode_tokens(
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        sparse_embedding: Tensor,
+        dense_embedding: Tensor,
+        kinds: range,
+        leading: Tensor | None = None,
+        pixel_skips: tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The transformer and the masks of the mask tokens ``kinds`` (arguments as in
+        :meth:`forward`).
+
+        Parameters
+        ----------
+        kinds : range
+            The mask tokens whose masks are made (0: the single mask, 1.. the candidates).
+        leading : Tensor, optional
+            (L, C) output tokens placed before the IoU token (SAM 2's object-score token).
+        pixel_skips : (Tensor, Tensor), optional
+            Features added to the first upscaling's output before its norm and to the
+            second's before its GELU (SAM 2's high-resolution skips), in the layout of
+            :meth:`skip_layout`.
+
+        Returns
+        -------
+        tokens : Tensor
+            (N, L + 1 + len(kinds), C): the leading tokens, the IoU token and the masks'
+            tokens, after the transformer.
+        masks : Tensor
+            (N, len(kinds), 4h, 4w) logits.
+        """
         count = sparse_embedding.shape[0]
-        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight])
+        own = [self.iou_token.weight, self.mask_tokens.weight]
+        output_tokens = torch.cat(own if leading is None else [leading, *own])
         output_tokens = output_tokens.to(sparse_embedding.dtype).expand(count, -1, -1)
         tokens = torch.cat([output_tokens, sparse_embedding], dim=1)
         prepared = self._image_side(image_embedding, image_pe, dense_embedding)
         upscaling = self._upscaling(prepared)
-        kinds = range(1, self.num_mask_tokens) if multimask else range(1)  # the masks returned
-        read = [0, *(1 + kind for kind in kinds)]  # tokens read: IoU, then the masks'
+        first_mask = 1 if leading is None else 1 + leading.shape[0]
+        read = [*range(first_mask), *(first_mask + kind for kind in kinds)]
         tokens, upscaled_blocks = self._attend(prepared, tokens, upscaling[:2], read)
-        iou_predictions = self.iou_prediction_head(tokens[:, 0])[:, kinds.start : kinds.stop]
         mask_weights = torch.stack(
             [
-                self.output_hypernetworks_mlps[kind](tokens[:, 1 + position])
+                self.output_hypernetworks_mlps[kind](tokens[:, first_mask + position])
                 for position, kind in enumerate(kinds)
             ],
             dim=1,
         )  # (N, K, C / 8)
         grid_hw = image_embedding.shape[-2:]
-        masks = self._masks(upscaled_blocks, grid_hw, mask_weights, upscaling[2:])
-        return masks, iou_predictions
+        second = upscaling[2:]
+        if pixel_skips is not None:  # the second skip joins the second upscaling's bias
+            second = (second[0], pixel_skips[1] + second[1])
+        first_skip = None if pixel_skips is None else pixel_skips[0]
+        masks = self._masks(upscaled_blocks, grid_hw, mask_weights, second, first_skip)
+        return tokens, masks
+
+    @staticmethod
+    def skip_layout(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
+        """Full-resolution features in the rows :meth:`_masks` works on.
+
+        Parameters
+        ----------
+        first : Tensor
+            (1, C / 4, 2h, 2w), added to the first upscaling's output.
+        second : Tensor
+            (1, C / 8, 4h, 4w), added to the second's.
+
+        Returns
+        -------
+        (Tensor, Tensor)
+            (h w, 4 C / 4) with row (y, x) and column (dy, dx, c) for pixel
+            (2y + dy, 2x + dx); (4 h w, 4 C / 8) with row (y, x, dy, dx) and column
+            (ddy, ddx, c) for pixel (4y + 2dy + ddy, 4x + 2dx + ddx).
+        """
+        channels, height, width = first.shape[1], first.shape[2] // 2, first.shape[3] // 2
+        by_axis = first[0].view(channels, height, 2, width, 2)  # (c, y, dy, x, dx)
+        first_rows = by_axis.permute(1, 3, 2, 4, 0).reshape(height * width, 4 * channels)
+        channels = second.shape[1]
+        by_axis = second[0].view(channels, height, 2, 2, width, 2, 2)  # (c, y, dy, ddy, x, dx, ddx)
+        second_rows = by_axis.permute(1, 4, 2, 5, 3, 6, 0).reshape(4 * height * width, -1)
+        return first_rows.contiguous(), second_rows.contiguous()
 
     def _attend(
         self,
@@ -259,6 +328,7 @@ class MaskDecoder(nn.Module):
         grid_hw: tuple[int, int],
         mask_weights: Tensor,
         second_upscaling: tuple[Tensor, Tensor],
+        first_skip: Tensor | None = None,
     ) -> Tensor:
         """Upscale the image tokens 4x and project every pixel on each mask's weights.
 
@@ -278,7 +348,10 @@ class MaskDecoder(nn.Module):
         mask_weights : Tensor
             (N, K, C / 8) per-mask weights from the hypernetworks.
         second_upscaling : tuple of Tensor
-            The second upscaling's matmul weight (C / 4, C / 2) and bias (C / 2,).
+            The second upscaling's matmul weight (C / 4, C / 2) and bias: (C / 2,), or
+            (16 h w / 4, C / 2) per row (:meth:`skip_layout`'s second skip added).
+        first_skip : Tensor, optional
+            (h w, C) added to the first upscaling's rows (:meth:`skip_layout`).
 
         Returns
         -------
@@ -295,21 +368,31 @@ class MaskDecoder(nn.Module):
         per_pixel = mask_weights.new_empty(count, kinds, rows) if inference else None
         parts: list[list[Tensor]] = [[] for _ in range(count)]
         filled = [0] * count
+        pixel_rows = second_bias.dim() == 2  # a bias per (pixel, sub-pixel) row
+        start_pixel = 0
         for upscaled_block in upscaled_blocks:
+            block_pixels = upscaled_block.shape[1]
             for index, weights in enumerate(mask_weights):
                 pieces = upscaled_block[0 if upscaled_block.shape[0] == 1 else index]
-                for upscaled in pieces.split(_UPSCALE_BLOCK_PIXELS):
+                for offset in range(0, block_pixels, _UPSCALE_BLOCK_PIXELS):
+                    upscaled = pieces[offset : offset + _UPSCALE_BLOCK_PIXELS]
+                    first = start_pixel + offset  # the piece's pixels: first .. stop
+                    stop = first + upscaled.shape[0]
+                    if first_skip is not None:
+                        upscaled = upscaled + first_skip[first:stop]
                     upscaled = upscaled.reshape(-1, norm.weight.shape[0])  # (4 pixels, C / 4)
                     upscaled = F.layer_norm(
                         upscaled, norm.weight.shape, norm.weight, norm.bias, norm.eps
                     )
-                    upscaled = torch.addmm(second_bias, gelu(upscaled), second_weight)
+                    bias = second_bias[4 * first : 4 * stop] if pixel_rows else second_bias
+                    upscaled = torch.addmm(bias, gelu(upscaled), second_weight)
                     upscaled = gelu(upscaled).view(-1, mask_channels)  # (16 pixels, C / 8)
                     if per_pixel is None:
                         parts[index].append(weights @ upscaled.T)  # (K, 16 pixels)
                         continue
-                    start, filled[index] = filled[index], filled[index] + upscaled.shape[0]
-                    torch.mm(weights, upscaled.T, out=per_pixel[index, :, start : filled[index]])
+                    begin, filled[index] = filled[index], filled[index] + upscaled.shape[0]
+                    torch.mm(weights, upscaled.T, out=per_pixel[index, :, begin : filled[index]])
+            start_pixel += block_pixels
         if per_pixel is None:
             per_pixel = torch.stack([torch.cat(prompt_parts, dim=1) for prompt_parts in parts])
         return _image_order(per_pixel, height, width)
