@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.server
 import socket
 import threading
@@ -77,23 +78,31 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/model.pt"
 
 
-def test_registry_holds_the_nine_models_with_well_formed_entries():
+SAM21 = ("sam2.1_tiny", "sam2.1_small", "sam2.1_base_plus", "sam2.1_large")
+
+
+def test_registry_holds_the_thirteen_models_with_well_formed_entries():
     assert set(registry.REGISTRY) == {
         "builtin", "vit_b", "vit_l", "vit_h", "vit_t",
-        "vit_b_lm", "vit_t_lm", "vit_l_lm", "vit_b_em_organelles",
+        "vit_b_lm", "vit_t_lm", "vit_l_lm", "vit_b_em_organelles", *SAM21,
     }  # fmt: skip
     assert registry.DEFAULT_MODEL == "builtin"
     for name, entry in registry.REGISTRY.items():
         assert entry.name == name
-        assert entry.architecture in {"vit_b", "vit_l", "vit_h", "vit_t", "conv_s"}
+        assert entry.architecture in {"vit_b", "vit_l", "vit_h", "vit_t", "conv_s", *SAM21}
         assert entry.packaged == (name == "builtin")
         assert entry.packaged or entry.url.startswith("https://")
-        assert len(entry.xxh128) == 32 and int(entry.xxh128, 16) >= 0
+        length = 64 if name in SAM21 else 32  # SHA-256 as published, else xxh128
+        assert len(entry.hash_hex) == length and int(entry.hash_hex, 16) >= 0
+        assert entry.known_hash == f"{'sha256' if name in SAM21 else 'xxh128'}:{entry.hash_hex}"
     filenames = [entry.filename for entry in registry.REGISTRY.values()]
     assert len(set(filenames)) == len(filenames)
     assert registry.REGISTRY["vit_b"].filename == "sam_vit_b_01ec64.pth"
     assert registry.REGISTRY["vit_t"].filename == "mobile_sam.pt"
     assert registry.REGISTRY["vit_h"].xxh128 == "97698fac30bd929c2e6d8d8cc15933c2"
+    tiny = registry.REGISTRY["sam2.1_tiny"]
+    assert tiny.url.endswith("/segment_anything_2/092824/sam2.1_hiera_tiny.pt")
+    assert tiny.sha256.startswith("7402e0d864fa")
     with pytest.raises(Exception):  # noqa: B017 -- frozen dataclass
         registry.REGISTRY["vit_b"].url = "x"
 
@@ -169,7 +178,7 @@ def test_hand_copied_file_is_verified_once(cache, monkeypatch):
     (cache / "fake.pt").write_bytes(PAYLOAD)
     calls = []
     original = checkpoints._hash_file
-    monkeypatch.setattr(checkpoints, "_hash_file", lambda p: calls.append(p) or original(p))
+    monkeypatch.setattr(checkpoints, "_hash_file", lambda p, e: calls.append(p) or original(p, e))
     assert checkpoints.cached_checkpoint(entry) == cache / "fake.pt"
     assert checkpoints.cached_checkpoint(entry) == cache / "fake.pt"
     assert len(calls) == 1
@@ -185,6 +194,34 @@ def test_import_checkpoint_good_file(tmp_path, cache, monkeypatch):
     assert target.read_bytes() == PAYLOAD
     assert checkpoints.cached_checkpoint("vit_t") == target
     assert sorted(p.name for p in cache.iterdir()) == ["fake.pt", "fake.pt.verified"]
+
+
+def sha256_entry(url: str, payload: bytes = PAYLOAD) -> registry.ModelEntry:
+    return registry.ModelEntry(
+        name="sam2.1_tiny", architecture="sam2.1_tiny", url=url, xxh128="",
+        filename="fake2.pt", description="test", sha256=hashlib.sha256(payload).hexdigest(),
+    )  # fmt: skip
+
+
+def test_sha256_entries_download_verify_import_and_refuse_other_bytes(server, cache, tmp_path):
+    """SAM 2.1's published hashes are SHA-256: pooch checks the download with it, the
+    cache and an import re-hash with it."""
+    entry = sha256_entry(server.url("/model.pt"))
+    path = checkpoints.fetch(entry, progress=False)
+    assert path.read_bytes() == PAYLOAD and checkpoints.cached_checkpoint(entry) == path
+    path.write_bytes(PAYLOAD[::-1])  # tampered: ignored, not trusted by its old sidecar
+    assert checkpoints.cached_checkpoint(entry) is None
+    wrong = sha256_entry(server.url("/model.pt"), payload=b"other bytes")
+    with pytest.raises(DownloadError, match="sha256 hash"):
+        checkpoints.import_checkpoint(wrong, _written(tmp_path))
+    imported = checkpoints.import_checkpoint(entry, _written(tmp_path))
+    assert checkpoints.cached_checkpoint(entry) == imported
+
+
+def _written(folder: Path) -> Path:
+    source = folder / "download.bin"
+    source.write_bytes(PAYLOAD)
+    return source
 
 
 def test_import_checkpoint_bad_hash_leaves_cache_untouched(tmp_path, cache):

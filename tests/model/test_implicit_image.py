@@ -16,7 +16,8 @@ from napari_segany.core.model.implicit_image import (
     implicit_is_cheaper,
     project_plane,
 )
-from napari_segany.core.model.mask_decoder import MaskDecoder, _subpixel_weight
+from napari_segany.core.model.mask_decoder import MaskDecoder
+from napari_segany.core.model.subpixel import subpixel_weight
 from napari_segany.core.model.transformer import TwoWayTransformer
 
 
@@ -46,7 +47,7 @@ def test_implicit_transformer_equals_blockwise(depth, width, heads, prompts, tok
     embedding = torch.randn(1, width, 16, 16, generator=generator) * 2 + 0.5
     pe = torch.randn(1, width, 16, 16, generator=generator)
     token_embedding = torch.randn(prompts, tokens, width, generator=generator)
-    weight, bias = _subpixel_weight(decoder.output_upscaling[0]), torch.randn(width)
+    weight, bias = subpixel_weight(decoder.output_upscaling[0]), torch.randn(width)
     prepared = transformer.prepare_image(embedding, pe)
 
     expected_tokens, image = transformer.attend(prepared, token_embedding)

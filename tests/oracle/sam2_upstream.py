@@ -92,3 +92,11 @@ def reference_decode(
         high_res_features=high_res,
     )
     return logits, scores, object_scores
+
+
+def reference_image_predictor(model):
+    """Meta's ``SAM2ImagePredictor`` around ``model`` (default thresholds, no hole
+    filling), with the torchvision stand-ins of :mod:`.standins`."""
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    return SAM2ImagePredictor(model)

@@ -9,7 +9,9 @@ needs torchvision. Upstream ``segment_anything`` and ``mobile_sam`` only use:
 - ``timm.models.layers.DropPath`` / ``to_2tuple`` / ``trunc_normal_`` and
   ``timm.models.registry.register_model`` (MobileSAM's TinyViT);
 - ``cv2.connectedComponentsWithStats`` (the generator's ``min_mask_region_area``;
-  OpenCV is not installed here).
+  OpenCV is not installed here);
+- ``torchvision.transforms.ToTensor`` / ``Resize`` / ``Normalize`` (SAM 2's image
+  transforms; ``Resize`` and ``Normalize`` must be scriptable).
 
 :func:`install` puts faithful, minimal versions into ``sys.modules`` (only where
 the real module is absent) so the oracles import. Keep them small and exact.
@@ -126,6 +128,42 @@ def connectedComponentsWithStats(image: np.ndarray, connectivity: int = 8):
     return count + 1, labels.astype(np.int32), stats, np.zeros((count + 1, 2))
 
 
+class ToTensor:
+    """HWC uint8 numpy image -> CHW float32 in [0, 1] (torchvision's rule for uint8)."""
+
+    def __call__(self, picture: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(picture).transpose(2, 0, 1).copy()).float().div(255)
+
+
+class Resize(torch.nn.Module):
+    """torchvision's tensor ``Resize((h, w))``: bilinear, antialiased (its default for
+    tensors since 0.17), no rounding for float images. Scriptable, as SAM 2 scripts it."""
+
+    def __init__(self, size) -> None:
+        super().__init__()
+        self.size = [int(size[0]), int(size[1])]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        resized = torch.nn.functional.interpolate(
+            image.unsqueeze(0), size=self.size, mode="bilinear", align_corners=False, antialias=True
+        )
+        return resized.squeeze(0)
+
+
+class Normalize(torch.nn.Module):
+    """``(x - mean) / std`` per channel of a CHW tensor. Scriptable."""
+
+    def __init__(self, mean, std) -> None:
+        super().__init__()
+        self.mean = [float(value) for value in mean]
+        self.std = [float(value) for value in std]
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        mean = torch.tensor(self.mean, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=image.dtype, device=image.device).view(-1, 1, 1)
+        return (image - mean) / std
+
+
 def _module(name: str, **attrs) -> types.ModuleType:
     module = types.ModuleType(name)
     module.__dict__.update(attrs)
@@ -151,7 +189,11 @@ def install() -> None:
         )
         sys.modules["torchvision"] = _module("torchvision")
         sys.modules["torchvision.transforms"] = _module(
-            "torchvision.transforms", functional=functional
+            "torchvision.transforms",
+            functional=functional,
+            ToTensor=ToTensor,
+            Resize=Resize,
+            Normalize=Normalize,
         )
         sys.modules["torchvision.transforms.functional"] = functional
         sys.modules["torchvision.ops"] = _module("torchvision.ops", boxes=boxes)

@@ -24,7 +24,23 @@ from .errors import CheckpointError
 WRAPPER_KEYS = ("model_state", "model", "state_dict")
 KEY_PREFIXES = ("module.", "sam.")
 HEAD_PREFIX = "foreground_head."  # the built-in model's extra head (not SAM's)
-MODEL_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.", HEAD_PREFIX)
+# SAM 2.1's files: its prompt encoder and decoder, the image-mode memory embedding, and
+# the memory parts (video), kept for the SAM 2.1 model.
+SAM2_PARTS = (
+    "sam_prompt_encoder.",
+    "sam_mask_decoder.",
+    "no_mem_embed",
+    "no_mem_pos_enc",
+    "maskmem_tpos_enc",
+    "no_obj_ptr",
+    "no_obj_embed_spatial",
+    "obj_ptr_proj.",
+    "obj_ptr_tpos_proj.",
+    "memory_attention.",
+    "memory_encoder.",
+    "mask_downsample.",
+)
+MODEL_PARTS = ("image_encoder.", "prompt_encoder.", "mask_decoder.", HEAD_PREFIX, *SAM2_PARTS)
 LISTED_KEYS = 5
 _PICKLE_PROTOCOLS = range(2, 6)  # a pickle stream starts with PROTO (0x80) and these
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
@@ -154,7 +170,8 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     -------
     dict of str to Tensor
         Keys ``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*`` and, for the
-        built-in model, ``foreground_head.*`` (wrappers unwrapped, ``sam.``/``module.``
+        built-in model, ``foreground_head.*``; SAM 2.1's parts (:data:`SAM2_PARTS`)
+        for its files (wrappers unwrapped, ``sam.``/``module.``
         prefixes stripped, other keys dropped), tensors in the file's dtypes.
 
     Raises

@@ -1,7 +1,8 @@
 """Checkpoint files: the cache folder, download, import and verification.
 
-Checkpoints are downloaded once (with :mod:`pooch`, verified by their xxh128 hash) into
-:func:`cache_dir` and never at import time. A user on an offline machine can copy a file
+Checkpoints are downloaded once (with :mod:`pooch`, verified by their registered hash:
+xxh128, or SHA-256 where that is what was published) into :func:`cache_dir` and never
+at import time. A user on an offline machine can copy a file
 obtained elsewhere into the cache with :func:`import_checkpoint` (or the command
 ``napari-segany import NAME FILE``).
 
@@ -15,6 +16,7 @@ so this is done only when needed, not on every start.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -81,8 +83,13 @@ def writable_cache_dir() -> Path:
     return folder
 
 
-def _hash_file(path: Path) -> str:
-    digest = xxhash.xxh128()
+def _new_digest(entry: ModelEntry):
+    """A fresh hasher of the entry's registered algorithm (xxh128 or SHA-256)."""
+    return hashlib.sha256() if entry.hash_name == "sha256" else xxhash.xxh128()
+
+
+def _hash_file(path: Path, entry: ModelEntry) -> str:
+    digest = _new_digest(entry)
     with open(path, "rb") as stream:
         while chunk := stream.read(_CHUNK_BYTES):
             digest.update(chunk)
@@ -93,23 +100,24 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + _SIDECAR_SUFFIX)
 
 
-def _stat_record(path: Path, xxh128: str) -> dict:
+def _stat_record(path: Path, known_hash: str) -> dict:
     stat = path.stat()
-    return {"xxh128": xxh128, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"hash": known_hash, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _mark_verified(path: Path, xxh128: str) -> None:
-    """Write the sidecar stating that ``path`` was hashed and matched ``xxh128``."""
+def _mark_verified(path: Path, known_hash: str) -> None:
+    """Write the sidecar stating that ``path`` was hashed and matched ``known_hash``
+    (``"alg:hex"``)."""
     try:
-        _sidecar(path).write_text(json.dumps(_stat_record(path, xxh128)), encoding="utf-8")
+        _sidecar(path).write_text(json.dumps(_stat_record(path, known_hash)), encoding="utf-8")
     except OSError:  # only costs a re-hash next time
         logger.debug("Could not write %s", _sidecar(path), exc_info=True)
 
 
-def _is_verified(path: Path, xxh128: str) -> bool:
+def _is_verified(path: Path, known_hash: str) -> bool:
     try:
         recorded = json.loads(_sidecar(path).read_text(encoding="utf-8"))
-        return recorded == _stat_record(path, xxh128)
+        return recorded == _stat_record(path, known_hash)
     except (OSError, ValueError):
         return False
 
@@ -126,10 +134,10 @@ def cached_checkpoint(name: str | ModelEntry) -> Path | None:
     path = cache_dir() / entry.filename
     if not path.is_file():
         return None
-    if _is_verified(path, entry.xxh128):
+    if _is_verified(path, entry.known_hash):
         return path
     logger.info("Verifying %s against the registered hash", path)
-    if _hash_file(path) != entry.xxh128:
+    if _hash_file(path, entry) != entry.hash_hex:
         logger.warning(
             "%s does not match the registered hash of %r and is ignored; "
             "it will be downloaded again.",
@@ -137,7 +145,7 @@ def cached_checkpoint(name: str | ModelEntry) -> Path | None:
             entry.name,
         )
         return None
-    _mark_verified(path, entry.xxh128)
+    _mark_verified(path, entry.known_hash)
     return path
 
 
@@ -155,7 +163,7 @@ def packaged_checkpoint(entry: ModelEntry) -> Path:
     path = registry.PACKAGED_DIR / entry.filename
     if path in _PACKAGED_VERIFIED:
         return path
-    if not path.is_file() or _hash_file(path) != entry.xxh128:
+    if not path.is_file() or _hash_file(path, entry) != entry.hash_hex:
         state = "missing" if not path.is_file() else "damaged (hash mismatch)"
         raise CheckpointError(
             f"The weights of the {entry.name!r} model shipped with napari-segany are "
@@ -227,7 +235,7 @@ def fetch(name_or_entry: str | ModelEntry, progress: bool | object = True) -> Pa
             f"{entry.name!r} ({type(error).__name__}: {error}). " + download_help(entry)
         ) from error
     path = Path(path)
-    _mark_verified(path, entry.xxh128)
+    _mark_verified(path, entry.known_hash)
     return path
 
 
@@ -258,20 +266,21 @@ def import_checkpoint(name: str | ModelEntry, file: str | os.PathLike) -> Path:
         raise CheckpointError(f"Cannot import {source}: {problem}. Check the path.")
     target = writable_cache_dir() / entry.filename
     try:
-        digest = xxhash.xxh128()
+        digest = _new_digest(entry)
         with atomic_path(target) as temporary:
             with open(temporary, "wb") as writer, open(source, "rb") as reader:
                 while chunk := reader.read(_CHUNK_BYTES):
                     digest.update(chunk)
                     writer.write(chunk)
-            if digest.hexdigest() != entry.xxh128:
+            if digest.hexdigest() != entry.hash_hex:
                 raise DownloadError(
-                    f"{source} is not the checkpoint of model {entry.name!r}: its xxh128 "
-                    f"hash is {digest.hexdigest()}, expected {entry.xxh128}. The file is "
+                    f"{source} is not the checkpoint of model {entry.name!r}: its "
+                    f"{entry.hash_name} hash is {digest.hexdigest()}, expected "
+                    f"{entry.hash_hex}. The file is "
                     f"incomplete or a different model; download it again from {entry.url}."
                 )
     except OSError as error:
         raise CheckpointError(f"Cannot import {source} into {target}: {error}") from error
-    _mark_verified(target, entry.xxh128)
+    _mark_verified(target, entry.known_hash)
     logger.info("Imported %s as %s", source, target)
     return target

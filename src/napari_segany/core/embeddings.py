@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import xxhash
 
+from .model.sam2 import Sam2Features
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,8 +23,9 @@ class Embedding:
 
     Attributes
     ----------
-    features : torch.Tensor, (1, 256, h, w) float32
-        Image embedding on the model's device (h = w = 64 for SAM).
+    features : torch.Tensor, (1, 256, h, w) float32, or Sam2Features
+        Image embedding on the model's device (h = w = 64 for SAM); for SAM 2.1 the
+        embedding and its high-resolution skips (``core.model.sam2.Sam2Features``).
     original_hw : (int, int)
         ``(H, W)`` of the plane the user gave.
     input_hw : (int, int)
@@ -32,7 +35,7 @@ class Embedding:
         Identifies the model (and precision) that computed it.
     """
 
-    features: torch.Tensor
+    features: torch.Tensor | Sam2Features
     original_hw: tuple[int, int]
     input_hw: tuple[int, int]
     model_key: str = ""
@@ -40,7 +43,14 @@ class Embedding:
     @property
     def nbytes(self) -> int:
         """Memory held by :attr:`features`, in bytes."""
-        return self.features.element_size() * self.features.numel()
+        if isinstance(self.features, torch.Tensor):
+            return self.features.element_size() * self.features.numel()
+        return self.features.nbytes
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        """(h, w) of the embedding grid (the low-resolution logits are 4x that)."""
+        return tuple(int(side) for side in self.features.shape[-2:])
 
 
 class EmbeddingCache:

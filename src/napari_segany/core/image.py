@@ -320,3 +320,33 @@ def preprocess(
     pixels = (pixels - mean) / std
     height, width = pixels.shape[-2:]
     return F.pad(pixels, (0, image_size - width, 0, image_size - height))
+
+
+def preprocess_square(
+    rgb_uint8: np.ndarray,
+    image_size: int = 1024,
+    device: torch.device | str = "cpu",
+    pixel_mean: Sequence[float] = PIXEL_MEAN,
+    pixel_std: Sequence[float] = PIXEL_STD,
+) -> torch.Tensor:
+    """Model input of a uint8 RGB image for SAM 2: resized to a square, normalised.
+
+    As the reference (``ToTensor``, ``Resize((S, S))``, ``Normalize``): values in
+    [0, 1], one bilinear resize with antialiasing to ``image_size`` x ``image_size``
+    (the aspect is not kept, nothing is padded), then ``(x - mean) / std`` with the
+    0..255 constants divided by 255.
+
+    Returns
+    -------
+    torch.Tensor, (1, 3, S, S) float32 on ``device``
+    """
+    resize_device = "cpu" if torch.device(device).type == "mps" else device
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb_uint8)).to(resize_device)
+    pixels = pixels.permute(2, 0, 1)[None].float() / 255.0
+    size = (image_size, image_size)
+    if tuple(pixels.shape[-2:]) != size:
+        pixels = F.interpolate(pixels, size, mode="bilinear", align_corners=False, antialias=True)
+    pixels = pixels.to(device)
+    mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    std = torch.as_tensor(pixel_std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+    return (pixels - mean / 255.0) / (std / 255.0)

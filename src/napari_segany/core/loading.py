@@ -26,6 +26,8 @@ from .errors import CheckpointError
 from .model.build import ARCHITECTURES, Architecture, build_sam
 from .model.foreground_head import ForegroundHead
 from .model.sam import Sam
+from .model.sam2 import Sam2, build_sam2, split_image_state
+from .sam2_loading import Sam2Architecture, detect_sam2, is_sam2_state
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +48,9 @@ class LoadedModel:
     Attributes
     ----------
     model
-        The :class:`Sam`, in eval mode, on ``device``, float32 weights.
+        The :class:`Sam` (or :class:`Sam2`), in eval mode, on ``device``, float32 weights.
     architecture
-        Its architecture (registered or custom).
+        Its architecture (registered or custom; a SAM 2.1 size).
     name
         Registry name, or the checkpoint file's stem for a file given by path.
     checkpoint_path
@@ -57,8 +59,8 @@ class LoadedModel:
         Where the model lives.
     """
 
-    model: Sam
-    architecture: Architecture
+    model: Sam | Sam2
+    architecture: Architecture | Sam2Architecture
     name: str
     checkpoint_path: Path
     device: torch.device
@@ -294,6 +296,18 @@ def build_loaded(
     return model.float().eval()
 
 
+def build_loaded_sam2(state_dict: StateDict, architecture: Sam2Architecture, path: Path) -> Sam2:
+    """A :class:`Sam2` holding the image parts of ``state_dict`` (checked as
+    :func:`build_loaded` does); the memory parts are kept as its ``memory_state``."""
+    with _SkipRandomInit():
+        model = build_sam2(architecture.size)
+    image_state, memory_state = split_image_state(state_dict)
+    complete = _check_keys(model.state_dict(), image_state, path)
+    model.load_state_dict(complete, strict=True, assign=True)
+    model.memory_state = {key: value.float() for key, value in memory_state.items()}
+    return model.float().eval()
+
+
 def _is_path(model: str | os.PathLike) -> bool:
     if isinstance(model, os.PathLike):
         return True
@@ -346,12 +360,16 @@ def load_model(
     target = resolve_device(device)
     name, path, expected = _resolve_source(model, checkpoint)
     state_dict = read_state_dict(path)
-    architecture = detect_architecture(state_dict)
+    sam2 = is_sam2_state(state_dict)
+    architecture = detect_sam2(state_dict, path) if sam2 else detect_architecture(state_dict)
     if expected is not None and architecture.name != expected:
         raise CheckpointError(
             f"{path} holds a {architecture.name!r} model, but model={name!r} needs "
             f"{expected!r}. Pass model= the matching name, or only the checkpoint path."
         )
-    sam = build_loaded(state_dict, architecture, detect_image_size(state_dict), path)
+    if sam2:
+        sam = build_loaded_sam2(state_dict, architecture, path)
+    else:
+        sam = build_loaded(state_dict, architecture, detect_image_size(state_dict), path)
     logger.info("Loaded %s (%s) from %s on %s", name, architecture.name, path, target)
     return LoadedModel(sam.to(target), architecture, name, path, target)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .channels import COLOUR_RULE, ChannelRule, describe_channels, with_signal
 from .embeddings import Embedding
 from .errors import ImageError, InputError, PromptError
-from .image import model_input_hw, preprocess, to_model_rgb, validate_plane
+from .image import model_input_hw, preprocess, preprocess_square, to_model_rgb, validate_plane
 from .model.sam import Sam
 from .prompts import check_boxes, check_mask_input, check_points
 from .results import SegmentResult
@@ -122,21 +122,23 @@ class Predictor:
             )
         image_size = self.model.image_size
         max_upscale = None if self.max_upscale is None else self.max_upscale * enlarge
-        pixels = preprocess(
-            rgb,
-            image_size,
-            self.device,
-            self.model.pixel_mean.flatten().tolist(),
-            self.model.pixel_std.flatten().tolist(),
-            max_upscale,
-        )
+        mean = self.model.pixel_mean.flatten().tolist()
+        std = self.model.pixel_std.flatten().tolist()
+        original_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        if self.model.square_frame:  # SAM 2: the plane fills the square frame
+            pixels = preprocess_square(rgb, image_size, self.device, mean, std)
+            input_hw = (image_size, image_size)
+        else:
+            pixels = preprocess(rgb, image_size, self.device, mean, std, max_upscale)
+            input_hw = model_input_hw(original_hw, image_size, max_upscale)
         with torch.inference_mode(), self._autocast():
             features = self.model.encode(pixels)
-        original_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
         return Embedding(
-            features=features.float().contiguous(),
+            features=features.float().contiguous()
+            if isinstance(features, torch.Tensor)
+            else features.float(),
             original_hw=original_hw,
-            input_hw=model_input_hw(original_hw, image_size, max_upscale),
+            input_hw=input_hw,
             model_key=self.model_key,
         )
 
@@ -201,14 +203,20 @@ class Predictor:
                 "(box_yxyx); mask_input only refines such a prompt."
             )
         n_objects = 1 if boxes is None else boxes.shape[0]
-        low_res_hw = tuple(4 * s for s in embedding.features.shape[-2:])
+        low_res_hw = tuple(4 * side for side in embedding.grid_hw)
         masks_in = check_mask_input(mask_input, n_objects, low_res_hw)
         logits, scores = self._decode(
             embedding, points, point_labels, boxes, masks_in, n_objects, multimask
         )
-        masks = upscale_masks(
-            logits, embedding.input_hw, embedding.original_hw, self.model.image_size
-        )
+        if self.model.square_frame:  # SAM 2: one bilinear resize to the plane
+            masks = square_masks(logits, embedding.original_hw)
+        else:
+            masks = upscale_masks(
+                logits, embedding.input_hw, embedding.original_hw, self.model.image_size
+            )
+        limit = self.model.returned_logit_limit
+        if limit is not None:  # after the masks were made from the unclamped logits
+            logits = logits.clamp(-limit, limit)
         scores_np = scores.float().cpu().numpy()
         logits_np = logits.float().cpu().numpy()
         if not batched:
@@ -247,9 +255,10 @@ class Predictor:
             masks_t = torch.as_tensor(masks_in, dtype=torch.float32, device=device)
         features = embedding.features.to(device)
         with torch.inference_mode():
-            return self.model.decode(
+            decoded = self.model.decode(
                 features, points_xy, labels_t, boxes_xyxy, masks_t, bool(multimask)
             )
+        return decoded[0], decoded[1]  # SAM 2 also gives object scores: not used here
 
 
 def upscale_masks(
@@ -300,6 +309,22 @@ def upscale_masks(
             else:
                 target[...] = (logits > 0).cpu().numpy()
     return masks.reshape(n_objects, n_masks, height, width)
+
+
+def square_masks(low_res_logits: torch.Tensor, original_hw: tuple[int, int]) -> np.ndarray:
+    """SAM 2's masks: low-resolution logits (N, K, h, w) resized bilinearly straight to
+    the plane (the frame was the whole plane, squeezed) and thresholded at 0, a few
+    masks at a time: (N, K, H, W) bool."""
+    n_objects, n_masks, low_h, low_w = low_res_logits.shape
+    flat = low_res_logits.reshape(n_objects * n_masks, 1, low_h, low_w)
+    masks = np.empty((flat.shape[0], *original_hw), dtype=np.bool_)
+    step = max(1, _UPSAMPLE_CHUNK_VALUES // (original_hw[0] * original_hw[1]))
+    with torch.inference_mode():
+        for start in range(0, flat.shape[0], step):
+            chunk = flat[start : start + step].float()
+            logits = F.interpolate(chunk, original_hw, mode="bilinear", align_corners=False)
+            masks[start : start + len(chunk)] = (logits[:, 0] > 0).cpu().numpy()
+    return masks.reshape(n_objects, n_masks, *original_hw)
 
 
 def iter_upscaled_logits(

@@ -27,7 +27,7 @@ class ModelEntry:
         Where the file is downloaded from; empty for a model shipped inside the
         package (see :attr:`packaged`).
     xxh128
-        Hex xxh128 hash of the file (32 hex digits).
+        Hex xxh128 hash of the file (32 hex digits); empty when :attr:`sha256` is given.
     filename
         Name of the file in the cache folder.
     description
@@ -36,6 +36,8 @@ class ModelEntry:
         ``"package.module:NAME"`` of the model's ``core.plugins.ModelPlugin`` (its
         prompt refiners, everything-mode proposers and defaults); empty for SAM's
         weights, whose results stay the reference code's.
+    sha256
+        Hex SHA-256 of the file, for files whose published hash is one (SAM 2.1).
     """
 
     name: str
@@ -45,6 +47,17 @@ class ModelEntry:
     filename: str
     description: str
     plugin: str = ""
+    sha256: str = ""
+
+    @property
+    def hash_name(self) -> str:
+        """The algorithm of the registered hash: ``"sha256"`` or ``"xxh128"``."""
+        return "sha256" if self.sha256 else "xxh128"
+
+    @property
+    def hash_hex(self) -> str:
+        """The registered hash, hex."""
+        return self.sha256 or self.xxh128
 
     @property
     def packaged(self) -> bool:
@@ -54,10 +67,11 @@ class ModelEntry:
     @property
     def known_hash(self) -> str:
         """The hash in pooch's ``"alg:hex"`` notation."""
-        return f"xxh128:{self.xxh128}"
+        return f"{self.hash_name}:{self.hash_hex}"
 
 
 _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 _BIOIMAGEIO_URL = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
 
 PACKAGED_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -140,7 +154,37 @@ _ENTRIES = (
     ),
 )
 
-REGISTRY: Mapping[str, ModelEntry] = {entry.name: entry for entry in _ENTRIES}
+
+def _sam2(size: str, sha256: str, text: str) -> ModelEntry:
+    name = f"sam2.1_{size}"
+    filename = f"sam2.1_hiera_{size}.pt"
+    return ModelEntry(name, name, _SAM2_URL + filename, "", filename, text, sha256=sha256)
+
+
+_SAM2_ENTRIES = (
+    _sam2(
+        "tiny",
+        "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+        "SAM 2.1 Hiera-T (Meta), the fastest SAM 2.1, 156 MB",
+    ),
+    _sam2(
+        "small",
+        "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+        "SAM 2.1 Hiera-S (Meta), 184 MB",
+    ),
+    _sam2(
+        "base_plus",
+        "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+        "SAM 2.1 Hiera-B+ (Meta), 323 MB",
+    ),
+    _sam2(
+        "large",
+        "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
+        "SAM 2.1 Hiera-L (Meta), the most accurate SAM 2.1, 898 MB",
+    ),
+)
+
+REGISTRY: Mapping[str, ModelEntry] = {entry.name: entry for entry in (*_ENTRIES, *_SAM2_ENTRIES)}
 
 
 def get_entry(name_or_entry: str | ModelEntry) -> ModelEntry:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..embeddings import Embedding
+from ..errors import InputError
 from ..model.sam import Sam
 
 
@@ -36,6 +37,13 @@ class GridDecoder:
     """
 
     def __init__(self, model: Sam, device: torch.device, precision: str) -> None:
+        if model.square_frame:
+            raise InputError(
+                "Everything mode does not run SAM 2.1 models yet (its automatic "
+                "generator is the next step of SAM 2.1 support); prompt objects with "
+                "points or boxes, or use a SAM, micro-sam or the built-in model for "
+                "everything mode."
+            )
         self.model = model
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32

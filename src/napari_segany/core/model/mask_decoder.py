@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 
 import torch
@@ -12,6 +11,7 @@ from torch import Tensor, nn
 from .common import LayerNorm2d
 from .image_cache import CachedImage, parameters_of
 from .implicit_image import PlaneProjections, attend_implicit, implicit_is_cheaper, project_plane
+from .subpixel import image_order, subpixel_weight
 from .transformer import ImageTokens, TwoWayTransformer
 
 # Input pixels per piece of the output upscaling (1024 x 256 floats in, 16384 x 32 out):
@@ -158,7 +158,7 @@ class MaskDecoder(nn.Module):
         pixel_skips : (Tensor, Tensor), optional
             Features added to the first upscaling's output before its norm and to the
             second's before its GELU (SAM 2's high-resolution skips), in the layout of
-            :meth:`skip_layout`.
+            :func:`.subpixel.skip_rows`.
 
         Returns
         -------
@@ -192,32 +192,6 @@ class MaskDecoder(nn.Module):
         first_skip = None if pixel_skips is None else pixel_skips[0]
         masks = self._masks(upscaled_blocks, grid_hw, mask_weights, second, first_skip)
         return tokens, masks
-
-    @staticmethod
-    def skip_layout(first: Tensor, second: Tensor) -> tuple[Tensor, Tensor]:
-        """Full-resolution features in the rows :meth:`_masks` works on.
-
-        Parameters
-        ----------
-        first : Tensor
-            (1, C / 4, 2h, 2w), added to the first upscaling's output.
-        second : Tensor
-            (1, C / 8, 4h, 4w), added to the second's.
-
-        Returns
-        -------
-        (Tensor, Tensor)
-            (h w, 4 C / 4) with row (y, x) and column (dy, dx, c) for pixel
-            (2y + dy, 2x + dx); (4 h w, 4 C / 8) with row (y, x, dy, dx) and column
-            (ddy, ddx, c) for pixel (4y + 2dy + ddy, 4x + 2dx + ddx).
-        """
-        channels, height, width = first.shape[1], first.shape[2] // 2, first.shape[3] // 2
-        by_axis = first[0].view(channels, height, 2, width, 2)  # (c, y, dy, x, dx)
-        first_rows = by_axis.permute(1, 3, 2, 4, 0).reshape(height * width, 4 * channels)
-        channels = second.shape[1]
-        by_axis = second[0].view(channels, height, 2, 2, width, 2, 2)  # (c, y, dy, ddy, x, dx, ddx)
-        second_rows = by_axis.permute(1, 4, 2, 5, 3, 6, 0).reshape(4 * height * width, -1)
-        return first_rows.contiguous(), second_rows.contiguous()
 
     def _attend(
         self,
@@ -312,13 +286,14 @@ class MaskDecoder(nn.Module):
         return self._upscaling_matmuls()
 
     def _upscaling_matmuls(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Both upscaling convolutions as matmul weights and biases (:func:`_subpixel_weight`):
-        (C, C) and (C,), then (C / 4, C / 2) and (C / 2,)."""
+        """Both upscaling convolutions as matmul weights and biases
+        (:func:`.subpixel.subpixel_weight`): (C, C) and (C,), then (C / 4, C / 2) and
+        (C / 2,)."""
         first, second = self.output_upscaling[0], self.output_upscaling[3]
         return (
-            _subpixel_weight(first),
+            subpixel_weight(first),
             first.bias.repeat(4),
-            _subpixel_weight(second),
+            subpixel_weight(second),
             second.bias.repeat(4),
         )
 
@@ -349,9 +324,9 @@ class MaskDecoder(nn.Module):
             (N, K, C / 8) per-mask weights from the hypernetworks.
         second_upscaling : tuple of Tensor
             The second upscaling's matmul weight (C / 4, C / 2) and bias: (C / 2,), or
-            (16 h w / 4, C / 2) per row (:meth:`skip_layout`'s second skip added).
+            (16 h w / 4, C / 2) per row (:func:`.subpixel.skip_rows`'s second skip added).
         first_skip : Tensor, optional
-            (h w, C) added to the first upscaling's rows (:meth:`skip_layout`).
+            (h w, C) added to the first upscaling's rows (:func:`.subpixel.skip_rows`).
 
         Returns
         -------
@@ -395,38 +370,4 @@ class MaskDecoder(nn.Module):
             start_pixel += block_pixels
         if per_pixel is None:
             per_pixel = torch.stack([torch.cat(prompt_parts, dim=1) for prompt_parts in parts])
-        return _image_order(per_pixel, height, width)
-
-
-def _image_order(per_pixel: Tensor, height: int, width: int) -> Tensor:
-    """(N, K, 16 h w) logits in (y, x, dy, dx, ddy, ddx) order -> (N, K, 4h, 4w).
-
-    Column (y, x, dy, dx, ddy, ddx) is output pixel (4y + 2dy + ddy, 4x + 2dx + ddx).
-    One gather with a cached index (measured ~4x faster than a strided 8-axis copy).
-    """
-    count, kinds, columns = per_pixel.shape
-    order = _image_order_index(height, width, per_pixel.device)
-    ordered = torch.index_select(per_pixel.reshape(count * kinds, columns), 1, order)
-    return ordered.view(count, kinds, 4 * height, 4 * width)
-
-
-@functools.lru_cache(maxsize=8)
-def _image_order_index(height: int, width: int, device: torch.device) -> Tensor:
-    """(16 h w,) int64: the column of :func:`_image_order`'s input for each output pixel.
-
-    Made outside inference mode: a cached inference tensor could not be used where
-    autograd records the gather.
-    """
-    with torch.inference_mode(False):
-        columns = torch.arange(16 * height * width, device=device)
-        by_axis = columns.view(height, width, 2, 2, 2, 2)  # (y, x, dy, dx, ddy, ddx)
-        return by_axis.permute(0, 2, 4, 1, 3, 5).reshape(-1)  # (y, dy, ddy, x, dx, ddx)
-
-
-def _subpixel_weight(conv: nn.ConvTranspose2d) -> Tensor:
-    """Stride-2, 2 x 2 transposed convolution as a (C_in, 4 C_out) matmul weight.
-
-    Column ``(2 dy + dx) * C_out + c`` gives channel c of output pixel (2y + dy, 2x + dx)
-    from input pixel (y, x); the bias is ``conv.bias`` repeated 4 times.
-    """
-    return conv.weight.permute(0, 2, 3, 1).reshape(conv.in_channels, 4 * conv.out_channels)
+        return image_order(per_pixel, height, width)

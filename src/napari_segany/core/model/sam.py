@@ -46,6 +46,8 @@ class Sam(nn.Module):
     """
 
     mask_threshold: float = 0.0
+    square_frame: bool = False  # long side to S, zero-padded (core.image.preprocess)
+    returned_logit_limit: float | None = None  # low-resolution logits returned as they are
 
     def __init__(
         self,

@@ -44,6 +44,26 @@ class Sam2Features:
     embedding: Tensor
     skips: tuple[Tensor, Tensor]
 
+    @property
+    def shape(self) -> torch.Size:
+        """The embedding's shape, (1, 256, h, w)."""
+        return self.embedding.shape
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the embedding and the skips, in bytes."""
+        return sum(t.element_size() * t.numel() for t in (self.embedding, *self.skips))
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Sam2Features:
+        """The same features on ``device`` (and in ``dtype``)."""
+        first, second = (t.to(device, dtype) for t in self.skips)
+        return Sam2Features(self.embedding.to(device, dtype), (first, second))
+
+    def float(self) -> Sam2Features:
+        """float32 copies where needed, contiguous (as stored in an embedding)."""
+        first, second = (t.float().contiguous() for t in self.skips)
+        return Sam2Features(self.embedding.float().contiguous(), (first, second))
+
 
 class Sam2(nn.Module):
     """SAM 2.1 for images: encode an image once, decode many prompts against it.
@@ -56,6 +76,9 @@ class Sam2(nn.Module):
     """
 
     mask_threshold: float = 0.0
+    # The reference image predictor returns low-resolution logits clamped to this.
+    returned_logit_limit: float | None = 32.0
+    square_frame: bool = True  # the plane is resized to S x S (core.image.preprocess_square)
 
     def __init__(self, image_encoder: Sam2ImageEncoder, image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
@@ -69,6 +92,8 @@ class Sam2(nn.Module):
         std = torch.tensor(PIXEL_STD_RGB, dtype=torch.float32).view(3, 1, 1)
         self.register_buffer("pixel_mean", mean, persistent=False)
         self.register_buffer("pixel_std", std, persistent=False)
+        # The checkpoint's memory parts (video; keys as in the file), set on loading.
+        self.memory_state: dict[str, Tensor] = {}
 
     @property
     def device(self) -> torch.device:

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .mask_decoder import MaskDecoder, ReluMLP
+from .subpixel import skip_rows
 from .transformer import TwoWayTransformer
 
 __all__ = ["Sam2MaskDecoder", "rename_decoder_keys"]
@@ -55,8 +56,8 @@ class Sam2MaskDecoder(MaskDecoder):
 
     def high_resolution(self, stride4: Tensor, stride8: Tensor) -> tuple[Tensor, Tensor]:
         """The encoder's stride-4 and stride-8 features as the skips :meth:`decode`
-        takes: (1, C, 4h, 4w) and (1, C, 2h, 2w) -> ``MaskDecoder.skip_layout`` rows."""
-        return self.skip_layout(self.conv_s1(stride8), self.conv_s0(stride4))
+        takes: (1, C, 4h, 4w) and (1, C, 2h, 2w) -> :func:`.subpixel.skip_rows`."""
+        return skip_rows(self.conv_s1(stride8), self.conv_s0(stride4))
 
     def decode(
         self,
