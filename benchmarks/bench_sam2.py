@@ -1,0 +1,133 @@
+"""SAM 2.1 benchmark: Meta's ``SAM2ImagePredictor`` vs napari-segany, same weights, one run.
+
+Both hold the same random SAM 2.1 weights (saved as the official files are,
+``{"model": state}``, and loaded by path through ``SegAny``); one RGB image of
+``--size`` x ``--size``. Timed, medians of ``--repeats`` after one warm-up:
+
+- embedding (``set_image``): upstream fp32, ours fp32, ours ``"auto"`` (bf16 where the
+  device has it natively), alternating upstream / ours;
+- one point prompt with three masks at full resolution (``predict`` / ``segment``),
+  alternating, median of ``--prompt-repeats`` and the ratio within each pair;
+- agreement: the click's masks (IoU) and scores against upstream's, fp32.
+
+Usage::
+
+    python benchmarks/bench_sam2.py --threads 2                 # sam2.1 tiny, 1024, CPU
+    python benchmarks/bench_sam2.py --size-name base_plus --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _common import blob_image, mask_iou  # also puts src/ and the root on sys.path
+
+
+def _interleaved(first, second, repeats: int) -> tuple[list[float], list[float]]:
+    first(), second()  # warm-up
+    times_first, times_second = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first()
+        times_first.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        second()
+        times_second.append(time.perf_counter() - start)
+    return times_first, times_second
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--size-name", default="tiny", choices=["tiny", "small", "base_plus", "large"]
+    )
+    parser.add_argument("--size", type=int, default=1024, help="image side, pixels")
+    parser.add_argument("--repeats", type=int, default=3, help="embeddings timed")
+    parser.add_argument("--prompt-repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from tests.oracle import standins
+
+    standins.install()
+    from tests.oracle.sam2_upstream import reference_image_predictor, reference_sam2
+
+    from napari_segany.api import SegAny
+
+    image = blob_image(args.size, args.size)
+    reference = reference_sam2(args.size_name, seed=0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"sam2.1_hiera_{args.size_name}_random.pt"
+        torch.save({"model": reference.state_dict()}, path)
+        ours = SegAny(path, device="cpu", precision="fp32")
+        ours_auto = SegAny(path, device="cpu", precision="auto")
+    upstream = reference_image_predictor(reference)
+
+    def upstream_embed():
+        with torch.inference_mode():
+            upstream.set_image(image)
+
+    def our_embed(session=ours):
+        session.cache.clear()
+        session.set_image(image)
+
+    up_embed, our_embed_s = _interleaved(upstream_embed, our_embed, args.repeats)
+    auto_embed = [0.0] * args.repeats
+    our_embed(ours_auto)
+    for index in range(args.repeats):
+        start = time.perf_counter()
+        our_embed(ours_auto)
+        auto_embed[index] = time.perf_counter() - start
+    point_yx = np.array([[args.size * 0.5, args.size * 0.5]])
+
+    def upstream_click():
+        with torch.inference_mode():
+            return upstream.predict(point_yx[:, ::-1].copy(), np.array([1]), multimask_output=True)
+
+    def our_click():
+        return ours.segment(points_yx=point_yx, labels=[1])
+
+    up_click, our_click_s = _interleaved(upstream_click, our_click, args.prompt_repeats)
+    theirs, mine = upstream_click(), our_click()
+    pair_ratios = np.array(up_click) / np.array(our_click_s)
+    median = statistics.median
+    print(
+        f"SAM 2.1 {args.size_name} (random weights), {args.size}x{args.size}, CPU, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"precision auto = {ours_auto.predictor.precision}"
+    )
+    print("| step | upstream | ours | speed-up |")
+    print("|---|---|---|---|")
+    print(
+        f"| embedding fp32 (median of {args.repeats}, interleaved) | {median(up_embed):.2f} s "
+        f"| {median(our_embed_s):.2f} s | {median(up_embed) / median(our_embed_s):.2f}x |"
+    )
+    print(
+        f"| embedding auto ({ours_auto.predictor.precision}) | {median(up_embed):.2f} s "
+        f"| {median(auto_embed):.2f} s | {median(up_embed) / median(auto_embed):.2f}x |"
+    )
+    quartiles = np.percentile(pair_ratios, [25, 50, 75])
+    print(
+        f"| one point prompt, 3 masks (median of {args.prompt_repeats}, interleaved) "
+        f"| {median(up_click) * 1e3:.1f} ms | {median(our_click_s) * 1e3:.1f} ms "
+        f"| {median(up_click) / median(our_click_s):.2f}x (pairs: {quartiles[1]:.2f}x, "
+        f"{quartiles[0]:.2f}-{quartiles[2]:.2f}) |"
+    )
+    ious = [mask_iou(a, b) for a, b in zip(mine.masks, theirs[0])]
+    score_gap = float(np.abs(mine.scores - theirs[1]).max())
+    print(
+        f"| click masks: min IoU vs upstream; max score difference | | {min(ious):.4f}; {score_gap:.1e} | |"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
