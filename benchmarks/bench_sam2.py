@@ -123,9 +123,8 @@ def main() -> int:
     )
     ious = [mask_iou(a, b) for a, b in zip(mine.masks, theirs[0])]
     score_gap = float(np.abs(mine.scores - theirs[1]).max())
-    print(
-        f"| click masks: min IoU vs upstream; max score difference | | {min(ious):.4f}; {score_gap:.1e} | |"
-    )
+    agreement = f"{min(ious):.4f}; {score_gap:.1e}"
+    print(f"| click masks: min IoU vs upstream; max score difference | | {agreement} | |")
     return 0
 
 
