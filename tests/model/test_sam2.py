@@ -43,7 +43,8 @@ def test_embedding_and_prompts_equal_the_reference(size, seed):
     with torch.inference_mode():
         embedding, high_res = reference_image_features(reference, pixels)
         features = ours.encode(pixels)
-        torch.testing.assert_close(features.embedding, embedding, rtol=1e-5, atol=1e-5)
+        scale = float(embedding.abs().max())  # float rounding: sums in another order
+        torch.testing.assert_close(features.embedding, embedding, rtol=1e-5, atol=1e-5 * scale)
         generator = torch.Generator().manual_seed(seed + 1)
         for points, labels, boxes, mask, multimask in _prompt_sets(generator):
             want = reference_decode(
