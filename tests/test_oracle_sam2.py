@@ -111,12 +111,17 @@ def test_the_file_is_recognised_and_its_memory_parts_kept(tiny_pair):
     assert "maskmem_tpos_enc" in model.memory_state
 
 
-def test_everything_mode_says_it_does_not_run_sam2_yet(tiny_pair):
+def test_everything_mode_says_it_does_not_run_sam2_yet_before_any_work(tiny_pair):
     _, path = tiny_pair
     session = SegAny(path, device="cpu")
     session.set_image(_plane(200, 200, seed=1))
     with pytest.raises(InputError, match="SAM 2.1"):
         session.segment_everything()
+    stack = np.stack([_plane(64, 64, seed=2)] * 3)
+    embedded = len(session.cache)
+    with pytest.raises(InputError, match="SAM 2.1"):
+        session.segment_everything_stack(stack)
+    assert len(session.cache) == embedded  # refused before embedding any plane
 
 
 def test_a_sam20_file_and_a_sam1_file_named_sam21_are_refused(tiny_pair, tmp_path):

@@ -211,3 +211,38 @@ def test_the_widgets_everything_mode_zooms_on_the_plane_itself(viewer_widget):
     assert len(expected.objects) >= 0.8 * scene.labels.max()  # measured 567 of 593
     np.testing.assert_array_equal(shown > 0, expected.labels > 0)
     assert len(np.unique(shown)) - 1 == len(expected.objects)
+
+
+def test_a_sam21_file_loaded_by_the_widget_prompts_like_the_api(viewer_widget, notes, tmp_path):
+    """SAM 2.1 is offered like any model: a (random-weight) official-format file loads
+    under its registry name, a click previews and commits the API's mask, and everything
+    mode says it does not run SAM 2.1 yet, writing nothing."""
+    import torch
+    from tests.oracle.sam2_upstream import reference_sam2
+
+    from napari_segany._sample_data import nuclei_scene_2d
+
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": reference_sam2("tiny", seed=31).state_dict()}, path)
+    image = nuclei_scene_2d().image[:96, :128]
+    viewer, widget, _ = viewer_widget(image)
+    assert "sam2.1_tiny" in [
+        widget.controls.model_combo.itemText(i) for i in range(widget.controls.model_combo.count())
+    ]
+    widget.controls.model_combo.setCurrentText("sam2.1_tiny")
+    widget.controls.checkpoint_edit.setText(str(path))
+    widget.controls.device_combo.setCurrentText("cpu")
+    widget.load_model()
+    assert widget.segany is not None and widget.segany.predictor.name == "sam2.1_tiny"
+    viewer.layers[PROMPTS].add([40, 60])
+    widget.prompts.timer.stop()
+    widget.prompts.refresh()
+    shown = viewer.layers[PREVIEW].data > 0
+    expected = widget.segany.segment(points_yx=[[40, 60]], labels=[1])
+    np.testing.assert_array_equal(shown, expected.masks[int(np.argmax(expected.scores))])
+    assert shown.any()
+    widget.commit()
+    np.testing.assert_array_equal(viewer.layers[LABELS].data == 1, shown)
+    widget.segment_everything()
+    assert "SAM 2.1" in notes.text()
+    assert EVERYTHING not in viewer.layers or not np.asarray(viewer.layers[EVERYTHING].data).any()

@@ -37,13 +37,7 @@ class GridDecoder:
     """
 
     def __init__(self, model: Sam, device: torch.device, precision: str) -> None:
-        if model.square_frame:
-            raise InputError(
-                "Everything mode does not run SAM 2.1 models yet (its automatic "
-                "generator is the next step of SAM 2.1 support); prompt objects with "
-                "points or boxes, or use a SAM, micro-sam or the built-in model for "
-                "everything mode."
-            )
+        require_grid_decodable(model)
         self.model = model
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -96,6 +90,18 @@ class GridDecoder:
             cast = None if dense is None else dense.to(self.dtype)
             self._source, self._inputs = embedding, (features, image_pe, cast)
         return self._inputs
+
+
+def require_grid_decodable(model) -> None:
+    """Raise :class:`InputError` for a model this decoder cannot run (SAM 2.1, whose
+    automatic generator is not built yet), before any work."""
+    if model.square_frame:
+        raise InputError(
+            "Everything mode does not run SAM 2.1 models yet (its automatic "
+            "generator is the next step of SAM 2.1 support); prompt objects with "
+            "points or boxes, or use a SAM, micro-sam or the built-in model for "
+            "everything mode."
+        )
 
 
 def _cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
