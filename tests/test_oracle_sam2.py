@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from napari_segany.api import SegAny
-from napari_segany.core.errors import CheckpointError, InputError
+from napari_segany.core.errors import CheckpointError
 from tests.oracle.sam2_upstream import reference_image_predictor, reference_sam2
 
 # The reference scripts its transforms with torch.jit.script, which torch now deprecates.
@@ -111,19 +111,6 @@ def test_the_file_is_recognised_and_its_memory_parts_kept(tiny_pair):
     assert "maskmem_tpos_enc" in model.memory_state
 
 
-def test_everything_mode_says_it_does_not_run_sam2_yet_before_any_work(tiny_pair):
-    _, path = tiny_pair
-    session = SegAny(path, device="cpu")
-    session.set_image(_plane(200, 200, seed=1))
-    with pytest.raises(InputError, match="SAM 2.1"):
-        session.segment_everything()
-    stack = np.stack([_plane(64, 64, seed=2)] * 3)
-    embedded = len(session.cache)
-    with pytest.raises(InputError, match="SAM 2.1"):
-        session.segment_everything_stack(stack)
-    assert len(session.cache) == embedded  # refused before embedding any plane
-
-
 def test_a_sam20_file_and_a_sam1_file_named_sam21_are_refused(tiny_pair, tmp_path):
     reference, _ = tiny_pair
     state = {
@@ -141,3 +128,43 @@ def test_a_sam20_file_and_a_sam1_file_named_sam21_are_refused(tiny_pair, tmp_pat
     torch.save(random_upstream_sam("vit_t").state_dict(), sam1)
     with pytest.raises(CheckpointError, match="'vit_t'.*sam2.1_tiny"):
         SegAny("sam2.1_tiny", checkpoint=sam1, device="cpu")
+
+
+def _reference_generator(reference, **params):
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    return SAM2AutomaticMaskGenerator(reference, **params)
+
+
+def test_everything_mode_agrees_with_the_reference_generator_point_by_point(tiny_pair):
+    """Every grid point's three candidates (no filters): predicted IoU, stability and
+    area as SAM2AutomaticMaskGenerator's, on a non-square plane (squeezed frame)."""
+    reference, path = tiny_pair
+    plane = _plane(200, 260, seed=5)
+    no_filters = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
+    with torch.inference_mode():
+        expected = _reference_generator(reference, points_per_side=5, **no_filters).generate(plane)
+    session = SegAny(path, device="cpu", precision="fp32")
+    session.set_image(plane)
+    ours = session.segment_everything(mode="grid", points_per_side=5, **no_filters)
+    by_point: dict = {}
+    for record in expected:
+        by_point.setdefault(tuple(np.round(record["point_coords"][0][::-1], 3)), []).append(record)
+    mine: dict = {}
+    for obj in ours.objects:
+        mine.setdefault(tuple(np.round(obj.point_yx, 3)), []).append(obj)
+    assert len(by_point) == 25 and set(mine) == set(by_point)
+    for point, records in by_point.items():
+        records = sorted(records, key=lambda r: r["predicted_iou"])
+        objects = sorted(mine[point], key=lambda o: o.predicted_iou)
+        assert len(objects) == len(records) == 3
+        for record, obj in zip(records, objects):
+            assert obj.predicted_iou == pytest.approx(record["predicted_iou"], abs=1e-4)
+            assert obj.stability_score == pytest.approx(record["stability_score"], abs=2e-3)
+            assert abs(obj.area - record["area"]) <= 2 + 0.002 * record["area"]
+
+
+def test_everything_mode_uses_the_reference_generators_defaults(tiny_pair):
+    _, path = tiny_pair
+    session = SegAny(path, device="cpu")
+    assert session.everything.defaults["pred_iou_thresh"] == 0.8  # SAM's generator: 0.88

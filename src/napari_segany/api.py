@@ -149,9 +149,8 @@ class SegAny(EverythingMethods):
         )
         self.cache = EmbeddingCache(cache_bytes)
         proposers = (GridProposer(), *plugin.proposers)
-        self.everything = EverythingModes(
-            proposers, plugin.default_mode, dict(plugin.everything_defaults)
-        )
+        defaults = {**sam.everything_defaults, **plugin.everything_defaults}
+        self.everything = EverythingModes(proposers, plugin.default_mode, defaults)
         self._refiners: tuple[PromptRefiner, ...] = ()
         self._plugin = plugin
         self._planes = planes.PlaneStore(self.predictor)

@@ -23,7 +23,6 @@ from .core.everything import (
     StackResult,
     segment_everything_stack,
 )
-from .core.everything.grid_decoder import require_grid_decodable
 from .core.everything.resolution import Resolution, plane_resolution
 from .core.plugins import PlaneContext
 from .core.predictor import Predictor
@@ -94,7 +93,6 @@ class EverythingMethods:
         context = self._current
         if context is None:
             raise NoImageError("No image set: call set_image(plane) before segment_everything().")
-        require_grid_decodable(self.predictor.model)
         proposer, chosen, filters = self.everything.plan(mode, **params)
         key = (proposer.name, chosen, context.rgb is not None)
         known = self._everything
@@ -120,7 +118,6 @@ class EverythingMethods:
         as in :meth:`set_image` and :meth:`segment_everything`; select among the
         returned candidates with ``.select(filters)``.
         """
-        require_grid_decodable(self.predictor.model)  # before any embedding
         proposer, chosen, _ = self.everything.plan(mode, **params)
         yield Progress(0, 1, "embedding")
         embedding = self.prepare(image, contrast_limits, channels, channel_axis, refine=False)

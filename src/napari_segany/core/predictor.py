@@ -316,14 +316,12 @@ def square_masks(low_res_logits: torch.Tensor, original_hw: tuple[int, int]) -> 
     the plane (the frame was the whole plane, squeezed) and thresholded at 0, a few
     masks at a time: (N, K, H, W) bool."""
     n_objects, n_masks, low_h, low_w = low_res_logits.shape
-    flat = low_res_logits.reshape(n_objects * n_masks, 1, low_h, low_w)
+    flat = low_res_logits.reshape(n_objects * n_masks, low_h, low_w)
     masks = np.empty((flat.shape[0], *original_hw), dtype=np.bool_)
-    step = max(1, _UPSAMPLE_CHUNK_VALUES // (original_hw[0] * original_hw[1]))
     with torch.inference_mode():
-        for start in range(0, flat.shape[0], step):
-            chunk = flat[start : start + step].float()
-            logits = F.interpolate(chunk, original_hw, mode="bilinear", align_corners=False)
-            masks[start : start + len(chunk)] = (logits[:, 0] > 0).cpu().numpy()
+        chunks = iter_upscaled_logits(flat, original_hw, original_hw, square=True)
+        for start, logits in chunks:
+            masks[start : start + len(logits)] = (logits > 0).cpu().numpy()
     return masks.reshape(n_objects, n_masks, *original_hw)
 
 
@@ -333,6 +331,7 @@ def iter_upscaled_logits(
     original_hw: tuple[int, int],
     image_size: int = 1024,
     max_values: int = _UPSAMPLE_CHUNK_VALUES,
+    square: bool = False,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Full-resolution float logits of M masks, a chunk at a time (bounded memory).
 
@@ -352,15 +351,21 @@ def iter_upscaled_logits(
     step = max(1, max_values // largest)
     for start in range(0, low_res_logits.shape[0], step):
         chunk = low_res_logits[start : start + step].float()
-        yield start, upscale_logits(chunk, input_hw, original_hw, image_size)
+        yield start, upscale_logits(chunk, input_hw, original_hw, image_size, square)
 
 
 def upscale_logits(
-    low_res: torch.Tensor, input_hw: tuple[int, int], out_hw: tuple[int, int], image_size: int
+    low_res: torch.Tensor,
+    input_hw: tuple[int, int],
+    out_hw: tuple[int, int],
+    image_size: int,
+    square: bool = False,
 ) -> torch.Tensor:
     """Low-resolution logits (m, h, w) -> (m, H, W) float logits at plane resolution.
 
-    Same numbers as upstream SAM (bilinear to the ``image_size`` frame, crop the padding,
+    With ``square`` (a model whose frame is the whole plane squeezed, SAM 2): one
+    bilinear resize straight to (H, W), as SAM 2 does. Otherwise SAM's rule, with the
+    same numbers as upstream SAM (bilinear to the ``image_size`` frame, crop the padding,
     bilinear to (H, W)) without its waste: the first resize produces only the unpadded
     (h', w') region (rows ``i`` sit at low-res ``(i + 0.5) / 4 - 0.5`` either way, so this
     equals resize-then-crop); the second is skipped when (h', w') == (H, W) (where it is
@@ -373,6 +378,8 @@ def upscale_logits(
     faster (the one-thread kernel for several channels is slow and rounds differently).
     """
     chunk = low_res.float()[:, None]  # (m, 1, h, w): masks as a batch
+    if square:
+        return F.interpolate(chunk, out_hw, mode="bilinear", align_corners=False)[:, 0]
     low_h, low_w = low_res.shape[-2:]
     if tuple(2 * s for s in out_hw) == tuple(input_hw):
         scales = (image_size / low_h / 2, image_size / low_w / 2)

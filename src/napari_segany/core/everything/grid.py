@@ -203,7 +203,7 @@ def _decode_points(
     decoder: GridDecoder, embedding: Embedding, points_xy: np.ndarray, params: GridParams
 ) -> dict:
     """Decode one batch of points (crop frame, (x, y)); per-mask statistics and runs."""
-    image_size = decoder.model.image_size
+    image_size, square = decoder.model.image_size, decoder.model.square_frame
     low_res, iou = decoder.decode(embedding, points_xy)
     points_yx = None
     if params.clicked_component_only:  # one row per mask: (y, x) of its point
@@ -216,6 +216,7 @@ def _decode_points(
             image_size,
             float(params.stability_score_offset),
             points_yx,
+            square,
         )
     stats["predicted_iou"] = iou.flatten().cpu().numpy()
     stats["to_frame"] = functools.partial(
@@ -223,6 +224,7 @@ def _decode_points(
         input_hw=embedding.input_hw,
         out_hw=embedding.original_hw,
         image_size=image_size,
+        square=square,
     )
     return stats
 
@@ -234,6 +236,7 @@ def _mask_statistics(
     image_size: int,
     offset: float,
     points_yx: np.ndarray | None = None,
+    square: bool = False,
 ) -> dict:
     """Stability, area, box and runs of (n, 256, 256) logits at crop resolution.
 
@@ -243,12 +246,12 @@ def _mask_statistics(
     ``points_yx`` ((n, 2), each mask's prompting point in the crop), every mask is first
     reduced to its part under its point (``GridParams.clicked_component_only``); a
     reduced mask too speckled for runs keeps its whole logits (not seen in practice:
-    one connected part).
+    one connected part). ``square``: the model's frame is the crop squeezed (SAM 2).
     """
     pieces: dict[str, list] = {"counts": [], "boxes": [], "edges": [], "n_edges": []}
     speckled = []
     budget = low_res.shape[-2] * low_res.shape[-1]  # int32 edges vs float32 logits
-    chunks = iter_upscaled_logits(low_res, input_hw, crop_hw, image_size)
+    chunks = iter_upscaled_logits(low_res, input_hw, crop_hw, image_size, square=square)
     for start, logits in chunks:
         if points_yx is not None:
             points = points_yx[start : start + logits.shape[0]]

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from ..embeddings import Embedding
-from ..errors import InputError
 from ..model.sam import Sam
 
 
@@ -37,11 +36,12 @@ class GridDecoder:
     """
 
     def __init__(self, model: Sam, device: torch.device, precision: str) -> None:
-        require_grid_decodable(model)
         self.model = model
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self._decoder = model.mask_decoder
+        if model.square_frame:  # SAM 2's decoder: its own fp32 decode (no bf16 copy yet)
+            self.dtype = torch.float32
+        self._decoder = None if model.square_frame else model.mask_decoder
         if self.dtype != torch.float32:
             self._decoder = _cast_copy(model.mask_decoder, self.dtype)
         self._source: Embedding | None = None
@@ -70,7 +70,8 @@ class GridDecoder:
         with torch.inference_mode():
             if self.dtype == torch.float32:
                 features = self._features(embedding)[0]
-                return self.model.decode(features, model_xy, labels, None, None, True)
+                decoded = self.model.decode(features, model_xy, labels, None, None, True)
+                return decoded[0], decoded[1]  # SAM 2 also gives object scores
             sparse, dense = self.model.prompt_encoder((model_xy, labels), None, None)
             features, image_pe, dense = self._features(embedding, dense)
             sparse = sparse.to(self.dtype)
@@ -86,22 +87,13 @@ class GridDecoder:
         """
         if self._source is not embedding:
             features = embedding.features.to(self.device, self.dtype)
+            if self.dtype == torch.float32:  # decode() takes only the features
+                self._source, self._inputs = embedding, (features,)
+                return self._inputs
             image_pe = self.model.dense_positional_encoding().to(self.dtype)
             cast = None if dense is None else dense.to(self.dtype)
             self._source, self._inputs = embedding, (features, image_pe, cast)
         return self._inputs
-
-
-def require_grid_decodable(model) -> None:
-    """Raise :class:`InputError` for a model this decoder cannot run (SAM 2.1, whose
-    automatic generator is not built yet), before any work."""
-    if model.square_frame:
-        raise InputError(
-            "Everything mode does not run SAM 2.1 models yet (its automatic "
-            "generator is the next step of SAM 2.1 support); prompt objects with "
-            "points or boxes, or use a SAM, micro-sam or the built-in model for "
-            "everything mode."
-        )
 
 
 def _cast_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:

@@ -7,6 +7,9 @@ boxes are (x0, y0, x1, y1), in pixels of the image resized so its long side is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import torch
 from torch import Tensor, nn
 
@@ -48,6 +51,9 @@ class Sam(nn.Module):
     mask_threshold: float = 0.0
     square_frame: bool = False  # long side to S, zero-padded (core.image.preprocess)
     returned_logit_limit: float | None = None  # low-resolution logits returned as they are
+    # The reference's automatic generator's defaults where they differ from GridParams'
+    # (SAM's own: none).
+    everything_defaults: Mapping[str, float] = MappingProxyType({})
 
     def __init__(
         self,

@@ -10,7 +10,9 @@ parts of those files (video) are kept aside by :func:`split_image_state`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
@@ -79,6 +81,8 @@ class Sam2(nn.Module):
     # The reference image predictor returns low-resolution logits clamped to this.
     returned_logit_limit: float | None = 32.0
     square_frame: bool = True  # the plane is resized to S x S (core.image.preprocess_square)
+    # SAM2AutomaticMaskGenerator's defaults where they differ from SAM's generator.
+    everything_defaults: Mapping[str, float] = MappingProxyType({"pred_iou_thresh": 0.8})
 
     def __init__(self, image_encoder: Sam2ImageEncoder, image_size: int = IMAGE_SIZE) -> None:
         super().__init__()
