@@ -19,6 +19,7 @@ from .embeddings import Embedding
 from .errors import ImageError, InputError, PromptError
 from .image import model_input_hw, preprocess, preprocess_square, to_model_rgb, validate_plane
 from .model.sam import Sam
+from .model.sam2 import Sam2
 from .prompts import check_boxes, check_mask_input, check_points
 from .results import SegmentResult
 from .upscale_x4 import threshold_upscaled_x4
@@ -34,8 +35,10 @@ class Predictor:
 
     Parameters
     ----------
-    model : Sam
-        The network; moved to ``device`` and put in eval mode.
+    model : Sam or Sam2
+        The network; moved to ``device`` and put in eval mode. Its ``square_frame``
+        says how planes map to its frame (SAM: long side, padded; SAM 2: squeezed to
+        the square) and back.
     device : torch.device or str
         Where the model runs.
     precision : {"fp32", "bf16"}
@@ -55,7 +58,7 @@ class Predictor:
 
     def __init__(
         self,
-        model: Sam,
+        model: Sam | Sam2,
         device: torch.device | str = "cpu",
         precision: str = "fp32",
         model_key: str = "",

@@ -156,9 +156,10 @@ class MaskDecoder(nn.Module):
         leading : Tensor, optional
             (L, C) output tokens placed before the IoU token (SAM 2's object-score token).
         pixel_skips : (Tensor, Tensor), optional
-            Features added to the first upscaling's output before its norm and to the
-            second's before its GELU (SAM 2's high-resolution skips), in the layout of
-            :func:`.subpixel.skip_rows`.
+            SAM 2's high-resolution skips in the rows of :func:`.subpixel.skip_rows`:
+            features added to the first upscaling's output before its norm, and the
+            second upscaling's per-row biases (its skip plus its own bias, made once
+            per image rather than per prompt).
 
         Returns
         -------
@@ -187,8 +188,8 @@ class MaskDecoder(nn.Module):
         )  # (N, K, C / 8)
         grid_hw = image_embedding.shape[-2:]
         second = upscaling[2:]
-        if pixel_skips is not None:  # the second skip joins the second upscaling's bias
-            second = (second[0], pixel_skips[1] + second[1])
+        if pixel_skips is not None:  # per-row biases: the second skip plus the bias
+            second = (second[0], pixel_skips[1])
         first_skip = None if pixel_skips is None else pixel_skips[0]
         masks = self._masks(upscaled_blocks, grid_hw, mask_weights, second, first_skip)
         return tokens, masks

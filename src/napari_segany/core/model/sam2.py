@@ -40,7 +40,8 @@ class Sam2Features:
         (1, 256, S/16, S/16): the stride-16 features plus ``no_mem_embed``.
     skips : (Tensor, Tensor)
         The stride-8 and stride-4 features after the decoder's 1 x 1 projections, in
-        the decoder's row layout (:meth:`Sam2MaskDecoder.high_resolution`).
+        the decoder's row layout, the second with the decoder's second upscaling bias
+        added (:meth:`Sam2MaskDecoder.high_resolution`).
     """
 
     embedding: Tensor

@@ -56,8 +56,11 @@ class Sam2MaskDecoder(MaskDecoder):
 
     def high_resolution(self, stride4: Tensor, stride8: Tensor) -> tuple[Tensor, Tensor]:
         """The encoder's stride-4 and stride-8 features as the skips :meth:`decode`
-        takes: (1, C, 4h, 4w) and (1, C, 2h, 2w) -> :func:`.subpixel.skip_rows`."""
-        return skip_rows(self.conv_s1(stride8), self.conv_s0(stride4))
+        takes: (1, C, 4h, 4w) and (1, C, 2h, 2w) -> :func:`.subpixel.skip_rows`, the
+        second with the second upscaling's bias added (``decode_tokens``' per-row
+        biases)."""
+        first, second = skip_rows(self.conv_s1(stride8), self.conv_s0(stride4))
+        return first, second + self.output_upscaling[3].bias.repeat(4)
 
     def decode(
         self,
