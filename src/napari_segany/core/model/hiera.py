@@ -116,7 +116,7 @@ class HieraAttention(nn.Module):
             query = _pool_2x2(query)
         out_h, out_w = query.shape[1:3]
 
-        def by_head(tokens: Tensor) -> Tensor:  # (B, h, w, C) -> (B, heads, h w, d)
+        def by_head(tokens: Tensor) -> Tensor:  # (B, h, w, C) -> (B, h w, heads, d)
             return tokens.reshape(count, -1, self.num_heads, tokens.shape[-1] // self.num_heads)
 
         query, key, value = (by_head(t).transpose(1, 2) for t in (query, key, value))
