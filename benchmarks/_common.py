@@ -67,6 +67,24 @@ def time_it(func: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def interleaved_times(
+    first: Callable[[], object], second: Callable[[], object], repeats: int, warmup: int = 2
+) -> tuple[list[float], list[float]]:
+    """Seconds of ``first()`` and ``second()`` called alternately, ``repeats`` each after
+    ``warmup`` calls each, so that load from other processes hits both alike."""
+    for _ in range(warmup):
+        first(), second()
+    times_first, times_second = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        first()
+        times_first.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        second()
+        times_second.append(time.perf_counter() - start)
+    return times_first, times_second
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

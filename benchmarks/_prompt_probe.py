@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
 
-from _common import mask_iou, upstream_modules  # also puts src/ and the root on sys.path
+from _common import (
+    interleaved_times,
+    mask_iou,
+    upstream_modules,
+)  # also puts src/ and the root on sys.path
 from napari_segany.core.embeddings import Embedding
 from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD, model_input_hw
 from napari_segany.core.model.build import build_sam
@@ -54,16 +57,7 @@ def build(arch: str, size: tuple[int, int]):
 
 def interleaved(first, second, reps: int) -> tuple[float, float]:
     """Median seconds of ``first()`` and ``second()``, called alternately."""
-    for _ in range(2):
-        first(), second()
-    times_first, times_second = [], []
-    for _ in range(reps):
-        start = time.perf_counter()
-        first()
-        times_first.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        second()
-        times_second.append(time.perf_counter() - start)
+    times_first, times_second = interleaved_times(first, second, reps)
     return statistics.median(times_first), statistics.median(times_second)
 
 

@@ -27,20 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import blob_image, mask_iou  # also puts src/ and the root on sys.path
-
-
-def _interleaved(first, second, repeats: int) -> tuple[list[float], list[float]]:
-    first(), second()  # warm-up
-    times_first, times_second = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        first()
-        times_first.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        second()
-        times_second.append(time.perf_counter() - start)
-    return times_first, times_second
+from _common import (
+    blob_image,
+    interleaved_times,
+    mask_iou,
+)  # also puts src/ and the root on sys.path
 
 
 def main() -> int:
@@ -79,7 +70,7 @@ def main() -> int:
         session.cache.clear()
         session.set_image(image)
 
-    up_embed, our_embed_s = _interleaved(upstream_embed, our_embed, args.repeats)
+    up_embed, our_embed_s = interleaved_times(upstream_embed, our_embed, args.repeats, warmup=1)
     auto_embed = [0.0] * args.repeats
     our_embed(ours_auto)
     for index in range(args.repeats):
@@ -95,7 +86,9 @@ def main() -> int:
     def our_click():
         return ours.segment(points_yx=point_yx, labels=[1])
 
-    up_click, our_click_s = _interleaved(upstream_click, our_click, args.prompt_repeats)
+    up_click, our_click_s = interleaved_times(
+        upstream_click, our_click, args.prompt_repeats, warmup=1
+    )
     theirs, mine = upstream_click(), our_click()
     pair_ratios = np.array(up_click) / np.array(our_click_s)
     median = statistics.median

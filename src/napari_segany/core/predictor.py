@@ -211,12 +211,7 @@ class Predictor:
         logits, scores = self._decode(
             embedding, points, point_labels, boxes, masks_in, n_objects, multimask
         )
-        if self.model.square_frame:  # SAM 2: one bilinear resize to the plane
-            masks = square_masks(logits, embedding.original_hw)
-        else:
-            masks = upscale_masks(
-                logits, embedding.input_hw, embedding.original_hw, self.model.image_size
-            )
+        masks = self._plane_masks(logits, embedding)
         limit = self.model.returned_logit_limit
         if limit is not None:  # after the masks were made from the unclamped logits
             logits = logits.clamp(-limit, limit)
@@ -225,6 +220,14 @@ class Predictor:
         if not batched:
             return SegmentResult(masks[0], scores_np[0], logits_np[0])
         return SegmentResult(masks, scores_np, logits_np)
+
+    def _plane_masks(self, logits: torch.Tensor, embedding: Embedding) -> np.ndarray:
+        """(N, K, H, W) bool masks of (N, K, h, w) logits, by the model's frame rule."""
+        if self.model.square_frame:  # SAM 2: one bilinear resize to the plane
+            return square_masks(logits, embedding.original_hw)
+        return upscale_masks(
+            logits, embedding.input_hw, embedding.original_hw, self.model.image_size
+        )
 
     def _decode(
         self,

@@ -334,8 +334,7 @@ class MaskDecoder(nn.Module):
         Tensor
             (N, K, 4h, 4w) logits.
         """
-        (count, kinds, mask_channels), (height, width) = mask_weights.shape, grid_hw
-        norm, (second_weight, second_bias) = self.output_upscaling[1], second_upscaling
+        (count, kinds, _), (height, width) = mask_weights.shape, grid_hw
         # Without autograd the GELUs run in place and the logits go straight into one
         # buffer (fresh memory is slow to touch); the values are the same either way.
         inference = not torch.is_grad_enabled()
@@ -344,25 +343,16 @@ class MaskDecoder(nn.Module):
         per_pixel = mask_weights.new_empty(count, kinds, rows) if inference else None
         parts: list[list[Tensor]] = [[] for _ in range(count)]
         filled = [0] * count
-        pixel_rows = second_bias.dim() == 2  # a bias per (pixel, sub-pixel) row
         start_pixel = 0
         for upscaled_block in upscaled_blocks:
             block_pixels = upscaled_block.shape[1]
             for index, weights in enumerate(mask_weights):
                 pieces = upscaled_block[0 if upscaled_block.shape[0] == 1 else index]
                 for offset in range(0, block_pixels, _UPSCALE_BLOCK_PIXELS):
-                    upscaled = pieces[offset : offset + _UPSCALE_BLOCK_PIXELS]
-                    first = start_pixel + offset  # the piece's pixels: first .. stop
-                    stop = first + upscaled.shape[0]
-                    if first_skip is not None:
-                        upscaled = upscaled + first_skip[first:stop]
-                    upscaled = upscaled.reshape(-1, norm.weight.shape[0])  # (4 pixels, C / 4)
-                    upscaled = F.layer_norm(
-                        upscaled, norm.weight.shape, norm.weight, norm.bias, norm.eps
-                    )
-                    bias = second_bias[4 * first : 4 * stop] if pixel_rows else second_bias
-                    upscaled = torch.addmm(bias, gelu(upscaled), second_weight)
-                    upscaled = gelu(upscaled).view(-1, mask_channels)  # (16 pixels, C / 8)
+                    piece = pieces[offset : offset + _UPSCALE_BLOCK_PIXELS]
+                    upscaled = self._upscale_piece(
+                        piece, start_pixel + offset, second_upscaling, first_skip, gelu
+                    )  # (16 pixels, C / 8)
                     if per_pixel is None:
                         parts[index].append(weights @ upscaled.T)  # (K, 16 pixels)
                         continue
@@ -372,3 +362,24 @@ class MaskDecoder(nn.Module):
         if per_pixel is None:
             per_pixel = torch.stack([torch.cat(prompt_parts, dim=1) for prompt_parts in parts])
         return image_order(per_pixel, height, width)
+
+    def _upscale_piece(
+        self,
+        upscaled: Tensor,
+        first: int,
+        second_upscaling: tuple[Tensor, Tensor],
+        first_skip: Tensor | None,
+        gelu,
+    ) -> Tensor:
+        """Rows ``first ..`` of the first upscaling's output, (P, C), through its norm and
+        GELU and the second upscaling: (16 P, C / 8) features, rows (pixel, sub-pixel)."""
+        norm, (weight, bias) = self.output_upscaling[1], second_upscaling
+        stop = first + upscaled.shape[0]
+        if first_skip is not None:
+            upscaled = upscaled + first_skip[first:stop]
+        upscaled = upscaled.reshape(-1, norm.weight.shape[0])  # (4 pixels, C / 4)
+        upscaled = F.layer_norm(upscaled, norm.weight.shape, norm.weight, norm.bias, norm.eps)
+        if bias.dim() == 2:  # a bias per (pixel, sub-pixel) row
+            bias = bias[4 * first : 4 * stop]
+        upscaled = torch.addmm(bias, gelu(upscaled), weight)
+        return gelu(upscaled).view(-1, weight.shape[1] // 4)
