@@ -8,7 +8,9 @@ Both hold the same random SAM 2.1 weights (saved as the official files are,
   device has it natively), alternating upstream / ours;
 - one point prompt with three masks at full resolution (``predict`` / ``segment``),
   alternating, median of ``--prompt-repeats`` and the ratio within each pair;
-- agreement: the click's masks (IoU) and scores against upstream's, fp32.
+- agreement: the click's masks (IoU) and scores against upstream's, fp32;
+- with ``--memory``: the peak RSS growth of one embedding (after loading; the peak is
+  reset first, Linux), upstream, ours fp32 and ours auto, each in its own process.
 
 Usage::
 
@@ -19,7 +21,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +32,61 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import (
+from _common import (  # also puts src/ and the root on sys.path
     blob_image,
     interleaved_times,
     mask_iou,
-)  # also puts src/ and the root on sys.path
+)
+
+MEMORY_RUNS = ("upstream", "ours-fp32", "ours-auto")
+
+
+def _status_mib(field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of this process from /proc (Linux), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> float:
+    """Reset the peak RSS to the current RSS (``clear_refs`` 5, Linux >= 4.0) and return
+    the current RSS, MiB: loading a large file peaks higher than an embedding does."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status_mib("VmRSS")
+
+
+def memory_child(impl: str, weights: Path, size: int, size_name: str) -> dict:
+    """In a child process: peak RSS growth (MiB) of the first embedding after loading."""
+    from tests.oracle.sam2_upstream import reference_image_predictor, reference_sam2
+
+    from napari_segany.api import SegAny
+
+    image = blob_image(size, size)
+    if impl == "upstream":
+        model = reference_sam2(size_name, seed=0)
+        model.load_state_dict(torch.load(weights, weights_only=True)["model"])
+        predictor = reference_image_predictor(model)
+        base = _reset_peak()
+        with torch.inference_mode():
+            predictor.set_image(image)
+    else:
+        session = SegAny(weights, device="cpu", precision=impl.split("-")[1])
+        base = _reset_peak()
+        session.set_image(image)
+    return {"impl": impl, "peak_rss_growth_mb": _status_mib("VmHWM") - base}
+
+
+def memory_table(weights: Path, args: argparse.Namespace) -> list[dict]:
+    """:func:`memory_child` of each of :data:`MEMORY_RUNS`, each in its own process."""
+    rows = []
+    for impl in MEMORY_RUNS:
+        command = [sys.executable, __file__, "--memory-child", impl, "--weights", str(weights)]
+        command += ["--size", str(args.size), "--threads", str(args.threads)]
+        command += ["--size-name", args.size_name]
+        child = subprocess.run(command, capture_output=True, text=True, check=True)
+        rows.append(json.loads(child.stdout.strip().splitlines()[-1]))
+    return rows
 
 
 def main() -> int:
@@ -43,12 +98,21 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3, help="embeddings timed")
     parser.add_argument("--prompt-repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--memory", action="store_true", help="also peak RSS growth of one embedding each"
+    )
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from tests.oracle import standins
 
     standins.install()
+    if args.memory_child:
+        child = memory_child(args.memory_child, args.weights, args.size, args.size_name)
+        print(json.dumps(child))
+        return 0
     from tests.oracle.sam2_upstream import reference_image_predictor, reference_sam2
 
     from napari_segany.api import SegAny
@@ -60,6 +124,7 @@ def main() -> int:
         torch.save({"model": reference.state_dict()}, path)
         ours = SegAny(path, device="cpu", precision="fp32")
         ours_auto = SegAny(path, device="cpu", precision="auto")
+        memory = memory_table(path, args) if args.memory else []
     upstream = reference_image_predictor(reference)
 
     def upstream_embed():
@@ -118,6 +183,12 @@ def main() -> int:
     score_gap = float(np.abs(mine.scores - theirs[1]).max())
     agreement = f"{min(ious):.4f}; {score_gap:.1e}"
     print(f"| click masks: min IoU vs upstream; max score difference | | {agreement} | |")
+    growth = {row["impl"]: row["peak_rss_growth_mb"] for row in memory}
+    for impl in MEMORY_RUNS[1:] if growth else ():
+        print(
+            f"| peak RSS growth of one embedding, {impl} | {growth['upstream']:.0f} MiB "
+            f"| {growth[impl]:.0f} MiB | |"
+        )
     return 0
 
 

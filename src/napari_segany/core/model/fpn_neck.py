@@ -104,17 +104,38 @@ class FpnNeck(nn.Module):
         self.convs = nn.ModuleList(_Lateral(channels, d_model) for channels in backbone_channels)
         self.top_down_levels = tuple(top_down_levels)
 
-    def forward(self, stages: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    def forward(
+        self,
+        stages: list[Tensor],
+        with_encodings: bool = True,
+        after: dict[int, nn.Conv2d] | None = None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """Per-stage (B, C_s, H_s, W_s), finest first -> (features, encodings), both
-        finest first, (B, d_model, H_s, W_s) and (1, d_model, H_s, W_s)."""
+        finest first, (B, d_model, H_s, W_s) and (1, d_model, H_s, W_s).
+
+        ``with_encodings=False`` skips the encodings (an empty list; images need none:
+        the decoder has its own). ``after`` maps levels to 1 x 1 convolutions applied to
+        their output (SAM 2's decoder projections of the fine levels); on a level that
+        neither takes nor gives a top-down input the two maps run as one, so no
+        ``d_model``-wide map is formed (64 MiB at 256 x 256).
+        """
         last = len(self.convs) - 1
         features: list[Tensor] = [torch.empty(0)] * len(stages)
         coarser = None
         for level in range(last, -1, -1):
-            lateral = self.convs[last - level](stages[level])
+            conv = self.convs[last - level]
+            project = (after or {}).get(level)
+            alone = level not in self.top_down_levels and level - 1 not in self.top_down_levels
+            if project is not None and alone:
+                features[level] = coarser = _two_1x1(stages[level], conv.conv, project)
+                continue
+            lateral = conv(stages[level])
             if level in self.top_down_levels and coarser is not None:
                 lateral = lateral + F.interpolate(coarser.float(), scale_factor=2.0, mode="nearest")
-            features[level] = coarser = lateral
+            coarser = lateral
+            features[level] = lateral if project is None else project(lateral)
+        if not with_encodings:
+            return features, []
         encodings = [
             sine_position_encoding(*feature.shape[-2:], self.d_model, feature.device).to(
                 feature.dtype
@@ -122,6 +143,14 @@ class FpnNeck(nn.Module):
             for feature in features
         ]
         return features, encodings
+
+
+def _two_1x1(x: Tensor, first: nn.Conv2d, second: nn.Conv2d) -> Tensor:
+    """``second(first(x))`` for two 1 x 1 convolutions, as one linear map of each
+    pixel's channels: (B, C, H, W) -> (B, C'', H, W)."""
+    weight = second.weight.flatten(1) @ first.weight.flatten(1)
+    bias = second.weight.flatten(1) @ first.bias + second.bias
+    return F.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
 
 
 class Sam2ImageEncoder(nn.Module):
@@ -139,11 +168,16 @@ class Sam2ImageEncoder(nn.Module):
         super().__init__()
         self.trunk, self.neck, self.scalp = trunk, neck, scalp
 
-    def forward(self, image: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+    def forward(
+        self,
+        image: Tensor,
+        with_encodings: bool = True,
+        after: dict[int, nn.Conv2d] | None = None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
         """(B, 3, S, S) normalised image -> (features, encodings) finest first:
         SAM 2.1 at S = 1024 gives (B, 256, 256, 256), (B, 256, 128, 128) and
-        (B, 256, 64, 64)."""
-        features, encodings = self.neck(self.trunk(image))
+        (B, 256, 64, 64). ``with_encodings`` and ``after`` as in :meth:`FpnNeck.forward`."""
+        features, encodings = self.neck(self.trunk(image), with_encodings, after)
         kept = len(features) - self.scalp
         return features[:kept], encodings[:kept]
 

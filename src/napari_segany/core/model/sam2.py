@@ -112,10 +112,11 @@ class Sam2(nn.Module):
                 f"Sam2.encode expects pixels of shape {expected}, got {tuple(pixels.shape)}; "
                 f"resize the plane to {self.image_size} x {self.image_size} and normalise."
             )
-        features, _ = self.image_encoder(pixels)
+        decoder = self.sam_mask_decoder
+        after = {0: decoder.conv_s0, 1: decoder.conv_s1}  # projected inside the neck
+        features, _ = self.image_encoder(pixels, with_encodings=False, after=after)
         embedding = features[2] + self.no_mem_embed.view(1, -1, 1, 1)
-        skips = self.sam_mask_decoder.high_resolution(features[0], features[1])
-        return Sam2Features(embedding, skips)
+        return Sam2Features(embedding, decoder.skips_of_projected(features[0], features[1]))
 
     def decode(
         self,

@@ -59,7 +59,12 @@ class Sam2MaskDecoder(MaskDecoder):
         takes: (1, C, 4h, 4w) and (1, C, 2h, 2w) -> :func:`.subpixel.skip_rows`, the
         second with the second upscaling's bias added (``decode_tokens``' per-row
         biases)."""
-        first, second = skip_rows(self.conv_s1(stride8), self.conv_s0(stride4))
+        return self.skips_of_projected(self.conv_s0(stride4), self.conv_s1(stride8))
+
+    def skips_of_projected(self, stride4: Tensor, stride8: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`high_resolution` of features already through ``conv_s0`` / ``conv_s1``:
+        (1, C / 8, 4h, 4w) and (1, C / 4, 2h, 2w)."""
+        first, second = skip_rows(stride8, stride4)
         return first, second + self.output_upscaling[3].bias.repeat(4)
 
     def decode(
