@@ -9,6 +9,9 @@ Both hold the same random SAM 2.1 weights (saved as the official files are,
 - one point prompt with three masks at full resolution (``predict`` / ``segment``),
   alternating, median of ``--prompt-repeats`` and the ratio within each pair;
 - agreement: the click's masks (IoU) and scores against upstream's, fp32;
+- with ``--everything N``: everything mode on a 512 x 512 plane with N x N points and
+  no IoU / stability filters, ``SAM2AutomaticMaskGenerator.generate`` vs ``set_image`` +
+  ``segment_everything``, one run each, embedding included;
 - with ``--memory``: the peak RSS growth of one embedding (after loading; the peak is
   reset first, Linux), upstream, ours fp32 and ours auto, each in its own process.
 
@@ -101,6 +104,13 @@ def main() -> int:
     parser.add_argument(
         "--memory", action="store_true", help="also peak RSS growth of one embedding each"
     )
+    parser.add_argument(
+        "--everything",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time everything mode with N x N points on a 512 x 512 plane, no filters",
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -189,7 +199,38 @@ def main() -> int:
             f"| peak RSS growth of one embedding, {impl} | {growth['upstream']:.0f} MiB "
             f"| {growth[impl]:.0f} MiB | |"
         )
+    if args.everything:
+        print(everything_row(reference, ours, args.everything))
     return 0
+
+
+def everything_row(reference, ours, points_per_side: int) -> str:
+    """One table row: SAM2AutomaticMaskGenerator vs ``segment_everything`` on a 512 x
+    512 plane, ``points_per_side`` squared points, no IoU / stability filters, the
+    embedding included on both sides (one run each)."""
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    plane = blob_image(512, 512, seed=1)
+    params = {
+        "points_per_side": points_per_side,
+        "pred_iou_thresh": 0.0,
+        "stability_score_thresh": 0.0,
+    }
+    generator = SAM2AutomaticMaskGenerator(reference, **params)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        theirs = generator.generate(plane)
+    upstream_s = time.perf_counter() - start
+    ours.cache.clear()
+    start = time.perf_counter()
+    ours.set_image(plane)
+    mine = ours.segment_everything(mode="grid", **params)
+    ours_s = time.perf_counter() - start
+    return (
+        f"| everything mode, 512 x 512, {points_per_side}x{points_per_side} points, no "
+        f"filters, embedding included ({len(theirs)} / {len(mine.objects)} masks) "
+        f"| {upstream_s:.1f} s | {ours_s:.1f} s | {upstream_s / ours_s:.2f}x |"
+    )
 
 
 if __name__ == "__main__":
