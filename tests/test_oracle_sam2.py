@@ -165,6 +165,15 @@ def test_everything_mode_agrees_with_the_reference_generator_point_by_point(tiny
 
 
 def test_everything_mode_uses_the_reference_generators_defaults(tiny_pair):
+    import inspect
+
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    from napari_segany.core.everything.selection import FilterParams
+
     _, path = tiny_pair
-    session = SegAny(path, device="cpu")
-    assert session.everything.defaults["pred_iou_thresh"] == 0.8  # SAM's generator: 0.88
+    reference = inspect.signature(SAM2AutomaticMaskGenerator).parameters
+    defaults = SegAny(path, device="cpu").everything.defaults
+    for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
+        given = defaults.get(name, getattr(FilterParams(), name))  # the session's value
+        assert given == reference[name].default, name

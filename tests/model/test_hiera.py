@@ -83,6 +83,23 @@ def test_unknown_size_is_refused_with_the_known_ones():
         build_sam2_image_encoder("huge")
 
 
+def test_the_autograd_path_equals_the_banded_inference_path():
+    """With autograd the blocks run on whole maps (windows, MLP); without it, by bands
+    of window rows and row blocks in place: the same features."""
+    ours = build_sam2_image_encoder("tiny").eval()
+    reference = reference_image_encoder("tiny", seed=10)
+    ours.load_state_dict(reference.state_dict())
+    image = torch.randn(1, 3, 224, 320, generator=torch.Generator().manual_seed(11))
+    with torch.inference_mode():
+        banded = ours(image)[0]
+    whole = ours(image)[0]  # grad enabled: the whole-map path
+    assert whole[0].requires_grad
+    for got, want in zip(whole, banded):
+        torch.testing.assert_close(
+            got.detach(), want, rtol=1e-5, atol=1e-5 * float(want.abs().max())
+        )
+
+
 def test_attention_by_query_rows_equals_torch_attention():
     from napari_segany.core.model.hiera import _attention_by_query_rows
 

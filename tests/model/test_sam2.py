@@ -50,7 +50,13 @@ def test_embedding_and_prompts_equal_the_reference(size, seed):
             want = reference_decode(
                 reference, embedding, high_res, points, labels, boxes, mask, multimask
             )
-            got = ours.decode(features, points, labels, boxes, mask, multimask)
+            got = ours.decode_with_object_scores(features, points, labels, boxes, mask, multimask)
+            assert all(
+                torch.equal(a, b)
+                for a, b in zip(
+                    ours.decode(features, points, labels, boxes, mask, multimask), got[:2]
+                )
+            )
             assert got[0].shape == want[0].shape
             scale = float(want[0].abs().max())
             torch.testing.assert_close(got[0], want[0], rtol=0, atol=1e-3 * scale)

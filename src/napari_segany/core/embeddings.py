@@ -7,12 +7,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import xxhash
 
-from .model.sam2 import Sam2Features
+if TYPE_CHECKING:  # the annotation only: importing the SAM 2 model is not needed here
+    from .model.sam2 import Sam2Features
 
 logger = logging.getLogger(__name__)
 

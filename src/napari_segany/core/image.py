@@ -315,9 +315,7 @@ def preprocess(
     """
     resize_device = "cpu" if torch.device(device).type == "mps" else device
     pixels = resize_longest_side(rgb_uint8, image_size, resize_device, max_upscale).to(device)
-    mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.as_tensor(pixel_std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    pixels = (pixels - mean) / std
+    pixels = _normalise(pixels, pixel_mean, pixel_std)
     height, width = pixels.shape[-2:]
     return F.pad(pixels, (0, image_size - width, 0, image_size - height))
 
@@ -346,7 +344,15 @@ def preprocess_square(
     size = (image_size, image_size)
     if tuple(pixels.shape[-2:]) != size:
         pixels = F.interpolate(pixels, size, mode="bilinear", align_corners=False, antialias=True)
-    pixels = pixels.to(device)
-    mean = torch.as_tensor(pixel_mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    std = torch.as_tensor(pixel_std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-    return (pixels - mean / 255.0) / (std / 255.0)
+    return _normalise(pixels.to(device), pixel_mean, pixel_std, scale=1 / 255.0)
+
+
+def _normalise(
+    pixels: torch.Tensor, pixel_mean: Sequence[float], pixel_std: Sequence[float], scale=1.0
+) -> torch.Tensor:
+    """``(pixels - mean * scale) / (std * scale)`` per channel of (1, 3, H, W) pixels
+    (``scale`` 1/255 for values in [0, 1] against 0..255 constants)."""
+    as_tensor = {"dtype": torch.float32, "device": pixels.device}
+    mean = torch.as_tensor(pixel_mean, **as_tensor).view(1, 3, 1, 1) * scale
+    std = torch.as_tensor(pixel_std, **as_tensor).view(1, 3, 1, 1) * scale
+    return (pixels - mean) / std

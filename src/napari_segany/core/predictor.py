@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,7 +20,9 @@ from .embeddings import Embedding
 from .errors import ImageError, InputError, PromptError
 from .image import model_input_hw, preprocess, preprocess_square, to_model_rgb, validate_plane
 from .model.sam import Sam
-from .model.sam2 import Sam2
+
+if TYPE_CHECKING:
+    from .model.sam2 import Sam2
 from .prompts import check_boxes, check_mask_input, check_points
 from .results import SegmentResult
 from .upscale_x4 import threshold_upscaled_x4
@@ -261,10 +264,9 @@ class Predictor:
             masks_t = torch.as_tensor(masks_in, dtype=torch.float32, device=device)
         features = embedding.features.to(device)
         with torch.inference_mode():
-            decoded = self.model.decode(
+            return self.model.decode(
                 features, points_xy, labels_t, boxes_xyxy, masks_t, bool(multimask)
             )
-        return decoded[0], decoded[1]  # SAM 2 also gives object scores: not used here
 
 
 def upscale_masks(

@@ -38,12 +38,10 @@ class GridDecoder:
     def __init__(self, model: Sam, device: torch.device, precision: str) -> None:
         self.model = model
         self.device = torch.device(device)
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        if model.square_frame:  # SAM 2's decoder: its own fp32 decode (no bf16 copy yet)
-            self.dtype = torch.float32
-        self._decoder = None if model.square_frame else model.mask_decoder
-        if self.dtype != torch.float32:
-            self._decoder = _cast_copy(model.mask_decoder, self.dtype)
+        # SAM 2 (a square frame) decodes with its own fp32 decode: no bf16 copy yet
+        bf16 = precision == "bf16" and not model.square_frame
+        self.dtype = torch.bfloat16 if bf16 else torch.float32
+        self._decoder = _cast_copy(model.mask_decoder, self.dtype) if bf16 else None
         self._source: Embedding | None = None
         self._inputs: tuple[torch.Tensor, ...] = ()
 
@@ -70,8 +68,7 @@ class GridDecoder:
         with torch.inference_mode():
             if self.dtype == torch.float32:
                 features = self._features(embedding)[0]
-                decoded = self.model.decode(features, model_xy, labels, None, None, True)
-                return decoded[0], decoded[1]  # SAM 2 also gives object scores
+                return self.model.decode(features, model_xy, labels, None, None, True)
             sparse, dense = self.model.prompt_encoder((model_xy, labels), None, None)
             features, image_pe, dense = self._features(embedding, dense)
             sparse = sparse.to(self.dtype)

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 __all__ = ["HIERA_SPECS", "Hiera", "HieraSpec"]
 
-# Token rows per piece of the MLP without autograd (its hidden activations: 4096 x 4 C).
+# Token rows per piece of the MLP without autograd (its hidden activations: rows x 4 C).
 _MLP_ROWS = 2048
 # Queries per piece of bf16 CPU attention (:func:`_attention_by_query_rows`).
 _QUERY_ROWS = 512

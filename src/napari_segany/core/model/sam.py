@@ -173,7 +173,7 @@ class Sam(nn.Module):
             (N, K) predicted IoU of each mask.
         """
         self._check_embedding(embedding)
-        _check_prompts(points_xy, point_labels, boxes_xyxy, mask_input, self.prompt_encoder)
+        check_prompts(points_xy, point_labels, boxes_xyxy, mask_input, self.prompt_encoder)
         points = None if points_xy is None else (points_xy, point_labels)
         sparse, dense = self.prompt_encoder(points, boxes_xyxy, mask_input)
         return self.mask_decoder(
@@ -190,7 +190,7 @@ class Sam(nn.Module):
             )
 
 
-def _check_prompts(
+def check_prompts(
     points_xy: Tensor | None,
     point_labels: Tensor | None,
     boxes_xyxy: Tensor | None,

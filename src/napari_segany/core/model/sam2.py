@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..errors import InputError
 from .fpn_neck import Sam2ImageEncoder, build_sam2_image_encoder
 from .prompt_encoder import PromptEncoder
-from .sam import PIXEL_MEAN_RGB, PIXEL_STD_RGB, _check_prompts
+from .sam import PIXEL_MEAN_RGB, PIXEL_STD_RGB, check_prompts
 from .sam2_decoder import Sam2MaskDecoder, rename_decoder_keys
 
 __all__ = ["IMAGE_PREFIXES", "Sam2", "Sam2Features", "build_sam2", "split_image_state"]
@@ -41,7 +41,7 @@ class Sam2Features:
     skips : (Tensor, Tensor)
         The stride-8 and stride-4 features after the decoder's 1 x 1 projections, in
         the decoder's row layout, the second with the decoder's second upscaling bias
-        added (:meth:`Sam2MaskDecoder.high_resolution`).
+        added (:meth:`Sam2MaskDecoder.skips_of_projected`).
     """
 
     embedding: Tensor
@@ -126,24 +126,32 @@ class Sam2(nn.Module):
         boxes_xyxy: Tensor | None,
         mask_input: Tensor | None,
         multimask: bool,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Predict masks for N prompts on one image (arguments as :meth:`Sam.decode`).
+    ) -> tuple[Tensor, Tensor]:
+        """Predict masks for N prompts on one image, as :meth:`Sam.decode` (same
+        arguments, same outputs; the IoU predictions are in [0, 1]).
 
         As the reference image predictor: box corners come first, then the points, then
         one padding point; without ``multimask`` an unstable single mask is replaced by
-        the best candidate.
-
-        Returns
-        -------
-        low_res_logits : Tensor
-            (N, K, S/4, S/4).
-        iou_predictions : Tensor
-            (N, K) in [0, 1].
-        object_score_logits : Tensor
-            (N, 1).
+        the best candidate. :meth:`decode_with_object_scores` also gives the object
+        scores (for video).
         """
+        logits, scores, _ = self.decode_with_object_scores(
+            features, points_xy, point_labels, boxes_xyxy, mask_input, multimask
+        )
+        return logits, scores
+
+    def decode_with_object_scores(
+        self,
+        features: Sam2Features,
+        points_xy: Tensor | None,
+        point_labels: Tensor | None,
+        boxes_xyxy: Tensor | None,
+        mask_input: Tensor | None,
+        multimask: bool,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`decode` and the (N, 1) object-score logits (> 0: an object is seen)."""
         encoder = self.sam_prompt_encoder
-        _check_prompts(points_xy, point_labels, boxes_xyxy, mask_input, encoder)
+        check_prompts(points_xy, point_labels, boxes_xyxy, mask_input, encoder)
         count = next(t.shape[0] for t in (points_xy, boxes_xyxy, mask_input) if t is not None)
         if points_xy is None:
             points_xy = features.embedding.new_zeros(count, 0, 2)

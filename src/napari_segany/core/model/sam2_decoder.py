@@ -54,16 +54,11 @@ class Sam2MaskDecoder(MaskDecoder):
         self.conv_s1 = nn.Conv2d(transformer_dim, transformer_dim // 4, kernel_size=1)
         self.pred_obj_score_head = ReluMLP(transformer_dim, transformer_dim, 1, 3)
 
-    def high_resolution(self, stride4: Tensor, stride8: Tensor) -> tuple[Tensor, Tensor]:
-        """The encoder's stride-4 and stride-8 features as the skips :meth:`decode`
-        takes: (1, C, 4h, 4w) and (1, C, 2h, 2w) -> :func:`.subpixel.skip_rows`, the
-        second with the second upscaling's bias added (``decode_tokens``' per-row
-        biases)."""
-        return self.skips_of_projected(self.conv_s0(stride4), self.conv_s1(stride8))
-
     def skips_of_projected(self, stride4: Tensor, stride8: Tensor) -> tuple[Tensor, Tensor]:
-        """:meth:`high_resolution` of features already through ``conv_s0`` / ``conv_s1``:
-        (1, C / 8, 4h, 4w) and (1, C / 4, 2h, 2w)."""
+        """The skips :meth:`decode` takes, from the encoder's stride-4 and stride-8
+        features already through ``conv_s0`` / ``conv_s1`` ((1, C / 8, 4h, 4w) and
+        (1, C / 4, 2h, 2w)): :func:`.subpixel.skip_rows`, the second with the second
+        upscaling's bias added (``decode_tokens``' per-row biases)."""
         first, second = skip_rows(stride8, stride4)
         return first, second + self.output_upscaling[3].bias.repeat(4)
 
@@ -81,7 +76,7 @@ class Sam2MaskDecoder(MaskDecoder):
         Parameters
         ----------
         skips : (Tensor, Tensor)
-            From :meth:`high_resolution`.
+            From :meth:`skips_of_projected`.
 
         Returns
         -------
