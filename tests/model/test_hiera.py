@@ -84,8 +84,8 @@ def test_unknown_size_is_refused_with_the_known_ones():
 
 
 def test_the_autograd_path_equals_the_banded_inference_path():
-    """With autograd the blocks run on whole maps (windows, MLP); without it, by bands
-    of window rows and row blocks in place: the same features."""
+    """With autograd the stem and the blocks run on whole maps (windows, MLP); without
+    it, by bands of rows, blocks writing into their input: the same features."""
     ours = build_sam2_image_encoder("tiny").eval()
     reference = reference_image_encoder("tiny", seed=10)
     ours.load_state_dict(reference.state_dict())
@@ -100,20 +100,23 @@ def test_the_autograd_path_equals_the_banded_inference_path():
         )
 
 
-def test_attention_by_query_rows_equals_torch_attention():
-    from napari_segany.core.model.hiera import _attention_by_query_rows
-
-    generator = torch.Generator().manual_seed(7)
-    query, key, value = (torch.randn(1, 4, 2100, 32, generator=generator) for _ in range(3))
-    with torch.inference_mode():
-        want = torch.nn.functional.scaled_dot_product_attention(query, key, value)
-        got = _attention_by_query_rows(query, key, value)  # 2100: a short last piece
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+def test_the_kept_position_embedding_follows_its_parameters():
+    """The stem keeps its interpolation products between images; changing the two
+    position parameters in place (as loading new weights does) must refresh them."""
+    reference = reference_image_encoder("tiny", seed=12)
+    ours = _ours_from(reference, "tiny")
+    image = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(13))
+    _assert_equal_outputs(reference, ours, image)
+    with torch.no_grad():
+        for model in (reference, ours):
+            model.trunk.pos_embed.mul_(-2.0)
+            model.trunk.pos_embed_window.add_(0.5)
+    _assert_equal_outputs(reference, ours, image)
 
 
 def test_bf16_encoder_stays_close_to_fp32():
     """``precision="auto"`` on bf16 CPUs: the encoder under bf16 autocast (its windowed
-    blocks by bands, global attention by query rows) agrees with fp32."""
+    blocks by bands, attention on oneDNN / batched matmuls) agrees with fp32."""
     reference = reference_image_encoder("tiny", seed=8)
     ours = _ours_from(reference, "tiny")
     image = torch.randn(1, 3, 1024, 1024, generator=torch.Generator().manual_seed(9))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
+from .dense import Linear
 
 __all__ = ["ProjectedAttention"]
 
@@ -50,10 +51,10 @@ class ProjectedAttention(nn.Module):
         self.embedding_dim = embedding_dim
         self.internal_dim = internal_dim
         self.num_heads = num_heads
-        self.q_proj = nn.Linear(embedding_dim, internal_dim)
-        self.k_proj = nn.Linear(embedding_dim, internal_dim)
-        self.v_proj = nn.Linear(embedding_dim, internal_dim)
-        self.out_proj = nn.Linear(internal_dim, embedding_dim)
+        self.q_proj = Linear(embedding_dim, internal_dim)
+        self.k_proj = Linear(embedding_dim, internal_dim)
+        self.v_proj = Linear(embedding_dim, internal_dim)
+        self.out_proj = Linear(internal_dim, embedding_dim)
 
     def _split_heads(self, x: Tensor, batch: int) -> Tensor:
         """(B, L, C) -> (batch, heads, L, C / heads), broadcasting B = 1 to ``batch``."""

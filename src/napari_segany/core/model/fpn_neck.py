@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dense import linear
 from .hiera import HIERA_SPECS, Hiera
 
 __all__ = [
@@ -153,7 +154,7 @@ def _pixelwise_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     (B, C', H, W) with ``weight`` (C', C). The trunk's maps are channels-last in
     memory, where ``conv2d`` reorders them (102 ms for the 256 x 256 x 96 level in a
     profile of the whole encoder)."""
-    return F.linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
+    return linear(x.permute(0, 2, 3, 1), weight, bias).permute(0, 3, 1, 2)
 
 
 class Sam2ImageEncoder(nn.Module):

@@ -18,12 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dense import Linear, attention
+from .hiera_stem import PatchEmbed, PositionRows, embed_by_bands
+
 __all__ = ["HIERA_SPECS", "Hiera", "HieraSpec"]
 
 # Token rows per piece of the MLP without autograd (its hidden activations: rows x 4 C).
 _MLP_ROWS = 2048
-# Queries per piece of bf16 CPU attention (:func:`_attention_by_query_rows`).
-_QUERY_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ class HieraAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.pool_queries = pool_queries
-        self.qkv = nn.Linear(dim, 3 * dim_out)
-        self.proj = nn.Linear(dim_out, dim_out)
+        self.qkv = Linear(dim, 3 * dim_out)
+        self.proj = Linear(dim_out, dim_out)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, H, W, C) -> (B, H', W', C_out); (H', W') = (H, W) // 2 when pooling."""
@@ -120,37 +121,8 @@ class HieraAttention(nn.Module):
             return tokens.reshape(count, -1, self.num_heads, tokens.shape[-1] // self.num_heads)
 
         query, key, value = (by_head(t).transpose(1, 2) for t in (query, key, value))
-        if _chunks_pay(query):
-            attended = _attention_by_query_rows(query, key, value)
-        else:
-            attended = F.scaled_dot_product_attention(query, key, value)
+        attended = attention(query, key, value)
         return self.proj(attended.transpose(1, 2).reshape(count, out_h, out_w, -1))
-
-
-def _chunks_pay(query: Tensor) -> bool:
-    """Whether :func:`_attention_by_query_rows` is the faster kernel: bf16 on the CPU,
-    many queries, no autograd (measured: 85 vs 134 ms for SAM 2.1-T's global blocks,
-    4 x 4096 x 96, 2 threads; torch's CPU kernel is not faster in bf16 than fp32)."""
-    return (
-        query.dtype == torch.bfloat16
-        and query.device.type == "cpu"
-        and query.shape[-2] >= 4 * _QUERY_ROWS
-        and not torch.is_grad_enabled()
-    )
-
-
-def _attention_by_query_rows(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
-    """Softmax attention (B, heads, L, d) computed :data:`_QUERY_ROWS` queries at a time
-    with plain matmuls (bf16 GEMMs run at the CPU's bf16 rate); the scores of one
-    piece are the only (rows, L) temporary."""
-    out = torch.empty_like(query)
-    keys_t = key.transpose(-1, -2)
-    scale = query.shape[-1] ** -0.5
-    for start in range(0, query.shape[-2], _QUERY_ROWS):
-        scores = torch.matmul(query[..., start : start + _QUERY_ROWS, :], keys_t).mul_(scale)
-        weights = torch.softmax(scores, dim=-1).to(value.dtype)
-        torch.matmul(weights, value, out=out[..., start : start + _QUERY_ROWS, :])
-    return out
 
 
 class HieraMLP(nn.Module):
@@ -158,7 +130,7 @@ class HieraMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([nn.Linear(dim, hidden), nn.Linear(hidden, dim)])
+        self.layers = nn.ModuleList([Linear(dim, hidden), Linear(hidden, dim)])
 
     def forward(self, x: Tensor) -> Tensor:
         """(..., dim) -> (..., dim)."""
@@ -200,19 +172,25 @@ class HieraBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim_out, eps=1e-6)
         self.mlp = HieraMLP(dim_out, 4 * dim_out)
         if dim != dim_out:
-            self.proj = nn.Linear(dim, dim_out)
+            self.proj = Linear(dim, dim_out)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, H, W, C) -> (B, H', W', C_out)."""
+    def forward(self, x: Tensor, overwrite: bool = False) -> Tensor:
+        """(B, H, W, C) -> (B, H', W', C_out). With ``overwrite`` (no autograd) a block
+        that keeps the map's size and width writes its result into ``x`` (one map less
+        of memory: 29 MiB at SAM 2.1-B+'s first stage)."""
         if not torch.is_grad_enabled():
-            x = self._attend_by_bands(x) if self.window else self._attend(x)
+            into = x if overwrite and not self.pool and not hasattr(self, "proj") else None
+            x = self._attend_by_bands(x, into) if self.window else self._attend(x, into)
             return self.mlp.add_residual_(x, self.norm2)
         x = self._attend(x)
         return x + self.mlp(self.norm2(x))
 
-    def _attend(self, x: Tensor) -> Tensor:
-        """``shortcut + attention(norm1(x))`` of a whole (B, H, W, C) map."""
+    def _attend(self, x: Tensor, into: Tensor | None = None) -> Tensor:
+        """``shortcut + attention(norm1(x))`` of a whole (B, H, W, C) map (added to
+        ``into``, which is ``x``, when given)."""
         normed = self.norm1(x)
+        if into is not None and not self.window:
+            return into.add_(self.attn(normed))
         shortcut = self._shortcut(x, normed)
         if self.window:
             attended = self.attn(_windows(normed, self.window)[0])
@@ -230,16 +208,18 @@ class HieraBlock(nn.Module):
         shortcut = self.proj(normed) if hasattr(self, "proj") else x
         return _pool_2x2(shortcut) if self.pool else shortcut
 
-    def _attend_by_bands(self, x: Tensor) -> Tensor:
+    def _attend_by_bands(self, x: Tensor, out: Tensor | None = None) -> Tensor:
         """:meth:`_attend` of a windowed block one band of window rows at a time (no
         autograd): windows never cross bands, so each band's norm, q/k/v, attention and
         shortcut are those of the whole map, while its temporaries stay small and are
         reused (the first stages hold 65536 tokens; whole-map q/k/v are 75-150 MB of
-        fresh pages). Bands are padded at the bottom as the whole map is."""
+        fresh pages). Bands are padded at the bottom as the whole map is. ``out`` may
+        be ``x`` itself: a band's result depends on that band alone."""
         count, height, width, _ = x.shape
         side = self.window
         out_h, out_w = (height // 2, width // 2) if self.pool else (height, width)
-        out = x.new_empty(count, out_h, out_w, self.attn.proj.out_features)
+        if out is None:
+            out = x.new_empty(count, out_h, out_w, self.attn.proj.out_features)
         for top in range(0, height, side):
             band = x[:, top : top + side]
             normed = self.norm1(band)
@@ -251,17 +231,6 @@ class HieraBlock(nn.Module):
             first = top // 2 if self.pool else top
             torch.add(shortcut, attended, out=out[:, first : first + rows])
         return out
-
-
-class PatchEmbed(nn.Module):
-    """7 x 7 convolution at stride 4 (padding 3): (B, 3, H, W) -> (B, H/4, W/4, C)."""
-
-    def __init__(self, embed_dim: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(3, embed_dim, kernel_size=7, stride=4, padding=3)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x).permute(0, 2, 3, 1)
 
 
 class Hiera(nn.Module):
@@ -295,32 +264,41 @@ class Hiera(nn.Module):
             dim = dim_out
         self.blocks = nn.ModuleList(blocks)
         self.channels = [self.blocks[end].attn.proj.out_features for end in stage_ends]
-        self._position_cache: tuple[tuple, Tensor | None] = ((), None)
+        self._position_cache: tuple[tuple, PositionRows | None] = ((), None)
 
     def position_embedding(self, hw: tuple[int, int]) -> Tensor:
         """(1, H, W, C) position embedding of an (H, W) stage-1 map (sides multiples of
-        the first window). Without autograd the last one is kept while the map size and
-        the two parameters (data and version) stay the same: it depends on nothing else
-        (the bicubic enlargement alone took 18-24 ms of a 1024 x 1024 image)."""
+        the first window)."""
         window = self.pos_embed_window
-        inputs = (tuple(hw), *(_identity(p) for p in (self.pos_embed, window)))
-        if not torch.is_grad_enabled() and self._position_cache[0] == inputs:
-            return self._position_cache[1]
         background = F.interpolate(self.pos_embed, size=hw, mode="bicubic")
         tiles = (hw[0] // window.shape[-2], hw[1] // window.shape[-1])
-        embedding = (background + window.tile(1, 1, *tiles)).permute(0, 2, 3, 1)
-        if not torch.is_grad_enabled():
-            self._position_cache = (inputs, embedding)
-        return embedding
+        return (background + window.tile(1, 1, *tiles)).permute(0, 2, 3, 1)
+
+    def position_rows(self, hw: tuple[int, int]) -> PositionRows:
+        """:meth:`position_embedding` by bands of rows (no autograd). The last one is
+        kept while the map size and the two parameters (data and version) stay the same:
+        it depends on nothing else (its interpolation matrices and the background
+        enlarged across, 1.6 MiB for SAM 2.1-B+, instead of the 18-24 ms enlargement
+        of every image)."""
+        inputs = (tuple(hw), *(_identity(p) for p in (self.pos_embed, self.pos_embed_window)))
+        if self._position_cache[0] != inputs:
+            self._position_cache = ((), None)  # the old one freed first
+            self._position_cache = (inputs, PositionRows(self.pos_embed, self.pos_embed_window, hw))
+        return self._position_cache[1]
 
     def forward(self, image: Tensor) -> list[Tensor]:
         """(B, 3, H, W) normalised image -> per stage (B, C_s, H / 2^(s+2), W / 2^(s+2)),
         the finest first."""
-        x = self.patch_embed(image)
-        x = x + self.position_embedding(tuple(x.shape[1:3]))
+        grad = torch.is_grad_enabled()
+        if grad:
+            x = self.patch_embed(image)
+            x = x + self.position_embedding(tuple(x.shape[1:3]))
+        else:
+            hw = tuple(-(-side // 4) for side in image.shape[-2:])
+            x = embed_by_bands(image, self.patch_embed, self.position_rows(hw))
         outputs = []
         for index, block in enumerate(self.blocks):
-            x = block(x)
+            x = block(x) if grad else block(x, overwrite=True)  # x: made here
             if index in self.stage_ends:
                 outputs.append(x.permute(0, 3, 1, 2))
         return outputs

@@ -63,6 +63,7 @@ from torch import nn
 
 from ..errors import InputError
 from .common import LayerNorm2d, MLPBlock
+from .dense import Linear, linear
 from .vit_attention import chunked_attention, decomposed_rel_pos, fused_attention
 
 __all__ = ["ImageEncoderViT", "bf16_autocast"]
@@ -96,8 +97,8 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         head_dim = dim // num_heads
         self.scale = head_dim**-0.5
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3)
+        self.proj = Linear(dim, dim)
         self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[0] - 1, head_dim))
         self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[1] - 1, head_dim))
 
@@ -222,7 +223,7 @@ class PatchEmbed(nn.Module):
         # and yields channels-last tokens without a permute copy.
         patches = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
         patches = patches.reshape(b, h // p, w // p, c * p * p)
-        return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)
+        return linear(patches, self.proj.weight.flatten(1), self.proj.bias)
 
 
 class ImageEncoderViT(nn.Module):
@@ -309,7 +310,7 @@ class ImageEncoderViT(nn.Module):
         # convs come out in bfloat16): the embedding keeps full precision.
         dtype = torch.promote_types(x.dtype, norm1.weight.dtype)
         # The 1x1 conv and first LayerNorm2d act per token: one linear + layer_norm.
-        y = F.linear(x, conv1.weight.flatten(1)).to(dtype)
+        y = linear(x, conv1.weight.flatten(1)).to(dtype)
         y = F.layer_norm(y, (y.shape[-1],), norm1.weight, norm1.bias, norm1.eps)
         y = conv2(y.permute(0, 3, 1, 2)).to(dtype)
         return norm2(y).contiguous()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import LayerNorm2d
+from .dense import Linear, linear
 from .image_cache import CachedImage, parameters_of
 from .implicit_image import PlaneProjections, attend_implicit, implicit_is_cheaper, project_plane
 from .subpixel import image_order, subpixel_weight
@@ -34,7 +35,7 @@ class ReluMLP(nn.Module):
         super().__init__()
         widths = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
         self.layers = nn.ModuleList(
-            nn.Linear(width_in, width_out) for width_in, width_out in zip(widths, widths[1:])
+            Linear(width_in, width_out) for width_in, width_out in zip(widths, widths[1:])
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -380,6 +381,7 @@ class MaskDecoder(nn.Module):
         upscaled = upscaled.reshape(-1, norm.weight.shape[0])  # (4 pixels, C / 4)
         upscaled = F.layer_norm(upscaled, norm.weight.shape, norm.weight, norm.bias, norm.eps)
         if bias.dim() == 2:  # a bias per (pixel, sub-pixel) row
-            bias = bias[4 * first : 4 * stop]
-        upscaled = torch.addmm(bias, gelu(upscaled), weight)
+            upscaled = linear(gelu(upscaled), weight.T).add_(bias[4 * first : 4 * stop])
+        else:
+            upscaled = linear(gelu(upscaled), weight.T, bias)
         return gelu(upscaled).view(-1, weight.shape[1] // 4)

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import InputError
 from .common import LayerNorm2d
+from .dense import Linear, linear
 
 __all__ = ["TinyViT"]
 
@@ -106,7 +107,7 @@ class ConvBN(_CachedDerived):
         if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1:
             # a pointwise conv is a matmul over channels; on a channels-last image the
             # (B, H, W, C) view is free, and addmm beats the conv kernels on CPU
-            tokens = F.linear(x.permute(0, 2, 3, 1), weight[:, :, 0, 0], bias)
+            tokens = linear(x.permute(0, 2, 3, 1), weight[:, :, 0, 0], bias)
             return tokens.permute(0, 3, 1, 2)
         return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
@@ -195,8 +196,8 @@ class WindowAttention(_CachedDerived):
         self.head_dim = dim // num_heads
         self.window_size = window_size
         self.norm = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.proj = Linear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size**2))
         index = _window_offset_index(window_size)
         self.register_buffer("attention_bias_idxs", index, persistent=False)
@@ -248,8 +249,8 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(dim)
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.fc1 = Linear(dim, hidden_dim)
+        self.fc2 = Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(_gelu_(self.fc1(self.norm(x))))
