@@ -10,7 +10,8 @@ Both hold the same random SAM 2.1 weights (saved as the official files are,
   alternating, median of ``--prompt-repeats`` and the ratio within each pair;
 - agreement: the click's masks (IoU) and scores against upstream's, fp32;
 - with ``--everything N``: everything mode on a 512 x 512 plane with N x N points and
-  no IoU / stability filters, ``SAM2AutomaticMaskGenerator.generate`` vs ``set_image`` +
+  no IoU / stability filters (``--use-m2m``: with the mask-to-mask refinement),
+  ``SAM2AutomaticMaskGenerator.generate`` vs ``set_image`` +
   ``segment_everything``, one run each, embedding included;
 - with ``--memory``: the peak RSS growth of one embedding (after loading; the peak is
   reset first, Linux), upstream, ours fp32 and ours auto, each in its own process.
@@ -111,6 +112,9 @@ def main() -> int:
         metavar="N",
         help="also time everything mode with N x N points on a 512 x 512 plane, no filters",
     )
+    parser.add_argument(
+        "--use-m2m", action="store_true", help="everything mode with the m2m refinement"
+    )
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,14 +204,14 @@ def main() -> int:
             f"| {growth[impl]:.0f} MiB | |"
         )
     if args.everything:
-        print(everything_row(reference, ours, args.everything))
+        print(everything_row(reference, ours, args.everything, args.use_m2m))
     return 0
 
 
-def everything_row(reference, ours, points_per_side: int) -> str:
+def everything_row(reference, ours, points_per_side: int, use_m2m: bool = False) -> str:
     """One table row: SAM2AutomaticMaskGenerator vs ``segment_everything`` on a 512 x
     512 plane, ``points_per_side`` squared points, no IoU / stability filters, the
-    embedding included on both sides (one run each)."""
+    embedding included on both sides (one run each), with or without ``use_m2m``."""
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     plane = blob_image(512, 512, seed=1)
@@ -215,6 +219,7 @@ def everything_row(reference, ours, points_per_side: int) -> str:
         "points_per_side": points_per_side,
         "pred_iou_thresh": 0.0,
         "stability_score_thresh": 0.0,
+        "use_m2m": use_m2m,
     }
     generator = SAM2AutomaticMaskGenerator(reference, **params)
     start = time.perf_counter()
@@ -227,8 +232,9 @@ def everything_row(reference, ours, points_per_side: int) -> str:
     mine = ours.segment_everything(mode="grid", **params)
     ours_s = time.perf_counter() - start
     return (
-        f"| everything mode, 512 x 512, {points_per_side}x{points_per_side} points, no "
-        f"filters, embedding included ({len(theirs)} / {len(mine.objects)} masks) "
+        f"| everything mode{', m2m' if use_m2m else ''}, 512 x 512, "
+        f"{points_per_side}x{points_per_side} points, no filters, embedding included "
+        f"({len(theirs)} / {len(mine.objects)} masks) "
         f"| {upstream_s:.1f} s | {ours_s:.1f} s | {upstream_s / ours_s:.2f}x |"
     )
 

@@ -97,7 +97,8 @@ def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypat
     assert main(args) == 1 and "stopped by the test" in capsys.readouterr().err
     assert main([*args, "--pred-iou-thresh", "0.7", "--head-zoom", "3"]) == 1
     assert main([*args, "--mode", "grid", "--points-per-side", "4"]) == 1
-    (proposer, chosen, filters), (_, zoomed, changed), (grid, points, _) = seen
+    assert main([*args, "--mode", "grid", "--use-m2m"]) == 1
+    (proposer, chosen, filters), (_, zoomed, changed), (grid, points, _), refined = seen
     # no --model: the built-in model, its head's objects and its thresholds
     assert proposer.name == "foreground" and grid.name == "grid"
     assert chosen.head_zoom == 0  # automatic
@@ -105,4 +106,5 @@ def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypat
     assert changed.pred_iou_thresh == 0.7  # a flag wins
     assert zoomed.head_zoom == 3
     assert points.points_per_side == 4 and points.clicked_component_only is True
+    assert points.use_m2m is False and refined[1].use_m2m is True
     assert changed.box_nms_thresh == EVERYTHING_DEFAULTS["box_nms_thresh"]

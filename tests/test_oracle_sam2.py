@@ -130,23 +130,40 @@ def test_a_sam20_file_and_a_sam1_file_named_sam21_are_refused(tiny_pair, tmp_pat
         SegAny("sam2.1_tiny", checkpoint=sam1, device="cpu")
 
 
+def test_a_truncated_sam21_file_is_refused_by_name_and_path(tiny_pair, tmp_path):
+    """A download cut short: as for SAM files, one clear error naming the file, by path
+    and under its registry name."""
+    _, path = tiny_pair
+    data = path.read_bytes()
+    half = tmp_path / "sam2.1_hiera_tiny.pt"
+    half.write_bytes(data[: len(data) // 2])
+    for source, checkpoint in ((half, None), ("sam2.1_tiny", half)):
+        with pytest.raises(CheckpointError, match="truncated or not a PyTorch checkpoint") as info:
+            SegAny(source, checkpoint=checkpoint, device="cpu")
+        assert str(half) in str(info.value)
+
+
 def _reference_generator(reference, **params):
     from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     return SAM2AutomaticMaskGenerator(reference, **params)
 
 
-def test_everything_mode_agrees_with_the_reference_generator_point_by_point(tiny_pair):
+@pytest.mark.parametrize("use_m2m", [False, True])
+def test_everything_mode_agrees_with_the_reference_generator_point_by_point(tiny_pair, use_m2m):
     """Every grid point's three candidates (no filters): predicted IoU, stability and
-    area as SAM2AutomaticMaskGenerator's, on a non-square plane (squeezed frame)."""
+    area as SAM2AutomaticMaskGenerator's, on a non-square plane (squeezed frame); also
+    after its mask-to-mask refinement (each candidate decoded again with its own logits
+    as the mask prompt)."""
     reference, path = tiny_pair
     plane = _plane(200, 260, seed=5)
     no_filters = {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
+    params = {"points_per_side": 5, "use_m2m": use_m2m, **no_filters}
     with torch.inference_mode():
-        expected = _reference_generator(reference, points_per_side=5, **no_filters).generate(plane)
+        expected = _reference_generator(reference, **params).generate(plane)
     session = SegAny(path, device="cpu", precision="fp32")
     session.set_image(plane)
-    ours = session.segment_everything(mode="grid", points_per_side=5, **no_filters)
+    ours = session.segment_everything(mode="grid", **params)
     by_point: dict = {}
     for record in expected:
         by_point.setdefault(tuple(np.round(record["point_coords"][0][::-1], 3)), []).append(record)

@@ -58,6 +58,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, nargs="+", help="1 to 3 channels used as RGB")
     for flag, kind, text in EVERYTHING_OPTIONS:
         parser.add_argument(flag, type=kind, default=None, help=text)
+    parser.add_argument(
+        "--use-m2m",
+        action="store_true",
+        help="grid: decode each candidate again with its own mask as the prompt (SAM 2's m2m)",
+    )
     parser.add_argument("--link", action="store_true", help="link objects across planes")
     parser.add_argument("--link-iou", type=float, default=0.5, help="min IoU to link (0.5)")
     parser.add_argument(
@@ -88,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     limits, channels = args.contrast_limits, args.channels
     names = [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
     params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    if args.use_m2m:
+        params["use_m2m"] = True
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = session.segment_everything_stack(

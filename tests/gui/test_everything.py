@@ -24,7 +24,7 @@ def _set(widget, points=None, iou=None, stability=None):
 def test_defaults_are_sams(viewer_widget):
     _, widget, _ = viewer_widget(np.zeros((20, 20), np.uint8))
     panel = widget.everything
-    assert panel.grid_params() == {"points_per_side": 32}
+    assert panel.grid_params() == {"points_per_side": 32, "use_m2m": False}
     assert panel.filter_params() == {
         "pred_iou_thresh": 0.88,
         "stability_score_thresh": 0.95,
@@ -142,6 +142,23 @@ def test_tiny_model_slice_and_stack_equal_the_api(viewer_widget, monkeypatch):
     )
     assert result.labels.any()
     np.testing.assert_array_equal(viewer.layers[EVERYTHING].data, result.labels)
+
+
+def test_the_m2m_box_runs_the_refinement_as_the_api(viewer_widget):
+    from napari_segany._sample_data import make_nuclei_3d
+
+    session = tiny_session()
+    plane = make_nuclei_3d()[1, :64, :80]
+    viewer, widget, image = viewer_widget(plane, session=session)
+    _set(widget, points=4, iou=0.0, stability=0.0)
+    widget.everything.m2m_box.setChecked(True)
+    assert widget.everything.grid_params() == {"points_per_side": 4, "use_m2m": True}
+    widget.segment_everything()
+    session.set_image(plane, contrast_limits=tuple(image.contrast_limits))
+    refined = session.segment_everything(points_per_side=4, use_m2m=True, **OPEN).labels
+    plain = session.segment_everything(points_per_side=4, **OPEN).labels
+    np.testing.assert_array_equal(viewer.layers[EVERYTHING].data, refined)
+    assert refined.any() and not np.array_equal(refined, plain)
 
 
 def test_no_model_and_empty_result_are_notifications(viewer_widget, notes):

@@ -134,6 +134,7 @@ def test_without_a_model_mode_the_panel_shows_sams_grid(shown_viewer):
     panel.box.setChecked(True)
     assert set(_shown_rows(panel)) == {
         "points_per_side",
+        "use_m2m",
         "pred_iou_thresh",
         "stability_score_thresh",
         "box_nms_thresh",

@@ -57,7 +57,11 @@ ZOOM_CHOICES = (
     ("4 x 4 tiles", 4),
 )
 RESELECT_MS = 300
-ROW_LABELS = {"head_zoom": "zoom", "points_per_side": "points per side"}
+ROW_LABELS = {
+    "head_zoom": "zoom",
+    "points_per_side": "points per side",
+    "use_m2m": "refine masks (m2m)",
+}
 
 
 def _spin(low: float, high: float, value: float, tip: str, step: float = 0.01) -> QDoubleSpinBox:
@@ -98,6 +102,7 @@ class EverythingPanel(QObject):
         for combo in (self.proposals_combo, self.zoom_combo):
             combo.currentIndexChanged.connect(self._grid_changed)
         self.points_spin.valueChanged.connect(self._grid_changed)
+        self.m2m_box.toggled.connect(self._grid_changed)
         self.proposals_combo.currentIndexChanged.connect(self._show_mode_controls)
         self.slice_button.clicked.connect(lambda: self.segment(stack=False))
         self.stack_button.clicked.connect(lambda: self.segment(stack=True))
@@ -116,6 +121,7 @@ class EverythingPanel(QObject):
         controls = {
             "head_zoom": self.zoom_combo,
             "points_per_side": self.points_spin,
+            "use_m2m": self.m2m_box,
             "pred_iou_thresh": self.iou_spin,
             "stability_score_thresh": self.stability_spin,
             "box_nms_thresh": self.nms_spin,
@@ -151,6 +157,11 @@ class EverythingPanel(QObject):
         self.points_spin.setRange(1, 128)
         self.points_spin.setValue(32)
         self.points_spin.setToolTip("grid of N x N point prompts; changing it needs a new run")
+        self.m2m_box = QCheckBox()
+        self.m2m_box.setToolTip(
+            "decode every candidate once more with its own mask as the prompt (SAM 2's "
+            "mask-to-mask refinement: about twice the decoding); needs a new run"
+        )
         self.iou_spin = _spin(0, 1, 0.88, "keep objects scoring above this ('off': all)")
         self.stability_spin = _spin(0, 1, 0.95, "keep masks at least this stable ('off': all)")
         self.nms_spin = _spin(0, 1, 0.7, "drop a mask whose box overlaps a better one this much")
@@ -193,6 +204,8 @@ class EverythingPanel(QObject):
         item = self.rows[name][1]
         if isinstance(item, QComboBox):
             return item.currentData()
+        if isinstance(item, QCheckBox):
+            return item.isChecked()
         return round(item.value(), 4) if isinstance(item, QDoubleSpinBox) else item.value()
 
     def grid_params(self) -> dict:
@@ -222,6 +235,9 @@ class EverythingPanel(QObject):
             spin.blockSignals(True)
             spin.setValue(values[name])
             spin.blockSignals(False)
+        self.m2m_box.blockSignals(True)
+        self.m2m_box.setChecked(bool(values.get("use_m2m", False)))
+        self.m2m_box.blockSignals(False)
         self._fill_modes(session)
         self.zoom_combo.blockSignals(True)
         self.zoom_combo.setCurrentIndex(max(self.zoom_combo.findData(values.get(app.ZOOM, 0)), 0))

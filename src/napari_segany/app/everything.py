@@ -290,7 +290,7 @@ def default_values(session: EverythingSession | None) -> dict:
     """Everything-mode parameters the session runs with when none are given."""
     from napari_segany.core.everything import GridParams
 
-    values = {"points_per_side": GridParams().points_per_side}
+    values = {"points_per_side": GridParams().points_per_side, "use_m2m": GridParams().use_m2m}
     values.update({f.name: getattr(FilterParams(), f.name) for f in fields(FilterParams)})
     if session is not None:
         values.update(session.everything.merged())

@@ -57,6 +57,11 @@ class GridParams:
     and for SAM's weights (upstream's results); on for the built-in model
     (``SegAny.clicked_component_only``).
 
+    ``use_m2m`` is SAM 2's generator's optional refinement: every candidate is decoded
+    once more from its point with its own low-resolution logits as the mask prompt
+    (one mask), and that mask, its predicted IoU and stability replace the candidate's
+    (:meth:`.GridDecoder.refine`; about one more decode per candidate). Any model can
+    use it; off by default, as in the reference.
     """
 
     points_per_side: int = 32
@@ -66,6 +71,7 @@ class GridParams:
     crop_overlap_ratio: float = 512 / 1500
     crop_n_points_downscale_factor: int = 1
     clicked_component_only: bool = False
+    use_m2m: bool = False
 
     def __post_init__(self) -> None:
         _check_int(self.points_per_side, "points_per_side", 1)
@@ -77,9 +83,10 @@ class GridParams:
             raise InputError(
                 f"crop_overlap_ratio must be in [0, 1), got {self.crop_overlap_ratio}."
             )
-        rule = self.clicked_component_only
-        if not isinstance(rule, bool | np.bool_):
-            raise InputError(f"clicked_component_only must be True or False, got {rule!r}.")
+        for name in ("clicked_component_only", "use_m2m"):
+            rule = getattr(self, name)
+            if not isinstance(rule, bool | np.bool_):
+                raise InputError(f"{name} must be True or False, got {rule!r}.")
         if not math.isfinite(float(self.stability_score_offset)):
             raise InputError("stability_score_offset must be a finite number (default 1.0).")
 
@@ -205,6 +212,8 @@ def _decode_points(
     """Decode one batch of points (crop frame, (x, y)); per-mask statistics and runs."""
     image_size, square = decoder.model.image_size, decoder.model.square_frame
     low_res, iou = decoder.decode(embedding, points_xy)
+    if params.use_m2m:
+        low_res, iou = decoder.refine(embedding, points_xy, low_res)
     points_yx = None
     if params.clicked_component_only:  # one row per mask: (y, x) of its point
         points_yx = np.repeat(points_xy[:, ::-1], low_res.shape[1], axis=0)

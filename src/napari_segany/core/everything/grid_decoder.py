@@ -12,6 +12,9 @@ batch), and picks the compute precision:
   agree with the float32 ones to IoU >= 0.98 and predicted IoUs to about 0.01 (bf16 has
   a resolution of 0.004 there). Interactive prediction (``Predictor.predict``) stays
   float32.
+
+:meth:`GridDecoder.refine` is the optional mask-to-mask step of SAM 2's generator
+(``use_m2m``), always in float32.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ import torch
 
 from ..embeddings import Embedding
 from ..model.sam import Sam
+
+# Candidates refined per decoder call (each carries its own dense mask prompt, 4 MiB
+# per 256-channel 64 x 64 embedding, through the whole transformer).
+_REFINE_PROMPTS = 16
 
 
 class GridDecoder:
@@ -60,10 +67,7 @@ class GridDecoder:
         low_res_logits : torch.Tensor, (n, 3, 256, 256), float32 or bfloat16
         iou_predictions : torch.Tensor, (n, 3) float32
         """
-        hw = np.asarray(embedding.original_hw, dtype=np.float64)
-        scale_xy = np.asarray(embedding.input_hw[::-1], dtype=np.float64) / hw[::-1]
-        model_xy = torch.as_tensor(points_xy * scale_xy, dtype=torch.float32)
-        model_xy = model_xy.to(self.device)[:, None, :]
+        model_xy = self._model_xy(embedding, points_xy)
         labels = torch.ones(model_xy.shape[:2], dtype=torch.int64, device=self.device)
         with torch.inference_mode():
             if self.dtype == torch.float32:
@@ -74,6 +78,54 @@ class GridDecoder:
             sparse = sparse.to(self.dtype)
             low_res, iou = self._decoder(features, image_pe, sparse, dense, True)
             return low_res, iou.float()
+
+    def refine(
+        self, embedding: Embedding, points_xy: np.ndarray, low_res: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One mask-to-mask step (SAM 2's automatic generator with ``use_m2m``): every
+        candidate decoded again from its point, its own low-resolution logits (clamped
+        as the model returns them) as the mask prompt, one mask each, float32.
+
+        Parameters
+        ----------
+        embedding : Embedding
+        points_xy : numpy.ndarray, (n, 2) float
+            As for :meth:`decode`.
+        low_res : torch.Tensor, (n, K, h, w)
+            :meth:`decode`'s logits of these points.
+
+        Returns
+        -------
+        low_res_logits : torch.Tensor, (n, K, h, w) float32
+            The refined candidate in place of each.
+        iou_predictions : torch.Tensor, (n, K) float32
+        """
+        count, kinds = low_res.shape[:2]
+        model_xy = self._model_xy(embedding, points_xy).repeat_interleave(kinds, dim=0)
+        labels = torch.ones(model_xy.shape[:2], dtype=torch.int64, device=self.device)
+        masks_in = low_res.flatten(0, 1)[:, None].float()
+        limit = self.model.returned_logit_limit
+        if limit is not None:
+            masks_in = masks_in.clamp(-limit, limit)
+        features = embedding.features.to(self.device, torch.float32)
+        logits, scores = [], []
+        with torch.inference_mode():
+            for start in range(0, len(masks_in), _REFINE_PROMPTS):
+                part = slice(start, start + _REFINE_PROMPTS)
+                decoded = self.model.decode(
+                    features, model_xy[part], labels[part], None, masks_in[part], False
+                )
+                logits.append(decoded[0][:, 0])
+                scores.append(decoded[1][:, 0].float())
+        refined = torch.cat(logits).view(count, kinds, *low_res.shape[-2:])
+        return refined, torch.cat(scores).view(count, kinds)
+
+    def _model_xy(self, embedding: Embedding, points_xy: np.ndarray) -> torch.Tensor:
+        """(n, 1, 2) float32 points in the model frame, on the device."""
+        hw = np.asarray(embedding.original_hw, dtype=np.float64)
+        scale_xy = np.asarray(embedding.input_hw[::-1], dtype=np.float64) / hw[::-1]
+        model_xy = torch.as_tensor(points_xy * scale_xy, dtype=torch.float32)
+        return model_xy.to(self.device)[:, None, :]
 
     def _features(self, embedding: Embedding, dense: torch.Tensor | None = None) -> tuple:
         """(features, positional encoding, dense prompt) on the device, cast once.
