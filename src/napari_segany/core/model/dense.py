@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 __all__ = ["MIN_ROWS", "Linear", "attention", "linear", "onednn_linear_enabled", "uses_onednn"]
 
-# Query rows per piece of :func:`attention` (scores of 512 x 4096 keys: 8 MiB, in cache;
+# Query rows per piece of :func:`attention` (scores of 512 x 4096 keys: 8 MiB, in L3;
 # measured per head, 4096 keys x 96: 2.5 ms per 512 rows, 4.3 per 1024, 26 per 2048).
 _QUERY_ROWS = 512
 
@@ -148,8 +148,10 @@ def _fast_attention_applies(query: Tensor, key: Tensor, value: Tensor) -> bool:
 def _attention_by_heads(query: Tensor, key: Tensor, value: Tensor) -> Tensor:
     """:func:`attention` as per-head oneDNN products, a piece of queries at a time; the
     (rows, Lk) scores of one piece are the only large temporary (softmax in place:
-    SAM 2.1-B+'s global attention peaked 59 -> 43 MiB)."""
-    out = query.new_empty(query.shape[:-1] + value.shape[-1:])
+    SAM 2.1-B+'s global attention peaked 59 -> 43 MiB). The result is a (B, heads, L,
+    d_v) view of a (B, L, heads, d_v) tensor: merging the heads back is free."""
+    count, heads, length = query.shape[:3]
+    out = query.new_empty(count, length, heads, value.shape[-1]).transpose(1, 2)
     scale = query.shape[-1] ** -0.5
     for index in range(query.shape[0] * query.shape[1]):
         batch, head = divmod(index, query.shape[1])

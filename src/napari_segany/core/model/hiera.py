@@ -124,8 +124,9 @@ class HieraAttention(nn.Module):
             return tokens.reshape(count, -1, self.num_heads, tokens.shape[-1] // self.num_heads)
 
         query, key, value = (by_head(t).transpose(1, 2) for t in (query, key, value))
-        attended = attention(query, key, value)
-        return self.proj(attended.transpose(1, 2).reshape(count, out_h, out_w, -1))
+        attended = attention(query, key, value).transpose(1, 2)
+        del qkv, query, key, value  # q/k/v (3 maps) freed before the projection
+        return self.proj(attended.reshape(count, out_h, out_w, -1))
 
 
 class HieraMLP(nn.Module):
