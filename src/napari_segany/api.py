@@ -339,6 +339,24 @@ class SegAny(EverythingMethods):
             result = refiner.refine(result, prompt, context)
         return result
 
+    def open_volume(
+        self,
+        stack,
+        axis: int = 0,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+    ):
+        """A stack whose objects are prompted on one slice and propagated along
+        ``axis`` (z, or t for a time lapse): :class:`~napari_segany.volume_api.Volume`.
+
+        ``stack``: (N, H, W) or (N, H, W, C) around ``axis``, numpy, dask or zarr (read
+        slice by slice); ``contrast_limits`` and ``channels`` as in :meth:`set_image`,
+        for every slice (default limits: the stack's, not each slice's).
+        """
+        from .volume_api import Volume
+
+        return Volume(self, stack, axis, contrast_limits, channels)
+
     def __repr__(self) -> str:
         return (
             f"SegAny(model={self.predictor.name!r}, device={str(self.predictor.device)!r}, "
