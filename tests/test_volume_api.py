@@ -96,7 +96,12 @@ def test_a_negative_click_on_a_propagated_slice_keeps_the_derived_point_away():
     prompt = _with_mask(given, stored, ProjectionRules())
     (derived, *_), labels = prompt["points_yx"], prompt["labels"]
     assert list(labels) == [1, 0] and np.hypot(*(derived - 19.5)) > 3
+    assert prompt["box_yxyx"] is None  # the default rules prompt with points only
+    prompt = _with_mask(given, stored, ProjectionRules(prompt="box"))
     assert tuple(prompt["box_yxyx"]) == (7, 7, 33, 33)  # the box, grown 15 % of 20 px
+    assert list(prompt["labels"]) == [1, 0]  # and still the point inside
+    with pytest.raises(InputError, match="prompt must be"):
+        ProjectionRules(prompt="mask")
 
 
 def test_cancel_keeps_the_finished_slices_whole(session):
@@ -123,8 +128,9 @@ def test_bad_input_is_refused_and_changes_nothing(session):
     with pytest.raises(ImageError, match="axis 3"):
         session.open_volume(np.zeros((4, 48, 48, 3), np.uint8), axis=3)
     volume = session.open_volume(stack)
-    with pytest.raises(PromptError, match="outside the stack"):
-        volume.prompt(1, 4, points_yx=[[10, 10]], labels=[1])
+    for index in (4, -1, 1.5):
+        with pytest.raises(PromptError, match="not a slice of the stack"):
+            volume.prompt(1, index, points_yx=[[10, 10]], labels=[1])
     with pytest.raises(PromptError):
         volume.prompt(1, 0, points_yx=[[60, 10]], labels=[1])  # outside the slice
     for bad in (0, -2, 1.5, True):

@@ -15,6 +15,7 @@ their boxes). The session's current plane is the last slice the volume worked on
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -88,8 +89,10 @@ class Volume:
     # --- slices ---------------------------------------------------------------------
     def plane(self, index: int) -> np.ndarray:
         """Slice ``index`` as a numpy (H, W) or (H, W, C) array."""
-        if not 0 <= index < self.n_slices:
-            raise PromptError(f"Slice {index} is outside the stack (0 to {self.n_slices - 1}).")
+        if isinstance(index, bool) or int(index) != index or not 0 <= index < self.n_slices:
+            raise PromptError(
+                f"Slice {index!r} is not a slice of the stack (0 to {self.n_slices - 1})."
+            )
         return np.asarray(self._stack[(slice(None),) * self._axis + (int(index),)])
 
     def _stack_limits(self) -> np.ndarray:
@@ -266,8 +269,8 @@ def _merge(earlier: SlicePrompt | None, points, labels, boxes) -> SlicePrompt:
 
 def _with_mask(given: SlicePrompt, stored: np.ndarray | None, rules: ProjectionRules) -> dict:
     """The decoder's prompt: the user's, plus (where the slice holds a propagated mask) a
-    positive point inside that mask, away from the user's negative points, and the
-    mask's box when the user gave none."""
+    positive point inside that mask, away from the user's negative points, and, where
+    the rules prompt with boxes and the user gave none, the mask's box."""
     prompt = {"points_yx": given.points_yx, "labels": given.labels, "box_yxyx": given.box_yxyx}
     if stored is None:
         return prompt
@@ -280,12 +283,13 @@ def _with_mask(given: SlicePrompt, stored: np.ndarray | None, rules: ProjectionR
                 stored &= (yy - y) ** 2 + (xx - x) ** 2 > reach**2
     if not stored.any():
         return prompt
-    derived = projected_prompt(stored, rules)
+    with_point = "point" if rules.prompt == "point" else "point_and_box"  # always a point
+    derived = projected_prompt(stored, replace(rules, prompt=with_point))
     if given.points_yx is None:
         prompt["points_yx"], prompt["labels"] = derived["points_yx"], derived["labels"]
     else:
         prompt["points_yx"] = np.concatenate([derived["points_yx"], given.points_yx])
         prompt["labels"] = np.concatenate([derived["labels"], given.labels])
-    if given.box_yxyx is None:
+    if given.box_yxyx is None:  # the mask's box where the rules prompt with boxes
         prompt["box_yxyx"] = derived["box_yxyx"]
     return prompt

@@ -49,33 +49,49 @@ class VolumeScene:
 
 def _place(rng: np.random.Generator, shape: tuple[int, int, int], radius: float, z_step: float):
     """Nucleus centres (z, y, x in voxels) and semi-axes (in-plane pixels), packed until
-    ``count`` are placed or no room is found; neighbours may touch."""
+    about 35 % of the volume is taken or no room is found; neighbours may touch. Placed
+    nuclei are kept in a grid of cells (a nearness check looks at the 27 around)."""
     depth, height, width = shape
-    volume_px = depth * z_step * height * width
-    count = max(1, int(0.35 * volume_px / (4.19 * radius**3)))
+    scale = np.array([z_step, 1.0, 1.0])  # voxels -> in-plane pixels
+    count = max(1, int(0.35 * depth * z_step * height * width / (4.19 * radius**3)))
+    cell = 2 * 1.25 * radius * 1.1  # no two nuclei nearer than this can be 2 cells apart
+    grid: dict[tuple, list[int]] = {}
     centres, axes = [], []
     for _ in range(30 * count):
         if len(centres) == count:
             break
         semi = radius * rng.uniform(0.75, 1.25, 3) * np.array([rng.uniform(0.8, 1.1), 1, 1])
         centre = rng.uniform([0, 0, 0], [depth, height, width])
-        position = centre * np.array([z_step, 1, 1])
-        too_close = any(
-            np.linalg.norm((position - other * np.array([z_step, 1, 1])) / (semi + their)) < 0.42
-            for other, their in zip(centres, axes)
-        )
-        if not too_close:
-            centres.append(centre)
-            axes.append(semi)
+        key = tuple((centre * scale // cell).astype(int))
+        near = [
+            index
+            for offset in np.ndindex(3, 3, 3)
+            for index in grid.get(tuple(k + o - 1 for k, o in zip(key, offset)), ())
+        ]
+        if any(
+            np.linalg.norm((centre - centres[i]) * scale / (semi + axes[i])) < 0.42 for i in near
+        ):
+            continue
+        grid.setdefault(key, []).append(len(centres))
+        centres.append(centre)
+        axes.append(semi)
     return centres, axes
 
 
 def _labels(rng, shape, centres, axes, z_step) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, depth inside the own nucleus in [0, 1]) of the packed ellipsoids."""
-    zz, yy, xx = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+    """(labels, depth inside the own nucleus in [0, 1]) of the packed ellipsoids, each
+    computed in its own bounding box."""
     best = np.full(shape, 1.0)  # normalised radius of the claiming nucleus' surface
     labels = np.zeros(shape, np.uint16)
     for index, (centre, semi) in enumerate(zip(centres, axes), start=1):
+        reach = 1.15 * semi.max() * np.array([1 / z_step, 1, 1])
+        low = np.maximum(np.floor(centre - reach), 0).astype(int)
+        high = np.minimum(np.ceil(centre + reach) + 1, shape).astype(int)
+        if np.any(high <= low):
+            continue
+        zz, yy, xx = np.meshgrid(
+            *(np.arange(lo, hi, dtype=np.float64) for lo, hi in zip(low, high)), indexing="ij"
+        )
         angle = rng.uniform(0, np.pi)
         dz = (zz - centre[0]) * z_step
         dy, dx = yy - centre[1], xx - centre[2]
@@ -85,9 +101,10 @@ def _labels(rng, shape, centres, axes, z_step) -> tuple[np.ndarray, np.ndarray]:
         bend = 1 + wobble * np.sin(3 * np.arctan2(across, along) + phase)
         rho = np.sqrt((dz / semi[0]) ** 2 + (along / semi[1]) ** 2 + (across / semi[2]) ** 2)
         rho /= bend
-        claim = rho < best
-        labels[claim] = index
-        best[claim] = rho[claim]
+        window = tuple(slice(lo, hi) for lo, hi in zip(low, high))
+        claim = rho < best[window]
+        labels[window][claim] = index
+        best[window][claim] = rho[claim]
     return labels, np.clip(1 - best, 0, 1)
 
 
