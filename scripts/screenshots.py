@@ -2,7 +2,7 @@
 
 Run under a virtual display::
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshots.py [NAME ...]
 
 The window fills that 1600 x 1000 screen (a common laptop size), so the pictures show
 what such a screen shows: the dock scrolls rather than growing past the screen.
@@ -177,8 +177,36 @@ def everything() -> None:
     viewer.close()
 
 
+def through_the_stack() -> None:
+    """Step 7: two nuclei clicked and committed on one slice, propagated through Z."""
+    from napari_segany.core.synthetic.volume import generate_volume
+
+    scene = generate_volume(np.random.default_rng(4), (24, 192, 192), 11.0, 2.0, "uint16")
+    viewer, widget = _viewer(scene.image, "nuclei volume")
+    middle = 12
+    ids = _central_objects(scene.labels[middle], 2)
+    viewer.dims.set_point(0, middle)
+    for label in ids:
+        viewer.layers[PROMPTS].add([middle, *_interior_yx(scene.labels[middle], label)])
+        _settle(viewer, widget)
+        widget.commit()
+    panel = widget.volume
+    panel.box.setChecked(True)
+    for _ in range(3):
+        napari.qt.get_qapp().processEvents()
+    bar = widget.scroll.verticalScrollBar()
+    bar.setValue(bar.maximum())  # scrolled down to the group
+    panel.propagate()
+    viewer.layers.selection.active = viewer.layers[LABELS]
+    viewer.dims.set_point(0, middle + 2)  # two slices away from the clicks
+    _settle(viewer, widget)
+    _shot(viewer, "08-through-the-stack.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
     IMAGES.mkdir(parents=True, exist_ok=True)
-    points_and_boxes()
-    stack()
-    everything()
+    SHOTS = (points_and_boxes, stack, everything, through_the_stack)
+    for shot in SHOTS:  # all, or those named: screenshots.py through_the_stack
+        if len(sys.argv) == 1 or shot.__name__ in sys.argv[1:]:
+            shot()

@@ -171,6 +171,23 @@ class Volume:
             result.masks[best][None], result.scores[best][None], result.logits[best][None]
         )
 
+    def add_mask(self, obj_id: int, index: int, mask: np.ndarray, score: float = 1.0) -> None:
+        """Anchor object ``obj_id`` on slice ``index`` with a mask you already have (an
+        (H, W) bool array, e.g. a label you drew or committed): propagation starts from
+        it as from a prompted slice; prompting that slice later starts it over."""
+        obj_id = _check_id(obj_id)
+        mask = np.asarray(mask)
+        if mask.shape != tuple(self.plane(index).shape[:2]):
+            raise PromptError(f"The mask is {mask.shape}; the slices are {self.hw}.")
+        if mask.dtype != bool:
+            raise PromptError(f"The mask must be bool (got {mask.dtype}): e.g. labels == id.")
+        track = self._tracks.get(obj_id) or Track(obj_id)
+        track.prompts[index] = SlicePrompt(None, None, None)
+        track.versions[index] = track.versions.get(index, 0) + 1
+        track.masks[index] = SliceMask.of(mask, float(score))
+        track.stale.update({(index, 1), (index, -1)})
+        self._tracks[obj_id] = track
+
     def remove(self, obj_id: int) -> None:
         """Forget object ``obj_id`` (its prompts and masks)."""
         if self._tracks.pop(_check_id(obj_id), None) is None:

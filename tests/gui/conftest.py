@@ -46,3 +46,14 @@ def centre(mask: np.ndarray) -> tuple[int, int]:
     """(row, col) centre of the True pixels of a 2D mask."""
     ys, xs = np.nonzero(mask)
     return round(ys.mean()), round(xs.mean())
+
+
+@pytest.fixture
+def threaded_viewer(make_napari_viewer, qtbot, monkeypatch):
+    """A viewer whose widget works in real threads; waits for its jobs at the end."""
+    monkeypatch.delenv("SEGANY_NOTHREADS", raising=False)
+    viewer = make_napari_viewer()
+    widget = SegAnyWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    yield viewer, widget
+    qtbot.waitUntil(lambda: widget.idle() and not widget.prompts.busy(), timeout=60_000)

@@ -132,17 +132,6 @@ def test_the_background_job_prepares_the_plane_for_the_prompts():
     )
 
 
-@pytest.fixture
-def threaded_viewer(make_napari_viewer, qtbot, monkeypatch):
-    """A viewer whose widget works in real threads; waits for its jobs at the end."""
-    monkeypatch.delenv("SEGANY_NOTHREADS", raising=False)
-    viewer = make_napari_viewer()
-    widget = SegAnyWidget(viewer)
-    viewer.window.add_dock_widget(widget)
-    yield viewer, widget
-    qtbot.waitUntil(lambda: widget.idle() and not widget.prompts.busy(), timeout=60_000)
-
-
 def _answered(widget, image) -> bool:
     """The preview answers every prompt of ``image``'s (2D) plane."""
     preview = widget.prompts.preview

@@ -9,9 +9,9 @@ target Labels layer with new ids, over background pixels only unless *overwrite*
 ticked; *Undo commit* (or Ctrl-Z with a prompt layer selected) takes it back. A layer
 too narrow for the new ids (a uint8 0/255 mask) is widened only after asking.
 *Everything mode* (Shift-E for the shown slice, or the whole stack) segments every
-object into a Labels layer; its thresholds re-apply without the model
-(``_everything.py``). The controls sit in a vertical scroll area, so the dock never
-grows past the screen. See ``docs/usage.md``.
+object into a Labels layer, its thresholds re-applied without the model
+(``_everything.py``); *Through the stack* propagates a slice's objects (``_volume.py``).
+The controls scroll, so the dock never grows past the screen. See ``docs/usage.md``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from . import _keys
 from ._controls import NEW_LAYER, Controls
 from ._everything import EVERYTHING, EverythingPanel
 from ._prompting import BOXES, PREVIEW, PROMPTS, PromptController
+from ._volume import VolumePanel
 from ._workers import Job, eta_text, notify_error, prepare_cancellable
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ class SegAnyWidget(QWidget):
         self.controls = Controls(self.scroll.widget())
         self.prompts = PromptController(self)
         self.everything = EverythingPanel(self)
-        self.controls.add_section(self.everything.box)
-        self.controls.busy_buttons += self.everything.buttons
+        self.volume = VolumePanel(self)
+        for section in (self.everything.box, self.volume.box):
+            self.controls.add_section(section)
+        self.controls.busy_buttons += [*self.everything.buttons, self.volume.button]
         self._wire()
         _keys.bind(self.viewer, self)
         self.setToolTip(_keys.tooltip())
@@ -93,11 +96,9 @@ class SegAnyWidget(QWidget):
 
     # --- layers ---------------------------------------------------------------------
     def _refresh_layers(self, *_: Any) -> None:
-        ours = (PREVIEW,)
         images = [la.name for la in self.viewer.layers if isinstance(la, Image)]
-        labels = [
-            la.name for la in self.viewer.layers if isinstance(la, Labels) and la.name not in ours
-        ]
+        labels = [la.name for la in self.viewer.layers if isinstance(la, Labels)]
+        labels = [name for name in labels if name != PREVIEW]  # ours
         before = self.controls.image_combo.currentText()
         Controls.refill(self.controls.image_combo, images)
         Controls.refill(self.controls.target_combo, [NEW_LAYER, *labels])
@@ -164,8 +165,6 @@ class SegAnyWidget(QWidget):
         self._job.start()
         return True
 
-    _start = start
-
     def progress_display(self) -> Any:
         """A ``Progress`` callback showing percentage, message and ETA from now on."""
         started = time.perf_counter()
@@ -204,7 +203,7 @@ class SegAnyWidget(QWidget):
         self.prompts.ensure_layers(image)  # the user may click while the model loads
         message = f"loading {options['model']} and {_preparing(image, index)} ..."
         limits = _layers.contrast_of(image)
-        self._start(
+        self.start(
             _load_and_prepare,
             options,
             plane,
@@ -222,7 +221,7 @@ class SegAnyWidget(QWidget):
         index, plane = self._shown_plane(image)
         self.prompts.ensure_layers(image)
         limits = _layers.contrast_of(image)
-        self._start(
+        self.start(
             _prepare,
             segany,
             plane,
