@@ -139,8 +139,9 @@ class Volume:
 
         Prompts on a slice add up (a later call adds points; ``replace=True`` starts the
         slice over). On a slice where the object was propagated, the propagated mask
-        takes part as a positive point at its most interior pixel and its box (unless
-        a box is given), so a lone negative click corrects it.
+        takes part as a positive point at its most interior pixel, away from your
+        negative clicks (and its box, unless you give one, where :attr:`rules` prompt
+        with boxes), so a lone negative click corrects it.
 
         Returns
         -------
@@ -162,11 +163,7 @@ class Volume:
         single_click = prompt["box_yxyx"] is None and clicks is not None and len(clicks) == 1
         result = self._segment(index, prompt, single_click)
         best = int(np.argmax(result.scores))
-        track.prompts[index] = given
-        track.versions[index] = track.versions.get(index, 0) + 1
-        track.masks[index] = SliceMask.of(result.masks[best], float(result.scores[best]))
-        track.stale.update({(index, 1), (index, -1)})
-        self._tracks[obj_id] = track
+        self._anchor(track, index, given, SliceMask.of(result.masks[best], result.scores[best]))
         return SegmentResult(
             result.masks[best][None], result.scores[best][None], result.logits[best][None]
         )
@@ -182,11 +179,16 @@ class Volume:
         if mask.dtype != bool:
             raise PromptError(f"The mask must be bool (got {mask.dtype}): e.g. labels == id.")
         track = self._tracks.get(obj_id) or Track(obj_id)
-        track.prompts[index] = SlicePrompt(None, None, None)
+        self._anchor(track, index, SlicePrompt(None, None, None), SliceMask.of(mask, score))
+
+    def _anchor(self, track: Track, index: int, given: SlicePrompt, mask: SliceMask) -> None:
+        """Make slice ``index`` an anchor of ``track`` (a new version of it: its walks
+        are due again)."""
+        track.prompts[index] = given
         track.versions[index] = track.versions.get(index, 0) + 1
-        track.masks[index] = SliceMask.of(mask, float(score))
+        track.masks[index] = mask
         track.stale.update({(index, 1), (index, -1)})
-        self._tracks[obj_id] = track
+        self._tracks[track.obj_id] = track
 
     def remove(self, obj_id: int) -> None:
         """Forget object ``obj_id`` (its prompts and masks)."""
