@@ -4,7 +4,8 @@ For each of ``--volumes`` generated stacks (``core.synthetic.volume``, seeds tha
 training never uses; random radius 6-14 px, slice thickness 1.5-4 px, dtype,
 brightness and noise), every nucleus that is at least 3 slices deep and does not touch
 the stack's top or bottom is clicked once, at the most interior pixel of its middle
-slice, and all of them are propagated together (``SegAny.open_volume``). Reported:
+slice (``--click-at 0.25``: a quarter of its slices from its top), and all of them
+are propagated together (``SegAny.open_volume``). Reported:
 the mean 3D IoU of each nucleus with its truth, the IoU on the clicked slice alone,
 the share of the truth's slices the object reaches and of its slices that are truth
 (over-run into neighbours), and seconds per propagated slice.
@@ -30,7 +31,7 @@ from napari_segany.core.synthetic.volume import generate_volume
 SEED_BASE = 7_300_000  # generated volumes only (the 2D training seeds are elsewhere)
 
 
-def _clicks(truth: np.ndarray, max_objects: int) -> list[tuple[int, int, list]]:
+def _clicks(truth: np.ndarray, max_objects: int, at: float = 0.5) -> list[tuple[int, int, list]]:
     """(label, slice, [[y, x]]) of the nuclei to click (see the module docstring)."""
     clicks = []
     for label, box in enumerate(ndimage.find_objects(truth), start=1):
@@ -40,17 +41,17 @@ def _clicks(truth: np.ndarray, max_objects: int) -> list[tuple[int, int, list]]:
             continue
         obj = truth == label
         slices = np.flatnonzero(obj.any((1, 2)))
-        index = int(slices[len(slices) // 2])
+        index = int(slices[int(at * (len(slices) - 1) + 0.5)])
         depth = ndimage.distance_transform_edt(np.pad(obj[index], 1))[1:-1, 1:-1]
         clicks.append((label, index, [list(np.unravel_index(int(np.argmax(depth)), depth.shape))]))
     return clicks[:max_objects]
 
 
-def evaluate(session: SegAny, seed: int, shape, max_objects: int) -> dict:
+def evaluate(session: SegAny, seed: int, shape, max_objects: int, at: float = 0.5) -> dict:
     scene = generate_volume(np.random.default_rng(SEED_BASE + seed), shape)
     truth = scene.labels
     volume = session.open_volume(scene.image)
-    clicks = _clicks(truth, max_objects)
+    clicks = _clicks(truth, max_objects, at)
     slice_ious = []
     for obj_id, (label, index, point) in enumerate(clicks, start=1):
         result = volume.prompt(obj_id, index, points_yx=point, labels=[1])
@@ -89,6 +90,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--volumes", type=int, default=4)
     parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument(
+        "--click-at", type=float, default=0.5, help="where along its slices a nucleus is clicked"
+    )
     parser.add_argument("--shape", type=int, nargs=3, default=(24, 128, 128))
     parser.add_argument("--objects", type=int, default=12, help="clicked nuclei per volume")
     parser.add_argument("--model", default="builtin")
@@ -97,7 +101,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     session = SegAny(args.model, device="cpu")
     seeds = range(args.first_seed, args.first_seed + args.volumes)
-    rows = [evaluate(session, seed, tuple(args.shape), args.objects) for seed in seeds]
+    rows = [
+        evaluate(session, seed, tuple(args.shape), args.objects, args.click_at) for seed in seeds
+    ]
     ious = [v for row in rows for v in row["all_iou_3d"]]
     summary = {
         "model": args.model,

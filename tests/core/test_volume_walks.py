@@ -59,6 +59,22 @@ def test_an_object_ends_where_its_mask_shrinks_or_shifts_too_much():
     assert _run(track, 5, 1, predict) == [6]
 
 
+def test_an_object_that_grows_again_after_its_widest_slice_ends():
+    radius = {6: 8.0, 7: 6.5, 8: 5.5, 9: 6.5, 10: 7.5}  # widest at 6, then the next one
+    predict = Scripted(0, 11, radius=lambda index: radius.get(index, 8.0))
+    track = _track(5, radius=7.0)
+    assert _run(track, 5, 1, predict) == [6, 7, 8]  # 9: 1.4x the area at 8
+    # from a pole towards the widest slice the area grows: no such stop
+    radius = {6: 3.5, 7: 4.0, 8: 4.5, 9: 5.0}
+    track = _track(5, radius=3.0)
+    assert _run(track, 5, 1, Scripted(0, 9, radius=lambda i: radius.get(i, 8.0))) == [
+        6,
+        7,
+        8,
+        9,
+    ]
+
+
 def test_a_shorter_rewalk_clears_what_the_older_one_left_beyond():
     track = _track(5)
     _run(track, 5, 1, Scripted(2, 9))

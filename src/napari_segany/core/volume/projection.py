@@ -19,6 +19,13 @@ model finds nothing convincing under it, or jumps to a neighbour):
 - at least ``min_inside`` of the new mask inside the previous mask grown by its box
   margin (a nucleus narrows towards its poles, so a new mask lies mostly inside the
   last one; a jump to a neighbour does not);
+- not grown again: once the object's area has fallen below ``1 / regrow`` of the
+  largest it had in the walk (past its widest slice), an area above ``regrow`` times
+  the smallest since then ends it (a nucleus or cell is widest once along z; growing
+  again means the next object above or below; a walk from a pole towards the widest
+  slice is not affected). With the rule (1.3) against without, mean 3D IoU 0.525 /
+  0.520 (seeds 0-5), 0.618 / 0.606 (seeds 10-12), and clicked a quarter of the way
+  along each nucleus 0.525 / 0.520 (seeds 0-5);
 - IoU with the previous slice's mask at least ``min_iou`` (a neighbour right above or
   below an ending object differs in size and place). 0.6 against 0.5, mean 3D IoU:
   with point and box 0.544 / 0.512 (seeds 0-2, where it was chosen) and 0.542 / 0.509
@@ -51,6 +58,7 @@ class ProjectionRules:
     min_area: int = 4
     min_inside: float = 0.6
     min_iou: float = 0.6
+    regrow: float = 1.3  # 0: no such rule
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPTS:
@@ -87,11 +95,20 @@ def projected_prompt(previous: np.ndarray, rules: ProjectionRules) -> dict:
     return prompt
 
 
-def continues(mask: np.ndarray, score: float, previous: np.ndarray, rules: ProjectionRules) -> bool:
+def continues(
+    mask: np.ndarray,
+    score: float,
+    previous: np.ndarray,
+    rules: ProjectionRules,
+    trough: int | None = None,
+) -> bool:
     """Whether ``mask`` (H, W) bool, predicted with ``score`` from ``previous``'s
-    projection, still shows the object (module docstring)."""
+    projection, still shows the object (module docstring). ``trough``: the smallest
+    area since the walk passed the object's widest slice (None before that)."""
     area, previous_area = int(mask.sum()), int(previous.sum())
     if score < rules.min_score or area < max(rules.min_area, rules.min_area_ratio * previous_area):
+        return False
+    if trough is not None and area > rules.regrow * trough:
         return False
     y0, x0, y1, x1 = (int(round(v)) for v in _box(previous, rules.box_margin))
     grown = np.zeros_like(previous)

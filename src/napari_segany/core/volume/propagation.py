@@ -55,6 +55,25 @@ def _clear_beyond(track: Track, index: int, step: int, anchor: int, count: int) 
         index += step
 
 
+class _Areas:
+    """The object's areas along a walk: its largest so far, and the smallest since."""
+
+    def __init__(self, first: int, regrow: float) -> None:
+        self.peak, self.low, self.regrow = first, first, regrow
+
+    def add(self, area: int) -> None:
+        if area > self.peak:
+            self.peak = self.low = area
+        else:
+            self.low = min(self.low, area)
+
+    def trough(self) -> int | None:
+        """The smallest area since the widest slice, once it is below 1 / regrow of it
+        (the walk is past the object's widest slice); else None."""
+        past_widest = self.regrow > 0 and self.regrow * self.low < self.peak
+        return self.low if past_widest else None
+
+
 def walk(
     track: Track,
     anchor: int,
@@ -69,16 +88,18 @@ def walk(
     docstring). A slice's mask is stored whole or not at all."""
     previous, version = track.masks[anchor].full(hw), track.versions.get(anchor, 0)
     index = anchor + step
+    areas = _Areas(int(previous.sum()), rules.regrow)
     while previous.any() and 0 <= index < count and index not in track.prompts:
         stored = track.masks.get(index)
         if stored is not None and (stored.anchor, stored.version) == (anchor, version):
             previous, index = stored.full(hw), index + step  # done before a cancel
+            areas.add(stored.area)
             yield index - step
             continue
         if _owned_elsewhere(track, index, anchor):
             return
         mask, score = predict(index, projected_prompt(previous, rules))
-        if not continues(mask, score, previous, rules):
+        if not continues(mask, score, previous, rules, areas.trough()):
             _clear_beyond(track, index, step, anchor, count)
             return
         unchanged = stored is not None and _iou(stored.full(hw), mask) >= UNCHANGED_IOU
@@ -87,3 +108,4 @@ def walk(
         if unchanged:
             return
         previous, index = mask, index + step
+        areas.add(int(mask.sum()))
