@@ -39,6 +39,20 @@ def test_propagate_fills_the_other_slices_around_the_users_labels(viewer_widget,
     np.testing.assert_array_equal(np.asarray(target.data), before)
 
 
+def test_the_chosen_axis_of_a_time_lapse_stays_chosen(viewer_widget, builtin):
+    """A TZYX image offers Z (first) and T; choosing T must survive the refresh that
+    Propagate does before it starts."""
+    stack, _ = _ellipsoids(shape=(4, 48, 48))
+    viewer, widget, image = viewer_widget(np.stack([stack, stack, stack]), session=builtin)
+    image.axis_labels = ("t", "z", "y", "x")
+    panel = widget.volume
+    panel.box.setChecked(True)
+    assert [panel.axis_combo.itemText(i) for i in range(2)] == ["z", "t"]
+    panel.axis_combo.setCurrentIndex(1)
+    panel._fill_axes()
+    assert panel.axis_combo.currentData() == 0 and panel.axis_combo.currentText() == "t"
+
+
 def test_propagate_without_objects_or_planes_says_what_to_do(viewer_widget, builtin, notes):
     stack, _ = _ellipsoids(shape=(4, 48, 48))
     viewer, widget, image = viewer_widget(stack, session=builtin)

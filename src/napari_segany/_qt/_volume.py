@@ -62,11 +62,14 @@ class VolumePanel(QObject):
         self.button.clicked.connect(self.propagate)
 
     def _fill_axes(self, *_: Any) -> None:
+        """Offer the image's plane axes, keeping the one chosen when it is still there."""
         image = self.widget.image_layer(quiet=True)
+        chosen = self.axis_combo.currentData()
         self.axis_combo.clear()
         for axis, label in [] if image is None else app.plane_axes(image):
-            named = label.lstrip("-").isdigit()  # napari's default labels are "-3", ...
-            self.axis_combo.addItem(f"axis {axis}" if named else label, axis)
+            default_label = label.lstrip("-").isdigit()  # napari's own are "-3", ...
+            self.axis_combo.addItem(f"axis {axis}" if default_label else label, axis)
+        self.axis_combo.setCurrentIndex(max(self.axis_combo.findData(chosen), 0))
 
     def propagate(self) -> None:
         """Propagate the shown plane's objects in the background."""
