@@ -94,3 +94,19 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boolean masks (1.0 when both are empty)."""
     union = np.logical_or(a, b).sum()
     return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def status_mib(field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` of this process from /proc (Linux), in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak() -> float:
+    """Reset the peak RSS to the current RSS (``clear_refs`` 5, Linux >= 4.0) and return
+    the current RSS, MiB: what ran before (loading a file, generating data) is not
+    counted in the peak that follows."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return status_mib("VmRSS")

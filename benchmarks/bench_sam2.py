@@ -40,24 +40,11 @@ from _common import (  # also puts src/ and the root on sys.path
     blob_image,
     interleaved_times,
     mask_iou,
+    reset_peak,
+    status_mib,
 )
 
 MEMORY_RUNS = ("upstream", "ours-fp32", "ours-auto")
-
-
-def _status_mib(field: str) -> float:
-    """``VmRSS`` / ``VmHWM`` of this process from /proc (Linux), in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _reset_peak() -> float:
-    """Reset the peak RSS to the current RSS (``clear_refs`` 5, Linux >= 4.0) and return
-    the current RSS, MiB: loading a large file peaks higher than an embedding does."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return _status_mib("VmRSS")
 
 
 def memory_child(impl: str, weights: Path, size: int, size_name: str) -> dict:
@@ -71,14 +58,14 @@ def memory_child(impl: str, weights: Path, size: int, size_name: str) -> dict:
         model = reference_sam2(size_name, seed=0)
         model.load_state_dict(torch.load(weights, weights_only=True)["model"])
         predictor = reference_image_predictor(model)
-        base = _reset_peak()
+        base = reset_peak()
         with torch.inference_mode():
             predictor.set_image(image)
     else:
         session = SegAny(weights, device="cpu", precision=impl.split("-")[1])
-        base = _reset_peak()
+        base = reset_peak()
         session.set_image(image)
-    return {"impl": impl, "peak_rss_growth_mb": _status_mib("VmHWM") - base}
+    return {"impl": impl, "peak_rss_growth_mb": status_mib("VmHWM") - base}
 
 
 def memory_table(weights: Path, args: argparse.Namespace) -> list[dict]:

@@ -1,7 +1,8 @@
 """Objects through z: seconds per propagated slice and the peak memory of a long stack.
 
 A generated 3D nuclei stack (``core.synthetic.volume``, ``--slices`` x ``--size`` x
-``--size``); ``--objects`` nuclei are clicked once at their middle slice and
+``--size``); ``--objects`` nuclei are clicked once at their middle slice (as
+``training/evaluate_volume.py`` picks them: at least 3 slices deep, off the ends) and
 propagated through the stack (``SegAny.open_volume``, projection). Printed: seconds
 for the clicks, seconds per propagated slice-object step (a step = one slice of one
 object; the first visit of a slice includes its embedding), the slices embedded, and
@@ -25,18 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
-import _common  # noqa: F401  (puts src/ and the root on sys.path)
+from _common import reset_peak, status_mib  # also puts src/ and the root on sys.path
 from napari_segany import SegAny
 from napari_segany.core.synthetic.volume import generate_volume
-
-
-def _status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _session(args) -> SegAny:
@@ -52,19 +45,6 @@ def _session(args) -> SegAny:
     return SegAny(path, device="cpu")
 
 
-def _clicks(labels: np.ndarray, count: int) -> list[tuple[int, list]]:
-    clicks = []
-    for label, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None or box[0].stop - box[0].start < 3 or len(clicks) == count:
-            continue
-        obj = labels == label
-        slices = np.flatnonzero(obj.any((1, 2)))
-        index = int(slices[len(slices) // 2])
-        depth = ndimage.distance_transform_edt(np.pad(obj[index], 1))[1:-1, 1:-1]
-        clicks.append((index, [list(np.unravel_index(int(np.argmax(depth)), depth.shape))]))
-    return clicks
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin")
@@ -75,13 +55,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    from training.evaluate_volume import nucleus_clicks  # the root is on sys.path now
+
     scene = generate_volume(np.random.default_rng(1), (args.slices, args.size, args.size), 9.0, 2.5)
     session = _session(args)
-    Path("/proc/self/clear_refs").write_text("5")  # the peak so far (the generator's) off
-    base = _status_mib("VmRSS")
+    base = reset_peak()  # the generator's peak is not the run's
     volume = session.open_volume(scene.image)
+    clicks = nucleus_clicks(scene.labels, args.objects)
     start = time.perf_counter()
-    for obj_id, (index, point) in enumerate(_clicks(scene.labels, args.objects), start=1):
+    for obj_id, (_, index, point) in enumerate(clicks, start=1):
         volume.prompt(obj_id, index, points_yx=point, labels=[1])
     clicked = time.perf_counter() - start
     steps = []  # one report "object N" per slice done
@@ -100,7 +82,7 @@ def main() -> None:
         f"{int((labels > 0).any((1, 2)).sum())} slices with objects, "
         f"{len(session.cache)} embeddings cached"
     )
-    print(f"peak RSS growth over the run: {_status_mib('VmHWM') - base:.0f} MiB")
+    print(f"peak RSS growth over the run: {status_mib('VmHWM') - base:.0f} MiB")
 
 
 if __name__ == "__main__":

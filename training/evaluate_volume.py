@@ -31,27 +31,34 @@ from napari_segany.core.synthetic.volume import generate_volume
 SEED_BASE = 7_300_000  # generated volumes only (the 2D training seeds are elsewhere)
 
 
-def _clicks(truth: np.ndarray, max_objects: int, at: float = 0.5) -> list[tuple[int, int, list]]:
-    """(label, slice, [[y, x]]) of the nuclei to click (see the module docstring)."""
+def nucleus_clicks(
+    truth: np.ndarray, max_objects: int, at: float = 0.5
+) -> list[tuple[int, int, list]]:
+    """(label, slice, [[y, x]]) of the first ``max_objects`` nuclei to click (see the
+    module docstring), each found in its own bounding box."""
     clicks = []
     for label, box in enumerate(ndimage.find_objects(truth), start=1):
+        if len(clicks) == max_objects:
+            break
         if box is None or box[0].stop - box[0].start < 3:
             continue
         if box[0].start == 0 or box[0].stop == truth.shape[0]:
             continue
-        obj = truth == label
+        obj = truth[box] == label
         slices = np.flatnonzero(obj.any((1, 2)))
-        index = int(slices[int(at * (len(slices) - 1) + 0.5)])
-        depth = ndimage.distance_transform_edt(np.pad(obj[index], 1))[1:-1, 1:-1]
-        clicks.append((label, index, [list(np.unravel_index(int(np.argmax(depth)), depth.shape))]))
-    return clicks[:max_objects]
+        local = int(slices[int(at * (len(slices) - 1) + 0.5)])
+        depth = ndimage.distance_transform_edt(np.pad(obj[local], 1))[1:-1, 1:-1]
+        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        point = [int(y + box[1].start), int(x + box[2].start)]
+        clicks.append((label, local + box[0].start, [point]))
+    return clicks
 
 
 def evaluate(session: SegAny, seed: int, shape, max_objects: int, at: float = 0.5) -> dict:
     scene = generate_volume(np.random.default_rng(SEED_BASE + seed), shape)
     truth = scene.labels
     volume = session.open_volume(scene.image)
-    clicks = _clicks(truth, max_objects, at)
+    clicks = nucleus_clicks(truth, max_objects, at)
     slice_ious = []
     for obj_id, (label, index, point) in enumerate(clicks, start=1):
         result = volume.prompt(obj_id, index, points_yx=point, labels=[1])

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .core.errors import ImageError, InputError, PromptError
+from .core.image import robust_limits
 from .core.progress import Progress, drain
 from .core.prompts import check_boxes, check_points
 from .core.results import SegmentResult
@@ -89,21 +90,26 @@ class Volume:
     # --- slices ---------------------------------------------------------------------
     def plane(self, index: int) -> np.ndarray:
         """Slice ``index`` as a numpy (H, W) or (H, W, C) array."""
+        index = self._check_index(index)
+        return np.asarray(self._stack[(slice(None),) * self._axis + (index,)])
+
+    def _check_index(self, index) -> int:
         if isinstance(index, bool) or int(index) != index or not 0 <= index < self.n_slices:
             raise PromptError(
                 f"Slice {index!r} is not a slice of the stack (0 to {self.n_slices - 1})."
             )
-        return np.asarray(self._stack[(slice(None),) * self._axis + (int(index),)])
+        return int(index)
 
     def _stack_limits(self) -> np.ndarray:
+        """A plane's default limits (``core.image.robust_limits``) over up to
+        :data:`_LIMIT_SLICES` slices spread through the stack, per channel."""
         picks = np.unique(np.linspace(0, self.n_slices - 1, _LIMIT_SLICES).round().astype(int))
-        sample = np.stack([self.plane(int(i)) for i in picks]).astype(np.float64)
-        per_channel = (
-            sample.reshape(-1, sample.shape[-1]) if sample.ndim == 4 else sample.reshape(-1, 1)
+        sample = np.stack([self.plane(int(i)) for i in picks])
+        channels = (
+            [sample[..., c] for c in range(sample.shape[-1])] if sample.ndim == 4 else [sample]
         )
-        finite = [column[np.isfinite(column)] for column in per_channel.T]
-        limits = np.array([np.percentile(c, [0.5, 99.5]) if c.size else (0.0, 1.0) for c in finite])
-        limits[:, 1] = np.maximum(limits[:, 1], limits[:, 0] + 1e-6)
+        limits = np.array([robust_limits(channel) for channel in channels], dtype=np.float64)
+        limits[:, 1] = np.maximum(limits[:, 1], limits[:, 0] + 1e-6)  # a constant stack
         return limits[0] if sample.ndim == 3 else limits
 
     def _segment(self, index: int, prompt: dict, multimask: bool) -> SegmentResult:
@@ -149,9 +155,9 @@ class Volume:
             ``masks`` (1, H, W) bool, ``scores`` (1,), ``logits`` (1, h, w).
         """
         obj_id = _check_id(obj_id)
-        plane_hw = self.plane(index).shape[:2]  # also checks the index
-        points, point_labels = check_points(points_yx, labels, plane_hw)
-        boxes, _ = check_boxes(box_yxyx, plane_hw)
+        index = self._check_index(index)  # the slice itself is read once, to segment
+        points, point_labels = check_points(points_yx, labels, self.hw)
+        boxes, _ = check_boxes(box_yxyx, self.hw)
         if boxes is not None and len(boxes) != 1:
             raise PromptError("Give one box per object (4 values: y0, x0, y1, x1).")
         track = self._tracks.get(obj_id) or Track(obj_id)
@@ -174,7 +180,8 @@ class Volume:
         it as from a prompted slice; prompting that slice later starts it over."""
         obj_id = _check_id(obj_id)
         mask = np.asarray(mask)
-        if mask.shape != tuple(self.plane(index).shape[:2]):
+        index = self._check_index(index)
+        if mask.shape != self.hw:
             raise PromptError(f"The mask is {mask.shape}; the slices are {self.hw}.")
         if mask.dtype != bool:
             raise PromptError(f"The mask must be bool (got {mask.dtype}): e.g. labels == id.")

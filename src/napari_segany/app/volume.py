@@ -9,7 +9,7 @@ written into the other planes of that axis only where they are background (unles
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,11 +103,3 @@ def write(target: Any, run: Propagation, overwrite: bool) -> str:
     noun = "object" if len(run.objects) == 1 else "objects"
     ids = ", ".join(map(str, run.objects))
     return f"propagated {noun} {ids} to {len(run.planes)} more planes of '{target.name}'"
-
-
-def check_axis(image: Any, axis: int, choices: Sequence[tuple[int, str]]) -> None:
-    if axis not in [a for a, _ in choices]:
-        raise InputError(
-            f"'{image.name}' has no plane axis {axis} to propagate along; pick a 3D or "
-            "time-lapse image."
-        )

@@ -161,7 +161,7 @@ def to_model_rgb(
     else:
         limits = contrast_limits
         if limits is None:
-            limits = [_robust_limits(array[:, :, c]) for c in range(array.shape[2])]
+            limits = [robust_limits(array[:, :, c]) for c in range(array.shape[2])]
         limits = np.broadcast_to(np.asarray(limits, dtype=np.float64), (array.shape[2], 2))
         scaled = np.stack(
             [_scale_channel(array[:, :, c], *limits[c]) for c in range(array.shape[2])], axis=2
@@ -169,8 +169,9 @@ def to_model_rgb(
     return fold_channels(scaled, rule)
 
 
-def _robust_limits(channel: np.ndarray) -> tuple[float, float]:
-    """Robust (low, high) of one channel; equal values mean a constant channel."""
+def robust_limits(channel: np.ndarray) -> tuple[float, float]:
+    """Robust (low, high) of one channel (the default contrast limits: its 0.5 and 99.5
+    percentiles); equal values mean a constant channel."""
     if channel.dtype.kind in "iu" and channel.dtype.itemsize <= 2:
         return _integer_limits(channel)
     values = channel.ravel()

@@ -27,7 +27,7 @@ __all__ = ["HIERA_SPECS", "Hiera", "HieraSpec"]
 # float32) up to 4 MiB, 256 to 2048 rows (measured: the same speed from 512 rows up;
 # 2048 rows of SAM 2.1-B+'s last stages were 15-29 MiB of temporaries).
 _MLP_HIDDEN_BYTES = 4 << 20
-_MLP_ROWS = (256, 2048)
+_MLP_ROW_RANGE = (256, 2048)
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ class HieraMLP(nn.Module):
         flat = x.view(-1, x.shape[-1])
         first, second = self.layers
         step = _MLP_HIDDEN_BYTES // (4 * first.out_features)
-        step = min(max(step, _MLP_ROWS[0]), _MLP_ROWS[1])
+        step = min(max(step, _MLP_ROW_RANGE[0]), _MLP_ROW_RANGE[1])
         for start in range(0, flat.shape[0], step):
             rows = flat[start : start + step]
             hidden = torch.ops.aten.gelu_(first(norm(rows)))
