@@ -6,10 +6,13 @@
 >>> vol.prompt(obj_id=1, index=20, points_yx=[[150, 230]], labels=[0])  # doctest: +SKIP
 >>> labels = vol.propagate()          # re-walks only from slice 20  # doctest: +SKIP
 
-Every model propagates by projection (``core.volume``): the last slice's mask prompts
-the next one, until the object ends. Slices are read and embedded one at a time,
-through the session's embedding cache; only the objects' masks are kept (cropped to
-their boxes). The session's current plane is the last slice the volume worked on.
+A SAM 2.1 model (with its checkpoint's memory parts) propagates by SAM 2.1's memory,
+as Meta's video predictor does (:mod:`.volume_memory`); every other model by
+projection (``core.volume``): the last slice's mask prompts the next one, until the
+object ends. Slices are read and embedded one at a time, through the session's
+embedding cache; of the objects, their masks (cropped to their boxes) and, with
+memory, each tracked slice's memory (0.75 MiB per object and slice) are kept. The
+session's current plane is the last slice the volume worked on.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .core.results import SegmentResult
 from .core.volume.projection import ProjectionRules, projected_prompt
 from .core.volume.propagation import walk
 from .core.volume.tracks import SliceMask, SlicePrompt, Track, paint_slice
+from .volume_memory import memory_walks
 
 if TYPE_CHECKING:
     from .api import SegAny
@@ -86,12 +90,23 @@ class Volume:
         self.hw = tuple(int(v) for v in self.plane(0).shape[:2])
         self.rules = rules or ProjectionRules()
         self._tracks: dict[int, Track] = {}
+        self._memory = memory_walks(self, session.predictor.model)
+
+    @property
+    def propagates_by(self) -> str:
+        """``"memory"`` (SAM 2.1's video memory) or ``"projection"``."""
+        return "projection" if self._memory is None else "memory"
 
     # --- slices ---------------------------------------------------------------------
     def plane(self, index: int) -> np.ndarray:
         """Slice ``index`` as a numpy (H, W) or (H, W, C) array."""
         index = self._check_index(index)
         return np.asarray(self._stack[(slice(None),) * self._axis + (index,)])
+
+    def embedding(self, index: int):
+        """Slice ``index``'s embedding, through the session's cache (the slice becomes
+        the session's current plane)."""
+        return self._session.set_image(self.plane(index), self._limits, self._channels)
 
     def _check_index(self, index) -> int:
         if isinstance(index, bool) or int(index) != index or not 0 <= index < self.n_slices:
@@ -162,6 +177,10 @@ class Volume:
             raise PromptError("Give one box per object (4 values: y0, x0, y1, x1).")
         track = self._tracks.get(obj_id) or Track(obj_id)
         given = _merge(None if replace else track.prompts.get(index), points, point_labels, boxes)
+        if self._memory is not None:
+            result = self._memory.prompt(track, index, given)
+            self._anchor(track, index, given, SliceMask.of(result.masks[0], result.scores[0]))
+            return result
         stored = track.masks.get(index)
         propagated = stored is not None and stored.anchor is not None
         prompt = _with_mask(given, stored.full(self.hw) if propagated else None, self.rules)
@@ -186,6 +205,8 @@ class Volume:
         if mask.dtype != bool:
             raise PromptError(f"The mask must be bool (got {mask.dtype}): e.g. labels == id.")
         track = self._tracks.get(obj_id) or Track(obj_id)
+        if self._memory is not None:
+            self._memory.add_mask(track, index, mask)
         self._anchor(track, index, SlicePrompt(None, None, None), SliceMask.of(mask, score))
 
     def _anchor(self, track: Track, index: int, given: SlicePrompt, mask: SliceMask) -> None:
@@ -201,6 +222,8 @@ class Volume:
         """Forget object ``obj_id`` (its prompts and masks)."""
         if self._tracks.pop(_check_id(obj_id), None) is None:
             raise InputError(f"No object {obj_id} in this volume (objects: {self.object_ids}).")
+        if self._memory is not None:
+            self._memory.remove(obj_id)
 
     # --- propagation ----------------------------------------------------------------
     def propagation(
@@ -211,6 +234,9 @@ class Volume:
         if direction not in DIRECTIONS:
             raise InputError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}.")
         tracks = [self._track(i) for i in (self.object_ids if obj_ids is None else obj_ids)]
+        if self._memory is not None:
+            yield from self._memory.walks(tracks, DIRECTIONS[direction])
+            return self.labels
         work = [
             (track, anchor, step)
             for track in tracks
@@ -263,6 +289,12 @@ class Volume:
         for index in sorted({i for track in tracks for i in track.masks}):
             labels[index] = paint_slice(tracks, index, self.hw)
         return labels
+
+    def object_mask(self, obj_id: int, index: int) -> np.ndarray:
+        """(H, W) bool: object ``obj_id``'s own mask on slice ``index`` (before overlaps
+        with other objects are resolved; all False where it was not found)."""
+        stored = self._track(obj_id).masks.get(self._check_index(index))
+        return np.zeros(self.hw, bool) if stored is None else stored.full(self.hw)
 
     def _track(self, obj_id: int) -> Track:
         track = self._tracks.get(_check_id(obj_id))

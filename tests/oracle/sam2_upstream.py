@@ -100,3 +100,53 @@ def reference_image_predictor(model):
     from sam2.sam2_image_predictor import SAM2ImagePredictor
 
     return SAM2ImagePredictor(model)
+
+
+# The video predictor's settings (sam2.build_sam.build_sam2_video_predictor with its
+# post-processing), plus corrections kept as conditioning frames (our rule, see
+# napari_segany.core.volume.memory). Hole filling (fill_hole_area) needs the package's
+# CUDA extension and is skipped without it; it is off here and in our code.
+VIDEO_PREDICTOR_OVERRIDES = {
+    "binarize_mask_from_pts_for_mem_enc": True,
+    "fill_hole_area": 0,
+    "add_all_frames_to_correct_as_cond": True,
+}
+
+
+def reference_video_predictor(size: str, seed: int = 0, image_size: int = 1024):
+    """Meta's ``SAM2VideoPredictor`` of ``size`` (random weights) on ``image_size``
+    frames, configured as ``build_sam2_video_predictor`` does."""
+    config = reference_config(size)
+    config._target_ = "sam2.sam2_video_predictor.SAM2VideoPredictor"
+    config.sam_mask_decoder_extra_args = dict(IMAGE_PREDICTOR_DECODER_ARGS)
+    config.image_size = image_size
+    for key, value in VIDEO_PREDICTOR_OVERRIDES.items():
+        config[key] = value
+    model = hydra_utils.instantiate(config, _recursive_=True)
+    _float_memories(model.memory_attention)
+    return randomize_(model, seed=seed).eval()
+
+
+def _float_memories(attention: torch.nn.Module) -> None:
+    """The reference stores memories in bfloat16 and relies on the object pointers'
+    float32 to promote them when concatenated; a frame with no pointer (an object
+    prompted only on later frames, tracked forward) then reaches float32 layers with
+    bfloat16 memories and fails outside autocast. Give it float32 memories, as the
+    concatenation does whenever there is a pointer."""
+    forward = attention.forward
+
+    def float_forward(curr, memory, curr_pos=None, memory_pos=None, num_obj_ptr_tokens=0):
+        return forward(curr, memory.float(), curr_pos, memory_pos.float(), num_obj_ptr_tokens)
+
+    attention.forward = float_forward
+
+
+def reference_video_state(predictor, frames: torch.Tensor, height: int, width: int, monkeypatch):
+    """``predictor.init_state`` on already normalised (N, 3, S, S) frames of an
+    (height, width) video (the reference reads JPEG folders; here it gets our pixels)."""
+    import sam2.sam2_video_predictor as video_module
+
+    monkeypatch.setattr(
+        video_module, "load_video_frames", lambda **_: (frames, height, width), raising=True
+    )
+    return predictor.init_state(video_path="frames")

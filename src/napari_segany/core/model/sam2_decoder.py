@@ -89,6 +89,24 @@ class Sam2MaskDecoder(MaskDecoder):
         object_score_logits : Tensor
             (N, 1): > 0 when the model sees an object.
         """
+        masks, scores, object_scores, _ = self.decode_with_tokens(
+            image_embedding, image_pe, sparse_embedding, dense_embedding, multimask, skips
+        )
+        return masks, scores, object_scores
+
+    def decode_with_tokens(
+        self,
+        image_embedding: Tensor,
+        image_pe: Tensor,
+        sparse_embedding: Tensor,
+        dense_embedding: Tensor,
+        multimask: bool,
+        skips: tuple[Tensor, Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`decode` and the masks' output tokens, from which video makes its
+        object pointers: (N, 3, C) with ``multimask`` (the candidates'), else (N, 1, C),
+        the single mask's token even where an unstable single mask was replaced by a
+        candidate (as the reference video model does)."""
         kinds = range(1, self.num_mask_tokens) if multimask else range(self.num_mask_tokens)
         tokens, masks = self.decode_tokens(
             image_embedding,
@@ -101,10 +119,11 @@ class Sam2MaskDecoder(MaskDecoder):
         )
         scores = self.iou_prediction_head(tokens[:, 1]).sigmoid()[:, kinds.start :]
         object_scores = self.pred_obj_score_head(tokens[:, 0])
+        mask_tokens = tokens[:, 2 : 2 + len(kinds)]  # only the read kinds are returned
         if multimask:
-            return masks, scores, object_scores
+            return masks, scores, object_scores, mask_tokens
         masks, scores = _stable_or_best(masks, scores)
-        return masks, scores, object_scores
+        return masks, scores, object_scores, mask_tokens[:, :1]
 
 
 def _stable_or_best(masks: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
