@@ -145,6 +145,36 @@ def test_an_object_anchored_with_a_mask_equals_add_new_mask(pair):
     )
 
 
+def test_max_slices_equals_max_frame_num_to_track_and_stays_due(pair):
+    volume, reference, state = pair
+    with torch.inference_mode():
+        reference.add_new_points_or_box(state, 2, 1, points=[[90, 80]], labels=[1])
+        theirs = {}
+        for reverse in (False, True):
+            for frame, _, logits in reference.propagate_in_video(
+                state, max_frame_num_to_track=1, reverse=reverse
+            ):
+                theirs[frame] = (logits[0, 0] > 0).numpy()
+    volume.prompt(1, 2, points_yx=[[80, 90]], labels=[1])
+    limited = volume.propagate(max_slices=1)
+    assert sorted(theirs) == [1, 2, 3]
+    assert np.flatnonzero((limited == 1).any((1, 2))).tolist() == [1, 2, 3]
+    _assert_equal_masks([volume.object_mask(1, i) for i in (1, 3)], [theirs[1], theirs[3]])
+    assert (volume.propagate() == 1).any((1, 2)).all()  # cut short: walked again, whole
+
+
+def test_cancel_keeps_the_tracked_slices_and_the_next_run_walks_again(pair):
+    volume = pair[0]
+    volume.prompt(1, 2, points_yx=[[80, 90]], labels=[1])
+    steps = volume.propagation()
+    for report in steps:
+        if report.message == "slice 3":
+            break
+    steps.close()  # cancelled after slices 2 and 3
+    assert np.flatnonzero((volume.labels == 1).any((1, 2))).tolist() == [2, 3]
+    assert (volume.propagate() == 1).any((1, 2)).all()
+
+
 def test_models_without_memory_parts_propagate_by_projection():
     model = build_sam2("tiny")  # an image-only model: no memory entries
     assert video_parts(model) is None

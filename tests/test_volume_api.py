@@ -119,6 +119,23 @@ def test_cancel_keeps_the_finished_slices_whole(session):
     assert (volume.propagate() == 1).any((1, 2)).sum() > 3  # the rest on the next run
 
 
+def test_max_slices_limits_a_walk_and_a_later_run_goes_on(session, monkeypatch):
+    stack, truth = _ellipsoids()
+    volume = session.open_volume(stack)
+    index, point = _middle_click(truth == 1)
+    volume.prompt(1, index, points_yx=point, labels=[1])
+    limited = volume.propagate(max_slices=1)
+    assert np.flatnonzero((limited == 1).any((1, 2))).tolist() == [index - 1, index, index + 1]
+    predicted = []
+    original = volume._predict
+    monkeypatch.setattr(volume, "_predict", lambda i, p: predicted.append(i) or original(i, p))
+    full = volume.propagate()
+    assert (full == 1).any((1, 2)).sum() > 3
+    assert index - 1 not in predicted and index + 1 not in predicted  # resumed, not redone
+    with pytest.raises(InputError, match="max_slices"):
+        volume.propagate(max_slices=0)
+
+
 def test_bad_input_is_refused_and_changes_nothing(session):
     stack, truth = _ellipsoids(shape=(4, 48, 48))
     with pytest.raises(ImageError, match="axes"):

@@ -162,7 +162,9 @@ class Volume:
         slice over). On a slice where the object was propagated, the propagated mask
         takes part as a positive point at its most interior pixel, away from your
         negative clicks (and its box, unless you give one, where :attr:`rules` prompt
-        with boxes), so a lone negative click corrects it.
+        with boxes), so a lone negative click corrects it. With memory
+        (:attr:`propagates_by`), a prompt on a tracked slice is decoded on the slice's
+        memory with its previous mask as the mask prompt (``.volume_memory``).
 
         Returns
         -------
@@ -227,15 +229,20 @@ class Volume:
 
     # --- propagation ----------------------------------------------------------------
     def propagation(
-        self, obj_ids: Sequence[int] | None = None, direction: str = "both"
+        self,
+        obj_ids: Sequence[int] | None = None,
+        direction: str = "both",
+        max_slices: int | None = None,
     ) -> Generator[Progress, None, np.ndarray]:
         """:meth:`propagate` as a generator of :class:`Progress` (close it to cancel:
         the slices already done are kept, each stored whole); returns the labels."""
         if direction not in DIRECTIONS:
             raise InputError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}.")
+        if max_slices is not None and (isinstance(max_slices, bool) or int(max_slices) < 1):
+            raise InputError(f"max_slices must be a positive number of slices, got {max_slices!r}.")
         tracks = [self._track(i) for i in (self.object_ids if obj_ids is None else obj_ids)]
         if self._memory is not None:
-            yield from self._memory.walks(tracks, DIRECTIONS[direction])
+            yield from self._memory.walks(tracks, DIRECTIONS[direction], max_slices)
             return self.labels
         work = [
             (track, anchor, step)
@@ -243,13 +250,18 @@ class Volume:
             for anchor, step in sorted(track.stale)
             if step in DIRECTIONS[direction] and anchor in track.prompts
         ]
-        done, total = 0, sum(self._reach(anchor, step) for _, anchor, step in work)
+        reach = self._reach
+        done, total = 0, sum(reach(anchor, step, max_slices) for _, anchor, step in work)
         for track, anchor, step in work:
             yield Progress(done, total, f"object {track.obj_id} from slice {anchor}")
-            for _ in walk(track, anchor, step, self.n_slices, self.hw, self._predict, self.rules):
-                done += 1
+            last = anchor
+            for index in walk(
+                track, anchor, step, self.n_slices, self.hw, self._predict, self.rules, max_slices
+            ):
+                done, last = done + 1, index
                 yield Progress(done, total, f"object {track.obj_id}")
-            track.stale.discard((anchor, step))
+            if reach(last, step) == 0 or abs(last - anchor) != max_slices:
+                track.stale.discard((anchor, step))  # else cut by max_slices: due again
         yield Progress(total, total, "propagated")
         return self.labels
 
@@ -258,6 +270,7 @@ class Volume:
         obj_ids: Sequence[int] | None = None,
         direction: str = "both",
         on_progress: Callable[[Progress], object] | None = None,
+        max_slices: int | None = None,
     ) -> np.ndarray:
         """Propagate the objects (default: all) from their prompted slices.
 
@@ -271,13 +284,17 @@ class Volume:
             Forward is increasing slice index.
         on_progress : callable, optional
             Called with each :class:`Progress`; raise from it to cancel.
+        max_slices : int, optional
+            Go at most this many slices from where a walk starts (default: to the
+            stack's ends). A walk cut short is due again: a later call without the
+            limit goes on from where it stopped (projection) or walks again (memory).
 
         Returns
         -------
         numpy.ndarray, (N, H, W) uint32
             :attr:`labels`.
         """
-        return drain(self.propagation(obj_ids, direction), on_progress)
+        return drain(self.propagation(obj_ids, direction, max_slices), on_progress)
 
     @property
     def labels(self) -> np.ndarray:
@@ -302,8 +319,11 @@ class Volume:
             raise InputError(f"No object {obj_id} in this volume (objects: {self.object_ids}).")
         return track
 
-    def _reach(self, anchor: int, step: int) -> int:
-        return self.n_slices - 1 - anchor if step > 0 else anchor
+    def _reach(self, anchor: int, step: int, max_slices: int | None = None) -> int:
+        """Slices from ``anchor`` to the stack's end in direction ``step`` (at most
+        ``max_slices``)."""
+        reach = self.n_slices - 1 - anchor if step > 0 else anchor
+        return reach if max_slices is None else min(reach, max_slices)
 
 
 def _check_id(obj_id) -> int:

@@ -91,10 +91,11 @@ class MemoryWalks:
 
     # --- walks ------------------------------------------------------------------------
     def walks(
-        self, tracks: Sequence[Track], steps: Sequence[int]
+        self, tracks: Sequence[Track], steps: Sequence[int], max_slices: int | None = None
     ) -> Generator[Progress, None, None]:
-        """Propagate ``tracks`` that have new prompts in the directions ``steps``
-        (module docstring); each slice's mask is stored as soon as it is tracked."""
+        """Propagate ``tracks`` that have new prompts in the directions ``steps``, at
+        most ``max_slices`` from the start (module docstring); each slice's mask is
+        stored as soon as it is tracked. A walk cut by ``max_slices`` stays due."""
         due = [track for track in tracks if any(step in steps for _, step in track.stale)]
         for track in due:
             self.tracker.settle(track.obj_id)
@@ -104,8 +105,9 @@ class MemoryWalks:
             starts = [a for t in due for a, s in t.stale if s == step and a in t.prompts]
             if starts:
                 start = min(starts)
-                frames = range(start, count) if step > 0 else range(start, -1, -1)
-                plan.append((step, start, frames))
+                far = count if max_slices is None else max_slices + 1
+                end = min(count, start + far) if step > 0 else max(-1, start - far)
+                plan.append((step, start, range(start, end, step)))
         done, total = 0, sum(len(frames) for _, _, frames in plan) * len(due)
         for step, start, frames in plan:
             yield Progress(done, total, f"from slice {start}")
@@ -114,8 +116,9 @@ class MemoryWalks:
                     self._track(track, index, step < 0, start)
                     done += 1
                 yield Progress(done, total, f"slice {index}")
-            for track in due:
-                track.stale = {(a, s) for a, s in track.stale if s != step}
+            if not 0 <= frames[-1] + step < count:  # not cut short by max_slices
+                for track in due:
+                    track.stale = {(a, s) for a, s in track.stale if s != step}
         yield Progress(total, total, "propagated")
 
     def _track(self, track: Track, index: int, reverse: bool, start: int) -> None:

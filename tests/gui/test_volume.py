@@ -39,6 +39,21 @@ def test_propagate_fills_the_other_slices_around_the_users_labels(viewer_widget,
     np.testing.assert_array_equal(np.asarray(target.data), before)
 
 
+def test_range_limits_how_far_objects_are_followed(viewer_widget, builtin):
+    stack, truth = _ellipsoids()
+    viewer, widget, image = viewer_widget(stack, session=builtin)
+    target = widget.target_labels(image)
+    target.data[6][truth[6] == 1] = 1
+    viewer.dims.set_point(0, 6)
+    panel = widget.volume
+    panel.box.setChecked(True)
+    assert panel.range_spin.text() == "whole axis"  # 0: no limit
+    panel.range_spin.setValue(1)
+    panel.propagate()
+    reached = [z for z in range(12) if (np.asarray(target.data[z]) == 1).any()]
+    assert reached == [5, 6, 7]
+
+
 def test_the_chosen_axis_of_a_time_lapse_stays_chosen(viewer_widget, builtin):
     """A TZYX image offers Z (first) and T; choosing T must survive the refresh that
     Propagate does before it starts."""

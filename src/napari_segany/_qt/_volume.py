@@ -13,7 +13,15 @@ from typing import Any
 
 from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QPushButton, QWidget
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
 from napari_segany import _layers
 from napari_segany.app import volume as app
@@ -41,6 +49,11 @@ class VolumePanel(QObject):
         self.direction_combo = QComboBox()
         self.direction_combo.addItems(list(app.DIRECTIONS))
         self.direction_combo.setToolTip("forward: towards higher slice numbers")
+        self.range_spin = QSpinBox()
+        self.range_spin.setRange(0, 100000)
+        self.range_spin.setSpecialValueText("whole axis")  # shown for 0
+        self.range_spin.setSuffix(" slices each way")
+        self.range_spin.setToolTip("how far from this slice objects are followed (0: all)")
         self.overwrite_box = QCheckBox("overwrite existing labels")
         self.button = QPushButton("Propagate objects on this slice")
         self.button.setToolTip(
@@ -49,6 +62,7 @@ class VolumePanel(QObject):
         )
         form.addRow("axis", self.axis_combo)
         form.addRow("direction", self.direction_combo)
+        form.addRow("range", self.range_spin)
         form.addRow(self.overwrite_box)
         form.addRow(self.button)
         inner.setVisible(False)
@@ -99,6 +113,7 @@ class VolumePanel(QObject):
             axis,
             objects,
             self.direction_combo.currentText(),
+            self.range_spin.value() or None,
             message=f"propagating {len(objects)} objects ...",
             on_done=lambda run: self._write(image, target, run),
             on_progress=self.widget.progress_display(),

@@ -71,9 +71,11 @@ def propagate_run(
     axis: int,
     objects: dict[int, np.ndarray],
     direction: str = "both",
+    max_slices: int | None = None,
 ) -> Generator[Progress, None, Propagation]:
     """Worker body: propagate ``objects`` (id -> mask on plane ``index``) along ``axis``
-    of ``image``; the label planes of the other positions (empty ones left out)."""
+    of ``image``, at most ``max_slices`` each way (None: through the whole axis); the
+    label planes of the other positions (empty ones left out)."""
     if not objects:
         raise InputError(
             "No objects on this plane of the labels layer: commit one first (click, then "
@@ -86,7 +88,7 @@ def propagate_run(
     here = index[axis]
     for obj_id, mask in objects.items():
         volume.add_mask(obj_id, here, mask)
-    labels = yield from volume.propagation(direction=direction)
+    labels = yield from volume.propagation(direction=direction, max_slices=max_slices)
     planes = {
         stack.at(position): labels[position]
         for position in range(stack.shape[0])

@@ -82,14 +82,18 @@ def walk(
     hw: tuple[int, int],
     predict: Predict,
     rules: ProjectionRules,
+    reach: int | None = None,
 ) -> Generator[int, None, None]:
     """Propagate ``track`` from ``anchor`` in direction ``step`` through a stack of
-    ``count`` slices; yields each slice index once its mask is stored (module
-    docstring). A slice's mask is stored whole or not at all."""
+    ``count`` slices, at most ``reach`` slices away (None: to the end); yields each
+    slice index once its mask is stored (module docstring). A slice's mask is stored
+    whole or not at all."""
     previous, version = track.masks[anchor].full(hw), track.versions.get(anchor, 0)
     index = anchor + step
+    far = count if reach is None else reach + 1  # slices away it may not reach
+    low, high = max(0, anchor - far + 1), min(count, anchor + far)
     areas = _Areas(int(previous.sum()), rules.regrow)
-    while previous.any() and 0 <= index < count and index not in track.prompts:
+    while previous.any() and low <= index < high and index not in track.prompts:
         stored = track.masks.get(index)
         if stored is not None and (stored.anchor, stored.version) == (anchor, version):
             previous, index = stored.full(hw), index + step  # done before a cancel
