@@ -108,3 +108,24 @@ def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypat
     assert points.points_per_side == 4 and points.clicked_component_only is True
     assert points.use_m2m is False and refined[1].use_m2m is True
     assert changed.box_nms_thresh == EVERYTHING_DEFAULTS["box_nms_thresh"]
+
+
+def test_link_flag_names_the_rule(tmp_path, monkeypatch, capsys):
+    from napari_segany.api import SegAny
+    from napari_segany.core.errors import InputError
+
+    links = []
+
+    def capture(session, *args, link, link_iou, on_progress, **params):
+        links.append(link)
+        raise InputError("stopped by the test")
+
+    monkeypatch.setattr(SegAny, "segment_everything_stack", capture)
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
+    args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
+    for extra in ([], ["--link"], ["--link", "propagation"]):
+        assert main([*args, *extra]) == 1
+    assert links == [False, "overlap", "propagation"]
+    assert main([*args, "--link", "nearest"]) == 2
+    assert "invalid choice: 'nearest'" in capsys.readouterr().err

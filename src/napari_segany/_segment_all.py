@@ -63,7 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="grid: decode each candidate again with its own mask as the prompt (SAM 2's m2m)",
     )
-    parser.add_argument("--link", action="store_true", help="link objects across planes")
+    parser.add_argument(
+        "--link",
+        nargs="?",
+        const="overlap",
+        default=False,
+        choices=["overlap", "propagation"],
+        help="link objects across planes along the last plane axis: by overlap (the "
+        "default rule), or by propagation (carried onto the next plane by the model)",
+    )
     parser.add_argument("--link-iou", type=float, default=0.5, help="min IoU to link (0.5)")
     parser.add_argument(
         "--csv",

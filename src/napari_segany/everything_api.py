@@ -14,7 +14,7 @@ import numpy as np
 
 from .core import planes
 from .core.embeddings import Embedding, ViewEmbeddings
-from .core.errors import NoImageError
+from .core.errors import InputError, NoImageError
 from .core.everything import (
     AUTO,
     EverythingModes,
@@ -27,6 +27,7 @@ from .core.everything.resolution import Resolution, plane_resolution
 from .core.plugins import PlaneContext
 from .core.predictor import Predictor
 from .core.progress import Progress, drain
+from .core.volume.carry import CARRY_RULES, carry_objects
 
 
 class EverythingMethods:
@@ -141,7 +142,7 @@ class EverythingMethods:
         channel_axis: int | None = None,
         contrast_limits=None,
         channels: Sequence[int] | None = None,
-        link: bool = False,
+        link: bool | str = False,
         link_iou: float = 0.5,
         on_progress: Callable[[Progress], object] | None = None,
         mode: str = AUTO,
@@ -161,9 +162,13 @@ class EverythingMethods:
         channel_axis : int, optional
         contrast_limits, channels
             As in :meth:`set_image`, for every plane.
-        link : bool
-            Give an object the id of the object it overlaps (IoU >= ``link_iou``) in the
-            previous plane along the last plane axis (e.g. Z), so it keeps one id.
+        link : bool or {"overlap", "propagation"}
+            Give an object the id of an object of the previous plane along the last
+            plane axis (e.g. Z), so it keeps one id: ``True`` / ``"overlap"``, the one
+            it overlaps (IoU >= ``link_iou``); ``"propagation"``, the one that, carried
+            onto its plane by the model as a propagated object is
+            (``core.volume.carry``, one decoder call per object and plane), overlaps
+            it so -- for objects that move or change between planes.
         link_iou : float
         on_progress : callable, optional
             Called with each :class:`Progress` report.
@@ -185,7 +190,28 @@ class EverythingMethods:
                 plane, contrast_limits, channels, mode, plane_channels, **params
             )
 
+        carry = self._carry(link, contrast_limits, channels, plane_channels)
         steps = segment_everything_stack(
-            decode, stack, filters, spatial_axes, channel_axis, link, link_iou
+            decode, stack, filters, spatial_axes, channel_axis, bool(link), link_iou, carry
         )
         return drain(steps, on_progress)
+
+    def _carry(self, link, contrast_limits, channels, plane_channels):
+        """For ``link="propagation"``: a plane's objects carried onto the next plane
+        (``core.volume.carry``); None for the other rules."""
+        if link not in (False, True, "overlap", "propagation"):
+            raise InputError(f'link must be False, True, "overlap" or "propagation", got {link!r}.')
+        if link != "propagation":
+            return None
+        rules = CARRY_RULES
+
+        def carry(previous: np.ndarray, plane: np.ndarray) -> np.ndarray:
+            self.set_image(plane, contrast_limits, channels, plane_channels)
+
+            def predict(prompt: dict) -> tuple[np.ndarray, float]:
+                result = self.segment(**prompt, multimask=False)
+                return result.masks[0], float(result.scores[0])
+
+            return carry_objects(previous, predict, rules)
+
+        return carry

@@ -9,7 +9,7 @@ record but has no visible pixel.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -241,7 +241,11 @@ class StackNumbering:
     previous: np.ndarray | None = None
 
     def number(
-        self, plane_labels: np.ndarray, plane_ids: Sequence[int], continues: bool
+        self,
+        plane_labels: np.ndarray,
+        plane_ids: Sequence[int],
+        continues: bool,
+        carry: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, dict[int, int]]:
         """Renumber one plane (its own ids) into stack ids.
 
@@ -251,6 +255,9 @@ class StackNumbering:
         plane_ids : the plane's object ids (also hidden ones, see :func:`renumber_plane`).
         continues : the plane follows the previous one along the linked axis (False for
             the first plane of a run, e.g. Z = 0 of each time point).
+        carry : the previous plane's stack labels -> its objects as found on this plane
+            (same ids); linking then matches this plane's objects to those
+            (``core.volume.carry``), not to the previous plane itself.
 
         Returns
         -------
@@ -259,7 +266,8 @@ class StackNumbering:
         """
         linked = {}
         if self.link and continues and self.previous is not None:
-            linked = link_labels(self.previous, plane_labels, self.min_iou)
+            reference = self.previous if carry is None else carry(self.previous)
+            linked = link_labels(reference, plane_labels, self.min_iou)
         labels, mapping = renumber_plane(plane_labels, self.next_id, linked, ids=plane_ids)
         self.next_id = max([self.next_id, *(v + 1 for v in mapping.values())])
         self.previous = labels

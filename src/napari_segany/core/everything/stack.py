@@ -7,6 +7,9 @@ index along the plane axes (see :mod:`napari_segany.core.stack`). With ``link=Tr
 objects are linked along the *last* plane axis (Z of ZYX or TZYX, T of TYX): an object
 overlapping an object of the previous plane along that axis with IoU >= ``link_iou``
 (one-to-one, best first) takes its id, so one object keeps one id through the stack.
+With a ``carry`` (linking by propagation, ``core.volume.carry``), the previous plane's
+objects are first carried onto the plane by the model and the plane's objects link
+to those instead.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ PlaneIndex = tuple[int, ...]
 PHASE2_WARNINGS = (EmptyResultWarning, SmallObjectsWarning)  # shown for every plane
 # plane (H, W[, C]) -> phase 1 of everything mode on it, as a generator of progress
 PlaneDecoder = Callable[[np.ndarray], Generator[Progress, None, GridCandidates]]
+# (previous plane's stack labels, this plane's pixels) -> those objects found on this plane
+Carry = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,17 @@ class PlaneSelection:
 class _Numbering:
     """Phase 2 plane after plane, ids unique in the stack (linked along the last axis)."""
 
-    def __init__(self, filters: FilterParams, link: bool, link_iou: float) -> None:
+    def __init__(
+        self, filters: FilterParams, link: bool, link_iou: float, carry: Carry | None = None
+    ) -> None:
         self.filters = filters
         self.numbering = StackNumbering(link_iou, link)
         self.selection = PlaneSelection()
+        self.carry = carry
 
-    def add(self, index: PlaneIndex, candidates: GridCandidates) -> None:
+    def add(
+        self, index: PlaneIndex, candidates: GridCandidates, plane: np.ndarray | None = None
+    ) -> None:
         with warnings.catch_warnings(record=True) as caught:
             for kind in PHASE2_WARNINGS:
                 warnings.simplefilter("always", kind)
@@ -97,8 +107,10 @@ class _Numbering:
         self.selection.warnings += [f"{where}{w.message}" for w in caught]
         self.selection.warning_classes += [w.category for w in caught]
         continues = bool(index) and index[-1] > 0
+        carry = self.carry
+        onto = None if carry is None or plane is None else (lambda labels: carry(labels, plane))
         labels, mapping = self.numbering.number(
-            result.labels, [o.label for o in result.objects], continues
+            result.labels, [o.label for o in result.objects], continues, onto
         )
         self.selection.planes[index] = labels
         self.selection.objects += [
@@ -115,6 +127,7 @@ def run_planes(
     link_iou: float = LINK_IOU,
     keep_candidates: bool = False,
     cancel_event: threading.Event | None = None,
+    carry: Carry | None = None,
 ) -> Generator[Progress, None, PlaneSelection]:
     """Everything mode plane after plane: decode, select, number (one loop for all).
 
@@ -135,15 +148,17 @@ def run_planes(
         Keep every plane's candidates in the result (to select again without the model).
     cancel_event : threading.Event, optional
         Set to stop within one progress step (``CancelledError``; nothing is returned).
+    carry : callable, optional
+        Link by propagation (module docstring); with ``link`` only.
 
     Yields
     ------
     Progress
     """
-    numbering = _Numbering(filters, link, link_iou)
+    numbering = _Numbering(filters, link, link_iou, carry)
     for number, (index, plane) in enumerate(planes):
         candidates = yield from _scaled(decode(plane), number, count, index, cancel_event)
-        numbering.add(index, candidates)
+        numbering.add(index, candidates, plane)
         if keep_candidates:
             numbering.selection.candidates[index] = candidates
     yield Progress(count, count, "done")
@@ -172,6 +187,7 @@ def segment_everything_stack(
     channel_axis: int | None = None,
     link: bool = False,
     link_iou: float = LINK_IOU,
+    carry: Carry | None = None,
 ) -> Generator[Progress, None, StackResult]:
     """Everything mode on every plane of an array, as a generator (cancel by closing it).
 
@@ -184,7 +200,7 @@ def segment_everything_stack(
     filters : FilterParams
     spatial_axes, channel_axis
         As in :func:`napari_segany.core.stack.get_plane`.
-    link, link_iou
+    link, link_iou, carry
         As in :func:`run_planes`.
 
     Yields
@@ -201,7 +217,9 @@ def segment_everything_stack(
     indices = list(plane_indices(shape, spatial_axes, channel_axis))
     planes = ((index, get_plane(stack, index, spatial_axes, channel_axis)) for index in indices)
     link = link and bool(axes)
-    selection = yield from run_planes(decode, planes, len(indices), filters, link, link_iou)
+    selection = yield from run_planes(
+        decode, planes, len(indices), filters, link, link_iou, carry=carry
+    )
     labels = np.zeros(_label_shape(shape, channel_axis), dtype=LABEL_DTYPE)
     for index, plane_labels in selection.planes.items():
         _write_plane(labels, plane_labels, index, axes, spatial_axes, channel_axis)
