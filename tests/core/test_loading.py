@@ -228,3 +228,68 @@ def test_half_precision_checkpoint_loads_as_float32(tmp_path):
     for key, value in loaded.state_dict().items():
         assert value.dtype == model.state_dict()[key].dtype, key
         assert torch.equal(value, half[key].to(value.dtype)), key
+
+
+def _decoder_bytes(seed: int = 0, **changes) -> tuple[bytes, dict[str, torch.Tensor]]:
+    """A micro-sam decoder file's bytes (random weights) and its state."""
+    import io
+
+    from napari_segany.core.model.instance_decoder import InstanceDecoder
+
+    torch.manual_seed(seed)
+    state = {**InstanceDecoder().state_dict(), **changes}
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue(), state
+
+
+@pytest.fixture
+def decoder_server(monkeypatch, tmp_path):
+    from tests.core.test_registry import _Server
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv(checkpoints.CACHE_ENV, str(tmp_path / "cache"))
+    server = _Server({})
+    server.thread.start()
+
+    def serve(payload: bytes) -> None:
+        server.files["/vit_t_decoder.pt"] = payload
+        entry = dataclasses.replace(
+            registry.DECODERS["vit_t_lm"],
+            url=server.url("/vit_t_decoder.pt"),
+            xxh128=xxhash.xxh128(payload).hexdigest(),
+        )
+        monkeypatch.setitem(registry.DECODERS, "vit_t_lm", entry)  # type: ignore[index]
+
+    yield server, serve
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def test_a_micro_sam_model_comes_with_its_instance_decoder(vit_t_file, decoder_server):
+    server, serve = decoder_server
+    payload, state = _decoder_bytes(seed=5)
+    serve(payload)
+    loaded = loading.load_model("vit_t_lm", checkpoint=vit_t_file, device="cpu")
+    decoder = loaded.model.instance_decoder
+    assert all(torch.equal(decoder.state_dict()[k], v) for k, v in state.items())
+    assert loading.load_model("vit_t_lm", checkpoint=vit_t_file, device="cpu")
+    assert server.requests == ["/vit_t_decoder.pt"]  # downloaded once, then the cache
+    by_path = loading.load_model(vit_t_file, device="cpu")  # a path: no decoder fetched
+    assert getattr(by_path.model, "instance_decoder", None) is None
+    assert server.requests == ["/vit_t_decoder.pt"]
+
+
+def test_a_decoder_that_cannot_be_had_is_a_warning(vit_t_file, decoder_server):
+    server, serve = decoder_server
+    payload, _ = _decoder_bytes(**{"out_conv.weight": torch.zeros(4, 64, 1, 1)})
+    serve(payload)
+    with pytest.warns(UserWarning, match="out_conv.weight"):
+        loaded = loading.load_model("vit_t_lm", checkpoint=vit_t_file, device="cpu")
+    assert getattr(loaded.model, "instance_decoder", None) is None
+    for cached in checkpoints.cache_dir().glob("vit_t_lm_decoder.pt*"):
+        cached.unlink()
+    server.files.clear()  # a server without it: 404
+    with pytest.warns(UserWarning, match="Could not download"):
+        loaded = loading.load_model("vit_t_lm", checkpoint=vit_t_file, device="cpu")
+    assert getattr(loaded.model, "instance_decoder", None) is None

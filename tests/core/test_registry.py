@@ -275,3 +275,14 @@ def test_the_shipped_builtin_weights_match_their_hash():
     entry = registry.REGISTRY["builtin"]
     path = checkpoints.packaged_checkpoint(entry)
     assert path.stat().st_size <= 15 * 1024 * 1024  # the model card's size limit
+
+
+def test_instance_decoders_belong_to_registered_models_and_are_well_formed():
+    assert set(registry.DECODERS) == {"vit_b_lm", "vit_t_lm", "vit_l_lm", "vit_b_em_organelles"}
+    for model, entry in registry.DECODERS.items():
+        assert model in registry.REGISTRY and entry.name == f"{model}_decoder"
+        assert entry.name not in registry.REGISTRY  # not a model users pick
+        assert entry.architecture == registry.INSTANCE_DECODER
+        assert entry.url.startswith("https://") and entry.url.endswith("_decoder.pt")
+        assert len(entry.xxh128) == 32 and int(entry.xxh128, 16) >= 0
+        assert entry.filename == f"{model}_decoder.pt"

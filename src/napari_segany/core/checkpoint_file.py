@@ -194,3 +194,20 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
             "Pass a Segment Anything, MobileSAM or micro-sam checkpoint."
         )
     return weights
+
+
+def read_tensors(path: str | os.PathLike) -> StateDict:
+    """Every tensor of a weights file (wrappers unwrapped, keys as they are), on the
+    CPU: for files that are not SAM models (e.g. micro-sam's instance decoders).
+
+    Raises
+    ------
+    CheckpointError
+        As :func:`read_state_dict`, and when the file holds no tensor.
+    """
+    path = Path(path).expanduser()
+    content = _unwrap(_load_file(path), path)
+    tensors = {str(k): v for k, v in content.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path} holds no tensors; it is not a weights file.")
+    return tensors

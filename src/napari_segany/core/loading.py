@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,11 +21,12 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import checkpoints, registry
-from .checkpoint_file import HEAD_PREFIX, read_state_dict
+from .checkpoint_file import HEAD_PREFIX, read_state_dict, read_tensors
 from .device import resolve_device
-from .errors import CheckpointError
+from .errors import CheckpointError, DownloadError
 from .model.build import ARCHITECTURES, Architecture, build_sam
 from .model.foreground_head import ForegroundHead
+from .model.instance_decoder import build_instance_decoder
 from .model.sam import Sam
 from .model.sam2 import Sam2, build_sam2, split_image_state
 from .sam2_loading import Sam2Architecture, detect_sam2, is_sam2_state
@@ -332,6 +334,25 @@ def _resolve_source(model: str | os.PathLike, checkpoint) -> tuple[str, Path, st
     return entry.name, checkpoints.fetch(entry), entry.architecture
 
 
+def _attach_instance_decoder(sam: Sam, name: str) -> None:
+    """Give a registered micro-sam model its instance decoder (``registry.DECODERS``:
+    downloaded once and verified, like the model). A decoder that cannot be had is a
+    warning, not an error: prompting does not need it; automatic segmentation then
+    has only SAM's grid."""
+    entry = registry.DECODERS.get(name)
+    if entry is None:
+        return
+    try:
+        path = checkpoints.fetch(entry)
+        sam.instance_decoder = build_instance_decoder(read_tensors(path), str(path))
+    except (DownloadError, CheckpointError) as error:
+        warnings.warn(
+            f"The instance decoder of {name!r} is not available, so automatic "
+            f"segmentation can only use SAM's grid: {error}",
+            stacklevel=3,
+        )
+
+
 def load_model(
     model: str | os.PathLike = registry.DEFAULT_MODEL,
     checkpoint: str | os.PathLike | None = None,
@@ -371,5 +392,7 @@ def load_model(
         sam = build_loaded_sam2(state_dict, architecture, path)
     else:
         sam = build_loaded(state_dict, architecture, detect_image_size(state_dict), path)
+        if not _is_path(model):
+            _attach_instance_decoder(sam, name)
     logger.info("Loaded %s (%s) from %s on %s", name, architecture.name, path, target)
     return LoadedModel(sam.to(target), architecture, name, path, target)

@@ -187,6 +187,31 @@ _SAM2_ENTRIES = (
 REGISTRY: Mapping[str, ModelEntry] = {entry.name: entry for entry in (*_ENTRIES, *_SAM2_ENTRIES)}
 
 
+def _decoder(model: str, place: str, xxh128: str) -> ModelEntry:
+    size = REGISTRY[model].architecture
+    return ModelEntry(
+        f"{model}_decoder",
+        INSTANCE_DECODER,
+        f"{_BIOIMAGEIO_URL}{place}/files/{size}_decoder.pt",
+        xxh128,
+        f"{model}_decoder.pt",
+        f"micro-sam's instance decoder (foreground and distances) for {model}",
+    )
+
+
+INSTANCE_DECODER = "instance_decoder"  # the architecture of a decoder file
+# micro-sam's instance decoders, fetched with (and named after) the model they decode
+# (micro-sam's registry: file places and xxh128 hashes).
+DECODERS: Mapping[str, ModelEntry] = {
+    "vit_b_lm": _decoder("vit_b_lm", "diplomatic-bug/1.2", "708b15ac620e235f90bb38612c4929ba"),
+    "vit_t_lm": _decoder("vit_t_lm", "faithful-chicken/1.1", "3e914a5f397b0312cdd36813031f8823"),
+    "vit_l_lm": _decoder("vit_l_lm", "idealistic-rat/1.2", "2faeafa03819dfe03e7c46a44aaac64a"),
+    "vit_b_em_organelles": _decoder(
+        "vit_b_em_organelles", "noisy-ox/1.2", "bb6398956a6b0132c26b631c14f95ce2"
+    ),
+}
+
+
 def get_entry(name_or_entry: str | ModelEntry) -> ModelEntry:
     """The registry entry for a name (or the entry itself).
 
