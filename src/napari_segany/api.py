@@ -28,6 +28,7 @@ from .core import planes
 from .core.embeddings import Embedding, EmbeddingCache, plane_key
 from .core.errors import ImageError, NoImageError
 from .core.everything import EverythingModes, GridProposer
+from .core.everything.ais import AisProposer
 from .core.image import validate_plane
 from .core.model.sam import Sam
 from .core.plugins import (
@@ -148,9 +149,13 @@ class SegAny(EverythingMethods):
             plugin.channel_rule,
         )
         self.cache = EmbeddingCache(cache_bytes)
-        proposers = (GridProposer(), *plugin.proposers)
+        proposers: tuple = (GridProposer(), *plugin.proposers)
+        default_mode = plugin.default_mode
+        if getattr(sam, "instance_decoder", None) is not None:  # micro-sam's AIS
+            proposers += (AisProposer(),)
+            default_mode = AisProposer.name if default_mode == GridProposer.name else default_mode
         defaults = {**sam.everything_defaults, **plugin.everything_defaults}
-        self.everything = EverythingModes(proposers, plugin.default_mode, defaults)
+        self.everything = EverythingModes(proposers, default_mode, defaults)
         self._refiners: tuple[PromptRefiner, ...] = ()
         self._plugin = plugin
         self._planes = planes.PlaneStore(self.predictor)

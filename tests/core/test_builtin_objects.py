@@ -9,6 +9,7 @@ import torch
 from napari_segany.core.embeddings import ViewEmbeddings
 from napari_segany.core.errors import CheckpointError, InputError
 from napari_segany.core.everything import GridProposer, pick_proposer, split_params
+from napari_segany.core.everything.candidates import label_runs
 from napari_segany.core.loading import load_model
 from napari_segany.core.mask_runs import MaskRuns
 from napari_segany.core.model.build import build_sam
@@ -89,7 +90,7 @@ def test_label_runs_decode_to_every_object():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 5, (23, 17)).astype(np.int32)
     labels[labels == 3] = 0  # an object without pixels: no runs
-    edges, offsets = proposer.label_runs(labels, 4)
+    edges, offsets = label_runs(labels, 4)
     runs = MaskRuns(edges, offsets, labels.shape)
     assert len(runs) == 4
     for index in range(4):

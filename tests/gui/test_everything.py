@@ -247,3 +247,31 @@ def test_deleting_the_image_during_a_run_is_a_notification(threaded, qtbot, note
     viewer.layers.remove(viewer.layers[0])  # the image
     qtbot.waitUntil(lambda: "was deleted during everything mode" in notes.text(), timeout=10_000)
     assert EVERYTHING not in viewer.layers
+
+
+def test_a_model_with_an_instance_decoder_offers_ais_with_its_own_thresholds(viewer_widget):
+    import torch
+    from tests.fakes import tiny_architecture
+    from tests.oracle.upstream import randomize_
+
+    from napari_segany.api import SegAny
+    from napari_segany.core.model.build import build_sam
+    from napari_segany.core.model.instance_decoder import InstanceDecoder
+
+    sam = build_sam(tiny_architecture(), image_size=256)
+    sam.instance_decoder = randomize_(InstanceDecoder(embed_dim=32, features=8), seed=4, scale=0.2)
+    torch.manual_seed(0)
+    session = SegAny.from_model(sam, name="tiny-with-decoder")
+    viewer, widget, image = viewer_widget(blob_plane(), session=session)
+    panel = widget.everything
+    panel.box.setChecked(True)
+    assert panel.proposals_combo.currentText() == "ais"  # "auto" picks it
+    assert panel.filter_params()["pred_iou_thresh"] == 0.0  # micro-sam keeps every object
+    assert not panel.points_spin.isVisible()  # the grid's own rows are hidden
+    widget.segment_everything()
+    session.set_image(blob_plane(), contrast_limits=tuple(image.contrast_limits))
+    expected = session.segment_everything(mode="ais").labels
+    assert expected.max() > 1
+    np.testing.assert_array_equal(viewer.layers[EVERYTHING].data, expected)
+    panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("grid"))
+    assert panel.filter_params()["pred_iou_thresh"] == 0.88  # the grid's: SAM's

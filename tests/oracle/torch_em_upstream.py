@@ -75,17 +75,53 @@ def reference_decoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("encoder")}
 
 
+def _definitions(package: str, module: str, names: list[str], namespace: dict) -> dict:
+    """Functions and classes ``names`` of ``package``'s ``module``, compiled from its
+    source into ``namespace`` (what they need, given by the caller) without importing
+    the package."""
+    if package in sys.modules and hasattr(sys.modules[package], "__path__"):
+        root = Path(list(sys.modules[package].__path__)[0])
+    else:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            pytest.skip(f"{package} (the instance decoder's oracle) is not installed")
+        root = Path(spec.submodule_search_locations[0])
+    path = root / f"{module.replace('.', '/')}.py"
+    tree = ast.parse(path.read_text())
+    wanted = [n for n in tree.body if getattr(n, "name", None) in names]
+    exec(compile(ast.Module(wanted, type_ignores=[]), str(path), "exec"), namespace)
+    return namespace
+
+
 def _micro_sam_class(name: str, module: str = "instance_segmentation"):
     """A class of micro-sam's ``module``, compiled from its source with only torch."""
-    spec = importlib.util.find_spec("micro_sam")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("micro-sam (the instance decoder's oracle) is not installed")
-    path = Path(spec.submodule_search_locations[0]) / f"{module}.py"
-    tree = ast.parse(path.read_text())
-    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name)
-    namespace = {"torch": torch}
-    exec(compile(ast.Module([node], type_ignores=[]), str(path), "exec"), namespace)
-    return namespace[name]
+    return _definitions("micro_sam", module, [name], {"torch": torch})[name]
+
+
+def reference_ais(foreground, center_distances, boundary_distances, **params):
+    """micro-sam's ``InstanceSegmentationWithDecoder.generate`` (untiled) on given maps:
+    its ``_apply_smoothing`` and torch-em's ``watershed_from_center_and_boundary_distances``
+    (with ``size_filter``), on bioimage-cpp's filters and watershed as they import them."""
+    import typing
+
+    import numpy as np
+
+    bic = pytest.importorskip("bioimage_cpp")
+    micro = _definitions(
+        "micro_sam", "instance_segmentation", ["_apply_smoothing"],
+        {"filter_impl": bic.filters, "apply_filter": None},
+    )  # fmt: skip
+    torch_em = _definitions(
+        "torch_em", "util.segmentation",
+        ["size_filter", "watershed_from_center_and_boundary_distances"],
+        {"np": np, "bic": bic, "Optional": typing.Optional},
+    )  # fmt: skip
+    smoothing = params.pop("foreground_smoothing", 1.0)
+    if smoothing > 0:
+        foreground = micro["_apply_smoothing"](foreground, smoothing, None, None)
+    return torch_em["watershed_from_center_and_boundary_distances"](
+        center_distances, boundary_distances, foreground, **params
+    )
 
 
 def reference_decode(model: torch.nn.Module, embedding, input_hw, original_hw):

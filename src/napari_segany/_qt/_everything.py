@@ -89,6 +89,7 @@ class EverythingPanel(QObject):
         self.run: Run | None = None
         self.targets = app.Targets(self.viewer)
         self._fields: dict[str, tuple[frozenset, dict]] = {}  # mode -> app.mode_fields
+        self._thresholds: dict[str, dict] = {}  # mode -> its default thresholds
         self._reselect_job: Job | None = None
         self._reselect_again = False
         self.box = self._build()
@@ -225,28 +226,25 @@ class EverythingPanel(QObject):
         """
         session = _everything_session(session)
         values = app.default_values(session)
-        for name, spin in (
-            ("points_per_side", self.points_spin),
-            ("pred_iou_thresh", self.iou_spin),
-            ("stability_score_thresh", self.stability_spin),
-            ("box_nms_thresh", self.nms_spin),
-            ("min_mask_region_area", self.min_area_spin),
-        ):
-            spin.blockSignals(True)
-            spin.setValue(values[name])
-            spin.blockSignals(False)
-        self.m2m_box.blockSignals(True)
-        self.m2m_box.setChecked(bool(values.get("use_m2m", False)))
-        self.m2m_box.blockSignals(False)
-        self._fill_modes(session)
+        self._set_quietly(self.points_spin, values["points_per_side"])
+        self._set_quietly(self.m2m_box, bool(values.get("use_m2m", False)))
+        self._fill_modes(session)  # and the default mode's thresholds
         self.zoom_combo.blockSignals(True)
         self.zoom_combo.setCurrentIndex(max(self.zoom_combo.findData(values.get(app.ZOOM, 0)), 0))
         self.zoom_combo.blockSignals(False)
+
+    @staticmethod
+    def _set_quietly(control: Any, value: Any) -> None:
+        """Set a spin box's value or a check box's state without its signals."""
+        control.blockSignals(True)
+        control.setChecked(value) if hasattr(control, "setChecked") else control.setValue(value)
+        control.blockSignals(False)
 
     def _fill_modes(self, session: EverythingSession | None) -> None:
         """Offer the session's modes (the model's default first, chosen)."""
         modes = app.mode_choices(session)
         self._fields = {mode: app.mode_fields(session, mode) for mode in modes}
+        self._thresholds = {mode: app.mode_thresholds(session, mode) for mode in modes}
         combo = self.proposals_combo
         combo.blockSignals(True)
         combo.clear()
@@ -261,6 +259,9 @@ class EverythingPanel(QObject):
         """Show exactly the rows the chosen mode uses, labelled in its terms (e.g. the
         built-in objects' "min foreground prob"); the others keep their defaults."""
         shown, filters = self.shown(), self._fields.get(self.mode, (frozenset(), {}))[1]
+        for name, value in self._thresholds.get(self.mode, {}).items():  # the mode's own
+            if name in self.rows:
+                self._set_quietly(self.rows[name][1], value)
         for name, (label, item) in self.rows.items():
             label.setVisible(name in shown)
             item.setVisible(name in shown)
@@ -291,7 +292,7 @@ class EverythingPanel(QObject):
             notify_error(InputError(f"{segany!r} has no everything mode; load a SAM model."))
             return
         try:
-            filters = app.filters_for(session, self.filter_params())
+            filters = app.filters_for(session, self.filter_params(), self.mode)
         except SegAnyError as error:
             notify_error(error, "Everything mode did not start")
             return
@@ -374,7 +375,7 @@ class EverythingPanel(QObject):
             self._reselect_again = True
             return
         try:
-            filters = app.filters_for(session, self.filter_params())
+            filters = app.filters_for(session, self.filter_params(), self.mode)
         except SegAnyError as error:
             notify_error(error, "Thresholds not applied")
             return

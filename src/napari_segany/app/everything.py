@@ -104,15 +104,15 @@ def run_words(image: Any, indices: Sequence[PlaneIndex], stack: bool) -> str:
     return words or "the image"
 
 
-def filters_for(session: EverythingSession, values: dict) -> FilterParams:
-    """Phase 2's parameters: ``values`` (the panel's), the session's defaults for the rest.
+def filters_for(session: EverythingSession, values: dict, mode: str = "auto") -> FilterParams:
+    """Phase 2's parameters: ``values`` (the panel's), ``mode``'s defaults for the rest.
 
     Raises
     ------
     InputError
         On an invalid value.
     """
-    merged = session.everything.merged(**values)
+    merged = {**session.everything.mode_defaults(mode), **values}
     return FilterParams(**{name: merged[name] for name in FILTER_NAMES if name in merged})
 
 
@@ -286,12 +286,19 @@ def mode_fields(session: EverythingSession | None, mode: str) -> tuple[frozenset
     return session.everything.parameters(mode), session.everything.filters(mode)
 
 
-def default_values(session: EverythingSession | None) -> dict:
-    """Everything-mode parameters the session runs with when none are given."""
+def default_values(session: EverythingSession | None, mode: str = "auto") -> dict:
+    """Everything-mode parameters the session runs ``mode`` with when none are given."""
     from napari_segany.core.everything import GridParams
 
     values = {"points_per_side": GridParams().points_per_side, "use_m2m": GridParams().use_m2m}
     values.update({f.name: getattr(FilterParams(), f.name) for f in fields(FilterParams)})
     if session is not None:
-        values.update(session.everything.merged())
+        values.update(session.everything.mode_defaults(mode))
     return values
+
+
+def mode_thresholds(session: EverythingSession | None, mode: str) -> dict:
+    """The phase-2 thresholds ``mode`` runs with by default (its own where it has them:
+    e.g. AIS keeps every object, the grid SAM's 0.88 / 0.95)."""
+    values = default_values(session, mode)
+    return {name: value for name, value in values.items() if name in FILTER_NAMES}

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from ..mask_ops import boxes_near_crop_edge
 from ..mask_runs import MaskRuns
@@ -128,3 +129,77 @@ def _move_edges(batches: list[dict], total: int) -> np.ndarray:
         edges[start : start + part.size] = part
         start += part.size
     return edges
+
+
+def labels_as_candidates(
+    labels: np.ndarray,
+    params: Any,
+    predicted_iou: np.ndarray,
+    stability_score: np.ndarray,
+    points_xy: np.ndarray,
+) -> GridCandidates:
+    """The objects of a label image as candidates of the whole plane, one each, never
+    overlapping: what a decoder-based proposer gives phase 2.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, (H, W) int
+        Objects 1..N, 0 background.
+    params : dataclass
+        The proposer's parameters.
+    predicted_iou, stability_score : numpy.ndarray, (N,) float32
+        The proposer's scores of each object (their meaning is the proposer's).
+    points_xy : numpy.ndarray, (N, 2) float64
+        A point of each object, (x, y).
+    """
+    height, width = labels.shape
+    count = len(predicted_iou)
+    edges, offsets = label_runs(labels, count)
+    boxes = np.zeros((count, 4), np.int64)
+    for index, box in enumerate(ndimage.find_objects(labels, count)):
+        if box is not None:
+            rows, cols = box
+            boxes[index] = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
+    result = GridCandidates((height, width), params)
+    result.crops_xyxy = [(0, 0, width, height)]
+    result.crop_index = np.zeros(count, np.int64)
+    result.predicted_iou = np.asarray(predicted_iou, np.float32)
+    result.stability_score = np.asarray(stability_score, np.float32)
+    result.area = np.bincount(labels.reshape(-1), minlength=count + 1)[1 : count + 1]
+    result.area = result.area.astype(np.int64)
+    result.boxes_xyxy = boxes
+    result.points_xy = np.asarray(points_xy, np.float64)
+    result.near_crop_edge = np.zeros(count, bool)
+    result.runs = [MaskRuns(edges, offsets, (height, width))]
+    result.local_index = np.arange(count, dtype=np.int64)
+    return result
+
+
+def label_runs(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run edges of every object of a label image (the format of ``MaskRuns``).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray, (H, W) int
+        Objects 1..``count``, 0 background.
+    count : int
+
+    Returns
+    -------
+    edges : numpy.ndarray, (E,) int32
+        Object by object, alternating run starts and exclusive ends (flat indices).
+    offsets : numpy.ndarray, (count + 1,) int64
+        Object ``k`` (label ``k + 1``) owns ``edges[offsets[k]:offsets[k + 1]]``.
+    """
+    flat = labels.reshape(-1)
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    starts = np.concatenate([[0], changes])
+    ends = np.concatenate([changes, [flat.size]])
+    values = flat[starts]
+    inside = values > 0
+    starts, ends, values = starts[inside], ends[inside], values[inside]
+    order = np.argsort(values, kind="stable")  # by object, runs in flat order
+    pairs = np.stack([starts[order], ends[order]], axis=1).reshape(-1).astype(np.int32)
+    runs_per_object = np.bincount(values, minlength=count + 1)[1:]
+    offsets = np.concatenate([[0], np.cumsum(2 * runs_per_object)]).astype(np.int64)
+    return pairs, offsets

@@ -119,7 +119,9 @@ class EverythingModes:
         return {"clicked_component_only": self.clicked_parts, **self.defaults, **params}
 
     def plan(self, mode: str = AUTO, **params: Any) -> tuple[Proposer, Any, FilterParams]:
-        """``(proposer, its parameters, FilterParams)`` of a call (defaults merged).
+        """``(proposer, its parameters, FilterParams)`` of a call (defaults merged: the
+        call's, then :attr:`defaults`, then the proposer's own ``filter_defaults`` --
+        phase-2 thresholds that suit its scores, where it declares them --, then SAM's).
 
         Raises
         ------
@@ -127,5 +129,12 @@ class EverythingModes:
             An unknown mode or parameter, or an invalid value.
         """
         proposer = self.proposer(mode)
-        chosen, filters = split_params(proposer, self.proposers, **self.merged(**params))
+        merged = {**self.mode_defaults(mode), **params}
+        chosen, filters = split_params(proposer, self.proposers, **merged)
         return proposer, chosen, filters
+
+    def mode_defaults(self, mode: str = AUTO) -> dict:
+        """What a call of ``mode`` runs with when it gives nothing: :attr:`defaults`
+        over the proposer's own ``filter_defaults`` (where it declares them)."""
+        own = getattr(self.proposer(mode), "filter_defaults", {})
+        return {**own, **self.merged()}

@@ -17,8 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_segany.core.errors import InputError
-from napari_segany.core.everything.candidates import GridCandidates
-from napari_segany.core.mask_runs import MaskRuns
+from napari_segany.core.everything.candidates import GridCandidates, labels_as_candidates
 from napari_segany.core.plugins import PlaneContext
 from napari_segany.core.progress import Progress
 
@@ -76,67 +75,18 @@ class ForegroundProposer:
             params.head_zoom,
             params.head_views,
         )
-        result = _candidates(found, plane.hw, params)
+        result = _candidates(found, params)
         yield Progress(2, 2, "decoded")
         return result
 
 
-def _candidates(
-    found: objects.PlaneObjects, hw: tuple[int, int], params: ForegroundParams
-) -> GridCandidates:
+def _candidates(found: objects.PlaneObjects, params: ForegroundParams) -> GridCandidates:
     labels, count = found.labels, len(found.seeds_yx)
-    height, width = hw
     mean_probability, confident = object_scores(
         found.foreground_logits, labels, count, float(params.stability_score_offset)
     )
-    edges, offsets = label_runs(labels, count)
-    boxes = np.zeros((count, 4), np.int64)
-    for index, box in enumerate(ndimage.find_objects(labels, count)):
-        if box is not None:  # a seed always keeps its own pixels
-            rows, cols = box
-            boxes[index] = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
-    result = GridCandidates((height, width), params)
-    result.crops_xyxy = [(0, 0, width, height)]
-    result.crop_index = np.zeros(count, np.int64)
-    result.predicted_iou = mean_probability
-    result.stability_score = confident
-    result.area = np.bincount(labels.reshape(-1), minlength=count + 1)[1:].astype(np.int64)
-    result.boxes_xyxy = boxes
-    result.points_xy = found.seeds_yx[:, ::-1].copy()
-    result.near_crop_edge = np.zeros(count, bool)
-    result.runs = [MaskRuns(edges, offsets, (height, width))]
-    result.local_index = np.arange(count, dtype=np.int64)
-    return result
-
-
-def label_runs(labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Run edges of every object of a label image (the format of ``MaskRuns``).
-
-    Parameters
-    ----------
-    labels : numpy.ndarray, (H, W) int
-        Objects 1..``count``, 0 background.
-    count : int
-
-    Returns
-    -------
-    edges : numpy.ndarray, (E,) int32
-        Object by object, alternating run starts and exclusive ends (flat indices).
-    offsets : numpy.ndarray, (count + 1,) int64
-        Object ``k`` (label ``k + 1``) owns ``edges[offsets[k]:offsets[k + 1]]``.
-    """
-    flat = labels.reshape(-1)
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate([[0], changes])
-    ends = np.concatenate([changes, [flat.size]])
-    values = flat[starts]
-    inside = values > 0
-    starts, ends, values = starts[inside], ends[inside], values[inside]
-    order = np.argsort(values, kind="stable")  # by object, runs in flat order
-    pairs = np.stack([starts[order], ends[order]], axis=1).reshape(-1).astype(np.int32)
-    runs_per_object = np.bincount(values, minlength=count + 1)[1:]
-    offsets = np.concatenate([[0], np.cumsum(2 * runs_per_object)]).astype(np.int64)
-    return pairs, offsets
+    points_xy = found.seeds_yx[:, ::-1].copy()
+    return labels_as_candidates(labels, params, mean_probability, confident, points_xy)
 
 
 def object_scores(

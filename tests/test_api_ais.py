@@ -1,0 +1,67 @@
+"""Everything mode ``"ais"``: a session whose model has an instance decoder (a tiny
+SAM with a random micro-sam decoder) offers it, picks it for ``"auto"``, and reruns
+only the watershed when its parameters change."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_segany.api import SegAny
+from napari_segany.core.errors import InputError
+from napari_segany.core.everything.ais import AisParams, ais_labels, decoder_maps
+from napari_segany.core.model.build import build_sam
+from napari_segany.core.model.instance_decoder import InstanceDecoder
+from tests.fakes import tiny_architecture
+from tests.oracle.upstream import randomize_
+
+
+@pytest.fixture
+def session():
+    torch.manual_seed(0)
+    sam = build_sam(tiny_architecture(), image_size=256)
+    decoder = randomize_(InstanceDecoder(embed_dim=32, features=8), seed=4, scale=0.2)
+    sam.instance_decoder = decoder
+    calls = []
+    forward = decoder.forward
+    decoder.forward = lambda x: calls.append(1) or forward(x)
+    sa = SegAny.from_model(sam, name="tiny-with-decoder")
+    sa.decoder_calls = calls
+    return sa
+
+
+def _plane() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (90, 120), dtype=np.uint8)
+
+
+def test_auto_picks_ais_and_its_objects_are_the_watersheds(session):
+    assert list(session.everything.names())[0] == "ais"
+    session.set_image(_plane())
+    params = {"foreground_threshold": 0.45, "center_distance_threshold": 0.6}
+    result = session.segment_everything(**params)  # micro-sam's: keep every object
+    maps = decoder_maps(session.current)
+    expected = ais_labels(*maps, AisParams(**params))
+    assert expected.max() > 3  # random weights still make objects
+    assert len(result.objects) == expected.max()
+    for record in result.objects:  # every object is one of the watershed's
+        mask = result.labels == record.label
+        assert len(np.unique(expected[mask])) == 1 and expected[mask][0] > 0
+    assert session.decoder_calls == [1, 1]  # the run and decoder_maps above
+
+
+def test_other_parameters_rerun_only_the_watershed(session):
+    session.set_image(_plane())
+    first = session.segment_everything(mode="ais")
+    second = session.segment_everything(mode="ais", center_distance_threshold=0.3, min_size=20)
+    assert session.decoder_calls == [1]
+    assert len(second.objects) != len(first.objects)
+
+
+def test_models_without_a_decoder_offer_no_ais():
+    sa = SegAny.from_model(build_sam(tiny_architecture(), image_size=256), name="tiny")
+    assert "ais" not in sa.everything.names()
+    sa.set_image(_plane())
+    with pytest.raises(InputError, match="ais"):
+        sa.segment_everything(mode="ais")
