@@ -7,7 +7,7 @@ VENV="${SEGANY_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${SEGANY_TORCH:-torch==2.13.0}"
 SAM2_SPEC="sam2==1.1.0"
-DECODER_ORACLE_SPECS=("torch-em==0.10.9" "micro-sam==1.8.14")
+DECODER_ORACLE_SPECS=("torch-em==0.10.9" "micro-sam==1.8.14" "bioimage-cpp==0.10.0")
 
 ensure_venv() {
     # $1: pip extras to install, e.g. "napari,qt"
@@ -26,10 +26,11 @@ ensure_venv() {
 }
 
 ensure_decoder_oracles() {
-    # torch-em's UNETR and micro-sam's decoder adapter, the tests' instance-decoder
-    # oracle: without their dependencies (their package imports pull data, training and
-    # GUI stacks the model code does not need; tests/oracle/torch_em_upstream.py).
-    if "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('torch_em') and u.find_spec('micro_sam')" >/dev/null 2>&1; then return 0; fi
+    # torch-em's UNETR and seeded watershed, micro-sam's decoder adapter and smoothing,
+    # and bioimage-cpp (their filters and watershed): the tests' instance-decoder and
+    # AIS oracle, without dependencies (the packages' imports pull data, training and
+    # GUI stacks the code under test does not need; tests/oracle/torch_em_upstream.py).
+    if "$VENV/bin/python" -c "import importlib.util as u; assert u.find_spec('torch_em') and u.find_spec('micro_sam') and u.find_spec('bioimage_cpp')" >/dev/null 2>&1; then return 0; fi
     echo "[segany] installing the torch-em / micro-sam test oracles (no dependencies)"
     "$VENV/bin/python" -m pip install -q --no-deps "${DECODER_ORACLE_SPECS[@]}"
 }
