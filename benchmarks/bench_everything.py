@@ -11,7 +11,12 @@ Usage::
     python benchmarks/bench_everything.py --model vit_t --points-per-side 8 --size 256
     python benchmarks/bench_everything.py --peak-rss --size 2048  # ours only: peak RSS
     python benchmarks/bench_everything.py --device cuda --size 1024  # GPU, after a warm-up
+    python benchmarks/bench_everything.py --modes --size 1024   # ours: grid vs AIS, built-in
 
+``--modes`` runs only ours, per mode on one generated nuclei plane (embedding included,
+each from an empty cache): SAM's grid and AIS (random-weight ViT-B with a random
+micro-sam instance decoder) and the built-in model's own mode, and prints the grid's
+time over AIS's.
 ``--peak-rss`` runs only ours (``SegAny.segment_everything`` on a uint16 plane, random
 weights, no upstream) in this fresh process and prints its peak resident set size.
 """
@@ -82,6 +87,44 @@ def peak_rss(model: str, size: int, points_per_side: int, precision: str) -> Non
     )
 
 
+def modes(size: int, points_per_side: int, seed: int) -> None:
+    """Seconds per plane of ours for each everything mode (module docstring)."""
+    from napari_segany.api import SegAny
+    from napari_segany.core.model.build import build_sam
+    from napari_segany.core.model.instance_decoder import InstanceDecoder
+
+    randomize_ = upstream_modules()[2]
+    sam = randomize_(build_sam("vit_b"), seed, 0.15)
+    sam.instance_decoder = randomize_(InstanceDecoder(), seed, 0.15)
+    from napari_segany.core.synthetic import generate_scene
+
+    scene = generate_scene(np.random.default_rng(seed), (size, size), "nuclei", radius=14.0)
+    plane = scene.image  # generated nuclei: the built-in model's kind of plane
+    runs = []
+    for name, session, mode in (
+        ("vit_b grid", SegAny.from_model(sam, "cpu", "fp32", name="vit_b"), "grid"),
+        ("vit_b ais", SegAny.from_model(sam, "cpu", "fp32", name="vit_b"), "ais"),
+        ("builtin foreground", SegAny("builtin", device="cpu", precision="fp32"), "auto"),
+    ):
+        start = time.perf_counter()
+        session.set_image(plane)
+        embedded = time.perf_counter() - start
+        result = session.segment_everything(mode=mode, points_per_side=points_per_side)
+        runs.append((name, embedded, time.perf_counter() - start, len(result.objects)))
+    print(
+        f"{size}x{size} generated nuclei ({plane.dtype}), {points_per_side}^2 grid points, fp32, "
+        f"{torch.get_num_threads()} threads"
+    )
+    print(f"{'mode':<20}{'embed s':>9}{'total s':>9}{'objects':>9}")
+    for name, embedded, total, count in runs:
+        print(f"{name:<20}{embedded:>9.2f}{total:>9.2f}{count:>9}")
+    grid, ais = runs[0], runs[1]
+    print(
+        f"grid / AIS: {grid[2] / ais[2]:.2f}x per plane, "
+        f"{(grid[2] - grid[1]) / (ais[2] - ais[1]):.2f}x after the embedding"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="vit_b", choices=("vit_b", "vit_t", "vit_l", "vit_h"))
@@ -89,6 +132,7 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--peak-rss", action="store_true", help="ours only; print peak RSS")
+    parser.add_argument("--modes", action="store_true", help="ours only; grid vs AIS vs built-in")
     parser.add_argument("--precision", default="fp32", help="of --peak-rss (default fp32)")
     parser.add_argument(
         "--device", default="cpu", help="cpu or cuda (on cuda each variant runs once untimed first)"
@@ -97,6 +141,9 @@ def main() -> None:
     torch.manual_seed(0)
     if args.peak_rss:
         peak_rss(args.model, args.size, args.points_per_side, args.precision)
+        return
+    if args.modes:
+        modes(args.size, args.points_per_side, args.seed)
         return
     from napari_segany.core.device import resolve_precision
     from napari_segany.core.everything.grid import segment_everything
