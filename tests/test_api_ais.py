@@ -65,3 +65,13 @@ def test_models_without_a_decoder_offer_no_ais():
     sa.set_image(_plane())
     with pytest.raises(InputError, match="ais"):
         sa.segment_everything(mode="ais")
+
+
+def test_bf16_sessions_run_the_decoder_in_bf16_close_to_fp32(session):
+    session.set_image(_plane())
+    fp32 = np.stack(decoder_maps(session.current))
+    session.predictor.precision = "bf16"  # the same embedding, the decoder in bf16
+    bf16 = np.stack(decoder_maps(session.current))
+    assert bf16.dtype == np.float32
+    difference = np.abs(bf16 - fp32)
+    assert difference.max() > 0 and difference.mean() < 0.01  # bf16 ran, and stays close
