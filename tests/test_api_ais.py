@@ -75,3 +75,15 @@ def test_bf16_sessions_run_the_decoder_in_bf16_close_to_fp32(session):
     assert bf16.dtype == np.float32
     difference = np.abs(bf16 - fp32)
     assert difference.max() > 0 and difference.mean() < 0.01  # bf16 ran, and stays close
+
+
+def test_a_stack_runs_ais_per_slice_and_links_through_z(session):
+    plane = _plane()
+    stack = np.stack([plane, plane, plane])  # the same slice thrice: every object links
+    result = session.segment_everything_stack(stack, mode="ais", link=True)
+    session.set_image(plane)
+    single = session.segment_everything(mode="ais")
+    assert result.labels.shape == stack.shape and len(single.objects) > 3
+    ids = [set(np.unique(result.labels[z])) - {0} for z in range(3)]
+    assert ids[0] == ids[1] == ids[2] and len(ids[0]) == len(single.objects)
+    np.testing.assert_array_equal(result.labels[1] > 0, single.labels > 0)

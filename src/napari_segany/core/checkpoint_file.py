@@ -211,3 +211,16 @@ def read_tensors(path: str | os.PathLike) -> StateDict:
     if not tensors:
         raise CheckpointError(f"{path} holds no tensors; it is not a weights file.")
     return tensors
+
+
+def key_mismatches(expected: Mapping, given: Mapping) -> str:
+    """The keys where ``given`` differs from ``expected`` (missing, unexpected or of
+    another shape), sorted, the first five named: ``""`` when they agree."""
+    wrong = sorted(
+        key
+        for key in set(expected) | set(given)
+        if key not in given or key not in expected or given[key].shape != expected[key].shape
+    )
+    if not wrong:
+        return ""
+    return ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")

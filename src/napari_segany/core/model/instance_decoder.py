@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint_file import key_mismatches
 from ..errors import CheckpointError
 
 __all__ = ["OUTPUTS", "InstanceDecoder", "build_instance_decoder", "maps_on_plane"]
@@ -172,14 +173,8 @@ def build_instance_decoder(state: Mapping[str, Tensor], source: str = "") -> Ins
     """
     transposed = any(k.startswith("decoder.samplers") and ".block." in k for k in state)
     decoder = InstanceDecoder(transposed=transposed)
-    expected = decoder.state_dict()
-    wrong = sorted(
-        key
-        for key in set(expected) | set(state)
-        if key not in state or key not in expected or state[key].shape != expected[key].shape
-    )
-    if wrong:
-        listed = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+    listed = key_mismatches(decoder.state_dict(), state)
+    if listed:
         where = f" in {source}" if source else ""
         raise CheckpointError(
             f"The instance decoder's entries{where} are not micro-sam's ({listed}); give a "

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint_file import key_mismatches
 from ..errors import CheckpointError
 from .dense import Linear
 from .fpn_neck import sine_position_encoding
@@ -101,16 +102,8 @@ def video_parts(model: Sam2) -> Sam2Video | None:
     built = getattr(model, "_video_parts", None)
     if built is None:
         built = Sam2Video()
-        expected = built.state_dict()
-        wrong = sorted(
-            k
-            for k in set(expected) | set(state)
-            if k not in state or k not in expected or state[k].shape != expected[k].shape
-        )
-        if wrong:
-            listed = ", ".join(wrong[:5]) + (
-                f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
-            )
+        listed = key_mismatches(built.state_dict(), state)
+        if listed:
             raise CheckpointError(
                 f"The checkpoint's video (memory) entries are not SAM 2.1's ({listed}); "
                 "use an official SAM 2.1 file, or propagate by projection with an image model."
