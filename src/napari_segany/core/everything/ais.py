@@ -167,8 +167,8 @@ def decoder_maps(plane: PlaneContext) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """The model's instance-decoder maps of a plane: foreground, centre distances,
     boundary distances, each (H, W) float32 (``core.model.instance_decoder``). Under
     the session's ``"bf16"`` precision the decoder runs in bf16 autocast, as the image
-    encoder does (measured: 6.1 -> 3.3 s per 1024 x 1024 plane at 2 CPU threads, maps
-    within 0.012 of float32's)."""
+    encoder does (measured: 3.5 -> 1.7 s per 1024 x 1024 plane at 2 CPU threads, maps
+    within 0.013 of float32's)."""
     model = plane.predictor.model
     decoder = getattr(model, "instance_decoder", None)
     if decoder is None:

@@ -33,17 +33,21 @@ from ..errors import CheckpointError
 __all__ = ["OUTPUTS", "InstanceDecoder", "build_instance_decoder", "maps_on_plane"]
 
 OUTPUTS = ("foreground", "center_distances", "boundary_distances")
+_NORM_ROWS = 1 << 15  # pixels squared at once by _InstanceNorm (16 MiB at 128 channels)
 
 
 class _Upsample(nn.Module):
-    """2x bilinear upsampling and a 1 x 1 convolution (keys ``conv.*``)."""
+    """2x bilinear upsampling and a 1 x 1 convolution (keys ``conv.*``), run in the
+    other order: both are linear and the interpolation's weights sum to one, so the
+    result is the same, with the convolution on a quarter of the pixels and the
+    interpolation on its (fewer) output channels."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        return F.interpolate(self.conv(x), scale_factor=2, mode="bilinear", align_corners=False)
 
 
 class _TransposedUpsample(nn.Module):
@@ -89,16 +93,36 @@ class _Deconv(nn.Module):
         return self.block(x)
 
 
+class _InstanceNorm(nn.Module):
+    """``nn.InstanceNorm2d`` without parameters (biased variance, eps 1e-5), in any
+    memory layout: torch's own copies channels-last maps to channels-first and back
+    (measured: 1.9 of 7.6 s of the decoder at 1024 x 1024)."""
+
+    eps = 1e-5
+
+    def forward(self, x: Tensor) -> Tensor:
+        # two passes (mean, then the centred squares): 2.5x faster than torch.var_mean
+        # over the spatial axes of a channels-last map, and as exact
+        pixels = x.shape[2] * x.shape[3]
+        centred = x - x.sum(dim=(2, 3), keepdim=True) / pixels
+        squares = centred.new_zeros(centred.shape[:2] + (1, 1))
+        rows = centred.permute(0, 2, 3, 1).reshape(x.shape[0], pixels, x.shape[1])
+        for start in range(0, pixels, _NORM_ROWS):  # squares a piece at a time, in cache
+            piece = rows[:, start : start + _NORM_ROWS]
+            squares += (piece * piece).sum(dim=1)[..., None, None]
+        return centred.mul_(torch.rsqrt(squares / pixels + self.eps))
+
+
 class _ConvBlock(nn.Module):
     """(InstanceNorm, 3 x 3 convolution, ReLU) twice (keys ``block.1``, ``block.4``)."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.InstanceNorm2d(in_channels),
+            _InstanceNorm(),
             nn.Conv2d(in_channels, out_channels, 3, padding=1),
             nn.ReLU(inplace=True),
-            nn.InstanceNorm2d(out_channels),
+            _InstanceNorm(),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
             nn.ReLU(inplace=True),
         )
@@ -153,7 +177,12 @@ class InstanceDecoder(nn.Module):
         self.out_conv = nn.Conv2d(widths[3], len(OUTPUTS), 1)
 
     def forward(self, embedding: Tensor) -> Tensor:
-        """(B, 256, h, w) -> (B, 3, 16 h, 16 w) maps in [0, 1] (:data:`OUTPUTS`)."""
+        """(B, 256, h, w) -> (B, 3, 16 h, 16 w) maps in [0, 1] (:data:`OUTPUTS`).
+
+        Runs channels-last (the convolutions' fast layout on a CPU: 3x faster at full
+        resolution than channels-first); the result is channels-last too.
+        """
+        embedding = embedding.contiguous(memory_format=torch.channels_last)
         stride8 = self.deconv1(embedding)
         stride4 = self.deconv2(stride8)
         stride2 = self.deconv3(stride4)
@@ -181,7 +210,7 @@ def build_instance_decoder(state: Mapping[str, Tensor], source: str = "") -> Ins
             "micro-sam '*_decoder' file (e.g. vit_b_lm_decoder)."
         )
     decoder.load_state_dict(dict(state), strict=True)
-    return decoder.eval()
+    return decoder.to(memory_format=torch.channels_last).eval()
 
 
 def maps_on_plane(maps: Tensor, input_hw: tuple[int, int], original_hw: tuple[int, int]) -> Tensor:
