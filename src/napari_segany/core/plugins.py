@@ -84,7 +84,9 @@ class PlaneContext:
         once and kept with the plane: :meth:`PromptRefiner.prepare` and proposers may
         ``views.embed(rgb)``; :meth:`PromptRefiner.refine` only ``views.get(rgb)``.
     prepared : dict
-        State the refiners prepared for this plane, by refiner name.
+        State the refiners prepared for this plane, by refiner name; proposers may
+        keep their per-plane work here too, under a key of their own (the AIS
+        proposer keeps its decoder maps).
     """
 
     predictor: Predictor
