@@ -192,3 +192,16 @@ def test_memory_entries_that_are_not_sam21s_are_refused():
     model.memory_state = memory_state
     with pytest.raises(CheckpointError, match="maskmem_tpos_enc, no_obj_ptr"):
         video_parts(model)
+
+
+def test_the_objects_of_a_walk_share_each_slice_read(pair, monkeypatch):
+    volume = pair[0]
+    volume.prompt(1, 1, points_yx=[[80, 90]], labels=[1])
+    volume.prompt(2, 3, box_yxyx=[110, 140, 170, 200])
+    reads = []
+    plane = volume.plane
+    monkeypatch.setattr(volume, "plane", lambda index: reads.append(index) or plane(index))
+    volume.propagate()
+    # two prompted slices' memories, then slices 1-5 forward and 1-0 backward: once
+    # each, not once per object
+    assert sorted(reads) == sorted([1, 3, 1, 2, 3, 4, 5, 1, 0])

@@ -250,8 +250,7 @@ class Volume:
             for anchor, step in sorted(track.stale)
             if step in DIRECTIONS[direction] and anchor in track.prompts
         ]
-        reach = self._reach
-        done, total = 0, sum(reach(anchor, step, max_slices) for _, anchor, step in work)
+        done, total = 0, sum(self._reach(anchor, step, max_slices) for _, anchor, step in work)
         for track, anchor, step in work:
             yield Progress(done, total, f"object {track.obj_id} from slice {anchor}")
             last = anchor
@@ -260,8 +259,9 @@ class Volume:
             ):
                 done, last = done + 1, index
                 yield Progress(done, total, f"object {track.obj_id}")
-            if reach(last, step) == 0 or abs(last - anchor) != max_slices:
-                track.stale.discard((anchor, step))  # else cut by max_slices: due again
+            cut = abs(last - anchor) == max_slices and self._reach(last, step) > 0
+            if not cut:  # a walk cut short by max_slices stays due
+                track.stale.discard((anchor, step))
         yield Progress(total, total, "propagated")
         return self.labels
 

@@ -24,11 +24,13 @@ import torch.nn.functional as F
 from .core.model.sam2_video import video_parts
 from .core.predictor import square_masks
 from .core.progress import Progress
+from .core.prompts import to_model_frame
 from .core.results import SegmentResult
 from .core.volume.memory import MemoryTracker
 from .core.volume.tracks import SliceMask, SlicePrompt, Track
 
 if TYPE_CHECKING:
+    from .core.embeddings import Embedding
     from .core.model.sam2_video import FrameState
     from .volume_api import Volume
 
@@ -49,16 +51,22 @@ class MemoryWalks:
         self.volume = volume
         self.size = int(model.image_size)
         self.tracker = MemoryTracker(model, video, self._features, volume.n_slices)
+        self._last: tuple[int, Embedding] | None = None
+
+    def _embedding(self, index: int) -> Embedding:
+        """Slice ``index``'s embedding; the last one is kept within one prompt or walk,
+        so the objects of a walk share one read (and content hash) of each slice."""
+        if self._last is None or self._last[0] != index:
+            self._last = (index, self.volume.embedding(index))
+        return self._last[1]
 
     def _features(self, index: int):
-        return self.volume.embedding(index).features
+        return self._embedding(index).features
 
-    def _to_frame(self, values: np.ndarray) -> torch.Tensor:
-        """(..., 2k) (y, x, ...) plane values -> model-frame (x, y, ...) float32."""
-        height, width = self.volume.hw
-        scale = np.tile([self.size / height, self.size / width], values.shape[-1] // 2)
-        flipped = (values * scale).reshape(*values.shape[:-1], -1, 2)[..., ::-1]
-        frame = flipped.reshape(values.shape).copy()
+    def _to_frame(self, values: np.ndarray, index: int) -> torch.Tensor:
+        """(..., 2k) (y, x, ...) values on slice ``index`` -> model-frame (x, y, ...)."""
+        embedding = self._embedding(index)
+        frame = to_model_frame(values, embedding.input_hw, embedding.original_hw)
         return torch.as_tensor(frame, dtype=torch.float32, device=self.tracker.model.device)
 
     def _plane_mask(self, state: FrameState) -> np.ndarray:
@@ -67,12 +75,13 @@ class MemoryWalks:
     # --- prompts ----------------------------------------------------------------------
     def prompt(self, track: Track, index: int, given: SlicePrompt) -> SegmentResult:
         """Decode ``given`` (all of slice ``index``'s prompts) for ``track``."""
+        self._last = None  # the slice is made the session's current plane again
         points = labels = box = None
         if given.points_yx is not None:
-            points = self._to_frame(np.asarray(given.points_yx))[None]
+            points = self._to_frame(np.asarray(given.points_yx), index)[None]
             labels = torch.as_tensor(given.labels, dtype=torch.int64, device=points.device)[None]
         if given.box_yxyx is not None:
-            box = self._to_frame(np.asarray(given.box_yxyx))[None]
+            box = self._to_frame(np.asarray(given.box_yxyx), index)[None]
         state = self.tracker.prompt(track.obj_id, index, points, labels, box)
         mask = self._plane_mask(state)
         logits = state.low_res[0].clamp(-32.0, 32.0).cpu().numpy()
@@ -80,6 +89,7 @@ class MemoryWalks:
 
     def add_mask(self, track: Track, index: int, mask: np.ndarray) -> None:
         """Anchor ``track`` on slice ``index`` with an (H, W) bool mask."""
+        self._last = None
         tensor = torch.as_tensor(mask, dtype=torch.float32)[None, None]
         if tuple(mask.shape) != (self.size, self.size):
             tensor = F.interpolate(tensor, (self.size, self.size), mode="bilinear", antialias=True)
@@ -96,6 +106,7 @@ class MemoryWalks:
         """Propagate ``tracks`` that have new prompts in the directions ``steps``, at
         most ``max_slices`` from the start (module docstring); each slice's mask is
         stored as soon as it is tracked. A walk cut by ``max_slices`` stays due."""
+        self._last = None
         due = [track for track in tracks if any(step in steps for _, step in track.stale)]
         for track in due:
             self.tracker.settle(track.obj_id)

@@ -145,3 +145,12 @@ def test_the_documented_border_box_example_runs():
     namespace: dict = {}
     exec(compile(block.group(1), "scripting.md", "exec"), namespace)
     assert namespace["whole"].masks.shape == (1, 256, 256)  # (0, 0, H, W) was refused before
+
+
+def test_plane_coordinates_go_to_the_model_frame_as_x_y_pairs():
+    from napari_segany.core.prompts import to_model_frame
+
+    points = to_model_frame(np.array([[10.0, 40.0], [0.0, 0.0]]), (512, 1024), (100, 200))
+    np.testing.assert_allclose(points, [[40 * 5.12, 10 * 5.12], [0, 0]])
+    box = to_model_frame(np.array([1.0, 2.0, 3.0, 4.0]), (1024, 1024), (256, 512))
+    np.testing.assert_allclose(box, [4.0, 4.0, 8.0, 12.0])  # (x0, y0, x1, y1)

@@ -237,7 +237,10 @@ class EverythingPanel(QObject):
     def _set_quietly(control: Any, value: Any) -> None:
         """Set a spin box's value or a check box's state without its signals."""
         control.blockSignals(True)
-        control.setChecked(value) if hasattr(control, "setChecked") else control.setValue(value)
+        if hasattr(control, "setChecked"):
+            control.setChecked(value)
+        else:
+            control.setValue(value)
         control.blockSignals(False)
 
     def _fill_modes(self, session: EverythingSession | None) -> None:

@@ -23,7 +23,7 @@ from .model.sam import Sam
 
 if TYPE_CHECKING:
     from .model.sam2 import Sam2
-from .prompts import check_boxes, check_mask_input, check_points
+from .prompts import check_boxes, check_mask_input, check_points, to_model_frame
 from .results import SegmentResult
 from .upscale_x4 import threshold_upscaled_x4
 
@@ -137,7 +137,7 @@ class Predictor:
         else:
             pixels = preprocess(rgb, image_size, self.device, mean, std, max_upscale)
             input_hw = model_input_hw(original_hw, image_size, max_upscale)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             features = self.model.encode(pixels)
         return Embedding(
             features=features.float().contiguous()
@@ -148,7 +148,9 @@ class Predictor:
             model_key=self.model_key,
         )
 
-    def _autocast(self):
+    def autocast(self):
+        """The context a per-plane network runs in (the image encoder, an instance
+        decoder): bf16 autocast under ``precision="bf16"``, else nothing."""
         if self.precision != "bf16":
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
@@ -246,20 +248,17 @@ class Predictor:
 
         Returns ``(low_res_logits (N, K, 256, 256), iou_predictions (N, K))``.
         """
-        scale_yx = np.array(embedding.input_hw, dtype=np.float64) / embedding.original_hw
         device = self.device
         points_xy = labels_t = boxes_xyxy = masks_t = None
         if points is not None:
-            model_xy = (points * scale_yx)[:, ::-1]
-            points_xy = torch.as_tensor(model_xy.copy(), dtype=torch.float32, device=device)
+            model_xy = to_model_frame(points, embedding.input_hw, embedding.original_hw)
+            points_xy = torch.as_tensor(model_xy, dtype=torch.float32, device=device)
             points_xy = points_xy[None].expand(n_objects, -1, -1)
             labels_t = torch.as_tensor(point_labels, dtype=torch.int64, device=device)
             labels_t = labels_t[None].expand(n_objects, -1)
         if boxes is not None:
-            model_yxyx = boxes * np.tile(scale_yx, 2)
-            boxes_xyxy = torch.as_tensor(
-                model_yxyx[:, [1, 0, 3, 2]], dtype=torch.float32, device=device
-            )
+            model_xyxy = to_model_frame(boxes, embedding.input_hw, embedding.original_hw)
+            boxes_xyxy = torch.as_tensor(model_xyxy, dtype=torch.float32, device=device)
         if masks_in is not None:
             masks_t = torch.as_tensor(masks_in, dtype=torch.float32, device=device)
         features = embedding.features.to(device)

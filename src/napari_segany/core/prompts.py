@@ -142,3 +142,20 @@ def check_mask_input(mask_input, n_objects: int, low_res_hw: tuple[int, int]):
             f"shape ({size}), (1, {size}) or ({n_objects}, 1, {size}); got {masks.shape}."
         )
     return np.ascontiguousarray(masks)
+
+
+def to_model_frame(
+    values_yx: np.ndarray, input_hw: tuple[int, int], original_hw: tuple[int, int]
+) -> np.ndarray:
+    """Plane coordinates in (y, x) pairs -> model-frame (x, y) pairs, float64.
+
+    Parameters
+    ----------
+    values_yx : numpy.ndarray, (..., 2k)
+        Points (y, x) or boxes (y0, x0, y1, x1) in plane pixels.
+    input_hw, original_hw : (int, int)
+        The plane's size in the model frame and its own (``Embedding``).
+    """
+    scale_yx = np.array(input_hw, dtype=np.float64) / np.array(original_hw, dtype=np.float64)
+    pairs = np.asarray(values_yx, dtype=np.float64).reshape(*np.shape(values_yx)[:-1], -1, 2)
+    return np.ascontiguousarray((pairs * scale_yx)[..., ::-1]).reshape(np.shape(values_yx))

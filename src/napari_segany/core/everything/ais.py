@@ -176,10 +176,9 @@ def decoder_maps(plane: PlaneContext) -> tuple[np.ndarray, np.ndarray, np.ndarra
             f"Model {plane.predictor.name!r} has no instance decoder, so mode 'ais' is not "
             "available; use mode='grid' (or a micro-sam model with a decoder, e.g. vit_b_lm)."
         )
-    embedding, device = plane.embedding, plane.predictor.device
-    features = embedding.features.to(device)
-    bf16 = plane.predictor.precision == "bf16"  # as the image encoder runs (2x on a CPU)
-    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+    embedding = plane.embedding
+    features = embedding.features.to(plane.predictor.device)
+    with torch.inference_mode(), plane.predictor.autocast():  # as the image encoder runs
         maps = maps_on_plane(decoder(features), embedding.input_hw, embedding.original_hw)
     foreground, center, boundary = maps[0].float().cpu().numpy()
     return foreground, center, boundary

@@ -68,7 +68,8 @@ class ObjectMemory:
 
     def state(self, index: int) -> FrameState | None:
         """The object's latest output on frame ``index``."""
-        return self.prompted.get(index) or self.tracked.get(index)
+        state = self.prompted.get(index)
+        return self.tracked.get(index) if state is None else state
 
 
 class MemoryTracker:
