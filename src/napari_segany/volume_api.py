@@ -11,7 +11,7 @@ as Meta's video predictor does (:mod:`.volume_memory`); every other model by
 projection (``core.volume``): the last slice's mask prompts the next one, until the
 object ends. Slices are read and embedded one at a time, through the session's
 embedding cache; of the objects, their masks (cropped to their boxes) and, with
-memory, each tracked slice's memory (0.75 MiB per object and slice) are kept. The
+memory, each tracked slice's memory (0.75 MiB per object and slice, by size) are kept. The
 session's current plane is the last slice the volume worked on.
 """
 
