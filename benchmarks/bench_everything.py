@@ -11,12 +11,12 @@ Usage::
     python benchmarks/bench_everything.py --model vit_t --points-per-side 8 --size 256
     python benchmarks/bench_everything.py --peak-rss --size 2048  # ours only: peak RSS
     python benchmarks/bench_everything.py --device cuda --size 1024  # GPU, after a warm-up
-    python benchmarks/bench_everything.py --modes --size 1024   # ours: grid vs AIS, built-in
+    python benchmarks/bench_everything.py --modes --size 1024   # ours: grid, AIS, APG, built-in
 
 ``--modes`` runs only ours, per mode on one generated nuclei plane (embedding included,
-each from an empty cache): SAM's grid and AIS (random-weight ViT-B with a random
-micro-sam instance decoder) and the built-in model's own mode, and prints the grid's
-time over AIS's.
+each from an empty cache): SAM's grid, AIS and APG (random-weight ViT-B with a random
+micro-sam instance decoder: APG's prompts are as many as the random maps' seeds) and
+the built-in model's own AIS, and prints the grid's time over AIS's and APG's.
 ``--peak-rss`` runs only ours (``SegAny.segment_everything`` on a uint16 plane, random
 weights, no upstream) in this fresh process and prints its peak resident set size.
 """
@@ -87,42 +87,75 @@ def peak_rss(model: str, size: int, points_per_side: int, precision: str) -> Non
     )
 
 
-def modes(size: int, points_per_side: int, seed: int) -> None:
+def _truth_maps(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The maps a perfect instance decoder would give for ``labels``: foreground, the
+    distance to each object's centre and to its boundary, each normalised per object
+    as micro-sam's training targets are (0 at the centre; 0 deep inside)."""
+    from scipy import ndimage
+
+    foreground = (labels > 0).astype(np.float32)
+    center = np.ones(labels.shape, np.float32)
+    boundary = np.ones(labels.shape, np.float32)
+    inside = ndimage.distance_transform_edt(labels > 0)
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        mask = labels[box] == index
+        yy, xx = np.nonzero(mask)
+        to_centre = np.hypot(yy - yy.mean(), xx - xx.mean())
+        depth = inside[box][mask]
+        center[box][mask] = to_centre / max(to_centre.max(), 1.0)
+        boundary[box][mask] = 1.0 - depth / max(depth.max(), 1.0)
+    return foreground, center, boundary
+
+
+def modes(size: int, points_per_side: int, seed: int, precision: str) -> None:
     """Seconds per plane of ours for each everything mode (module docstring)."""
     from napari_segany.api import SegAny
+    from napari_segany.core.everything.ais import MAPS_KEY
     from napari_segany.core.model.build import build_sam
     from napari_segany.core.model.instance_decoder import InstanceDecoder
+    from napari_segany.core.synthetic import generate_scene
 
     randomize_ = upstream_modules()[2]
     sam = randomize_(build_sam("vit_b"), seed, 0.15)
     sam.instance_decoder = randomize_(InstanceDecoder(), seed, 0.15)
-    from napari_segany.core.synthetic import generate_scene
-
     scene = generate_scene(np.random.default_rng(seed), (size, size), "nuclei", radius=14.0)
     plane = scene.image  # generated nuclei: the built-in model's kind of plane
+    truth = _truth_maps(scene.labels)
     runs = []
-    for name, session, mode in (
-        ("vit_b grid", SegAny.from_model(sam, "cpu", "fp32", name="vit_b"), "grid"),
-        ("vit_b ais", SegAny.from_model(sam, "cpu", "fp32", name="vit_b"), "ais"),
-        ("builtin foreground", SegAny("builtin", device="cpu", precision="fp32"), "auto"),
+    for name, model, mode in (
+        ("vit_b grid", "vit_b", "grid"),
+        ("vit_b ais", "vit_b", "ais"),
+        ("vit_b apg", "vit_b", "apg"),
+        ("vit_b apg, ideal maps", "vit_b", "apg"),
+        ("builtin ais", "builtin", "auto"),
     ):
+        if model == "builtin":
+            session = SegAny("builtin", device="cpu", precision=precision)
+        else:
+            session = SegAny.from_model(sam, "cpu", precision, name=model)
         start = time.perf_counter()
         session.set_image(plane)
         embedded = time.perf_counter() - start
+        if "ideal" in name:  # a perfect decoder's maps: one seed per nucleus
+            session.current.prepared[MAPS_KEY] = truth
         result = session.segment_everything(mode=mode, points_per_side=points_per_side)
         runs.append((name, embedded, time.perf_counter() - start, len(result.objects)))
+        del session
     print(
-        f"{size}x{size} generated nuclei ({plane.dtype}), {points_per_side}^2 grid points, fp32, "
-        f"{torch.get_num_threads()} threads"
+        f"{size}x{size} generated nuclei ({plane.dtype}, {scene.labels.max()} nuclei), "
+        f"{points_per_side}^2 grid points, {precision}, {torch.get_num_threads()} threads"
     )
-    print(f"{'mode':<20}{'embed s':>9}{'total s':>9}{'objects':>9}")
+    print(f"{'mode':<24}{'embed s':>9}{'total s':>9}{'objects':>9}")
     for name, embedded, total, count in runs:
-        print(f"{name:<20}{embedded:>9.2f}{total:>9.2f}{count:>9}")
-    grid, ais = runs[0], runs[1]
-    print(
-        f"grid / AIS: {grid[2] / ais[2]:.2f}x per plane, "
-        f"{(grid[2] - grid[1]) / (ais[2] - ais[1]):.2f}x after the embedding"
-    )
+        print(f"{name:<24}{embedded:>9.2f}{total:>9.2f}{count:>9}")
+    grid = runs[0]
+    for name, embedded, total, _ in runs[1:4]:
+        print(
+            f"grid / {name}: {grid[2] / total:.2f}x per plane, "
+            f"{(grid[2] - grid[1]) / (total - embedded):.2f}x after the embedding"
+        )
 
 
 def main() -> None:
@@ -132,8 +165,10 @@ def main() -> None:
     parser.add_argument("--points-per-side", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--peak-rss", action="store_true", help="ours only; print peak RSS")
-    parser.add_argument("--modes", action="store_true", help="ours only; grid vs AIS vs built-in")
-    parser.add_argument("--precision", default="fp32", help="of --peak-rss (default fp32)")
+    parser.add_argument("--modes", action="store_true", help="ours only; grid, AIS, APG, built-in")
+    parser.add_argument(
+        "--precision", default="fp32", help="of --peak-rss and --modes (default fp32)"
+    )
     parser.add_argument(
         "--device", default="cpu", help="cpu or cuda (on cuda each variant runs once untimed first)"
     )
@@ -143,7 +178,7 @@ def main() -> None:
         peak_rss(args.model, args.size, args.points_per_side, args.precision)
         return
     if args.modes:
-        modes(args.size, args.points_per_side, args.seed)
+        modes(args.size, args.points_per_side, args.seed, args.precision)
         return
     from napari_segany.core.device import resolve_precision
     from napari_segany.core.everything.grid import segment_everything

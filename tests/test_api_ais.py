@@ -87,3 +87,32 @@ def test_a_stack_runs_ais_per_slice_and_links_through_z(session):
     ids = [set(np.unique(result.labels[z])) - {0} for z in range(3)]
     assert ids[0] == ids[1] == ids[2] and len(ids[0]) == len(single.objects)
     np.testing.assert_array_equal(result.labels[1] > 0, single.labels > 0)
+
+
+def test_apg_is_offered_beside_ais_and_reruns_only_what_changed(session, monkeypatch):
+    import napari_segany.core.everything.apg as apg
+
+    assert set(session.everything.names()) == {"ais", "apg", "grid"}
+    assert "nms_threshold" in session.everything.parameters("apg")
+    decoded = []
+    original = apg.decode_prompts
+    monkeypatch.setattr(
+        apg, "decode_prompts", lambda *a, **k: decoded.append(1) or (yield from original(*a, **k))
+    )
+    session.set_image(_plane())
+    session.segment_everything(mode="ais")
+    first = session.segment_everything(mode="apg", min_size=0)
+    assert session.decoder_calls == [1] and decoded == [1]  # the maps were AIS's
+    looser = session.segment_everything(mode="apg", min_size=0, nms_threshold=0.2)
+    assert decoded == [1] and len(looser.objects) != len(first.objects)  # NMS only
+    session.segment_everything(mode="apg", min_size=0, center_distance_threshold=0.3)
+    assert decoded == [1, 1] and session.decoder_calls == [1]  # prompts again, not maps
+    for record in first.objects:  # QC: the painted mask's scores, never invented
+        assert 0 <= record.stability_score <= 1 and np.isfinite(record.predicted_iou)
+
+
+def test_apg_asks_for_a_decoder_by_name():
+    sa = SegAny.from_model(build_sam(tiny_architecture(), image_size=256), name="tiny")
+    sa.set_image(_plane())
+    with pytest.raises(InputError, match=r"Unknown everything mode 'apg'.*'grid'"):
+        sa.segment_everything(mode="apg")

@@ -100,7 +100,7 @@ def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypat
     assert main([*args, "--mode", "grid", "--use-m2m"]) == 1
     (proposer, chosen, filters), (_, zoomed, changed), (grid, points, _), refined = seen
     # no --model: the built-in model, its head's objects and its thresholds
-    assert proposer.name == "foreground" and grid.name == "grid"
+    assert proposer.name == "ais" and grid.name == "grid"
     assert chosen.head_zoom == 0  # automatic
     assert filters.pred_iou_thresh == EVERYTHING_DEFAULTS["pred_iou_thresh"]
     assert changed.pred_iou_thresh == 0.7  # a flag wins
@@ -129,3 +129,32 @@ def test_link_flag_names_the_rule(tmp_path, monkeypatch, capsys):
     assert links == [False, "overlap", "propagation"]
     assert main([*args, "--link", "nearest"]) == 2
     assert "invalid choice: 'nearest'" in capsys.readouterr().err
+
+
+def test_decoder_mode_flags_reach_the_session(tmp_path, monkeypatch, capsys):
+    from napari_segany.api import SegAny
+    from napari_segany.core.errors import InputError
+
+    seen = []
+
+    def capture(session, *args, link, link_iou, on_progress, **params):
+        seen.append(params)
+        raise InputError("stopped by the test")
+
+    monkeypatch.setattr(SegAny, "segment_everything_stack", capture)
+    source = tmp_path / "in.tif"
+    tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
+    args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
+    flags = ["--mode", "apg", "--nms-threshold", "0.5", "--min-size", "3", "--box-refinement"]
+    flags += ["--center-distance-threshold", "0.3", "--foreground-threshold", "0.6"]
+    assert main([*args, *flags]) == 1
+    assert seen == [
+        {
+            "mode": "apg",
+            "nms_threshold": 0.5,
+            "min_size": 3,
+            "box_refinement": True,
+            "center_distance_threshold": 0.3,
+            "foreground_threshold": 0.6,
+        }
+    ]

@@ -73,7 +73,7 @@ def test_builtin_head_objects_and_snapped_prompts_on_cuda_match_the_cpu():
     for device in ("cpu", "cuda"):
         session = SegAny(device=device, precision="fp32")
         session.set_image(scene.image)
-        objects = session.segment_everything(mode="foreground", head_views=2).labels
+        objects = session.segment_everything(mode="ais", head_views=2).labels
         everything = session.segment_everything().labels
         box = session.segment(box_yxyx=[40, 40, 80, 80], multimask=False).masks[0]
         results[device] = (objects, everything, box)

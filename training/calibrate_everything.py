@@ -10,7 +10,7 @@ Decodes the grid once per scene (``--points-per-side``, the clicked-part rule on
 model) and reports the mean F1 at IoU 0.5 (``evaluate_builtin.matching_f1``) of each,
 best first, with the decoding time per scene.
 
-With ``--mode foreground`` (models with a foreground head: the built-in model) the
+With ``--mode ais`` (models with a foreground head: the built-in model) the
 objects come from the seeded watershed of ``core/objects.py`` instead; its seed
 thresholds (foreground logit, border logit, minimum seed area), the extent of the
 objects and ``pred_iou_thresh`` (there: an object's mean foreground probability) are
@@ -114,7 +114,7 @@ def object_iou(truth: np.ndarray, found: np.ndarray) -> float:
 
 def sweep_foreground(session: SegAny, n_images: int, zoom: int = objects.AUTO_ZOOM) -> dict:
     """Mean (F1, precision, recall) per seed-threshold combination of
-    ``mode="foreground"`` (objects found at ``zoom``, 0: automatic), and the
+    ``mode="ais"`` (objects found at ``zoom``, 0: automatic), and the
     head's seconds per scene."""
     scores: dict[tuple, list] = {}
     seconds = []
@@ -158,10 +158,10 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="builtin")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--points-per-side", type=int, default=64)
-    parser.add_argument("--mode", choices=("grid", "foreground"), default="grid")
+    parser.add_argument("--mode", choices=("grid", "ais"), default="grid")
     parser.add_argument("--whole-masks", action="store_true", help="clicked-part rule off")
     parser.add_argument(
-        "--head-zoom", type=int, default=0, help="foreground: tiles per side (0: automatic)"
+        "--head-zoom", type=int, default=0, help="ais: tiles per side (0: automatic)"
     )
     parser.add_argument("--crop-n-layers", type=int, default=0)
     parser.add_argument("--crop-n-points-downscale-factor", type=int, default=1)
@@ -176,9 +176,9 @@ def main(argv=None) -> None:
         "crop_n_points_downscale_factor": args.crop_n_points_downscale_factor,
     }
     settings = {"model": args.model, "images": args.images}
-    if args.mode == "foreground":
+    if args.mode == "ais":
         result = sweep_foreground(session, args.images, args.head_zoom)
-        settings["mode"] = "foreground"
+        settings["mode"] = "ais"
         settings["head_zoom"] = args.head_zoom
     else:
         result = sweep(session, args.images, args.points_per_side, not args.whole_masks, crops)

@@ -19,8 +19,18 @@ CHANNEL_LETTERS = ("C", "S")
 # model's defaults (SegAny.everything.merged; for builtin the objects of its
 # foreground head, thresholds off), else SAM's, shown in the help.
 EVERYTHING_OPTIONS = [
-    ("--mode", str, "auto (the model's), grid (SAM's point grid), foreground (builtin's head)"),
-    ("--head-zoom", int, "foreground: tiles per side 1-4, 0 = automatic (default: 0)"),
+    (
+        "--mode",
+        str,
+        "auto (the model's), grid (SAM's point grid), ais (a model's decoder: "
+        "builtin, micro-sam *_lm / *_em_organelles), apg (micro-sam's decoder prompting SAM)",
+    ),
+    ("--head-zoom", int, "builtin ais: tiles per side 1-4, 0 = automatic (default: 0)"),
+    ("--foreground-threshold", float, "ais/apg: min foreground probability (default: 0.5)"),
+    ("--center-distance-threshold", float, "ais/apg: seeds below this centre distance (0.5)"),
+    ("--boundary-distance-threshold", float, "ais/apg: seeds below this boundary distance (0.5)"),
+    ("--min-size", int, "ais/apg: drop objects smaller than this (ais: 0, apg: 25)"),
+    ("--nms-threshold", float, "apg: mask IoU above which duplicates go (default: 0.9)"),
     ("--points-per-side", int, "grid points along each side (default: 32)"),
     ("--points-per-batch", int, "points decoded at once (default: 64)"),
     ("--pred-iou-thresh", float, "keep masks with predicted IoU above (SAM: 0.88; builtin: 0)"),
@@ -64,6 +74,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="grid: decode each candidate again with its own mask as the prompt (SAM 2's m2m)",
     )
     parser.add_argument(
+        "--box-refinement",
+        action="store_true",
+        help="apg: prompt SAM once more with each mask's box (micro-sam's box refinement)",
+    )
+    parser.add_argument(
         "--link",
         nargs="?",
         const="overlap",
@@ -101,8 +116,7 @@ def run(args: argparse.Namespace) -> int:
     limits, channels = args.contrast_limits, args.channels
     names = [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
     params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    if args.use_m2m:
-        params["use_m2m"] = True
+    params.update({flag: True for flag in ("use_m2m", "box_refinement") if getattr(args, flag)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = session.segment_everything_stack(

@@ -29,6 +29,7 @@ from .core.embeddings import Embedding, EmbeddingCache, plane_key
 from .core.errors import ImageError, NoImageError
 from .core.everything import EverythingModes, GridProposer
 from .core.everything.ais import AisProposer
+from .core.everything.apg import ApgProposer
 from .core.image import validate_plane
 from .core.model.sam import Sam
 from .core.plugins import (
@@ -151,8 +152,9 @@ class SegAny(EverythingMethods):
         self.cache = EmbeddingCache(cache_bytes)
         proposers: tuple = (GridProposer(), *plugin.proposers)
         default_mode = plugin.default_mode
-        if getattr(sam, "instance_decoder", None) is not None:  # micro-sam's AIS
-            proposers += (AisProposer(),)
+        if getattr(sam, "instance_decoder", None) is not None:  # micro-sam's AIS and APG
+            own = {p.name for p in proposers}
+            proposers += tuple(p for p in (AisProposer(), ApgProposer()) if p.name not in own)
             default_mode = AisProposer.name if default_mode == GridProposer.name else default_mode
         defaults = {**sam.everything_defaults, **plugin.everything_defaults}
         self.everything = EverythingModes(proposers, default_mode, defaults)

@@ -150,8 +150,10 @@ def test_foreground_proposals_need_a_head_and_a_known_mode():
         _propose(predictor, rgb)
     proposers = (GridProposer(), ForegroundProposer())
     with pytest.raises(InputError, match="Unknown everything mode 'seeds'"):
-        pick_proposer(proposers, "seeds", "foreground")
-    assert pick_proposer(proposers, "auto", "foreground") is proposers[1]
+        pick_proposer(proposers, "seeds", "ais")
+    assert pick_proposer(proposers, "auto", "ais") is proposers[1]
+    # the head's former mode name is still accepted, and not listed
+    assert pick_proposer(proposers, "foreground", "grid") is proposers[1]
     # the grid's parameters are accepted and not used by the head's proposals
     params, _ = split_params(proposers[1], proposers, crop_n_layers=1, head_zoom=2)
     assert params == ForegroundParams(head_zoom=2)

@@ -127,13 +127,13 @@ def test_chunked_upscaling_equals_one_call_and_predictor_masks():
 
 
 def test_speckled_masks_keep_logits_and_decode_the_same():
-    from napari_segany.core.everything.grid import _mask_statistics
+    from napari_segany.core.everything.grid import mask_statistics
 
     rng = np.random.default_rng(5)
     low = torch.as_tensor(rng.normal(0, 3, (3, 64, 64)), dtype=torch.float32)  # speckle
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     low[1] = 10.0 - ((yy - 20) ** 2 + (xx - 30) ** 2).sqrt()  # a smooth disc
-    stats = _mask_statistics(low, (256, 256), (256, 256), 256, 1.0)
+    stats = mask_statistics(low, (256, 256), (256, 256), 256, 1.0)
     assert set(stats["dense"]) == {0, 2} and stats["counts"][[0, 2]].tolist() == [0, 0]
     offsets = np.concatenate([[0], np.cumsum(stats["counts"])])
     to_frame = lambda x: upscale_logits(x, (256, 256), (256, 256), 256)  # noqa: E731

@@ -67,8 +67,8 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     defaults = widget.segany.everything.defaults
     panel = widget.everything
     modes = [panel.proposals_combo.itemData(i) for i in range(panel.proposals_combo.count())]
-    assert modes == list(widget.segany.everything.names()) == ["foreground", "grid"]
-    assert panel.mode == "foreground"
+    assert modes == list(widget.segany.everything.names()) == ["ais", "grid"]
+    assert panel.mode == "ais"
     assert panel.grid_params() == {"head_zoom": 0}  # its own parameters only
     assert panel.points_spin.isHidden() and not panel.zoom_combo.isHidden()
     panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(2))
@@ -76,7 +76,7 @@ def test_builtin_model_loaded_by_the_widget_commits_the_clicked_nucleus(viewer_w
     panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("grid"))
     assert panel.zoom_combo.isHidden() and not panel.points_spin.isHidden()
     assert "head_zoom" not in panel.grid_params()
-    panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("foreground"))
+    panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("ais"))
     panel.zoom_combo.setCurrentIndex(panel.zoom_combo.findData(0))
     # the thresholds its objects' scores support, labelled in their terms; no grid ones
     assert panel.filter_params() == {

@@ -265,7 +265,7 @@ def test_a_model_with_an_instance_decoder_offers_ais_with_its_own_thresholds(vie
     viewer, widget, image = viewer_widget(blob_plane(), session=session)
     panel = widget.everything
     panel.box.setChecked(True)
-    assert panel.proposals_combo.currentText() == "ais"  # "auto" picks it
+    assert panel.proposals_combo.currentText() == "ais (auto)"  # "auto" picks it, and says so
     assert panel.filter_params()["pred_iou_thresh"] == 0.0  # micro-sam keeps every object
     assert not panel.points_spin.isVisible()  # the grid's own rows are hidden
     widget.segment_everything()
@@ -275,3 +275,23 @@ def test_a_model_with_an_instance_decoder_offers_ais_with_its_own_thresholds(vie
     np.testing.assert_array_equal(viewer.layers[EVERYTHING].data, expected)
     panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("grid"))
     assert panel.filter_params()["pred_iou_thresh"] == 0.88  # the grid's: SAM's
+    # APG: its own rows and defaults (min_size 25 where AIS has 0); a run is the API's
+    panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("apg"))
+    assert panel.grid_params() == {
+        "foreground_threshold": 0.5,
+        "center_distance_threshold": 0.5,
+        "boundary_distance_threshold": 0.5,
+        "min_size": 25,
+        "nms_threshold": 0.9,
+        "box_refinement": False,
+        "multimask": False,
+    }
+    panel.rows["nms_threshold"][1].setValue(0.5)
+    panel.rows["min_size"][1].setValue(3)
+    widget.segment_everything()
+    expected = session.segment_everything(mode="apg", nms_threshold=0.5, min_size=3).labels
+    assert expected.max() > 1
+    np.testing.assert_array_equal(viewer.layers[EVERYTHING].data, expected)
+    panel.proposals_combo.setCurrentIndex(panel.proposals_combo.findData("ais"))
+    assert panel.grid_params()["min_size"] == 0 and "nms_threshold" not in panel.grid_params()
+    assert not panel.rows["foreground_smoothing"][1].isHidden()

@@ -128,3 +128,105 @@ def reference_decode(model: torch.nn.Module, embedding, input_hw, original_hw):
     """micro-sam's ``DecoderAdapter`` around ``model`` on an embedding: (1, 3, H, W)."""
     adapter = _micro_sam_class("DecoderAdapter")(model).eval()
     return adapter(embedding, input_hw, original_hw)
+
+
+class _ParallelStandIn:
+    """What micro-sam's APG calls of ``elf.parallel`` (not installable beside our torch
+    build), on one block as elf computes planes up to its 512 x 512 blocks: bioimage-cpp's
+    4-connected labelling and distance transform, numpy's unique / isin."""
+
+    def __init__(self, bic) -> None:
+        self._bic = bic
+
+    def label(self, data, out=None, block_shape=None, **_):
+        labels = self._bic.segmentation.label(data, background=0, connectivity=1)
+        if out is None:
+            return labels
+        out[...] = labels  # micro-sam passes uint32 arrays: their dtype matters downstream
+        return out
+
+    def distance_transform(self, data, halo=None, block_shape=None, **_):
+        return self._bic.distance.distance_transform(data)
+
+    def unique(self, data, return_counts=False, block_shape=None, **_):
+        import numpy as np
+
+        return np.unique(data, return_counts=return_counts)
+
+    def isin(self, data, values, out=None, block_shape=None, **_):
+        import numpy as np
+
+        out[...] = np.isin(data, values)
+        return out
+
+    def relabel_consecutive(self, data, block_shape=None, **_):
+        import numpy as np
+
+        values = np.unique(data)
+        lookup = np.zeros(int(values.max()) + 1, data.dtype)
+        lookup[values[values > 0]] = np.arange(1, int((values > 0).sum()) + 1)
+        data[...] = lookup[data]
+        return data, int(lookup.max()), lookup
+
+
+class _DecoderSegmenterStandIn:
+    """``InstanceSegmentationWithDecoder``'s state as ``AutomaticPromptGenerator`` reads
+    it (its ``initialize`` runs the decoder: the test passes the maps instead)."""
+
+    @property
+    def is_initialized(self):
+        return True
+
+
+def reference_apg(predictor, foreground, center_distances, boundary_distances, **params):
+    """micro-sam's ``AutomaticPromptGenerator.generate`` (untiled) on given maps, with
+    ``predictor`` (an upstream ``SamPredictor`` with its image set): its prompt
+    derivation, ``batched_inference``, ``apply_nms`` and ``mask_data_to_segmentation``,
+    compiled from micro-sam's source, on bioimage-cpp and ``_ParallelStandIn``."""
+    import typing
+
+    import numpy as np
+    from skimage.measure import regionprops
+    from skimage.segmentation import find_boundaries
+
+    from . import upstream
+
+    bic = pytest.importorskip("bioimage_cpp")
+    typing_names = {n: getattr(typing, n) for n in ("Any", "Dict", "List", "Optional", "Union")}
+    common = {"np": np, "torch": torch, **typing_names}
+    amg = upstream.segment_anything.utils.amg
+    transforms = upstream.segment_anything.utils.transforms
+    vendored = _definitions("micro_sam", "_vendored", ["batched_mask_to_box"], dict(common))
+    util = types.SimpleNamespace(
+        **_definitions(
+            "micro_sam", "util",
+            ["apply_nms", "_batched_mask_nms", "_calculate_ious_between_pred_masks",
+             "_calculate_iomin_between_pred_masks", "_overlap_matrix", "_xywh_to_xyxy",
+             "mask_data_to_segmentation"],
+            {**common, "amg_utils": amg, "parallel_impl": _ParallelStandIn(bic),
+             "batched_nms": None, "Tuple": tuple},
+        )
+    )  # fmt: skip
+    inference = _definitions(
+        "micro_sam", "inference",
+        ["batched_inference", "_validate_inputs", "_process_masks_for_batch"],
+        {**common, "amg_utils": amg, "ResizeLongestSide": transforms.ResizeLongestSide,
+         "batched_mask_to_box": vendored["batched_mask_to_box"], "util": util,
+         "SamPredictor": object, "os": __import__("os"), "Tuple": tuple},
+    )  # fmt: skip
+    micro = _definitions(
+        "micro_sam", "instance_segmentation",
+        ["_get_centers", "_derive_point_prompts", "_derive_box_prompts",
+         "AutomaticPromptGenerator"],
+        {**common, "find_boundaries": find_boundaries, "regionprops": regionprops,
+         "parallel_impl": _ParallelStandIn(bic), "util": util,
+         "batched_inference": inference["batched_inference"],
+         "InstanceSegmentationWithDecoder": _DecoderSegmenterStandIn},
+    )  # fmt: skip
+    generator = micro["AutomaticPromptGenerator"]()
+    generator._predictor = predictor
+    generator._foreground = foreground
+    generator._center_distances = center_distances
+    generator._boundary_distances = boundary_distances
+    with torch.inference_mode():
+        return generator.generate(**params)

@@ -44,24 +44,12 @@ from napari_segany.core.everything import PlaneSelection
 
 from . import _dialogs
 from ._controls import NEW_LAYER
+from ._mode_controls import PARAMETERS, changed_signal, make_control, set_quietly, value_of
 from ._workers import Job, notify_error
 
 logger = logging.getLogger(__name__)
 __all__ = ["EVERYTHING", "EverythingPanel", "Run"]
-# (text, head_zoom) of a proposer's zoom parameter
-ZOOM_CHOICES = (
-    ("auto", 0),
-    ("none (whole plane)", 1),
-    ("2 x 2 tiles", 2),
-    ("3 x 3 tiles", 3),
-    ("4 x 4 tiles", 4),
-)
 RESELECT_MS = 300
-ROW_LABELS = {
-    "head_zoom": "zoom",
-    "points_per_side": "points per side",
-    "use_m2m": "refine masks (m2m)",
-}
 
 
 def _spin(low: float, high: float, value: float, tip: str, step: float = 0.01) -> QDoubleSpinBox:
@@ -89,7 +77,7 @@ class EverythingPanel(QObject):
         self.run: Run | None = None
         self.targets = app.Targets(self.viewer)
         self._fields: dict[str, tuple[frozenset, dict]] = {}  # mode -> app.mode_fields
-        self._thresholds: dict[str, dict] = {}  # mode -> its default thresholds
+        self._defaults: dict[str, dict] = {}  # mode -> its parameters' and thresholds' defaults
         self._reselect_job: Job | None = None
         self._reselect_again = False
         self.box = self._build()
@@ -100,10 +88,9 @@ class EverythingPanel(QObject):
         for spin in (self.iou_spin, self.stability_spin, self.nms_spin, self.min_area_spin):
             spin.valueChanged.connect(self._thresholds_changed)
         self.link_box.toggled.connect(self._thresholds_changed)
-        for combo in (self.proposals_combo, self.zoom_combo):
-            combo.currentIndexChanged.connect(self._grid_changed)
-        self.points_spin.valueChanged.connect(self._grid_changed)
-        self.m2m_box.toggled.connect(self._grid_changed)
+        self.proposals_combo.currentIndexChanged.connect(self._grid_changed)
+        for control in self.param_controls.values():
+            changed_signal(control).connect(self._grid_changed)
         self.proposals_combo.currentIndexChanged.connect(self._show_mode_controls)
         self.slice_button.clicked.connect(lambda: self.segment(stack=False))
         self.stack_button.clicked.connect(lambda: self.segment(stack=True))
@@ -120,15 +107,14 @@ class EverythingPanel(QObject):
         self._make_controls()
         form.addRow("proposals", self.proposals_combo)
         controls = {
-            "head_zoom": self.zoom_combo,
-            "points_per_side": self.points_spin,
-            "use_m2m": self.m2m_box,
+            **self.param_controls,
             "pred_iou_thresh": self.iou_spin,
             "stability_score_thresh": self.stability_spin,
             "box_nms_thresh": self.nms_spin,
             "min_mask_region_area": self.min_area_spin,
         }  # parameter -> (its row's label, its control); the mode decides which show
-        self.rows = {n: (QLabel(ROW_LABELS.get(n, n)), c) for n, c in controls.items()}
+        labels = {name: spec[0] for name, spec in PARAMETERS.items()}
+        self.rows = {n: (QLabel(labels.get(n, n)), c) for n, c in controls.items()}
         for label, item in self.rows.values():
             form.addRow(label, item)
         form.addRow("labels", self.target_combo)
@@ -147,22 +133,12 @@ class EverythingPanel(QObject):
     def _make_controls(self) -> None:
         self.proposals_combo = QComboBox()
         self.proposals_combo.setToolTip("where the objects come from (the model's default first)")
-        self.zoom_combo = QComboBox()
-        for text, value in ZOOM_CHOICES:
-            self.zoom_combo.addItem(text, value)
-        self.zoom_combo.setToolTip(
-            "find small objects on enlarged tiles of the slice; 'auto' zooms in where the "
-            "slice's objects are a few pixels across in the model's frame"
-        )
-        self.points_spin = QSpinBox()
-        self.points_spin.setRange(1, 128)
+        # the proposers' own parameters (those with a control), then the thresholds
+        self.param_controls = {name: make_control(name) for name in PARAMETERS}
+        self.zoom_combo = self.param_controls["head_zoom"]
+        self.points_spin = self.param_controls["points_per_side"]
         self.points_spin.setValue(32)
-        self.points_spin.setToolTip("grid of N x N point prompts; changing it needs a new run")
-        self.m2m_box = QCheckBox()
-        self.m2m_box.setToolTip(
-            "decode every candidate once more with its own mask as the prompt (SAM 2's "
-            "mask-to-mask refinement: about twice the decoding); needs a new run"
-        )
+        self.m2m_box = self.param_controls["use_m2m"]
         self.iou_spin = _spin(0, 1, 0.88, "keep objects scoring above this ('off': all)")
         self.stability_spin = _spin(0, 1, 0.95, "keep masks at least this stable ('off': all)")
         self.nms_spin = _spin(0, 1, 0.7, "drop a mask whose box overlaps a better one this much")
@@ -202,12 +178,7 @@ class EverythingPanel(QObject):
         return [name for name in self.rows if name in own or name in filters]
 
     def _value(self, name: str) -> Any:
-        item = self.rows[name][1]
-        if isinstance(item, QComboBox):
-            return item.currentData()
-        if isinstance(item, QCheckBox):
-            return item.isChecked()
-        return round(item.value(), 4) if isinstance(item, QDoubleSpinBox) else item.value()
+        return value_of(self.rows[name][1])
 
     def grid_params(self) -> dict:
         """The expensive phase's parameters shown for the mode (the session's defaults
@@ -224,47 +195,30 @@ class EverythingPanel(QObject):
 
         Called when a model is loaded; a finished run is not re-selected by it.
         """
-        session = _everything_session(session)
-        values = app.default_values(session)
-        self._set_quietly(self.points_spin, values["points_per_side"])
-        self._set_quietly(self.m2m_box, bool(values.get("use_m2m", False)))
-        self._fill_modes(session)  # and the default mode's thresholds
-        self.zoom_combo.blockSignals(True)
-        self.zoom_combo.setCurrentIndex(max(self.zoom_combo.findData(values.get(app.ZOOM, 0)), 0))
-        self.zoom_combo.blockSignals(False)
-
-    @staticmethod
-    def _set_quietly(control: Any, value: Any) -> None:
-        """Set a spin box's value or a check box's state without its signals."""
-        control.blockSignals(True)
-        if hasattr(control, "setChecked"):
-            control.setChecked(value)
-        else:
-            control.setValue(value)
-        control.blockSignals(False)
+        self._fill_modes(_everything_session(session))  # and the default mode's values
 
     def _fill_modes(self, session: EverythingSession | None) -> None:
         """Offer the session's modes (the model's default first, chosen)."""
         modes = app.mode_choices(session)
         self._fields = {mode: app.mode_fields(session, mode) for mode in modes}
-        self._thresholds = {mode: app.mode_thresholds(session, mode) for mode in modes}
+        self._defaults = {mode: app.mode_values(session, mode) for mode in modes}
         combo = self.proposals_combo
         combo.blockSignals(True)
         combo.clear()
-        for name, description in modes.items():
-            combo.addItem(name, name)
+        for name, description in modes.items():  # the first is what "auto" runs
+            combo.addItem(f"{name} (auto)" if combo.count() == 0 else name, name)
             combo.setItemData(combo.count() - 1, description, Qt.ToolTipRole)
         combo.setCurrentIndex(0)
         combo.blockSignals(False)
         self._show_mode_controls()
 
     def _show_mode_controls(self, *_: Any) -> None:
-        """Show exactly the rows the chosen mode uses, labelled in its terms (e.g. the
-        built-in objects' "min foreground prob"); the others keep their defaults."""
+        """Show exactly the rows the chosen mode uses, with its defaults, labelled in its
+        terms (e.g. the built-in objects' "min foreground prob"); the others keep theirs."""
         shown, filters = self.shown(), self._fields.get(self.mode, (frozenset(), {}))[1]
-        for name, value in self._thresholds.get(self.mode, {}).items():  # the mode's own
+        for name, value in self._defaults.get(self.mode, {}).items():  # the mode's own
             if name in self.rows:
-                self._set_quietly(self.rows[name][1], value)
+                set_quietly(self.rows[name][1], value)
         for name, (label, item) in self.rows.items():
             label.setVisible(name in shown)
             item.setVisible(name in shown)

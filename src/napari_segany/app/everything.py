@@ -297,8 +297,22 @@ def default_values(session: EverythingSession | None, mode: str = "auto") -> dic
     return values
 
 
-def mode_thresholds(session: EverythingSession | None, mode: str) -> dict:
-    """The phase-2 thresholds ``mode`` runs with by default (its own where it has them:
-    e.g. AIS keeps every object, the grid SAM's 0.88 / 0.95)."""
+def mode_values(session: EverythingSession | None, mode: str) -> dict:
+    """What ``mode`` runs with by default: its own parameters (its ``params_type``'s
+    defaults, the session's where it sets them) and its phase-2 thresholds (its own
+    where it has them: e.g. AIS keeps every object, the grid SAM's 0.88 / 0.95)."""
+    from dataclasses import MISSING
+
     values = default_values(session, mode)
-    return {name: value for name, value in values.items() if name in FILTER_NAMES}
+    if session is None:
+        from napari_segany.core.everything import GridProposer
+
+        proposer = GridProposer()
+    else:
+        proposer = session.everything.proposer(mode)
+    own = {
+        f.name: values.get(f.name, f.default)
+        for f in fields(proposer.params_type)
+        if f.default is not MISSING
+    }
+    return {**own, **{name: v for name, v in values.items() if name in FILTER_NAMES}}

@@ -136,6 +136,9 @@ class Proposer(Protocol):
         The phase-2 thresholds (``FilterParams`` names) that mean something for its
         candidates' scores, each with a short label saying what it keeps (the widget
         shows only these; the others keep the session's defaults).
+    aliases : tuple of str, optional
+        Former names still accepted as ``mode`` (e.g. the built-in model's
+        ``"foreground"``, now ``"ais"``); not listed as modes.
     """
 
     name: str

@@ -43,7 +43,7 @@ from ..plugins import PlaneContext
 from ..progress import Progress
 from .candidates import GridCandidates, labels_as_candidates
 
-__all__ = ["AisParams", "AisProposer", "ais_labels", "decoder_maps"]
+__all__ = ["MAPS_KEY", "AisParams", "AisProposer", "ais_labels", "decoder_maps", "maps_of"]
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
 
@@ -141,11 +141,7 @@ class AisProposer:
         self, plane: PlaneContext, params: AisParams
     ) -> Generator[Progress, None, GridCandidates]:
         """The plane's objects as :class:`GridCandidates`."""
-        maps = plane.prepared.get(_MAPS)
-        if maps is None:
-            yield Progress(0, 2, "instance decoder")
-            maps = decoder_maps(plane)
-            plane.prepared[_MAPS] = maps
+        maps = yield from maps_of(plane)
         yield Progress(1, 2, "watershed")
         foreground, center, _ = maps
         labels = ais_labels(*maps, params)
@@ -160,7 +156,17 @@ class AisProposer:
         return labels_as_candidates(labels, params, mean, share, points_xy)
 
 
-_MAPS = "ais: instance decoder maps"
+MAPS_KEY = "instance decoder maps"  # in PlaneContext.prepared: (foreground, centre, boundary)
+
+
+def maps_of(plane: PlaneContext) -> Generator[Progress, None, tuple]:
+    """:func:`decoder_maps` of the plane, computed once and kept with it
+    (``PlaneContext.prepared``) for every mode that reads them."""
+    maps = plane.prepared.get(MAPS_KEY)
+    if maps is None:
+        yield Progress(0, 2, "instance decoder")
+        maps = plane.prepared[MAPS_KEY] = decoder_maps(plane)
+    return maps
 
 
 def decoder_maps(plane: PlaneContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,8 +179,9 @@ def decoder_maps(plane: PlaneContext) -> tuple[np.ndarray, np.ndarray, np.ndarra
     decoder = getattr(model, "instance_decoder", None)
     if decoder is None:
         raise InputError(
-            f"Model {plane.predictor.name!r} has no instance decoder, so mode 'ais' is not "
-            "available; use mode='grid' (or a micro-sam model with a decoder, e.g. vit_b_lm)."
+            f"Model {plane.predictor.name!r} has no instance decoder, so modes 'ais' and "
+            "'apg' are not available; use mode='grid' (or a micro-sam model with a "
+            "decoder, e.g. vit_b_lm)."
         )
     embedding = plane.embedding
     features = embedding.features.to(plane.predictor.device)

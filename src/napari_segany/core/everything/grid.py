@@ -218,7 +218,7 @@ def _decode_points(
     if params.clicked_component_only:  # one row per mask: (y, x) of its point
         points_yx = np.repeat(points_xy[:, ::-1], low_res.shape[1], axis=0)
     with torch.inference_mode():
-        stats = _mask_statistics(
+        stats = mask_statistics(
             low_res.flatten(0, 1),
             embedding.input_hw,
             embedding.original_hw,
@@ -238,7 +238,7 @@ def _decode_points(
     return stats
 
 
-def _mask_statistics(
+def mask_statistics(
     low_res: torch.Tensor,
     input_hw: tuple[int, int],
     crop_hw: tuple[int, int],

@@ -52,31 +52,48 @@ class GridDecoder:
         self._source: Embedding | None = None
         self._inputs: tuple[torch.Tensor, ...] = ()
 
-    def decode(self, embedding: Embedding, points_xy: np.ndarray) -> tuple[torch.Tensor, ...]:
-        """Three masks per point, each point its own prompt.
+    def decode(
+        self,
+        embedding: Embedding,
+        points_xy: np.ndarray | None,
+        boxes_xyxy: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> tuple[torch.Tensor, ...]:
+        """Masks of many prompts, each a single positive point or a box (or both).
 
         Parameters
         ----------
         embedding : Embedding
-            Of the plane or crop the points lie in.
-        points_xy : numpy.ndarray, (n, 2) float
+            Of the plane or crop the prompts lie in.
+        points_xy : numpy.ndarray, (n, 2) float, or None
             Points as (x, y) in pixels of that plane or crop.
+        boxes_xyxy : numpy.ndarray, (n, 4) float, optional
+            Boxes as (x0, y0, x1, y1) in the same pixels, one per prompt.
+        multimask : bool
+            Three candidates per prompt (SAM's grid) or one (micro-sam's APG).
 
         Returns
         -------
-        low_res_logits : torch.Tensor, (n, 3, 256, 256), float32 or bfloat16
-        iou_predictions : torch.Tensor, (n, 3) float32
+        low_res_logits : torch.Tensor, (n, K, 256, 256), float32 or bfloat16
+            K = 3 with ``multimask``, else 1.
+        iou_predictions : torch.Tensor, (n, K) float32
         """
-        model_xy = self._model_xy(embedding, points_xy)
-        labels = torch.ones(model_xy.shape[:2], dtype=torch.int64, device=self.device)
+        model_xy = labels = model_boxes = None
+        if points_xy is not None:
+            model_xy = self._model_xy(embedding, points_xy)
+            labels = torch.ones(model_xy.shape[:2], dtype=torch.int64, device=self.device)
+        if boxes_xyxy is not None:
+            corners_xy = np.asarray(boxes_xyxy, np.float64).reshape(-1, 2)
+            model_boxes = self._model_xy(embedding, corners_xy).reshape(-1, 4)
+        points = None if model_xy is None else (model_xy, labels)
         with torch.inference_mode():
             if self.dtype == torch.float32:
                 features = self._features(embedding)[0]
-                return self.model.decode(features, model_xy, labels, None, None, True)
-            sparse, dense = self.model.prompt_encoder((model_xy, labels), None, None)
+                return self.model.decode(features, model_xy, labels, model_boxes, None, multimask)
+            sparse, dense = self.model.prompt_encoder(points, model_boxes, None)
             features, image_pe, dense = self._features(embedding, dense)
             sparse = sparse.to(self.dtype)
-            low_res, iou = self._decoder(features, image_pe, sparse, dense, True)
+            low_res, iou = self._decoder(features, image_pe, sparse, dense, multimask)
             return low_res, iou.float()
 
     def refine(

@@ -31,7 +31,7 @@ def pick_proposer(proposers: Sequence[Proposer], mode: str, default_mode: str) -
         raise InputError(f"mode must be the name of an everything mode, got {mode!r}.")
     wanted = default_mode if mode == AUTO else mode
     for proposer in proposers:
-        if proposer.name == wanted:
+        if wanted == proposer.name or wanted in getattr(proposer, "aliases", ()):
             return proposer
     names = [AUTO, *(p.name for p in proposers)]
     raise InputError(f"Unknown everything mode {mode!r}; this model offers {names}.")

@@ -149,7 +149,7 @@ def select(candidates: GridCandidates, filters: FilterParams) -> EverythingResul
         index, boxes = index[order], boxes[order]
     kept = _Kept(index, [], boxes)
     margin = 1 if filters.min_mask_region_area > 0 else 0
-    kept.windows = [_window(candidates, i, b, margin) for i, b in zip(index, boxes)]
+    kept.windows = [mask_window(candidates, i, b, margin) for i, b in zip(index, boxes)]
     areas = candidates.area[index]
     if filters.min_mask_region_area > 0 and index.size:
         nms = max(filters.box_nms_thresh, filters.crop_nms_thresh)
@@ -178,7 +178,7 @@ def _nms_per_crop(candidates: GridCandidates, passing: np.ndarray, threshold: fl
     return np.concatenate(kept) if kept else np.zeros(0, np.int64)
 
 
-def _window(candidates: GridCandidates, index: int, box_xyxy, margin: int):
+def mask_window(candidates: GridCandidates, index: int, box_xyxy, margin: int):
     """Mask ``index`` on its box (grown by ``margin``, clipped), as (y0, x0, bool array)."""
     height, width = candidates.image_hw
     x0, y0 = max(int(box_xyxy[0]) - margin, 0), max(int(box_xyxy[1]) - margin, 0)

@@ -78,7 +78,11 @@ class _Conv(nn.Module):
 
 
 class _Deconv(nn.Module):
-    """Upsample 2x, 3 x 3 convolution, BatchNorm, ReLU (keys ``block.0-2.*``)."""
+    """Upsample 2x, 3 x 3 convolution, BatchNorm, ReLU (keys ``block.0-2.*``).
+
+    In eval mode the BatchNorm (an affine map per channel) is folded into the
+    convolution's weights and bias: one pass over the map fewer, same result up to
+    float rounding."""
 
     def __init__(self, in_channels: int, out_channels: int, transposed: bool) -> None:
         super().__init__()
@@ -90,21 +94,36 @@ class _Deconv(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.block(x)
+        if self.training:
+            return self.block(x)
+        upsample, conv, norm, _ = self.block
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        weight = conv.block.weight * scale[:, None, None, None]
+        bias = (conv.block.bias - norm.running_mean) * scale + norm.bias
+        return F.relu(F.conv2d(upsample(x), weight, bias, padding=1), inplace=True)
 
 
 class _InstanceNorm(nn.Module):
     """``nn.InstanceNorm2d`` without parameters (biased variance, eps 1e-5), in any
     memory layout: torch's own copies channels-last maps to channels-first and back
-    (measured: 1.9 of 7.6 s of the decoder at 1024 x 1024)."""
+    (measured: 1.9 of 7.6 s of the decoder at 1024 x 1024).
+
+    With ``in_place`` (eval mode) the input is normalised where it lies: at full
+    resolution a new map costs more in fresh pages than the arithmetic (measured:
+    0.94 of 3.3 s of the decoder, fp32, 2 threads)."""
 
     eps = 1e-5
+
+    def __init__(self, in_place: bool = False) -> None:
+        super().__init__()
+        self.in_place = in_place
 
     def forward(self, x: Tensor) -> Tensor:
         # two passes (the mean, then the centred squares a piece at a time) instead of
         # torch.var_mean, slow over the spatial axes of a channels-last map
         pixels = x.shape[2] * x.shape[3]
-        centred = x - x.sum(dim=(2, 3), keepdim=True) / pixels
+        mean = x.sum(dim=(2, 3), keepdim=True) / pixels
+        centred = x.sub_(mean) if self.in_place and not self.training else x - mean
         squares = centred.new_zeros(centred.shape[:2] + (1, 1))
         rows = centred.permute(0, 2, 3, 1).reshape(x.shape[0], pixels, x.shape[1])
         for start in range(0, pixels, _NORM_ROWS):  # squares a piece at a time, in cache
@@ -114,15 +133,18 @@ class _InstanceNorm(nn.Module):
 
 
 class _ConvBlock(nn.Module):
-    """(InstanceNorm, 3 x 3 convolution, ReLU) twice (keys ``block.1``, ``block.4``)."""
+    """(InstanceNorm, 3 x 3 convolution, ReLU) twice (keys ``block.1``, ``block.4``).
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    ``keep_input``: the input is read elsewhere too, so it is not normalised in place
+    (the second norm's input, the ReLU's fresh output, always is)."""
+
+    def __init__(self, in_channels: int, out_channels: int, keep_input: bool = False) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            _InstanceNorm(),
+            _InstanceNorm(in_place=not keep_input),
             nn.Conv2d(in_channels, out_channels, 3, padding=1),
             nn.ReLU(inplace=True),
-            _InstanceNorm(),
+            _InstanceNorm(in_place=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1),
             nn.ReLU(inplace=True),
         )
@@ -166,7 +188,7 @@ class InstanceDecoder(nn.Module):
         super().__init__()
         widths = [features * 2**level for level in range(4)][::-1]  # 512, 256, 128, 64
         self.transposed = transposed
-        self.base = _ConvBlock(embed_dim, widths[0])
+        self.base = _ConvBlock(embed_dim, widths[0], keep_input=True)  # deconv1 reads it too
         self.decoder = _Levels(widths, transposed)
         self.deconv1 = _Deconv(embed_dim, widths[0], transposed)
         self.deconv2 = _Deconv(widths[0], widths[1], transposed)

@@ -8,7 +8,7 @@ package holds the model's weights (``builtin.pt``) and its rules:
 - :mod:`.snapping` and :mod:`.click_guide`: prompts answered with those objects;
 - :mod:`.refiner`: :class:`~.refiner.SnapToObjects`, the prompt refiner that prepares
   a plane's objects in the background and snaps every prompt to them;
-- :mod:`.proposer`: everything mode's ``"foreground"`` proposer.
+- :mod:`.proposer`: everything mode's ``"ais"`` proposer (formerly ``"foreground"``).
 
 See docs/models.md for how each rule was chosen.
 """

@@ -14,9 +14,9 @@ automatic instance segmentation, by a seeded watershed:
 3. each seed grows over the foreground (logit above :data:`EXTENT_LOGIT`) by a
    watershed on the border logits, so touching objects meet at their border.
 
-Everything mode's ``"foreground"`` proposer (:mod:`.proposer`) makes them candidates;
+Everything mode's ``"ais"`` proposer (:mod:`.proposer`) makes them candidates;
 snapped prompts (:mod:`.snapping`) answer with them. Thresholds were chosen on
-generated calibration scenes (``training/calibrate_everything.py --mode foreground``).
+generated calibration scenes (``training/calibrate_everything.py --mode ais``).
 
 **Zoom.** The head predicts 8 x 8 model-frame pixels per embedding cell, so nuclei a
 few pixels across in the model frame merge or vanish. :func:`find_objects` first runs
@@ -51,7 +51,7 @@ from napari_segany.core.model.sam import Sam
 
 SEED_FOREGROUND_LOGIT = 0.5
 SEED_BORDER_LOGIT = -1.0
-# seeds and extent: training/calibrate_everything.py --mode foreground --images 24
+# seeds and extent: training/calibrate_everything.py --mode ais --images 24
 MIN_SEED_AREA = 16  # model-frame pixels (of the zoomed tiles where zoomed)
 EXTENT_LOGIT = 0.5  # objects grow over the pixels the head is 62 % sure of
 # zoom: (typical radius in model-frame pixels below which, zoom), largest zoom first;

@@ -1,6 +1,8 @@
 """Everything mode of the built-in model: the foreground head's objects as candidates.
 
-``mode="foreground"``: one candidate per object of :func:`.objects.find_objects`,
+``mode="ais"`` (formerly ``"foreground"``, still accepted): the model's automatic
+instance segmentation from its own decoder head -- as micro-sam's ``"ais"`` is from
+its instance decoder --, one candidate per object of :func:`.objects.find_objects`,
 never overlapping, in the whole-plane crop, so phase 2 (selection, stacks, the widget)
 serves them as it serves SAM's grid (``core.everything``): ``predicted_iou`` is the
 object's mean foreground probability, ``stability_score`` the share of its pixels
@@ -52,10 +54,12 @@ class ForegroundParams:
 
 
 class ForegroundProposer:
-    """The foreground head's objects (``core.plugins.Proposer``)."""
+    """The foreground head's objects (``core.plugins.Proposer``): the built-in model's
+    ``"ais"``."""
 
-    name = "foreground"
-    description = "the built-in model's foreground head: one candidate per object"
+    name = "ais"
+    aliases = ("foreground",)
+    description = "the built-in model's foreground and border heads, seeded watershed"
     params_type = ForegroundParams
     # the objects never overlap (no NMS); predicted_iou is their mean probability
     filters = MappingProxyType(
