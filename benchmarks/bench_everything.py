@@ -16,7 +16,10 @@ Usage::
 ``--modes`` runs only ours, per mode on one generated nuclei plane (embedding included,
 each from an empty cache): SAM's grid, AIS and APG (random-weight ViT-B with a random
 micro-sam instance decoder: APG's prompts are as many as the random maps' seeds) and
-the built-in model's own AIS, and prints the grid's time over AIS's and APG's.
+the built-in model's own AIS, and prints the grid's time over AIS's and APG's. APG
+also runs on the maps a perfect decoder would give (one seed per nucleus); with
+``--reference`` micro-sam's APG runs there too (its code from ``tests/oracle``, upstream
+SAM with the same weights) and its time after the embedding is compared with ours.
 ``--peak-rss`` runs only ours (``SegAny.segment_everything`` on a uint16 plane, random
 weights, no upstream) in this fresh process and prints its peak resident set size.
 """
@@ -109,16 +112,36 @@ def _truth_maps(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return foreground, center, boundary
 
 
-def modes(size: int, points_per_side: int, seed: int, precision: str) -> None:
+def _compare_apg(package, reference, rgb, maps, result, ours_s: float) -> None:
+    """micro-sam's APG (from its source, ``tests/oracle``) on the same plane, weights and
+    maps: its time after the embedding against ours, and whether the labels agree."""
+    from tests.oracle.torch_em_upstream import reference_apg
+
+    predictor = package.SamPredictor(reference)
+    with torch.inference_mode():
+        predictor.set_image(rgb)
+    start = time.perf_counter()
+    expected = reference_apg(predictor, *maps)
+    reference_s = time.perf_counter() - start
+    pairs = np.unique(np.stack([expected.ravel(), result.labels.ravel()]), axis=1)
+    same = len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+    print(
+        f"APG on ideal maps after the embedding: micro-sam {reference_s:.2f} s, ours "
+        f"{ours_s:.2f} s ({reference_s / ours_s:.1f}x); same labels: {same}"
+    )
+
+
+def modes(
+    size: int, points_per_side: int, seed: int, precision: str, with_reference: bool = False
+) -> None:
     """Seconds per plane of ours for each everything mode (module docstring)."""
     from napari_segany.api import SegAny
     from napari_segany.core.everything.ais import MAPS_KEY
-    from napari_segany.core.model.build import build_sam
     from napari_segany.core.model.instance_decoder import InstanceDecoder
     from napari_segany.core.synthetic import generate_scene
 
     randomize_ = upstream_modules()[2]
-    sam = randomize_(build_sam("vit_b"), seed, 0.15)
+    package, reference, sam = _models("vit_b", seed)  # the same random weights
     sam.instance_decoder = randomize_(InstanceDecoder(), seed, 0.15)
     scene = generate_scene(np.random.default_rng(seed), (size, size), "nuclei", radius=14.0)
     plane = scene.image  # generated nuclei: the built-in model's kind of plane
@@ -140,8 +163,12 @@ def modes(size: int, points_per_side: int, seed: int, precision: str) -> None:
         embedded = time.perf_counter() - start
         if "ideal" in name:  # a perfect decoder's maps: one seed per nucleus
             session.current.prepared[MAPS_KEY] = truth
+        decoding = time.perf_counter()
         result = session.segment_everything(mode=mode, points_per_side=points_per_side)
         runs.append((name, embedded, time.perf_counter() - start, len(result.objects)))
+        if "ideal" in name and with_reference:
+            ours_s = time.perf_counter() - decoding
+            _compare_apg(package, reference, session.current.rgb, truth, result, ours_s)
         del session
     print(
         f"{size}x{size} generated nuclei ({plane.dtype}, {scene.labels.max()} nuclei), "
@@ -167,6 +194,9 @@ def main() -> None:
     parser.add_argument("--peak-rss", action="store_true", help="ours only; print peak RSS")
     parser.add_argument("--modes", action="store_true", help="ours only; grid, AIS, APG, built-in")
     parser.add_argument(
+        "--reference", action="store_true", help="with --modes: micro-sam's APG too (slow)"
+    )
+    parser.add_argument(
         "--precision", default="fp32", help="of --peak-rss and --modes (default fp32)"
     )
     parser.add_argument(
@@ -178,7 +208,7 @@ def main() -> None:
         peak_rss(args.model, args.size, args.points_per_side, args.precision)
         return
     if args.modes:
-        modes(args.size, args.points_per_side, args.seed, args.precision)
+        modes(args.size, args.points_per_side, args.seed, args.precision, args.reference)
         return
     from napari_segany.core.device import resolve_precision
     from napari_segany.core.everything.grid import segment_everything

@@ -43,6 +43,7 @@ from .core.plugins import (
 from .core.predictor import Predictor
 from .core.registry import DEFAULT_MODEL, REGISTRY
 from .core.results import SegmentResult
+from .core.store import EmbeddingStore, model_fingerprint
 from .everything_api import EverythingMethods
 
 __all__ = ["SegAny", "SegmentResult"]
@@ -76,6 +77,10 @@ class SegAny(EverythingMethods):
         ``clicked_parts`` and ``snap_to_objects``, docs/models.md; none for SAM's
         weights, whose results stay those of the reference code); ``"none"``, the
         decoder's masks; or a selection, e.g. ``["clip_to_box"]``.
+    embedding_store : str or Path, optional
+        A directory where plane embeddings are kept on disk (``core.store``): a plane
+        embedded once, in this session or an earlier one, is read back instead of
+        embedded again (keyed by content, reading options and the model's weights).
 
     Attributes
     ----------
@@ -99,6 +104,7 @@ class SegAny(EverythingMethods):
         precision: str = "auto",
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         refine: str | Sequence = "auto",
+        embedding_store: str | Path | None = None,
     ) -> None:
         from .core.device import resolve_precision
         from .core.loading import load_model
@@ -110,6 +116,7 @@ class SegAny(EverythingMethods):
         precision = resolve_precision(precision, loaded.device)
         self._setup(loaded.model, loaded.device, precision, str(loaded.name), cache_bytes, plugin)
         self.refiners = refine
+        self.embedding_store = embedding_store
 
     @classmethod
     def from_model(
@@ -121,6 +128,7 @@ class SegAny(EverythingMethods):
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         plugin: ModelPlugin = NO_PLUGIN,
         refine: str | Sequence = "auto",
+        embedding_store: str | Path | None = None,
     ) -> SegAny:
         """Session around an already built :class:`Sam` (e.g. a tiny test model).
 
@@ -135,6 +143,7 @@ class SegAny(EverythingMethods):
         precision = resolve_precision(precision, resolved)
         self._setup(sam, resolved, precision, name, cache_bytes, plugin)
         self.refiners = refine
+        self.embedding_store = embedding_store
         return self
 
     def _setup(
@@ -162,6 +171,7 @@ class SegAny(EverythingMethods):
         self._plugin = plugin
         self._planes = planes.PlaneStore(self.predictor)
         self._current: PlaneContext | None = None
+        self._store: EmbeddingStore | None = None
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -175,6 +185,22 @@ class SegAny(EverythingMethods):
     def refiners(self, refine: str | Sequence) -> None:
         self._refiners = choose_refiners(self._plugin, refine, self.predictor.name)
         self.everything.clicked_parts = any(r.name == "clicked_parts" for r in self._refiners)
+
+    @property
+    def embedding_store(self) -> EmbeddingStore | None:
+        """The persistent embedding store in use (``core.store``), or None; set a
+        directory (created if missing) to use one, None to stop."""
+        return self._store
+
+    @embedding_store.setter
+    def embedding_store(self, path: str | Path | None) -> None:
+        if path is None:
+            self._store = None
+            return
+        if self._store is not None and Path(path) == self._store.path:
+            return
+        fingerprint = model_fingerprint(self.predictor.model)
+        self._store = EmbeddingStore(path, fingerprint)
 
     @property
     def current(self) -> PlaneContext | None:
@@ -224,12 +250,22 @@ class SegAny(EverythingMethods):
             ready = known is not None and not planes.missing(known, refiners)
             return embedding if ready else None
         if embedding is None:
-            rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
-            embedding = self.cache.put(key, self.predictor.embed(rgb))
+            embedding = self._embed(key, image, contrast_limits, channels, channel_axis)
         if refiners:
             reading = (contrast_limits, channels, channel_axis)
             planes.prepare(self._planes.with_pixels(embedding, image, *reading), refiners)
         return embedding
+
+    def _embed(self, key: tuple, image, contrast_limits, channels, channel_axis) -> Embedding:
+        """The plane's embedding from the store, or computed (and stored); cached."""
+        store = self._store
+        embedding = None if store is None else store.get(key, self.predictor.device)
+        if embedding is None:
+            rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
+            embedding = self.predictor.embed(rgb)
+            if store is not None:
+                store.put(key, embedding)
+        return self.cache.put(key, embedding)
 
     def set_image(
         self,

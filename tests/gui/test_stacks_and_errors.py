@@ -131,3 +131,26 @@ def test_missing_checkpoint_and_offline_download_are_notifications(
     widget.controls.model_combo.setCurrentText("vit_t")
     widget.load_model()
     assert "Could not download" in notes.text() and widget.controls.load_button.isEnabled()
+
+
+def test_an_embeddings_folder_keeps_the_planes_and_a_foreign_one_is_refused(
+    viewer_widget, notes, tmp_path
+):
+    from napari_segany.core.store import EmbeddingStore
+
+    plane = np.random.default_rng(0).integers(0, 255, (96, 128)).astype(np.uint8)
+    _, widget, _ = viewer_widget(plane)
+    widget.controls.model_combo.setCurrentText("builtin")
+    widget.controls.device_combo.setCurrentText("cpu")
+    widget.controls.store_edit.setText(str(tmp_path / "embeddings"))
+    widget.load_model()
+    store = widget.segany.embedding_store
+    assert isinstance(store, EmbeddingStore) and len(store) == 1  # the shown plane, on disk
+    first = widget.segany
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not embeddings")
+    widget.controls.store_edit.setText(str(tmp_path / "mine"))
+    widget.load_model()
+    assert "not a napari-segany embedding store" in notes.text()
+    assert widget.segany is first  # the loaded session stays
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]

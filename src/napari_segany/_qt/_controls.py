@@ -97,6 +97,19 @@ class Controls:
         row = QHBoxLayout()
         row.addWidget(self.checkpoint_edit)
         row.addWidget(self.browse_button)
+        self.store_edit = QLineEdit()
+        self.store_edit.setPlaceholderText("optional: folder to keep embeddings on disk")
+        self.store_edit.setToolTip(
+            "a folder (new, or made here before) where plane embeddings are kept: an image "
+            "opened again is not embedded again; entries of other models or settings are "
+            "never used"
+        )
+        self.store_button = QPushButton("…")
+        self.store_button.setMaximumWidth(30)
+        self.store_button.clicked.connect(self._browse_store)
+        store_row = QHBoxLayout()
+        store_row.addWidget(self.store_edit)
+        store_row.addWidget(self.store_button)
         self.device_combo = QComboBox()
         self.device_combo.addItems(["auto", "cpu", "cuda", "mps"])
         self.precision_combo = QComboBox()
@@ -110,6 +123,7 @@ class Controls:
         form.addRow("model", self.model_combo)
         form.addRow(self.model_note)
         form.addRow("checkpoint", row)
+        form.addRow("embeddings", store_row)
         form.addRow("device", self.device_combo)
         form.addRow("precision", self.precision_combo)
         form.addRow(self.load_button)
@@ -175,6 +189,11 @@ class Controls:
         )
         if path:
             self.checkpoint_edit.setText(path)
+
+    def _browse_store(self) -> None:
+        path = QFileDialog.getExistingDirectory(None, "Folder to keep embeddings in")
+        if path:
+            self.store_edit.setText(path)
 
     def set_busy(self, busy: bool, message: str, determinate: bool = False) -> None:
         """Show work in progress (busy bar and Cancel) or idle, with ``message``."""

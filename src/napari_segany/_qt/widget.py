@@ -198,6 +198,7 @@ class SegAnyWidget(QWidget):
             checkpoint=c.checkpoint_edit.text().strip() or None,
             device=c.device_combo.currentText(),
             precision=c.precision_combo.currentText(),
+            embedding_store=c.store_edit.text().strip() or None,
         )
         index, plane = self._shown_plane(image)
         self.prompts.ensure_layers(image)  # the user may click while the model loads
