@@ -69,7 +69,7 @@ class DiscSession(PromptSession):
         return embedding
 
     def prepare(
-        self, image, contrast_limits=None, channels=None, *, run=True
+        self, image, contrast_limits=None, channels=None, *, run=True, region_yxyx=None
     ) -> FakeEmbedding | None:
         """Preparing a plane is embedding it (the fake has no per-plane rules)."""
         if not run:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ from .core.registry import DEFAULT_MODEL, REGISTRY
 from .core.results import SegmentResult
 from .core.store import EmbeddingStore, model_fingerprint
 from .everything_api import EverythingMethods
+from .tiling_api import TilingMethods
 
 __all__ = ["SegAny", "SegmentResult"]
 
@@ -53,7 +55,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
 
 
-class SegAny(EverythingMethods):
+class SegAny(EverythingMethods, TilingMethods):
     """Segment Anything on microscopy planes: one model, an embedding cache, a current plane.
 
     Parameters
@@ -81,6 +83,12 @@ class SegAny(EverythingMethods):
         A directory where plane embeddings are kept on disk (``core.store``): a plane
         embedded once, in this session or an earlier one, is read back instead of
         embedded again (keyed by content, reading options and the model's weights).
+    tiling : "auto", None or (tile, halo)
+        How planes larger than the model's frame are seen (``core.tiling``):
+        ``"auto"`` cuts planes longer than twice the frame into windows of the frame's
+        size (tiles of 3/4 of it with a halo of 1/8 each side), embedded only when a
+        prompt or everything mode needs them; None: every plane in one pass, shrunk to
+        the frame; (tile, halo): those sizes, in pixels.
 
     Attributes
     ----------
@@ -105,6 +113,7 @@ class SegAny(EverythingMethods):
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         refine: str | Sequence = "auto",
         embedding_store: str | Path | None = None,
+        tiling: Any = "auto",
     ) -> None:
         from .core.device import resolve_precision
         from .core.loading import load_model
@@ -117,6 +126,7 @@ class SegAny(EverythingMethods):
         self._setup(loaded.model, loaded.device, precision, str(loaded.name), cache_bytes, plugin)
         self.refiners = refine
         self.embedding_store = embedding_store
+        self.tiling = tiling
 
     @classmethod
     def from_model(
@@ -129,6 +139,7 @@ class SegAny(EverythingMethods):
         plugin: ModelPlugin = NO_PLUGIN,
         refine: str | Sequence = "auto",
         embedding_store: str | Path | None = None,
+        tiling: Any = "auto",
     ) -> SegAny:
         """Session around an already built :class:`Sam` (e.g. a tiny test model).
 
@@ -144,6 +155,7 @@ class SegAny(EverythingMethods):
         self._setup(sam, resolved, precision, name, cache_bytes, plugin)
         self.refiners = refine
         self.embedding_store = embedding_store
+        self.tiling = tiling
         return self
 
     def _setup(
@@ -217,6 +229,7 @@ class SegAny(EverythingMethods):
         *,
         refine: bool = True,
         run: bool = True,
+        region_yxyx: Sequence[float] | None = None,
     ) -> Embedding | None:
         """Embed a plane (through the cache) and run the model's per-plane preparation.
 
@@ -234,12 +247,29 @@ class SegAny(EverythingMethods):
         run : bool
             False: run no model, only say whether the plane is ready: its embedding
             when it is cached (and prepared, with ``refine``), else None.
+        region_yxyx : (y0, x0, y1, x1), optional
+            Where the next prompt lies, for a plane seen window by window
+            (:attr:`tiling`): the window holding it is prepared; without it such a
+            plane prepares nothing (None).
 
         Returns
         -------
         Embedding or None
-            The plane's embedding (None only with ``run=False``).
+            The plane's embedding (for a tiled plane: the window's), or None (with
+            ``run=False``, or a tiled plane without ``region_yxyx``).
         """
+        tiling = self.tiling_of(image, channel_axis)
+        if tiling is not None:
+            reading = (contrast_limits, channels, channel_axis)
+            return self._prepare_tiled(image, reading, tiling, region_yxyx, refine, run)
+        return self._prepare_plane(
+            image, contrast_limits, channels, channel_axis, refine=refine, run=run
+        )
+
+    def _prepare_plane(
+        self, image, contrast_limits, channels, channel_axis, *, refine: bool, run: bool
+    ) -> Embedding | None:
+        """:meth:`prepare` of a plane seen in one pass."""
         key = plane_key(image, contrast_limits, channels, self.predictor.model_key, channel_axis)
         embedding = self.cache.get(key)
         refiners = self.refiners if refine else ()
@@ -303,8 +333,10 @@ class SegAny(EverythingMethods):
 
         Returns
         -------
-        Embedding
-            The plane's embedding, now current.
+        Embedding or None
+            The plane's embedding, now current; None for a plane larger than the
+            model's frame (:attr:`tiling`): it is kept, and each prompt embeds the
+            window it needs (``embedding`` is then not used).
 
         Raises
         ------
@@ -312,10 +344,25 @@ class SegAny(EverythingMethods):
             On an invalid plane or option, or an ``image`` that is not the plane of
             ``embedding``; the previous plane stays current.
         """
+        tiling = None if image is None else self.tiling_of(image, channel_axis)
+        if tiling is not None:
+            self._set_tiled(image, contrast_limits, channels, channel_axis, tiling)
+            self._current = None
+            return None
+        embedding = self._set_plane(image, contrast_limits, channels, channel_axis, embedding)
+        self._big = None
+        return embedding
+
+    def _set_plane(
+        self, image, contrast_limits=None, channels=None, channel_axis=None, embedding=None
+    ) -> Embedding:
+        """:meth:`set_image` of a plane seen in one pass (or of a window)."""
         if embedding is None:
             if image is None:
                 raise ImageError("Give set_image a plane (or a precomputed embedding=).")
-            embedding = self.prepare(image, contrast_limits, channels, channel_axis)
+            embedding = self._prepare_plane(
+                image, contrast_limits, channels, channel_axis, refine=True, run=True
+            )
         elif image is not None:
             plane = validate_plane(np.asarray(image), contrast_limits, channels, channel_axis)
             shape = tuple(plane.shape[:2])
@@ -364,6 +411,14 @@ class SegAny(EverythingMethods):
         PromptError
             On an invalid prompt (nothing changes).
         """
+        if self._big is not None:
+            return self._segment_tiled(points_yx, labels, box_yxyx, mask_input, multimask)
+        return self._segment_plane(points_yx, labels, box_yxyx, mask_input, multimask)
+
+    def _segment_plane(
+        self, points_yx, labels, box_yxyx, mask_input, multimask: bool
+    ) -> SegmentResult:
+        """:meth:`segment` of the current plane seen in one pass (or window)."""
         context = self._current
         if context is None:
             raise NoImageError("No image set: call set_image(plane) before segment(...).")

@@ -46,6 +46,10 @@ class EverythingMethods:
     # (embedding, (proposer name, its params, had pixels), candidates) of the last run
     _everything: tuple[Embedding, tuple, GridCandidates] | None = None
     prepare: Callable[..., Embedding]  # SegAny.prepare: a plane through the cache
+    _prepare_plane: Callable[..., Embedding]  # the same for a plane seen in one pass
+    _big: object = None  # the current plane when tiled (tiling_api.TiledPlane)
+    tiling_of: Callable[..., object]  # TilingMethods.tiling_of
+    _decode_tiled: Callable[..., Generator]  # TilingMethods._decode_tiled
 
     def segment_everything(
         self,
@@ -64,7 +68,7 @@ class EverythingMethods:
         ----------
         mode : str
             The proposer (``everything.names()``): ``"grid"`` (SAM's grid of point
-            prompts, every model), a model's own (``"foreground"`` for ``"builtin"``),
+            prompts, every model), a model's own (``"ais"`` for ``"builtin"``),
             or ``"auto"``, the model's default.
         on_progress : callable, optional
             Called with each :class:`Progress` report.
@@ -91,17 +95,24 @@ class EverythingMethods:
         InputError
             On an unknown mode or parameter, or an invalid value.
         """
-        context = self._current
-        if context is None:
+        big, context = self._big, self._current
+        if big is None and context is None:
             raise NoImageError("No image set: call set_image(plane) before segment_everything().")
         proposer, chosen, filters = self.everything.plan(mode, **params)
-        key = (proposer.name, chosen, context.rgb is not None)
+        source = big if big is not None else context.embedding
+        key = (proposer.name, chosen, big is not None or context.rgb is not None)
         known = self._everything
-        if known is None or known[0] is not context.embedding or known[1] != key:
+        if known is None or known[0] is not source or known[1] != key:
             self._everything = None  # free the old candidates before decoding new ones
-            candidates = drain(proposer.propose(context, chosen), on_progress)
-            candidates.resolution = self._resolution(context.embedding)
-            self._everything = (context.embedding, key, candidates)
+            if big is not None:  # window by window (tiling_api)
+                steps = self.decode_everything(
+                    big.image, *big.reading[:2], mode, big.reading[2], **params
+                )
+                candidates = drain(steps, on_progress)
+            else:
+                candidates = drain(proposer.propose(context, chosen), on_progress)
+                candidates.resolution = self._resolution(context.embedding)
+            self._everything = (source, key, candidates)
         return self._everything[2].select(filters)
 
     def decode_everything(
@@ -120,8 +131,16 @@ class EverythingMethods:
         returned candidates with ``.select(filters)``.
         """
         proposer, chosen, _ = self.everything.plan(mode, **params)
+        tiling = self.tiling_of(image, channel_axis)
+        if tiling is not None:  # window by window, each as a plane of its own
+            return (
+                yield from self._decode_tiled(image, contrast_limits, channels, channel_axis,
+                                              tiling, mode, params)
+            )  # fmt: skip
         yield Progress(0, 1, "embedding")
-        embedding = self.prepare(image, contrast_limits, channels, channel_axis, refine=False)
+        embedding = self._prepare_plane(
+            image, contrast_limits, channels, channel_axis, refine=False, run=True
+        )
         context = self._planes.find(embedding)  # a prepared plane: its views are kept
         if context is None or context.rgb is None:  # not kept: a stack would fill the store
             rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)

@@ -24,7 +24,7 @@ class SquareSession(PromptSession):
 
     predictor = None  # the app reads channels only in the widget
 
-    def prepare(self, image, contrast_limits=None, channels=None, *, run=True):
+    def prepare(self, image, contrast_limits=None, channels=None, *, run=True, region_yxyx=None):
         if not run:
             ready = float(np.sum(image)) in self.prepared
             return np.asarray(image).shape[:2] if ready else None

@@ -126,7 +126,7 @@ def test_the_background_job_prepares_the_plane_for_the_prompts():
     plane = nuclei_scene_2d().image
     session.prepare(plane, refine=False)
     assert session.prepare(plane, run=False) is None  # embedded, the head's objects not found
-    embedding = prepare_cancellable(session, plane, None, threading.Event())
+    embedding = prepare_cancellable(session, plane, None, cancel_event=threading.Event())
     assert session.prepare(plane, run=False) is not None and embedding is session.prepare(
         plane, refine=False
     )
@@ -236,3 +236,37 @@ def test_a_sam21_file_loaded_by_the_widget_prompts_like_the_api(viewer_widget, t
     widget.segment_everything()  # SAM 2's generator defaults otherwise, as the API's
     expected_labels = widget.segany.segment_everything(mode="grid", points_per_side=4).labels
     np.testing.assert_array_equal(np.asarray(viewer.layers[EVERYTHING].data), expected_labels)
+
+
+def test_clicks_on_a_tiled_plane_embed_their_window_in_the_background(threaded_viewer, qtbot):
+    """A plane larger than the model's frame is seen window by window: each click's
+    window is embedded in the background job, and the preview lands where clicked."""
+    import threading
+
+    from napari_segany import SegAny
+    from napari_segany.core.synthetic import generate_scene, interior_point_yx
+
+    viewer, widget = threaded_viewer
+    scene = generate_scene(np.random.default_rng(4), (1100, 1100), "nuclei", radius=12.0)
+    session = SegAny("builtin", device="cpu", precision="fp32", tiling=(384, 64))
+    on_main = []
+    embed = session.predictor.embed
+
+    def spy(*args, **kwargs):
+        on_main.append(threading.current_thread() is threading.main_thread())
+        return embed(*args, **kwargs)
+
+    session.predictor.embed = spy
+    image = viewer.add_image(scene.image)
+    widget.use_session(session)
+    qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
+    assert session.tiled is not None  # nothing embedded for the plane as a whole
+    ids, areas = np.unique(scene.labels[scene.labels > 0], return_counts=True)
+    for label in ids[np.argsort(-areas)][:3]:  # the three largest nuclei
+        y, x = interior_point_yx(scene.labels == label, edge_is_background=False)
+        viewer.layers[PROMPTS].add([y, x])
+        qtbot.waitUntil(lambda: _answered(widget, image), timeout=60_000)
+        shown = viewer.layers[PREVIEW].data > 0
+        assert shown.shape == scene.labels.shape and shown[y, x]
+        widget.clear_prompts()
+    assert on_main and on_main.count(True) == 0, f"{on_main.count(True)} on the GUI thread"

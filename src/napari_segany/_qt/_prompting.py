@@ -153,7 +153,11 @@ class PromptController(QObject):
             return
         request = self._request(image)
         try:
-            prepared = session.prepare(request.plane, request.limits, run=False) is not None
+            region = request.region_yxyx
+            prepared = (
+                session.prepare(request.plane, request.limits, run=False, region_yxyx=region)
+                is not None
+            )
         except SegAnyError as error:
             notify_error(error, f"image '{image.name}'")
             return
@@ -161,7 +165,9 @@ class PromptController(QObject):
         if step is Step.CLEAR:
             self.clear_preview()
         if step is Step.PREDICT:
-            self._predict(request, session.prepare(request.plane, request.limits))
+            self._predict(
+                request, session.prepare(request.plane, request.limits, region_yxyx=region)
+            )
         elif step is Step.PREPARE:
             self.state.wait_for_plane(request)
             self._prepare(session, request)
@@ -179,6 +185,7 @@ class PromptController(QObject):
             session,
             request.plane,
             request.limits,
+            request.region_yxyx,
             on_done=lambda embedding: self._prepared(request.key, embedding),
             on_error=self._prepare_failed,
             pass_cancel_event=True,

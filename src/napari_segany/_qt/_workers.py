@@ -84,10 +84,15 @@ def eta_text(report: Progress, started: float, now: float | None = None) -> str:
 
 
 def prepare_cancellable(
-    segany: PromptSession, plane: Any, contrast_limits: Any, cancel_event: threading.Event
+    segany: PromptSession,
+    plane: Any,
+    contrast_limits: Any,
+    region_yxyx: Any = None,
+    cancel_event: threading.Event | None = None,
 ) -> Any:
     """Worker body: ``segany.prepare(plane)`` (the embedding and the model's per-plane
-    preparation), stopping within one encoder block on cancel; returns the embedding.
+    preparation; for a plane seen window by window, the window of ``region_yxyx``),
+    stopping within one encoder block on cancel; returns the embedding.
 
     So the first prompt on the plane never waits for the model on the GUI thread.
 
@@ -99,7 +104,7 @@ def prepare_cancellable(
     from napari_segany.core.cancel import image_encoder_of, stop_on
 
     with stop_on(image_encoder_of(segany), cancel_event):  # zoomed tiles and views too
-        return segany.prepare(plane, contrast_limits=contrast_limits)
+        return segany.prepare(plane, contrast_limits=contrast_limits, region_yxyx=region_yxyx)
 
 
 def _report_errors_only_once(worker: Any) -> None:

@@ -395,6 +395,6 @@ def _load_and_prepare(options: dict, plane: Any, contrast_limits: Any, cancel_ev
 
 def _prepare(segany: PromptSession, plane: Any, contrast_limits: Any, cancel_event: Any) -> Any:
     """Worker body: prepare ``plane`` and make it current (stops on ``cancel_event``)."""
-    embedding = prepare_cancellable(segany, plane, contrast_limits, cancel_event)
+    embedding = prepare_cancellable(segany, plane, contrast_limits, cancel_event=cancel_event)
     segany.set_image(plane, contrast_limits, embedding=embedding)
     return segany

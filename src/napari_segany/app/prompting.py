@@ -54,6 +54,17 @@ class Request:
     boxes: np.ndarray
 
     @property
+    def region_yxyx(self) -> tuple[float, float, float, float] | None:
+        """(y0, x0, y1, x1) around the prompts, or None without any (a plane seen
+        window by window prepares the window holding them)."""
+        corners = [self.points_yx.reshape(-1, 2), self.boxes.reshape(-1, 2)]
+        both = np.concatenate(corners)
+        if both.size == 0:
+            return None
+        low, high = both.min(axis=0), both.max(axis=0)
+        return float(low[0]), float(low[1]), float(high[0]) + 1, float(high[1]) + 1
+
+    @property
     def signature(self) -> tuple:
         """Equal for requests that would give the same prediction."""
         arrays = (self.points_yx, self.labels, self.boxes)

@@ -39,10 +39,12 @@ class PromptSession(Protocol):
         channels: Sequence[int] | None = None,
         *,
         run: bool = True,
+        region_yxyx: Sequence[float] | None = None,
     ) -> Any:
         """Embed the plane and run the model's per-plane preparation; return the
         embedding (slow: the widget calls it in a worker). ``run=False``: run nothing,
-        return the embedding only if the plane is ready, else None."""
+        return the embedding only if the plane is ready, else None. ``region_yxyx``:
+        where the prompts lie (a plane seen window by window prepares that window)."""
 
     def set_image(
         self,

@@ -1,0 +1,222 @@
+"""Planes larger than the model's frame in a :class:`~napari_segany.api.SegAny` session.
+
+:class:`TilingMethods` (mixed into ``SegAny``) holds the session's ``tiling`` and its
+*tiled plane*: ``set_image`` of a plane above the tiling's threshold keeps the plane
+(numpy, dask, zarr: read one window at a time) and embeds nothing; a prompt embeds the
+window it needs (``core.tiling``: the grid window holding it, or one around it; a mask
+cut by its window is decoded again in a window centred on it), and its masks land in
+plane coordinates; everything mode runs window by window and stitches
+(``core.everything.tiled``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .core.errors import PromptError
+from .core.image import robust_limits, validate_plane
+from .core.results import SegmentResult
+from .core.tiling import (
+    Tiling,
+    Window,
+    choose_tiling,
+    cut_sides,
+    prompt_region,
+    tile_windows,
+    window_around,
+    window_for,
+)
+
+__all__ = ["TiledPlane", "TilingMethods"]
+
+_LIMIT_SAMPLE = 2048  # pixels per side of the sample the plane's contrast comes from
+
+
+@dataclass
+class TiledPlane:
+    """A plane the session sees window by window.
+
+    Attributes
+    ----------
+    image : array-like
+        The plane as given (spatial axes and, optionally, a channel axis).
+    hw : (int, int)
+    reading : (contrast_limits, channels, channel_axis)
+        Every window is read with these (limits fixed for the whole plane).
+    tiling : Tiling
+    windows : list of Window
+        The grid.
+    window : Window or None
+        The window whose embedding is current.
+    """
+
+    image: Any
+    hw: tuple[int, int]
+    reading: tuple
+    tiling: Tiling
+    windows: list[Window]
+    window: Window | None = None
+
+    def pixels(self, window: Window) -> np.ndarray:
+        """The window's pixels, read now (the rest of the plane is not)."""
+        return np.asarray(self.image[_slicer(self.image.ndim, self.reading[2], window.slices)])
+
+
+def _spatial(ndim: int, channel_axis: int | None) -> list[int]:
+    if ndim == 2:
+        return [0, 1]
+    channel = 2 if channel_axis is None else channel_axis % ndim
+    return [axis for axis in range(ndim) if axis != channel]
+
+
+def _slicer(ndim: int, channel_axis: int | None, spatial: tuple) -> tuple:
+    index = [slice(None)] * ndim
+    for axis, part in zip(_spatial(ndim, channel_axis), spatial):
+        index[axis] = part
+    return tuple(index)
+
+
+def plane_limits(image, channels, channel_axis) -> Any:
+    """The contrast limits a whole plane is read with when none are given (as for an
+    untiled plane: robust limits per used channel), from a strided sample of at most
+    :data:`_LIMIT_SAMPLE` pixels per side; None for uint8 and bool planes."""
+    if np.dtype(image.dtype) in (np.uint8, np.bool_):
+        return None
+    hw = [image.shape[a] for a in _spatial(image.ndim, channel_axis)]
+    step = max(1, int(np.ceil(max(hw) / _LIMIT_SAMPLE)))
+    sample = np.asarray(image[_slicer(image.ndim, channel_axis, (slice(None, None, step),) * 2)])
+    array = validate_plane(sample, None, channels, channel_axis)
+    limits = np.array([robust_limits(array[:, :, c]) for c in range(array.shape[2])])
+    limits[:, 1] = np.maximum(limits[:, 1], limits[:, 0] + 1e-6)  # a constant plane
+    return limits
+
+
+class TilingMethods:
+    """Tiled planes of a session (module docstring; mixed into ``SegAny``)."""
+
+    _tiling_setting: Any = "auto"
+    _big: TiledPlane | None = None
+    predictor: Any
+    _segment_plane: Callable[..., SegmentResult]  # SegAny's segment of one window
+    _set_plane: Callable[..., Any]  # SegAny's set_image of one window
+    _prepare_plane: Callable[..., Any]  # SegAny's prepare of one window
+
+    @property
+    def tiling(self) -> Any:
+        """``"auto"`` (default), None or (tile, halo) in pixels (``core.tiling``):
+        ``"auto"`` tiles planes longer than twice the model's frame, into windows of
+        the frame's size (tile = 3/4 of it, halo = 1/8 each side)."""
+        return self._tiling_setting
+
+    @tiling.setter
+    def tiling(self, setting: Any) -> None:
+        choose_tiling(setting, self.predictor.model.image_size, (1, 1))  # validates
+        self._tiling_setting = setting if setting is None or isinstance(setting, str) else (
+            int(setting[0]), int(setting[1]))  # fmt: skip
+
+    @property
+    def tiled(self) -> TiledPlane | None:
+        """The current plane when it is seen window by window, else None."""
+        return self._big
+
+    def tiling_of(self, image: Any, channel_axis: int | None = None) -> Tiling | None:
+        """The tiling ``image`` gets in this session (None: one pass)."""
+        shape = getattr(image, "shape", None)
+        if shape is None or len(shape) not in (2, 3):
+            return None
+        hw = tuple(int(shape[a]) for a in _spatial(len(shape), channel_axis))
+        return choose_tiling(self._tiling_setting, self.predictor.model.image_size, hw)
+
+    def _set_tiled(self, image, contrast_limits, channels, channel_axis, tiling) -> None:
+        """Make ``image`` the current plane, seen window by window (nothing embedded)."""
+        hw = tuple(int(image.shape[a]) for a in _spatial(image.ndim, channel_axis))
+        if contrast_limits is None:
+            contrast_limits = plane_limits(image, channels, channel_axis)
+        reading = (contrast_limits, channels, channel_axis)
+        self._big = TiledPlane(image, hw, reading, tiling, tile_windows(hw, tiling))
+
+    def _use_window(self, window: Window) -> None:
+        """Embed ``window`` (through the cache and the store) and make it current."""
+        big = self._big
+        self._set_plane(big.pixels(window), *big.reading)
+        big.window = window
+
+    def _prepare_tiled(self, image, reading: tuple, tiling: Tiling, region, refine, run):
+        """:meth:`prepare` of a tiled plane: the window of ``region`` (a prompt's
+        (y0, x0, y1, x1)), or nothing without one."""
+        if region is None:
+            return None
+        limits, channels, channel_axis = reading
+        if limits is None:
+            limits = plane_limits(image, channels, channel_axis)
+        hw = tuple(int(image.shape[a]) for a in _spatial(image.ndim, channel_axis))
+        window = window_for(tuple(int(v) for v in region), tile_windows(hw, tiling), hw, tiling)
+        pixels = np.asarray(image[_slicer(image.ndim, channel_axis, window.slices)])
+        return self._prepare_plane(pixels, limits, channels, channel_axis, refine=refine, run=run)
+
+    def _decode_tiled(self, image, limits, channels, channel_axis, tiling, mode, params):
+        """Everything mode's phase 1 on a tiled plane: every window, as a plane of its
+        own read with the whole plane's contrast limits (``core.everything.tiled``)."""
+        from .core.everything.tiled import decode_tiled
+
+        if limits is None:
+            limits = plane_limits(image, channels, channel_axis)
+        hw = tuple(int(image.shape[a]) for a in _spatial(image.ndim, channel_axis))
+        windows = tile_windows(hw, tiling)
+
+        def read(window: Window) -> np.ndarray:
+            return np.asarray(image[_slicer(image.ndim, channel_axis, window.slices)])
+
+        def one(pixels: np.ndarray):
+            return self.decode_everything(pixels, limits, channels, mode, channel_axis, **params)
+
+        return (yield from decode_tiled(hw, windows, read, one))
+
+    def _segment_tiled(
+        self, points_yx, labels, box_yxyx, mask_input, multimask: bool
+    ) -> SegmentResult:
+        """:meth:`segment` on the tiled plane (module docstring)."""
+        big = self._big
+        region = prompt_region(points_yx, box_yxyx)
+        _check_inside(region, big.hw)
+        if mask_input is not None and big.window is not None:
+            window = big.window  # the logits are the last window's
+        else:
+            window = window_for(region, big.windows, big.hw, big.tiling)
+        result = self._in_window(window, points_yx, labels, box_yxyx, mask_input, multimask)
+        best = int(np.argmax(result.scores.reshape(-1)))
+        mask = result.masks.reshape(-1, *result.masks.shape[-2:])[best]
+        if mask_input is None and cut_sides(mask, window, big.hw):
+            rows, cols = np.nonzero(mask)
+            y0, x0 = window.yxyx[:2]
+            grown = (y0 + rows.min(), x0 + cols.min(), y0 + rows.max() + 1, x0 + cols.max() + 1)
+            union = tuple(min(a, b) for a, b in zip(grown[:2], region[:2])) + tuple(
+                max(a, b) for a, b in zip(grown[2:], region[2:]))  # fmt: skip
+            window = window_around(union, big.hw, big.tiling)
+            result = self._in_window(window, points_yx, labels, box_yxyx, None, multimask)
+        return _in_plane(result, window, big.hw)
+
+    def _in_window(self, window, points_yx, labels, box_yxyx, mask_input, multimask):
+        self._use_window(window)
+        y0, x0 = window.yxyx[:2]
+        points = None if points_yx is None else np.asarray(points_yx, np.float64) - (y0, x0)
+        box = None if box_yxyx is None else np.asarray(box_yxyx, np.float64) - (y0, x0, y0, x0)
+        return self._segment_plane(points, labels, box, mask_input, multimask)
+
+
+def _check_inside(region, hw) -> None:
+    if region[0] < 0 or region[1] < 0 or region[2] > hw[0] + 1 or region[3] > hw[1] + 1:
+        raise PromptError(f"The prompt lies outside the {hw[0]} x {hw[1]} plane.")
+
+
+def _in_plane(result: SegmentResult, window: Window, hw: tuple[int, int]) -> SegmentResult:
+    """``result`` (of a window) with its masks placed in the (H, W) plane."""
+    from dataclasses import replace
+
+    masks = np.zeros((*result.masks.shape[:-2], *hw), bool)
+    masks[(...,) + window.slices] = result.masks
+    return replace(result, masks=masks)

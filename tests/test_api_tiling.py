@@ -1,0 +1,115 @@
+"""Planes larger than the model's frame, window by window (``SegAny(tiling=...)``), with
+the built-in model on generated nuclei: clicks on objects crossing tiles come back
+whole, everything mode finds what per-part runs find, and a lazy plane is read only
+where the work is."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from training.evaluate_builtin import best_overlap_iou
+
+from napari_segany.api import SegAny
+from napari_segany.core.errors import InputError, PromptError
+from napari_segany.core.synthetic import generate_scene
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def session():
+    return SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 64))
+
+
+def _cut_nuclei(scene, session, count: int) -> list[tuple[int, tuple[int, int]]]:
+    """Nuclei (id, click (y, x) at its most interior pixel) that the grid window their
+    click gets would cut: they cross a window edge inside the plane."""
+    from scipy import ndimage
+
+    from napari_segany.core.tiling import prompt_region, window_for
+
+    big = session.tiled
+    picked = []
+    for index, box in enumerate(ndimage.find_objects(scene.labels), start=1):
+        mask = scene.labels[box] == index
+        depth = ndimage.distance_transform_edt(mask)
+        y, x = np.unravel_index(np.argmax(depth), mask.shape)
+        click = (box[0].start + int(y), box[1].start + int(x))
+        window = window_for(prompt_region(np.array([click]), None), big.windows, big.hw, big.tiling)
+        y0, x0, y1, x1 = window.yxyx
+        inside = (
+            y0 <= box[0].start and box[0].stop <= y1 and x0 <= box[1].start and box[1].stop <= x1
+        )
+        if not inside and depth.max() > 6:
+            picked.append((index, click))
+    return picked[:count]
+
+
+def test_clicks_on_objects_crossing_tiles_give_whole_objects():
+    session = SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 0))  # no halo
+    scene = generate_scene(np.random.default_rng(3), (1024, 1024), "nuclei", radius=14.0)
+    assert session.set_image(scene.image) is None  # kept, nothing embedded yet
+    assert session.tiled is not None and len(session.tiled.windows) == 16
+    cut = _cut_nuclei(scene, session, 6)
+    assert len(cut) == 6
+    ious = []
+    for index, click in cut:
+        result = session.segment(points_yx=[click], labels=[1])
+        assert result.masks.shape == (3, 1024, 1024)
+        mask = result.masks[int(np.argmax(result.scores))]
+        truth = scene.labels == index
+        ious.append((mask & truth).sum() / (mask | truth).sum())
+        assert session.tiled.window not in session.tiled.windows  # decoded again, centred
+    assert np.mean(ious) > 0.75 and min(ious) > 0.5  # whole objects, not cut halves
+
+
+def test_tiled_everything_mode_finds_what_each_quarter_finds():
+    # "auto"'s tiles for this model (windows of its 512 frame), forced on a 1024 plane
+    session = SegAny("builtin", device="cpu", precision="fp32", tiling=(384, 64))
+    scene = generate_scene(np.random.default_rng(5), (1024, 1024), "nuclei", radius=9.0)
+    session.set_image(scene.image)
+    tiled = session.segment_everything()
+    ids = np.unique(tiled.labels)
+    assert ids[0] == 0 and len(ids) - 1 == len(tiled.objects)  # ids unique, each painted
+    found, total = 0, 0
+    untiled = SegAny("builtin", device="cpu", precision="fp32", tiling=None)
+    for y in (0, 512):
+        for x in (0, 512):
+            quarter = scene.image[y : y + 512, x : x + 512]
+            untiled.set_image(quarter, contrast_limits=session.tiled.reading[0])
+            part = untiled.segment_everything().labels
+            seen = tiled.labels[y : y + 512, x : x + 512]  # the tiled run, on the quarter
+            for object_id in np.unique(part)[1:]:
+                total += 1
+                found += best_overlap_iou(seen, part == object_id) >= 0.5
+    assert total > 100 and found >= 0.9 * total  # measured: see docs/benchmarks.md
+
+
+class _CountingPlane:
+    """A (H, W) uint16 plane that counts the pixels read (a stand-in for a lazy array)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self._array, self.read = array, 0
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, index):
+        part = self._array[index]
+        self.read += part.size
+        return part
+
+
+def test_a_click_reads_only_its_window_of_a_lazy_plane(session):
+    scene = generate_scene(np.random.default_rng(3), (1024, 1024), "nuclei", radius=14.0)
+    lazy = _CountingPlane(np.tile(scene.image, (3, 3)))  # 3072 x 3072
+    session.set_image(lazy, contrast_limits=(0, 3000))
+    assert lazy.read == 0
+    session.segment(points_yx=[[1700, 1700]], labels=[1])
+    assert 0 < lazy.read <= 2 * 384 * 384  # its window (and perhaps one around the mask)
+
+
+def test_bad_tiling_and_prompts_outside_are_refused(session):
+    with pytest.raises(InputError, match="tiling"):
+        SegAny("builtin", device="cpu", tiling=(8, 2))
+    session.set_image(np.zeros((1024, 1024), np.uint16))
+    with pytest.raises(PromptError, match="outside"):
+        session.segment(points_yx=[[1100, 20]], labels=[1])
