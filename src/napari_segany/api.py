@@ -44,9 +44,10 @@ from .core.plugins import (
 from .core.predictor import Predictor
 from .core.registry import DEFAULT_MODEL, REGISTRY
 from .core.results import SegmentResult
-from .core.store import EmbeddingStore, model_fingerprint
 from .everything_api import EverythingMethods
+from .store_api import StoreMethods
 from .tiling_api import TilingMethods
+from .volume_api import VolumeMethods
 
 __all__ = ["SegAny", "SegmentResult"]
 
@@ -55,7 +56,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
 
 
-class SegAny(EverythingMethods, TilingMethods):
+class SegAny(EverythingMethods, TilingMethods, StoreMethods, VolumeMethods):
     """Segment Anything on microscopy planes: one model, an embedding cache, a current plane.
 
     Parameters
@@ -183,7 +184,6 @@ class SegAny(EverythingMethods, TilingMethods):
         self._plugin = plugin
         self._planes = planes.PlaneStore(self.predictor)
         self._current: PlaneContext | None = None
-        self._store: EmbeddingStore | None = None
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property
@@ -197,22 +197,6 @@ class SegAny(EverythingMethods, TilingMethods):
     def refiners(self, refine: str | Sequence) -> None:
         self._refiners = choose_refiners(self._plugin, refine, self.predictor.name)
         self.everything.clicked_parts = any(r.name == "clicked_parts" for r in self._refiners)
-
-    @property
-    def embedding_store(self) -> EmbeddingStore | None:
-        """The persistent embedding store in use (``core.store``), or None; set a
-        directory (created if missing) to use one, None to stop."""
-        return self._store
-
-    @embedding_store.setter
-    def embedding_store(self, path: str | Path | None) -> None:
-        if path is None:
-            self._store = None
-            return
-        if self._store is not None and Path(path) == self._store.path:
-            return
-        fingerprint = model_fingerprint(self.predictor.model)
-        self._store = EmbeddingStore(path, fingerprint)
 
     @property
     def current(self) -> PlaneContext | None:
@@ -285,17 +269,6 @@ class SegAny(EverythingMethods, TilingMethods):
             reading = (contrast_limits, channels, channel_axis)
             planes.prepare(self._planes.with_pixels(embedding, image, *reading), refiners)
         return embedding
-
-    def _embed(self, key: tuple, image, contrast_limits, channels, channel_axis) -> Embedding:
-        """The plane's embedding from the store, or computed (and stored); cached."""
-        store = self._store
-        embedding = None if store is None else store.get(key, self.predictor.device)
-        if embedding is None:
-            rgb = self.predictor.rgb(image, contrast_limits, channels, channel_axis)
-            embedding = self.predictor.embed(rgb)
-            if store is not None:
-                store.put(key, embedding)
-        return self.cache.put(key, embedding)
 
     def set_image(
         self,
@@ -436,24 +409,6 @@ class SegAny(EverythingMethods, TilingMethods):
         for refiner in self.refiners:
             result = refiner.refine(result, prompt, context)
         return result
-
-    def open_volume(
-        self,
-        stack,
-        axis: int = 0,
-        contrast_limits=None,
-        channels: Sequence[int] | None = None,
-    ):
-        """A stack whose objects are prompted on one slice and propagated along
-        ``axis`` (z, or t for a time lapse): :class:`~napari_segany.volume_api.Volume`.
-
-        ``stack``: (N, H, W) or (N, H, W, C) around ``axis``, numpy, dask or zarr (read
-        slice by slice); ``contrast_limits`` and ``channels`` as in :meth:`set_image`,
-        for every slice (default limits: the stack's, not each slice's).
-        """
-        from .volume_api import Volume
-
-        return Volume(self, stack, axis, contrast_limits, channels)
 
     def __repr__(self) -> str:
         return (

@@ -371,3 +371,23 @@ def _with_mask(given: SlicePrompt, stored: np.ndarray | None, rules: ProjectionR
     if given.box_yxyx is None:  # the mask's box where the rules prompt with boxes
         prompt["box_yxyx"] = derived["box_yxyx"]
     return prompt
+
+
+class VolumeMethods:
+    """``SegAny.open_volume`` (mixed into ``SegAny``)."""
+
+    def open_volume(
+        self,
+        stack,
+        axis: int = 0,
+        contrast_limits=None,
+        channels: Sequence[int] | None = None,
+    ):
+        """A stack whose objects are prompted on one slice and propagated along
+        ``axis`` (z, or t for a time lapse): :class:`~napari_segany.volume_api.Volume`.
+
+        ``stack``: (N, H, W) or (N, H, W, C) around ``axis``, numpy, dask or zarr (read
+        slice by slice); ``contrast_limits`` and ``channels`` as in :meth:`set_image`,
+        for every slice (default limits: the stack's, not each slice's).
+        """
+        return Volume(self, stack, axis, contrast_limits, channels)
