@@ -54,7 +54,8 @@ def main() -> None:
     start = time.perf_counter()
     volume = session.open_volume(stack)
     middle = args.slices // 2
-    result = volume.prompt(obj_id=1, index=middle, points_yx=[[args.side / 2, args.side / 2]])
+    click = [[args.side / 2, args.side / 2]]
+    result = volume.prompt(obj_id=1, index=middle, points_yx=click, labels=[1])
     elapsed = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     virtual = stack.nbytes / 2**30

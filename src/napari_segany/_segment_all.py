@@ -1,19 +1,24 @@
-"""``napari-segany segment-all``: everything mode on a TIFF stack into a label TIFF.
+"""``napari-segany segment-all``: everything mode on TIFF stacks into label images.
 
-Kept apart from ``cli.py`` so the parser stays short; torch, tifffile and the model are
-imported inside :func:`run` only.
+One TIFF into one label TIFF runs here, in this process (:func:`run`); several
+inputs, globs, zarr / OME-Zarr inputs, a folder or OME-Zarr output, or
+``--scheduler`` run as a batch of planes (:mod:`napari_segany.batch`). Kept apart from
+``cli.py`` so the parser stays short; torch, tifffile, dask and the model are imported
+inside :func:`run` only.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import os
 import sys
 import warnings
 from pathlib import Path
 
 SPATIAL = ("Y", "X")
 CHANNEL_LETTERS = ("C", "S")
+GLOB_CHARACTERS = "*?["
+ZARR_SUFFIXES = (".ome.zarr", ".zarr")
 
 # (flag, type, help) of the everything-mode parameters, SAM's meanings. Not given: the
 # model's defaults (SegAny.everything.merged; for builtin the objects of its
@@ -47,8 +52,7 @@ EVERYTHING_OPTIONS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``segment-all`` subcommand."""
-    parser.add_argument("input", metavar="IN.tif", help="TIFF or OME-TIFF image (2D to 5D)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.tif", help="label TIFF")
+    _add_io_arguments(parser)
     parser.add_argument(
         "--model", help="registry name (default: builtin, or the architecture of --checkpoint)"
     )
@@ -93,30 +97,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="?",
         const="",
         metavar="TABLE.csv",
-        help="write the per-object table (default name: OUT.csv)",
+        help="write the per-object table (default name: OUT.csv; batches: <name>.csv beside "
+        "each label TIFF, objects.csv in each OME-Zarr labels group, or into a folder given)",
+    )
+    parser.add_argument(
+        "--tiling",
+        type=_tiling,
+        default="auto",
+        metavar="auto|none|TILE,HALO",
+        help="planes larger than the model's frame: auto (windows of the frame for planes "
+        "over twice its size), none (one pass), or tile and halo sizes in pixels",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def _add_io_arguments(parser: argparse.ArgumentParser) -> None:
+    """Inputs, output and where the planes run."""
+    parser.add_argument(
+        "input",
+        nargs="+",
+        metavar="INPUT",
+        help="TIFF or OME-TIFF image (2D to 5D), glob (quoted), zarr array or OME-Zarr image",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help="label TIFF (one input); a folder (several inputs, or ending in /) with one "
+        "label TIFF per input; or an OME-Zarr store (ending in .zarr) of labels groups",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="SCHEDULER",
+        help="run the planes on dask: local:N starts N worker processes here (local: 2), "
+        "tcp://host:8786 uses a running cluster (default: this process)",
+    )
+
+
+def _tiling(text: str):
+    """``--tiling``'s value: "auto", None, or (tile, halo)."""
+    if text in ("auto", "none"):
+        return None if text == "none" else text
+    try:
+        tile, halo = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': give auto, none or TILE,HALO") from None
+    return tile, halo
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``segment-all``; errors are :class:`SegAnyError` with a clear message."""
+    if not _single_file(args):
+        from .batch import run_batch
+
+        return run_batch(_batch_request(args))
     output, table = _outputs(args)
-    data, axes = _read(Path(args.input), args.axes)
+    data, axes = _read(Path(args.input[0]), args.axes)
     spatial_axes, channel_axis = _layout(axes, data.shape)
 
     from .api import SegAny
-    from .core.registry import DEFAULT_MODEL
 
-    if args.checkpoint and not args.model:  # the checkpoint's own architecture
-        source, checkpoint = args.checkpoint, None
-    else:
-        source, checkpoint = args.model or DEFAULT_MODEL, args.checkpoint
-    session = SegAny(source, checkpoint=checkpoint, device=args.device, precision=args.precision)
+    source, checkpoint = _model(args)
+    session = SegAny(
+        source,
+        checkpoint=checkpoint,
+        device=args.device,
+        precision=args.precision,
+        tiling=args.tiling,
+    )
     limits, channels = args.contrast_limits, args.channels
-    names = [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
-    params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-    params.update({flag: True for flag in ("use_m2m", "box_refinement") if getattr(args, flag)})
+    params = _params(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = session.segment_everything_stack(
@@ -135,9 +187,75 @@ def run(args: argparse.Namespace) -> int:
     _report_warnings(caught)
     _write_labels(output, result.labels, axes)
     if table is not None:
-        _write_table(table, result.objects, [a for a in axes if a not in "YX" + "CS"])
+        from .batch.outputs import write_table
+
+        write_table(table, result.objects, [a for a in axes if a not in "YX" + "CS"])
     sys.stdout.write(f"{output}: {len(result.objects)} objects\n")
     return 0
+
+
+def _single_file(args: argparse.Namespace) -> bool:
+    """One TIFF (no glob) into one label TIFF, in this process: the run of
+    :func:`run` itself; anything else is a batch."""
+    if args.scheduler is not None or len(args.input) != 1:
+        return False
+    name, output = args.input[0], args.output
+    if any(c in name for c in GLOB_CHARACTERS) and not Path(name).exists():
+        return False
+    if Path(name).is_dir() or name.rstrip("/").lower().endswith(ZARR_SUFFIXES):
+        return False
+    return not (output.endswith(("/", os.sep)) or output.lower().endswith(ZARR_SUFFIXES))
+
+
+def _model(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(model, checkpoint) for ``SegAny``: a checkpoint alone names its architecture."""
+    from .core.registry import DEFAULT_MODEL
+
+    if args.checkpoint and not args.model:  # the checkpoint's own architecture
+        return args.checkpoint, None
+    return args.model or DEFAULT_MODEL, args.checkpoint
+
+
+def _params(args: argparse.Namespace) -> dict:
+    """Everything-mode parameters given on the command line (``mode`` included)."""
+    names = [flag[2:].replace("-", "_") for flag, *_ in EVERYTHING_OPTIONS]
+    params = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    params.update({flag: True for flag in ("use_m2m", "box_refinement") if getattr(args, flag)})
+    return params
+
+
+def _batch_request(args: argparse.Namespace):
+    """The :class:`~napari_segany.batch.BatchRequest` of the command line."""
+    from .batch import BatchRequest, ModelSpec, Settings
+    from .core.everything import AUTO
+
+    model, checkpoint = _model(args)
+    if checkpoint is not None:  # workers may start elsewhere: an absolute path
+        checkpoint = os.path.abspath(checkpoint)
+    elif os.path.isfile(model):
+        model = os.path.abspath(model)
+    params = _params(args)
+    mode = params.pop("mode", AUTO)
+    limits = None if args.contrast_limits is None else tuple(args.contrast_limits)
+    settings = Settings(
+        ModelSpec(model, checkpoint, args.device, args.precision, args.tiling),
+        mode,
+        tuple(sorted(params.items())),
+        limits,
+        None if args.channels is None else tuple(args.channels),
+    )
+    return BatchRequest(
+        inputs=list(args.input),
+        output=args.output,
+        settings=settings,
+        axes=args.axes,
+        link=args.link,
+        link_iou=args.link_iou,
+        table=args.csv,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )
 
 
 def _report_warnings(caught: list[warnings.WarningMessage]) -> None:
@@ -164,12 +282,15 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
         table = Path(args.csv) if args.csv else output.with_suffix(".csv")
     for path in (output, table):
         if path is not None and path.is_dir():
-            raise InputError(f"{path} is a folder; give a file name, e.g. {path / 'labels.tif'}.")
+            raise InputError(
+                f"{path} is a folder; give a file name, e.g. {path / 'labels.tif'}, or end "
+                f"it with / to write one labels file per input into it."
+            )
         if path is not None and path.exists() and not args.overwrite:
             raise InputError(f"{path} exists; pass --overwrite to replace it.")
         if path is not None:
             _check_folder(path)
-    if Path(args.input).resolve() == output.resolve():
+    if Path(args.input[0]).resolve() == output.resolve():
         raise InputError("The output would replace the input image; choose another -o path.")
     return output, table
 
@@ -207,25 +328,16 @@ def _read(path: Path, axes: str | None):
             data, found = series.asarray(), series.axes
     except (tifffile.TiffFileError, ValueError, IndexError) as error:
         raise InputError(f"{path} could not be read as TIFF ({error}).") from error
-    axes = (axes or found).upper()
-    if len(axes) != data.ndim or len(set(axes)) != len(axes):
-        raise InputError(
-            f"Axes {axes!r} do not fit the image of shape {data.shape}: give one distinct "
-            f"letter per dimension with --axes, e.g. {'ZYX' if data.ndim == 3 else 'TZYX'}."
-        )
-    return data, axes
+    from .batch.inputs import check_axes
+
+    return data, check_axes(axes or found, data.shape)
 
 
 def _layout(axes: str, shape) -> tuple[tuple[int, int], int | None]:
     """Spatial axes (Y, X) and the channel axis (C or S) from axis letters."""
-    from .core.errors import InputError
+    from .batch.inputs import layout
 
-    if not all(letter in axes for letter in SPATIAL):
-        raise InputError(f"Axes {axes!r} need a Y and an X axis (e.g. --axes ZYX).")
-    channels = [axes.index(c) for c in CHANNEL_LETTERS if c in axes]
-    if len(channels) > 1:
-        raise InputError(f"Axes {axes!r} have two channel axes (C and S); name one of them.")
-    return (axes.index("Y"), axes.index("X")), (channels[0] if channels else None)
+    return layout(axes, shape)
 
 
 def _write_labels(path: Path, labels, axes: str) -> None:
@@ -239,48 +351,9 @@ def _write_labels(path: Path, labels, axes: str) -> None:
     dtype = np.uint16 if top < 2**16 else np.uint32
     kept = "".join(a for a in axes if a not in CHANNEL_LETTERS)
     with atomic_path(path) as temporary:
-        tifffile.imwrite(temporary, labels.astype(dtype), metadata={"axes": kept})
-
-
-def _write_table(path: Path, objects, plane_axes: list[str]) -> None:
-    header = [
-        "label",
-        *[f"plane_{a}" for a in plane_axes],
-        "area",
-        "visible_area",
-        "bbox_y0",
-        "bbox_x0",
-        "bbox_y1",
-        "bbox_x1",
-        "predicted_iou",
-        "stability_score",
-        "point_y",
-        "point_x",
-        "crop_y0",
-        "crop_x0",
-        "crop_y1",
-        "crop_x1",
-    ]
-    from .core.files import atomic_path
-
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for o in objects:
-            writer.writerow(
-                [
-                    o.label,
-                    *o.plane,
-                    o.area,
-                    o.visible_area,
-                    *o.bbox_yxyx,
-                    f"{o.predicted_iou:.6g}",
-                    f"{o.stability_score:.6g}",
-                    f"{o.point_yx[0]:.2f}",
-                    f"{o.point_yx[1]:.2f}",
-                    *o.crop_box_yxyx,
-                ]
-            )
+        tifffile.imwrite(
+            temporary, labels.astype(dtype), photometric="minisblack", metadata={"axes": kept}
+        )
 
 
 class _ProgressBar:

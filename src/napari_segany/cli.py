@@ -2,9 +2,10 @@
 
 Subcommands: ``info`` (environment and model cache), ``fetch NAME...`` (download and
 verify checkpoints), ``import NAME FILE`` (put a file downloaded elsewhere into the
-cache, for offline machines) and ``segment-all IN.tif -o OUT.tif`` (everything mode on
-every plane of a TIFF stack into a label TIFF). torch is imported inside the commands only, so
-``napari-segany --help`` answers at once.
+cache, for offline machines) and ``segment-all INPUT... -o OUTPUT`` (everything mode on
+every plane of TIFF stacks or zarr arrays into label TIFFs or OME-Zarr, in this process
+or on a dask cluster with ``--scheduler``). torch is imported inside the commands only,
+so ``napari-segany --help`` answers at once.
 
 Exit status: 0 on success, 1 on an error we explain in one line on stderr (no
 traceback), 2 on a usage error, 130 when interrupted.
@@ -89,7 +90,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_segment_all(args: argparse.Namespace) -> int:
-    """Everything mode on every plane of a TIFF; write labels (and optionally a CSV)."""
+    """Everything mode on every plane of each input; write labels (and optionally CSVs)."""
     from . import _segment_all
 
     return _segment_all.run(args)
@@ -123,7 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._segment_all import add_arguments
 
     segment = commands.add_parser(
-        "segment-all", help="everything mode on a TIFF stack -> label TIFF (+ CSV table)"
+        "segment-all",
+        help="everything mode on TIFF stacks or zarr -> label TIFFs or OME-Zarr (+ CSV "
+        "tables), here or on a dask cluster (--scheduler)",
     )
     add_arguments(segment)
     segment.set_defaults(handler=cmd_segment_all)

@@ -81,7 +81,7 @@ def discs(side: int, radius: float, spacing: float, seed: int = 0) -> np.ndarray
 def builtin():
     from napari_segany.api import SegAny
 
-    return SegAny("builtin", device="cpu", precision="fp32")
+    return SegAny("builtin", device="cpu", precision="fp32", tiling=None)  # one pass
 
 
 def test_large_plane_of_tiny_nuclei_warns_through_the_api_and_stacks(builtin):
@@ -110,7 +110,17 @@ def test_command_line_prints_the_warning_on_one_line(tmp_path, capsys):
 
     source, out = tmp_path / "field.tif", tmp_path / "labels.tif"
     tifffile.imwrite(source, discs(2048, radius=2.5, spacing=9), metadata={"axes": "YX"})
-    args = ["segment-all", str(source), "-o", str(out), "--head-zoom", "1", "-q"]
+    args = [
+        "segment-all",
+        str(source),
+        "-o",
+        str(out),
+        "--head-zoom",
+        "1",
+        "-q",
+        "--tiling",
+        "none",
+    ]
     assert main([*args, "--device", "cpu"]) == 0
     lines = capsys.readouterr().err.splitlines()
     warned = [line for line in lines if line.startswith("napari-segany: warning: ")]

@@ -18,9 +18,10 @@ frame long side > 1`` times:
 - nothing found on a plane shrunk at least :data:`EMPTY_DOWNSCALE` times (and nothing
   decoded at all, so no threshold removed it): warn that small objects may be the reason.
 
-The advice is to segment crops of at most ``max(image_size, image_size * d / cell_px)``
-pixels (there the typical object spans a cell; ``2 image_size`` when nothing was found)
-until tiled everything mode exists.
+The advice is to see the plane in windows of at most
+``max(image_size, image_size * d / cell_px)`` pixels (there the typical object spans a
+cell; ``2 image_size`` when nothing was found): ``SegAny(tiling=(tile, halo))``
+(``core.tiling``; ``"auto"`` tiles only planes longer than twice the frame).
 """
 
 from __future__ import annotations
@@ -119,10 +120,12 @@ def small_objects_message(
 
 
 def _advice(side: int) -> str:
-    """What to do: crops of at most ``side`` pixels (until tiling exists)."""
+    """What to do: windows of at most ``side`` pixels (``SegAny(tiling=...)``)."""
+    tile = max(side - side // 4, 16)
     return (
-        f"segment crops of at most {side} x {side} pixels (e.g. plane[:{side}, :{side}]) "
-        "and merge the labels; tiled everything mode is planned."
+        f"see the plane in crops of at most {side} x {side} pixels: "
+        f"SegAny(..., tiling=({tile}, {(side - tile) // 2})) "
+        f"(segment-all: --tiling {tile},{(side - tile) // 2})."
     )
 
 
