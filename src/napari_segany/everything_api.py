@@ -128,7 +128,9 @@ class EverythingMethods:
 
         The plane is embedded through the cache; it does not become current. Arguments
         as in :meth:`set_image` and :meth:`segment_everything`; select among the
-        returned candidates with ``.select(filters)``.
+        returned candidates with ``.select(filters)``. A plane the session tiles
+        (:attr:`tiling`) is decoded window by window (``core.everything.tiled``: its
+        ``TiledCandidates`` select and stitch the same way).
         """
         proposer, chosen, _ = self.everything.plan(mode, **params)
         tiling = self.tiling_of(image, channel_axis)
