@@ -63,7 +63,7 @@ class TiledPlane:
 
     def pixels(self, window: Window) -> np.ndarray:
         """The window's pixels, read now (the rest of the plane is not)."""
-        return np.asarray(self.image[_slicer(self.image.ndim, self.reading[2], window.slices)])
+        return read_window(self.image, self.reading[2], window)
 
 
 def _spatial(ndim: int, channel_axis: int | None) -> list[int]:
@@ -80,14 +80,24 @@ def _slicer(ndim: int, channel_axis: int | None, spatial: tuple) -> tuple:
     return tuple(index)
 
 
+def plane_hw(image: Any, channel_axis: int | None) -> tuple[int, int]:
+    """(H, W) of a plane with or without a channel axis."""
+    shape = image.shape
+    return tuple(int(shape[a]) for a in _spatial(len(shape), channel_axis))
+
+
+def read_window(image: Any, channel_axis: int | None, window: Window) -> np.ndarray:
+    """A window of a plane (numpy, dask, zarr), read now, channels kept."""
+    return np.asarray(image[_slicer(image.ndim, channel_axis, window.slices)])
+
+
 def plane_limits(image, channels, channel_axis) -> Any:
     """The contrast limits a whole plane is read with when none are given (as for an
     untiled plane: robust limits per used channel), from a strided sample of at most
     :data:`_LIMIT_SAMPLE` pixels per side; None for uint8 and bool planes."""
     if np.dtype(image.dtype) in (np.uint8, np.bool_):
         return None
-    hw = [image.shape[a] for a in _spatial(image.ndim, channel_axis)]
-    step = max(1, int(np.ceil(max(hw) / _LIMIT_SAMPLE)))
+    step = max(1, int(np.ceil(max(plane_hw(image, channel_axis)) / _LIMIT_SAMPLE)))
     sample = np.asarray(image[_slicer(image.ndim, channel_axis, (slice(None, None, step),) * 2)])
     array = validate_plane(sample, None, channels, channel_axis)
     limits = np.array([robust_limits(array[:, :, c]) for c in range(array.shape[2])])
@@ -125,15 +135,14 @@ class TilingMethods:
 
     def tiling_of(self, image: Any, channel_axis: int | None = None) -> Tiling | None:
         """The tiling ``image`` gets in this session (None: one pass)."""
-        shape = getattr(image, "shape", None)
-        if shape is None or len(shape) not in (2, 3):
+        if len(getattr(image, "shape", ())) not in (2, 3):
             return None
-        hw = tuple(int(shape[a]) for a in _spatial(len(shape), channel_axis))
+        hw = plane_hw(image, channel_axis)
         return choose_tiling(self._tiling_setting, self.predictor.model.image_size, hw)
 
     def _set_tiled(self, image, contrast_limits, channels, channel_axis, tiling) -> None:
         """Make ``image`` the current plane, seen window by window (nothing embedded)."""
-        hw = tuple(int(image.shape[a]) for a in _spatial(image.ndim, channel_axis))
+        hw = plane_hw(image, channel_axis)
         if contrast_limits is None:
             contrast_limits = plane_limits(image, channels, channel_axis)
         reading = (contrast_limits, channels, channel_axis)
@@ -153,9 +162,9 @@ class TilingMethods:
         limits, channels, channel_axis = reading
         if limits is None:
             limits = plane_limits(image, channels, channel_axis)
-        hw = tuple(int(image.shape[a]) for a in _spatial(image.ndim, channel_axis))
+        hw = plane_hw(image, channel_axis)
         window = window_for(tuple(int(v) for v in region), tile_windows(hw, tiling), hw, tiling)
-        pixels = np.asarray(image[_slicer(image.ndim, channel_axis, window.slices)])
+        pixels = read_window(image, channel_axis, window)
         return self._prepare_plane(pixels, limits, channels, channel_axis, refine=refine, run=run)
 
     def _decode_tiled(self, image, limits, channels, channel_axis, tiling, mode, params):
@@ -165,16 +174,15 @@ class TilingMethods:
 
         if limits is None:
             limits = plane_limits(image, channels, channel_axis)
-        hw = tuple(int(image.shape[a]) for a in _spatial(image.ndim, channel_axis))
-        windows = tile_windows(hw, tiling)
+        hw = plane_hw(image, channel_axis)
 
         def read(window: Window) -> np.ndarray:
-            return np.asarray(image[_slicer(image.ndim, channel_axis, window.slices)])
+            return read_window(image, channel_axis, window)
 
         def one(pixels: np.ndarray):
             return self.decode_everything(pixels, limits, channels, mode, channel_axis, **params)
 
-        return (yield from decode_tiled(hw, windows, read, one))
+        return (yield from decode_tiled(hw, tile_windows(hw, tiling), read, one))
 
     def _segment_tiled(
         self, points_yx, labels, box_yxyx, mask_input, multimask: bool
