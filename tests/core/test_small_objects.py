@@ -32,6 +32,9 @@ def test_objects_under_half_a_cell_of_the_frame_warn_with_the_sizes_and_a_crop()
     assert "4096 x 4096 plane is shrunk 8.0x into the model's 512-pixel input" in message
     assert "(24 pixels wide) is 3.0 pixels" in message and "8-pixel" in message
     assert re.search(r"crops of at most 153[56] x 153[56] pixels", message)  # 24 px: a cell
+    # the advice is a setting to copy: tile + 2 halo = that crop, names as spelled
+    tile, halo = map(int, re.search(r"SegAny\(\.\.\., tiling=\((\d+), (\d+)\)\)", message).groups())
+    assert 1534 <= tile + 2 * halo <= 1536 and f"--tiling {tile},{halo}" in message
 
 
 @pytest.mark.parametrize(

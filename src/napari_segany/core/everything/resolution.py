@@ -113,10 +113,15 @@ def small_objects_message(
         f"where the typical object found ({diameter:.0f} pixels wide) is "
         f"{diameter / scale:.1f} pixels, under half the model's {cell:g}-pixel "
         f"feature cell, so neighbouring objects merge or are missed ({len(areas)} found). "
-        + _advice(
-            max(resolution.image_size, int(resolution.image_size * diameter / cell))
-        ).capitalize()
+        + _sentence(
+            _advice(max(resolution.image_size, int(resolution.image_size * diameter / cell)))
+        )
     )
+
+
+def _sentence(text: str) -> str:
+    """``text`` with its first letter upper case (the rest as it is: ``SegAny``)."""
+    return text[:1].upper() + text[1:]
 
 
 def _advice(side: int) -> str:
