@@ -115,8 +115,14 @@ class EverythingPanel(QObject):
         }  # parameter -> (its row's label, its control); the mode decides which show
         labels = {name: spec[0] for name, spec in PARAMETERS.items()}
         self.rows = {n: (QLabel(labels.get(n, n)), c) for n, c in controls.items()}
+        # the mode's rows only: a hidden row of a QFormLayout keeps its spacing (Qt 5)
+        rows = QWidget()
+        self.params_form = QFormLayout(rows)
+        self.params_form.setContentsMargins(0, 0, 0, 0)
         for label, item in self.rows.values():
-            form.addRow(label, item)
+            label.setParent(rows)
+            item.setParent(rows)
+        form.addRow(rows)
         form.addRow("labels", self.target_combo)
         for item in (self.link_box, self.overwrite_box, self.slice_button, self.stack_button):
             form.addRow(item)
@@ -219,11 +225,15 @@ class EverythingPanel(QObject):
         for name, value in self._defaults.get(self.mode, {}).items():  # the mode's own
             if name in self.rows:
                 set_quietly(self.rows[name][1], value)
+        while self.params_form.rowCount():
+            self.params_form.takeRow(0)  # the widgets stay, hidden below unless shown
         for name, (label, item) in self.rows.items():
             label.setVisible(name in shown)
             item.setVisible(name in shown)
             if name in filters:
                 label.setText(filters[name])
+            if name in shown:
+                self.params_form.addRow(label, item)
 
     def refresh_layers(self, labels: list[str]) -> None:
         """Offer ``labels`` (layer names) as targets."""
