@@ -36,17 +36,12 @@ from _common import blob_image, peak_rss_mb, upstream_modules
 
 
 def _models(model: str, seed: int):
-    segment_anything, mobile_sam, randomize_ = upstream_modules()
-    package = mobile_sam if model == "vit_t" else segment_anything
-    reference = randomize_(package.sam_model_registry[model](checkpoint=None), seed, 0.15)
-    from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD
-    from napari_segany.core.model.build import build_sam
+    """(upstream package, upstream model, ours), same random weights."""
+    segment_anything, mobile_sam, _ = upstream_modules()
+    from tests.oracle.upstream import matched_pair
 
-    reference.pixel_mean.copy_(torch.tensor(PIXEL_MEAN).view(3, 1, 1))
-    reference.pixel_std.copy_(torch.tensor(PIXEL_STD).view(3, 1, 1))
-    ours = build_sam(model)
-    ours.load_state_dict(reference.state_dict())
-    return package, reference, ours
+    reference, ours = matched_pair(model, seed, 0.15)
+    return (mobile_sam if model == "vit_t" else segment_anything), reference, ours
 
 
 def _match(masks_a: list, masks_b: list) -> float:

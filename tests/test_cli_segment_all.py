@@ -79,25 +79,35 @@ def test_bad_input_exits_1_with_a_message(tmp_path, checkpoint, capsys):
     assert not (tmp_path / "o.tif").exists()
 
 
-def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def stopped_runs(tmp_path, monkeypatch):
+    """(runs, args): each run of ``segment-all args ...`` records (session, link,
+    everything-mode params) and stops before any model work; ``args`` segment a small
+    ZYX TIFF."""
     from napari_segany.api import SegAny
     from napari_segany.core.errors import InputError
-    from napari_segany.models.builtin import EVERYTHING_DEFAULTS
 
-    seen = []
+    runs = []
 
     def capture(session, *args, link, link_iou, on_progress, **params):
-        seen.append(session.everything.plan(**params))
+        runs.append((session, link, params))
         raise InputError("stopped by the test")
 
     monkeypatch.setattr(SegAny, "segment_everything_stack", capture)
     source = tmp_path / "in.tif"
     tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
-    args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
+    return runs, ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
+
+
+def test_flags_not_given_take_the_models_everything_defaults(stopped_runs, capsys):
+    from napari_segany.models.builtin import EVERYTHING_DEFAULTS
+
+    runs, args = stopped_runs
     assert main(args) == 1 and "stopped by the test" in capsys.readouterr().err
     assert main([*args, "--pred-iou-thresh", "0.7", "--head-zoom", "3"]) == 1
     assert main([*args, "--mode", "grid", "--points-per-side", "4"]) == 1
     assert main([*args, "--mode", "grid", "--use-m2m"]) == 1
+    seen = [session.everything.plan(**params) for session, _, params in runs]
     (proposer, chosen, filters), (_, zoomed, changed), (grid, points, _), refined = seen
     # no --model: the built-in model, its head's objects and its thresholds
     assert proposer.name == "ais" and grid.name == "grid"
@@ -110,45 +120,21 @@ def test_flags_not_given_take_the_models_everything_defaults(tmp_path, monkeypat
     assert changed.box_nms_thresh == EVERYTHING_DEFAULTS["box_nms_thresh"]
 
 
-def test_link_flag_names_the_rule(tmp_path, monkeypatch, capsys):
-    from napari_segany.api import SegAny
-    from napari_segany.core.errors import InputError
-
-    links = []
-
-    def capture(session, *args, link, link_iou, on_progress, **params):
-        links.append(link)
-        raise InputError("stopped by the test")
-
-    monkeypatch.setattr(SegAny, "segment_everything_stack", capture)
-    source = tmp_path / "in.tif"
-    tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
-    args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
+def test_link_flag_names_the_rule(stopped_runs, capsys):
+    runs, args = stopped_runs
     for extra in ([], ["--link"], ["--link", "propagation"]):
         assert main([*args, *extra]) == 1
-    assert links == [False, "overlap", "propagation"]
+    assert [link for _, link, _ in runs] == [False, "overlap", "propagation"]
     assert main([*args, "--link", "nearest"]) == 2
     assert "invalid choice: 'nearest'" in capsys.readouterr().err
 
 
-def test_decoder_mode_flags_reach_the_session(tmp_path, monkeypatch, capsys):
-    from napari_segany.api import SegAny
-    from napari_segany.core.errors import InputError
-
-    seen = []
-
-    def capture(session, *args, link, link_iou, on_progress, **params):
-        seen.append(params)
-        raise InputError("stopped by the test")
-
-    monkeypatch.setattr(SegAny, "segment_everything_stack", capture)
-    source = tmp_path / "in.tif"
-    tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
-    args = ["segment-all", str(source), "-o", str(tmp_path / "out.tif"), "--device", "cpu"]
+def test_decoder_mode_flags_reach_the_session(stopped_runs):
+    runs, args = stopped_runs
     flags = ["--mode", "apg", "--nms-threshold", "0.5", "--min-size", "3", "--box-refinement"]
     flags += ["--center-distance-threshold", "0.3", "--foreground-threshold", "0.6"]
     assert main([*args, *flags]) == 1
-    assert seen == [
+    assert [params for _, _, params in runs] == [
         {
             "mode": "apg",
             "nms_threshold": 0.5,

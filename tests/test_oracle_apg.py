@@ -21,8 +21,6 @@ import torch
 from scipy import ndimage
 
 from napari_segany.core.everything.apg import ApgParams, apg_decode, apg_labels
-from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD
-from napari_segany.core.model.build import build_sam
 from napari_segany.core.predictor import Predictor
 from napari_segany.core.progress import drain
 
@@ -35,13 +33,7 @@ SHAPE = (256, 224)
 
 @pytest.fixture(scope="module")
 def models():
-    reference = upstream.randomize_(
-        upstream.mobile_sam.sam_model_registry["vit_t"](checkpoint=None), seed=1, scale=0.15
-    )
-    reference.pixel_mean.copy_(torch.tensor(PIXEL_MEAN).view(3, 1, 1))
-    reference.pixel_std.copy_(torch.tensor(PIXEL_STD).view(3, 1, 1))
-    ours = build_sam("vit_t")
-    ours.load_state_dict(reference.state_dict())
+    reference, ours = upstream.matched_pair("vit_t", seed=1, scale=0.15)
     predictor = Predictor(ours, "cpu", "fp32")
     rgb = _plane()
     sam_predictor = upstream.mobile_sam.SamPredictor(reference)

@@ -24,8 +24,6 @@ import pytest
 import torch
 
 from napari_segany.core.everything.grid import decode_grid, everything_params, segment_everything
-from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD
-from napari_segany.core.model.build import build_sam
 from napari_segany.core.predictor import Predictor
 from napari_segany.core.progress import drain
 
@@ -37,13 +35,7 @@ NO_FILTERS = dict(pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thres
 
 @pytest.fixture(scope="module")
 def models():
-    reference = upstream.randomize_(
-        upstream.mobile_sam.sam_model_registry["vit_t"](checkpoint=None), seed=1, scale=0.15
-    )
-    reference.pixel_mean.copy_(torch.tensor(PIXEL_MEAN).view(3, 1, 1))
-    reference.pixel_std.copy_(torch.tensor(PIXEL_STD).view(3, 1, 1))
-    ours = build_sam("vit_t")
-    ours.load_state_dict(reference.state_dict())
+    reference, ours = upstream.matched_pair("vit_t", seed=1, scale=0.15)
     return reference, Predictor(ours, "cpu", "fp32")
 
 

@@ -297,21 +297,9 @@ def _outputs(args: argparse.Namespace) -> tuple[Path, Path | None]:
 
 def _check_folder(path: Path) -> None:
     """Raise :class:`InputError` unless ``path``'s folder exists and takes a new file."""
-    from .core.errors import InputError
-    from .core.files import write_problem
+    from .batch.outputs import check_folder
 
-    folder = path.parent.resolve()
-    if not folder.is_dir():
-        raise InputError(
-            f"The output folder {folder} does not exist; create it or choose another path "
-            f"for {path.name}."
-        )
-    error = write_problem(folder)
-    if error is not None:
-        raise InputError(
-            f"Cannot write into the output folder {folder} ({error.strerror or error}); "
-            "choose a writable folder."
-        ) from error
+    check_folder(path.parent, path.name)
 
 
 def _read(path: Path, axes: str | None):
@@ -342,13 +330,12 @@ def _layout(axes: str, shape) -> tuple[tuple[int, int], int | None]:
 
 def _write_labels(path: Path, labels, axes: str) -> None:
     """Write the label TIFF atomically (an existing file is replaced only when done)."""
-    import numpy as np
     import tifffile
 
+    from .batch.outputs import label_dtype
     from .core.files import atomic_path
 
-    top = int(labels.max()) if labels.size else 0
-    dtype = np.uint16 if top < 2**16 else np.uint32
+    dtype = label_dtype(int(labels.max()) if labels.size else 0)
     kept = "".join(a for a in axes if a not in CHANNEL_LETTERS)
     with atomic_path(path) as temporary:
         tifffile.imwrite(

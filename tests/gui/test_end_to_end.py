@@ -143,25 +143,30 @@ def _answered(widget, image) -> bool:
     )
 
 
-def test_no_model_embeds_on_the_gui_thread_during_clicks(threaded_viewer, qtbot):
-    """Clicks are answered on the GUI thread; every embedding (the plane, its views and
-    tiles) is made in the background job, also for a plane embedded but not prepared."""
+def _embedding_threads(session) -> list[bool]:
+    """Record, per embedding the session's predictor makes, whether the GUI thread ran it."""
     import threading
 
-    from napari_segany import SegAny
-    from napari_segany._sample_data import nuclei_scene_2d
-
-    viewer, widget = threaded_viewer
-    scene = nuclei_scene_2d()
-    session = SegAny("builtin", device="cpu", precision="fp32")
-    on_main = []
-    embed = session.predictor.embed
+    on_main, embed = [], session.predictor.embed
 
     def spy(*args, **kwargs):
         on_main.append(threading.current_thread() is threading.main_thread())
         return embed(*args, **kwargs)
 
     session.predictor.embed = spy
+    return on_main
+
+
+def test_no_model_embeds_on_the_gui_thread_during_clicks(threaded_viewer, qtbot):
+    """Clicks are answered on the GUI thread; every embedding (the plane, its views and
+    tiles) is made in the background job, also for a plane embedded but not prepared."""
+    from napari_segany import SegAny
+    from napari_segany._sample_data import nuclei_scene_2d
+
+    viewer, widget = threaded_viewer
+    scene = nuclei_scene_2d()
+    session = SegAny("builtin", device="cpu", precision="fp32")
+    on_main = _embedding_threads(session)
     image = viewer.add_image(scene.image)
     widget.use_session(session)
     qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
@@ -241,22 +246,13 @@ def test_a_sam21_file_loaded_by_the_widget_prompts_like_the_api(viewer_widget, t
 def test_clicks_on_a_tiled_plane_embed_their_window_in_the_background(threaded_viewer, qtbot):
     """A plane larger than the model's frame is seen window by window: each click's
     window is embedded in the background job, and the preview lands where clicked."""
-    import threading
-
     from napari_segany import SegAny
     from napari_segany.core.synthetic import generate_scene, interior_point_yx
 
     viewer, widget = threaded_viewer
     scene = generate_scene(np.random.default_rng(4), (1100, 1100), "nuclei", radius=12.0)
     session = SegAny("builtin", device="cpu", precision="fp32", tiling=(384, 64))
-    on_main = []
-    embed = session.predictor.embed
-
-    def spy(*args, **kwargs):
-        on_main.append(threading.current_thread() is threading.main_thread())
-        return embed(*args, **kwargs)
-
-    session.predictor.embed = spy
+    on_main = _embedding_threads(session)
     image = viewer.add_image(scene.image)
     widget.use_session(session)
     qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)

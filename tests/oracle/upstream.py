@@ -50,3 +50,18 @@ def random_upstream_sam(arch: str, seed: int = 0):
     else:
         model = segment_anything.sam_model_registry[arch](checkpoint=None)
     return randomize_(model, seed=seed)
+
+
+def matched_pair(arch: str, seed: int = 0, scale: float = 0.05):
+    """(upstream model, our ``Sam``) with the same random weights; the upstream model
+    keeps SAM's pixel normalisation (``randomize_`` would scramble those buffers)."""
+    from napari_segany.core.image import PIXEL_MEAN, PIXEL_STD
+    from napari_segany.core.model.build import build_sam
+
+    package = mobile_sam if arch == "vit_t" else segment_anything
+    reference = randomize_(package.sam_model_registry[arch](checkpoint=None), seed, scale)
+    reference.pixel_mean.copy_(torch.tensor(PIXEL_MEAN).view(3, 1, 1))
+    reference.pixel_std.copy_(torch.tensor(PIXEL_STD).view(3, 1, 1))
+    ours = build_sam(arch)
+    ours.load_state_dict(reference.state_dict())
+    return reference, ours

@@ -148,6 +148,11 @@ def place(array, axes: str, source: Source, index: Sequence[int], plane: np.ndar
     array[tuple(selector)] = plane if axes.index("Y") < axes.index("X") else plane.T
 
 
+def label_dtype(top: int) -> type:
+    """The dtype of a label TIFF whose largest id is ``top``: uint16, or uint32 above."""
+    return np.uint16 if top < 2**16 else np.uint32
+
+
 def write_tiff(path: Path, source: Source, planes: Planes, top: int) -> None:
     """Write a label TIFF atomically, plane by plane (uint16, or uint32 above 65535).
 
@@ -164,7 +169,7 @@ def write_tiff(path: Path, source: Source, planes: Planes, top: int) -> None:
     import tifffile
 
     axes = label_axes(source)
-    dtype = np.uint16 if top < 2**16 else np.uint32
+    dtype = label_dtype(top)
     with atomic_path(path) as temporary:
         image = tifffile.memmap(
             temporary,

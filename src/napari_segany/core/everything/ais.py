@@ -46,6 +46,11 @@ from .candidates import GridCandidates, labels_as_candidates
 __all__ = ["MAPS_KEY", "AisParams", "AisProposer", "ais_labels", "decoder_maps", "maps_of"]
 
 _EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
+# phase-2 defaults of decoder modes: micro-sam keeps every object its post-processing
+# leaves (no score thresholds, no box NMS)
+KEEP_EVERY_OBJECT = MappingProxyType(
+    {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
+)
 
 
 @dataclass(frozen=True)
@@ -133,9 +138,7 @@ class AisProposer:
         {"pred_iou_thresh": "min foreground prob", "min_mask_region_area": "min region area"}
     )
     # micro-sam keeps every watershed object: no score thresholds, no NMS (never overlap)
-    filter_defaults = MappingProxyType(
-        {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
-    )
+    filter_defaults = KEEP_EVERY_OBJECT
 
     def propose(
         self, plane: PlaneContext, params: AisParams

@@ -44,7 +44,7 @@ from ..errors import InputError
 from ..plugins import PlaneContext
 from ..predictor import Predictor, upscale_logits
 from ..progress import Progress
-from .ais import maps_of
+from .ais import KEEP_EVERY_OBJECT, maps_of
 from .candidates import GridCandidates, assemble_candidates, labels_as_candidates
 from .grid import mask_statistics
 from .grid_decoder import GridDecoder
@@ -282,10 +282,7 @@ class ApgProposer:
     filters = MappingProxyType(
         {"pred_iou_thresh": "pred IoU thresh", "stability_score_thresh": "stability thresh"}
     )
-    # micro-sam keeps every object NMS leaves: no score thresholds, no box NMS
-    filter_defaults = MappingProxyType(
-        {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "box_nms_thresh": 1.0}
-    )
+    filter_defaults = KEEP_EVERY_OBJECT  # micro-sam keeps every object its NMS leaves
 
     def propose(
         self, plane: PlaneContext, params: ApgParams

@@ -37,15 +37,12 @@ class TiledCandidates:
     image_hw : (int, int)
     windows : list of Window
     parts : list of GridCandidates
-        In the windows' frames.
-    resolution : None
-        Kept for the stack loop (each window warns for itself, see :meth:`select`).
+        In the windows' frames (each warns for itself, see :meth:`select`).
     """
 
     image_hw: tuple[int, int]
     windows: list[Window] = field(default_factory=list)
     parts: list[GridCandidates] = field(default_factory=list)
-    resolution: object = None
 
     def __len__(self) -> int:
         return sum(len(part) for part in self.parts)
