@@ -17,6 +17,8 @@ _LAZY = {
     "SegAnyError": "napari_segany.core.errors",
     "SmallObjectsWarning": "napari_segany.core.errors",
     "segment_layers": "napari_segany.scripting",
+    "save_labels": "napari_segany.saving",
+    "load_labels": "napari_segany.saving",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -26,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_segany.api import SegmentResult as SegmentResult
     from napari_segany.core.errors import SegAnyError as SegAnyError
     from napari_segany.core.errors import SmallObjectsWarning as SmallObjectsWarning
+    from napari_segany.saving import load_labels as load_labels
+    from napari_segany.saving import save_labels as save_labels
     from napari_segany.scripting import segment_layers as segment_layers
 
 

@@ -88,8 +88,7 @@ def target_labels(viewer: Any, image: Any, labels: Any) -> Any:
     return viewer.add_labels(
         np.zeros(_layers.plane_shape(image), dtype=np.int32),
         name=name,
-        scale=image.scale,
-        translate=image.translate,
+        **_layers.labels_transform(image),
     )
 
 

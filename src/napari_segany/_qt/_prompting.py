@@ -253,8 +253,7 @@ class PromptController(QObject):
         layer = self.viewer.add_labels(
             np.zeros(shape, dtype=np.uint8),
             name=PREVIEW,
-            scale=image.scale,
-            translate=image.translate,
+            **_layers.labels_transform(image),
             opacity=0.5,
         )
         _keys.bind_undo(layer, self.widget)

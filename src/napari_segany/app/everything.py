@@ -259,8 +259,7 @@ class Targets:
         own = self.viewer.add_labels(
             np.zeros(_layers.plane_shape(image), dtype=np.int32),
             name=EVERYTHING,
-            scale=image.scale,
-            translate=image.translate,
+            **_layers.labels_transform(image),
         )
         if active is not None and active in layers:
             layers.selection.active = active  # keep the prompts layer active

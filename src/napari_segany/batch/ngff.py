@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from ..core.errors import InputError
@@ -64,28 +65,52 @@ def write_zarr_labels(target: Target, source: Source, planes: Planes, objects=No
     labels group) into the store atomically; other tables are written beside."""
     axes = ngff_axes(source)
     shape = tuple(label_shape(source)[label_axes(source).index(a)] for a in axes)
-    chunks = tuple(n if a in "YX" else 1 for a, n in zip(axes, shape))
-    folder = target.labels.parent  # <store>/<name>/labels
-    store = folder.parent.parent
-    labels_group = _group(store, "a").require_group(target.name).require_group("labels")
-    temporary = folder / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        group = _group(temporary, "w")
-        group.attrs.update(labels_metadata(target.name, axes))
-        array = _create_array(group, shape, chunks)
+    inside = target.table is not None and target.table.parent == target.labels
+
+    def fill(array, folder: Path) -> None:
         for index, plane in planes:
             place(array, axes, source, index, plane)
-        inside = target.table is not None and target.table.parent == target.labels
         if inside and objects is not None:
-            write_table(temporary / target.table.name, objects, source.plane_letters)
-        _swap(temporary, target.labels)
+            write_table(folder / target.table.name, objects, source.plane_letters)
+
+    store = target.labels.parent.parent.parent  # <store>/<name>/labels/<name>
+    write_labels_group(store / target.name, target.name, axes, shape, fill)
+    if target.table is not None and not inside and objects is not None:
+        write_table(target.table, objects, source.plane_letters)
+
+
+def write_labels_group(
+    image_group: Path, name: str, axes: str, shape: tuple[int, ...], fill: Callable
+) -> Path:
+    """Write the labels group ``<image_group>/labels/<name>`` atomically; return its path.
+
+    Parameters
+    ----------
+    image_group : Path
+        The image group (created when missing; an existing one keeps its content).
+    name : str
+    axes : str
+        NGFF-ordered letters (T, another, Z, Y, X), one per axis of ``shape``.
+    shape : tuple of int
+    fill : callable (zarr array, folder) -> None
+        Writes the uint32 level "0" (chunks of one plane) and anything else that goes
+        inside the group's temporary folder.
+    """
+    chunks = tuple(n if a in "YX" else 1 for a, n in zip(axes, shape, strict=True))
+    labels_group = _group(Path(image_group), "a").require_group("labels")
+    folder = Path(image_group) / "labels"
+    temporary = folder / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        group = _group(temporary, "w")
+        group.attrs.update(labels_metadata(name, axes))
+        fill(_create_array(group, shape, chunks), temporary)
+        _swap(temporary, folder / name)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary)
     names = list(labels_group.attrs.asdict().get("labels", []))
-    labels_group.attrs["labels"] = [*names, target.name] if target.name not in names else names
-    if target.table is not None and not inside and objects is not None:
-        write_table(target.table, objects, source.plane_letters)
+    labels_group.attrs["labels"] = [*names, name] if name not in names else names
+    return folder / name
 
 
 def _swap(new: Path, old: Path) -> None:
