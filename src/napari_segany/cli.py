@@ -2,10 +2,11 @@
 
 Subcommands: ``info`` (environment and model cache), ``fetch NAME...`` (download and
 verify checkpoints), ``import NAME FILE`` (put a file downloaded elsewhere into the
-cache, for offline machines) and ``segment-all INPUT... -o OUTPUT`` (everything mode on
+cache, for offline machines), ``segment-all INPUT... -o OUTPUT`` (everything mode on
 every plane of TIFF stacks or zarr arrays into label TIFFs or OME-Zarr, in this process
-or on a dask cluster with ``--scheduler``). torch is imported inside the commands only,
-so ``napari-segany --help`` answers at once.
+or on a dask cluster with ``--scheduler``) and ``export LABELS --table OUT.csv --coco
+OUT.json`` (per-object table and COCO RLE annotations of a label image). torch is
+imported inside the commands only, so ``napari-segany --help`` answers at once.
 
 Exit status: 0 on success, 1 on an error we explain in one line on stderr (no
 traceback), 2 on a usage error, 130 when interrupted.
@@ -96,6 +97,13 @@ def cmd_segment_all(args: argparse.Namespace) -> int:
     return _segment_all.run(args)
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Per-object CSV table and/or COCO RLE JSON of a label image."""
+    from . import _export_cli
+
+    return _export_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -130,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_arguments(segment)
     segment.set_defaults(handler=cmd_segment_all)
+
+    from ._export_cli import add_arguments as add_export_arguments
+
+    export = commands.add_parser(
+        "export", help="per-object CSV table and/or COCO RLE JSON of a label image"
+    )
+    add_export_arguments(export)
+    export.set_defaults(handler=cmd_export)
+
     return parser
 
 

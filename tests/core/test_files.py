@@ -37,3 +37,16 @@ def test_write_problem_reports_a_refusing_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     problem = write_problem(tmp_path)
     assert isinstance(problem, PermissionError) and problem.strerror == "Permission denied"
+
+
+def test_files_written_atomically_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "out.csv") as temporary:
+            temporary.write_text("a,b\n")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "out.csv").stat().st_mode) == 0o640

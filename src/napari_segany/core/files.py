@@ -39,8 +39,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
         prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent
     )
     os.close(handle)
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from others
     try:
         yield Path(temporary)
         os.replace(temporary, target)
     finally:
         Path(temporary).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
