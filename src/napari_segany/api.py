@@ -45,6 +45,7 @@ from .core.predictor import Predictor
 from .core.registry import DEFAULT_MODEL, REGISTRY
 from .core.results import SegmentResult
 from .everything_api import EverythingMethods
+from .refine_api import RefineMethods
 from .store_api import StoreMethods
 from .tiling_api import TilingMethods
 from .volume_api import VolumeMethods
@@ -56,7 +57,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB: 256 SAM embeddings (64 x 64 x 256 float32)
 
 
-class SegAny(EverythingMethods, TilingMethods, StoreMethods, VolumeMethods):
+class SegAny(EverythingMethods, TilingMethods, StoreMethods, VolumeMethods, RefineMethods):
     """Segment Anything on microscopy planes: one model, an embedding cache, a current plane.
 
     Parameters

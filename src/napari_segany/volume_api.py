@@ -313,6 +313,13 @@ class Volume:
         stored = self._track(obj_id).masks.get(self._check_index(index))
         return np.zeros(self.hw, bool) if stored is None else stored.full(self.hw)
 
+    def refine_labels(self, labels_zyx, ids=None, slices=None, **options) -> np.ndarray:
+        """(N, H, W) labels refined slice by slice on each slice's embedding, as
+        ``SegAny.refine_labels`` does on a plane (``refine_api.refine_stack``)."""
+        from .refine_api import refine_stack
+
+        return refine_stack(self._session, self, labels_zyx, ids, slices, **options)
+
     def _track(self, obj_id: int) -> Track:
         track = self._tracks.get(_check_id(obj_id))
         if track is None:

@@ -1,0 +1,191 @@
+"""Refine existing labels with prompts, on a session's current plane or a stack.
+
+>>> sa.set_image(plane)                                           # doctest: +SKIP
+>>> better = sa.refine_labels(labels)            # same ids, same dtype, a new array
+>>> sa.last_refinement.outcomes[0]                                # doctest: +SKIP
+ObjectOutcome(obj_id=1, accepted=True, score=0.93, iou_with_input=0.71, reason='refined')
+
+Each object (or each of ``ids``) is decoded again from its own box, its mask as
+``mask_input`` and a point at its most interior pixel, in batches; an answer replaces
+the object only when the model is confident, still designates the same object and
+moves its boundary by more than its own noise; other ids are never touched. The rules
+and the write-back: :mod:`napari_segany.core.refine_labels`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .core import planes
+from .core.errors import InputError, NoImageError
+from .core.mask_prompts import MaskFrame, decode_objects
+from .core.plugins import PlaneContext, Prompt, PromptRefiner
+from .core.predictor import Predictor
+from .core.refine_labels import (
+    ObjectOutcome,
+    Refinement,
+    RefineRules,
+    check_ids,
+    check_labels,
+    refine_label_plane,
+)
+from .core.results import SegmentResult
+
+__all__ = ["ObjectOutcome", "RefineMethods", "RefineRules", "Refinement", "refine_stack"]
+
+
+class RefineMethods:
+    """``SegAny.refine_labels`` (mixed into ``SegAny``).
+
+    Attributes
+    ----------
+    refine_rules : RefineRules
+        Prompts and acceptance thresholds used by :meth:`refine_labels` (may be
+        replaced, e.g. ``sa.refine_rules = RefineRules(min_score=0.7)``).
+    last_refinement : Refinement or None
+        The last call's labels and per-object :class:`ObjectOutcome` (why each object
+        was or was not changed).
+    """
+
+    predictor: Predictor
+    refiners: tuple[PromptRefiner, ...]
+    _current: PlaneContext | None
+    _big: object = None
+    refine_rules: RefineRules = RefineRules()
+    last_refinement: Refinement | None = None
+
+    def refine_labels(
+        self,
+        labels: np.ndarray,
+        ids: Sequence[int] | None = None,
+        *,
+        split: bool = False,
+        multimask: bool = False,
+    ) -> np.ndarray:
+        """Re-segment the objects of a label plane of the current plane.
+
+        Parameters
+        ----------
+        labels : array-like, (H, W) integer or bool
+            The current plane's labels from any source (uint8 0/255 masks included);
+            not modified.
+        ids : sequence of int, optional
+            The objects to refine (default: every non-zero id); others are never
+            touched.
+        split : bool
+            Parts an object loses that are large (a merged neighbour) get new ids
+            instead of becoming background.
+        multimask : bool
+            Decode three candidates per object and keep the best-scored one (default:
+            SAM's single mask, meant for unambiguous prompts).
+
+        Returns
+        -------
+        numpy.ndarray, (H, W)
+            New labels, same dtype; outcomes in :attr:`last_refinement`.
+
+        Raises
+        ------
+        NoImageError
+            Before ``set_image``.
+        InputError
+            On labels that are not integers, not of the plane's shape, unknown ids, a
+            tiled plane, or new ids (``split``) the dtype cannot hold
+            (``LabelsDtypeError``); nothing changes.
+        """
+        refinement = self._refine_current(labels, ids, split, multimask)
+        self.last_refinement = refinement
+        return refinement.labels
+
+    def _refine_current(self, labels, ids, split: bool, multimask: bool) -> Refinement:
+        """:meth:`refine_labels` on the current plane, as a :class:`Refinement`."""
+        if self._big is not None:
+            raise InputError(
+                "refine_labels works on planes seen in one pass; this plane is tiled "
+                "(larger than the model's frame): refine a crop of it (set_image(plane[y0:y1, "
+                "x0:x1]) with labels[y0:y1, x0:x1]) or set sa.tiling = None first."
+            )
+        context = self._current
+        if context is None:
+            raise NoImageError("No image set: call set_image(plane) before refine_labels(...).")
+        array = check_labels(labels, context.hw)
+        if split and array.dtype == bool:
+            raise InputError(
+                "split needs integer labels to give new ids; pass labels.astype(np.uint16)."
+            )
+        check_ids(array, ids)
+        planes.prepare(context, self.refiners)
+        model = self.predictor.model
+        frame = MaskFrame.of(context.embedding, model.image_size, model.square_frame)
+
+        def decode(points_yx, boxes_yxyx, mask_input) -> SegmentResult:
+            result = decode_objects(
+                self.predictor, context.embedding, points_yx, boxes_yxyx, mask_input, multimask
+            )
+            return self._with_refiners(result, points_yx, boxes_yxyx, mask_input, multimask)
+
+        return refine_label_plane(array, ids, decode, frame, self.refine_rules, split)
+
+    def _with_refiners(self, result, points_yx, boxes_yxyx, mask_input, multimask):
+        """Each object's answer through the session's prompt refiners, as
+        :meth:`segment` would give it for that object's prompts alone."""
+        if not self.refiners:
+            return result
+        masks = result.masks.copy()
+        for index in range(len(masks)):
+            one = SegmentResult(masks[index], result.scores[index], result.logits[index])
+            prompt = Prompt(
+                points_yx[index], np.ones(1, np.int64), boxes_yxyx[index], mask_input[index],
+                bool(multimask),
+            )  # fmt: skip
+            for refiner in self.refiners:
+                one = refiner.refine(one, prompt, self._current)
+            masks[index] = one.masks
+        return result.with_masks(masks)
+
+
+def refine_stack(session, volume, labels_zyx, ids=None, slices=None, **options) -> np.ndarray:
+    """:meth:`Volume.refine_labels`: each slice's labels refined on its embedding.
+
+    Parameters
+    ----------
+    session : SegAny
+        The volume's session.
+    volume : Volume
+    labels_zyx : array-like, (N, H, W) integer
+        One label plane per slice of the volume; not modified.
+    ids : sequence of int, optional
+        The objects to refine, on the slices where they are (default: all).
+    slices : sequence of int, optional
+        The slices to refine (default: every slice holding an object).
+    options
+        ``split``, ``multimask``: as in :meth:`SegAny.refine_labels`.
+
+    Returns
+    -------
+    numpy.ndarray, (N, H, W)
+        New labels, same dtype; the session's :attr:`~RefineMethods.last_refinement` is
+        the last slice's.
+    """
+    array = np.asarray(labels_zyx)
+    if array.shape[:1] != (volume.n_slices,) or array.ndim != 3:
+        raise InputError(
+            f"The labels are {array.shape}; the volume needs ({volume.n_slices}, "
+            f"{volume.hw[0]}, {volume.hw[1]}): one label plane per slice."
+        )
+    check_labels(array[0], volume.hw)
+    wanted = None if ids is None else {int(v) for v in np.atleast_1d(ids)}
+    chosen = range(volume.n_slices) if slices is None else [int(i) for i in slices]
+    if any(not 0 <= index < volume.n_slices for index in chosen):
+        raise InputError(f"slices must lie in 0 .. {volume.n_slices - 1}, got {list(slices)}.")
+    refined = array.copy()
+    for index in chosen:
+        present = {int(v) for v in np.unique(array[index]) if v != 0}
+        todo = present if wanted is None else present & wanted
+        if not todo:
+            continue
+        volume.embedding(index)  # the slice becomes the session's current plane
+        refined[index] = session.refine_labels(array[index], sorted(todo), **options)
+    return refined
