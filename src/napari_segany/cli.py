@@ -5,7 +5,8 @@ verify checkpoints), ``import NAME FILE`` (put a file downloaded elsewhere into 
 cache, for offline machines), ``segment-all INPUT... -o OUTPUT`` (everything mode on
 every plane of TIFF stacks or zarr arrays into label TIFFs or OME-Zarr, in this process
 or on a dask cluster with ``--scheduler``) and ``export LABELS --table OUT.csv --coco
-OUT.json`` (per-object table and COCO RLE annotations of a label image). torch is
+OUT.json`` (per-object table and COCO RLE annotations of a label image) and ``replay
+SIDECAR.json IMAGE -o OUT`` (curated labels made again from their provenance). torch is
 imported inside the commands only, so ``napari-segany --help`` answers at once.
 
 Exit status: 0 on success, 1 on an error we explain in one line on stderr (no
@@ -104,6 +105,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return _export_cli.run(args)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Make curated labels again from their provenance sidecar."""
+    from . import _replay_cli
+
+    return _replay_cli.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with all subcommands."""
     parser = argparse.ArgumentParser(
@@ -147,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_arguments(export)
     export.set_defaults(handler=cmd_export)
 
+    from ._replay_cli import add_arguments as add_replay_arguments
+
+    replay = commands.add_parser(
+        "replay", help="make curated labels again from their JSON sidecar (checked first)"
+    )
+    add_replay_arguments(replay)
+    replay.set_defaults(handler=cmd_replay)
     return parser
 
 
