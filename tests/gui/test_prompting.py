@@ -104,6 +104,7 @@ def test_commit_never_overwrites_unless_asked_and_undo_restores(viewer_widget):
     existing = viewer.add_labels(np.zeros((30, 30), np.int32), name="mine")
     existing.data[8:13, 8:13] = 7
     widget.controls.target_combo.setCurrentText("mine")
+    widget.controls.route_box.setChecked(False)  # clicks on objects make new ones
     viewer.layers[PROMPTS].add([10, 10])
     widget.commit()
     assert (existing.data[8:13, 8:13] == 7).all()  # the user's object survives

@@ -46,6 +46,7 @@ def test_click_in_3d_stack_with_scale_translate_lands_on_that_plane(viewer_widge
 
 def test_rgb_image_labels_are_2d_and_commit_never_overwrites(viewer_widget):
     viewer, widget, _ = viewer_widget(np.zeros((30, 30, 3), np.uint8), rgb=True)
+    widget.controls.route_box.setChecked(False)  # a click on object 1 makes a new object
     viewer.layers[PROMPTS].add(np.array([[10, 10]]))
     widget.segment()
     viewer.layers[PROMPTS].add(np.array([[13, 10]]))  # overlaps object 1

@@ -164,23 +164,63 @@ class Controls:
         return box
 
     def _commit_group(self) -> QGroupBox:
-        box = QGroupBox("Commit")
+        box = QGroupBox("Commit and curate")
         form = QFormLayout(box)
         self.target_combo = QComboBox()
         self.target_combo.addItem(NEW_LAYER)
-        self.overwrite_box = QCheckBox("overwrite existing labels")
-        self.commit_button = QPushButton("Commit (Shift-S)")
-        self.undo_button = QPushButton("Undo commit (Ctrl-Z)")
-        self.undo_button.setToolTip(
-            "take back the last commit or everything-mode write of this widget; Ctrl-Z "
-            "does it whichever layer is selected"
+        self.target_combo.setToolTip(
+            "the Labels layer new objects go into, and whose objects are curated (any "
+            "Labels layer: Cellpose or StarDist output, a threshold, an earlier session)"
         )
-        row = QHBoxLayout()
-        row.addWidget(self.commit_button)
-        row.addWidget(self.undo_button)
+        self.overwrite_box = QCheckBox("overwrite existing labels")
+        self.route_box = QCheckBox("a click on an object corrects it")
+        self.route_box.setChecked(True)
+        self.route_box.setToolTip(
+            "a positive click inside an object of the labels layer re-segments that object "
+            "(its box, its mask and your clicks; negative clicks cut parts off); a click on "
+            "background starts a new object"
+        )
+        self.commit_button = QPushButton("Commit (Shift-S)")
+        self.undo_button = QPushButton("Undo (Shift-U)")
+        self.undo_button.setToolTip(
+            "take back the last step in the labels layer: a commit, correction, delete, "
+            "merge, split, refinement, everything-mode write or brush stroke (Ctrl-Z on a "
+            "prompt layer does the same)"
+        )
+        self.redo_button = QPushButton("Redo (Shift-R)")
+        self.delete_button = QPushButton("Delete (Shift-D)")
+        self.delete_button.setToolTip("delete the objects under the prompt points (shown slice)")
+        self.merge_button = QPushButton("Merge")
+        self.merge_button.setToolTip("merge the objects under the points into the smallest id")
+        self.split_button = QPushButton("Split")
+        self.split_button.setToolTip(
+            "split the object under a negative point (Shift-click): the part around the "
+            "point gets a new id"
+        )
+        self.refine_button = QPushButton("Refine")
+        self.refine_button.setToolTip(
+            "re-fit the objects under the points (all of the shown slice without points) "
+            "with the model; objects it cannot improve keep their pixels"
+        )
+        self.save_button = QPushButton("Save labels…")
+        self.save_button.setToolTip(
+            "save the labels layer (TIFF or OME-Zarr) with a JSON record of how they were "
+            "made (napari-segany replay makes them again)"
+        )
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("per-object CSV table (.csv) or COCO RLE JSON (.json)")
         form.addRow("labels", self.target_combo)
         form.addRow(self.overwrite_box)
-        form.addRow(row)
+        form.addRow(self.route_box)
+        for buttons in (
+            (self.commit_button, self.undo_button, self.redo_button),
+            (self.delete_button, self.merge_button, self.split_button, self.refine_button),
+            (self.save_button, self.export_button),
+        ):
+            row = QHBoxLayout()
+            for button in buttons:
+                row.addWidget(button)
+            form.addRow(row)
         return box
 
     def _browse(self) -> None:

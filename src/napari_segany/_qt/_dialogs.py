@@ -33,3 +33,11 @@ def consent_from(parent: Any) -> Any:
         return ask_to_widen(parent, error)
 
     return consent
+
+
+def ask_save_path(parent: Any, title: str, filters: str) -> str:
+    """A file name to save to ('' when cancelled)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getSaveFileName(parent, title, "", filters)
+    return path

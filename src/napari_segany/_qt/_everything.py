@@ -314,7 +314,10 @@ class EverythingPanel(QObject):
             show_warning(app.edited_message(run, edited))
             return
         try:
-            with self.widget.history.recording(run.target):
+            record = self.widget.curations.recording(
+                run.target, "everything", run.image, self.widget.segany
+            )
+            with record:
                 text = app.write(run, selection, _dialogs.consent_from(self.widget))
         except SegAnyError as error:
             notify_error(error, "Everything mode wrote nothing")

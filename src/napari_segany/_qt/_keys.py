@@ -4,8 +4,8 @@ Every key is a Shift combination that napari 0.9 leaves unbound (checked against
 ``napari.utils.shortcuts.default_shortcuts`` and the layer key bindings by
 ``tests/gui/test_keys.py``), bound on the viewer so it works whichever layer is
 selected. Ctrl-Z is bound on the widget's own layers (prompts, boxes, preview): there
-it undoes the widget's last commit; on a Labels layer it stays napari's undo of that
-layer.
+it undoes the last step in the target Labels layer (as Shift-U); on a Labels layer it
+stays napari's undo of that layer.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ SHORTCUTS: tuple[tuple[str, str, str], ...] = (
     ("Shift-N", "toggle_polarity", "toggle: next points negative / positive"),
     ("Shift-X", "clear_prompts", "clear the prompts of the shown slice"),
     ("Shift-E", "segment_everything", "everything mode on the shown slice"),
+    ("Shift-U", "undo", "undo the last step in the labels layer"),
+    ("Shift-R", "redo", "redo the step undone last"),
+    ("Shift-D", "delete_objects", "delete the objects under the points (shown slice)"),
 )
 MOUSE_HELP = (
     "click (Points layer, add mode): positive point",
@@ -34,18 +37,18 @@ def tooltip() -> str:
     """Plain-text help listing the mouse actions and every shortcut."""
     lines = ["Segment Anything", *MOUSE_HELP]
     lines += [f"{key}: {text}" for key, _, text in SHORTCUTS]
-    lines.append("Ctrl-Z (prompt layers selected) or Undo commit: undo the last commit")
+    lines.append("Ctrl-Z with a prompt layer selected: undo, as Shift-U")
     return "\n".join(lines)
 
 
 def bind_undo(layer: Any, widget: Any) -> None:
     """Ctrl-Z (Cmd-Z on macOS) on ``layer`` (a prompt or preview layer of the widget)
-    takes back the widget's last commit, as the *Undo commit* button does."""
+    takes back the last step in the target Labels layer, as the *Undo* button does."""
 
     def undo(_layer: Any) -> None:
         widget.undo_commit()
 
-    undo.__doc__ = "Segment Anything: undo the last commit"
+    undo.__doc__ = "Segment Anything: undo the last step in the labels layer"
     layer.bind_key(KeyMod.CtrlCmd | KeyCode.KeyZ, undo, overwrite=True)
 
 

@@ -16,7 +16,7 @@ from napari.utils.notifications import show_info, show_warning
 from qtpy.QtCore import QObject, QTimer
 
 from napari_segany import _layers
-from napari_segany.app import prompting
+from napari_segany.app import curating, prompting
 from napari_segany.app.prompting import Preview, PromptState, Request, Step
 from napari_segany.core.errors import SegAnyError
 
@@ -218,7 +218,10 @@ class PromptController(QObject):
 
     def _predict(self, request: Request, embedding: Any) -> None:
         try:
-            self.state.preview = prompting.predict(self.widget.segany, request, embedding)
+            preview = self._correction(request)
+            if preview is None:
+                preview = prompting.predict(self.widget.segany, request, embedding)
+            self.state.preview = preview
         except Exception as error:
             notify_error(error, "Prediction failed")
             return
@@ -226,6 +229,18 @@ class PromptController(QObject):
         if self.state.commit_pending:
             self.state.commit_pending = False
             self.commit_preview()
+
+    def _correction(self, request: Request) -> Preview | None:
+        """The preview correcting the object under the first positive point, when the
+        widget routes clicks on objects to them (curation) and the target fits."""
+        if not self.widget.controls.route_box.isChecked():
+            return None
+        target = self.widget.curation.target()
+        if target is None or tuple(target.data.shape) != _layers.plane_shape(request.image):
+            return None
+        return curating.correction_preview(
+            self.widget.curations, request, target, self.widget.segany
+        )
 
     def _draw(self) -> None:
         preview = self.preview
@@ -298,14 +313,16 @@ class PromptController(QObject):
             target = self.widget.target_labels(request.image)
             overwrite = self.widget.controls.overwrite_box.isChecked()
             consent = _dialogs.consent_from(self.widget)
-            with self.widget.history.recording(target):
-                done = prompting.commit(self.preview, target, overwrite, consent)
+            segany = self.widget.segany
+            text = curating.commit(
+                self.widget.curations, self.preview, target, segany, overwrite, consent
+            )
         except SegAnyError as error:
             notify_error(error, "Nothing committed")
             return
         self.clear_preview()
         self._remove_prompts(request.index, request.image)
-        self.widget.controls.status.setText(done.message)
+        self.widget.controls.status.setText(text)
 
     def _remove_prompts(self, index: tuple[int, ...], image: Any) -> None:
         for name in (PROMPTS, BOXES):

@@ -126,9 +126,9 @@ class VolumePanel(QObject):
             show_warning("The image or labels layer was deleted meanwhile; nothing written.")
             return
         try:
-            with self.widget.history.recording(target):
+            with self.widget.curations.recording(target, "propagate", image, self.widget.segany):
                 message = app.write(target, run, self.overwrite_box.isChecked())
         except SegAnyError as error:
             notify_error(error, "Nothing written")
             return
-        self.widget.controls.status.setText(message + " (Undo commit takes it back)")
+        self.widget.controls.status.setText(message + " (Undo takes it back)")

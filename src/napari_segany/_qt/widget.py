@@ -22,19 +22,21 @@ from typing import Any
 
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_info, show_warning
-from qtpy.QtCore import QEvent, QSize, Qt, QTimer
-from qtpy.QtWidgets import QFrame, QScrollArea, QStyle, QVBoxLayout, QWidget
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QWidget
 
 from napari_segany import _layers, scripting
-from napari_segany.app.history import WriteHistory
+from napari_segany.app.curating import LayerCurations
 from napari_segany.app.prompting import prepare_planes
 from napari_segany.app.sessions import PromptSession
 from napari_segany.core.errors import SegAnyError
 
 from . import _keys
 from ._controls import NEW_LAYER, Controls
+from ._curation import CurationPanel
 from ._everything import EVERYTHING, EverythingPanel
 from ._prompting import BOXES, PREVIEW, PROMPTS, PromptController
+from ._scroll import scroll_area as _scroll_area
 from ._volume import VolumePanel
 from ._workers import Job, eta_text, notify_error, prepare_cancellable
 
@@ -59,12 +61,14 @@ class SegAnyWidget(QWidget):
         self.segany: PromptSession | None = None
         self._job: Job | None = None
         self._shown_once = False
-        self.history = WriteHistory()
+        self._names: dict[int, str] = {}  # layer id -> name (to follow renames)
+        self.curations = LayerCurations()  # one history (undo/redo) per Labels layer
         self.scroll = _scroll_area(self)
         self.controls = Controls(self.scroll.widget())
         self.prompts = PromptController(self)
         self.everything = EverythingPanel(self)
         self.volume = VolumePanel(self)
+        self.curation = CurationPanel(self)
         for section in (self.everything.box, self.volume.box):
             self.controls.add_section(section)
         self.controls.busy_buttons += [*self.everything.buttons, self.volume.button]
@@ -87,7 +91,6 @@ class SegAnyWidget(QWidget):
         c.load_button.clicked.connect(self.load_model)
         c.cancel_button.clicked.connect(self.cancel)
         c.commit_button.clicked.connect(self.commit)
-        c.undo_button.clicked.connect(self.undo_commit)
         c.candidate_button.clicked.connect(self.next_candidate)
         c.clear_button.clicked.connect(self.clear_prompts)
         c.compute_all_button.clicked.connect(self.compute_all_slices)
@@ -96,6 +99,10 @@ class SegAnyWidget(QWidget):
 
     # --- layers ---------------------------------------------------------------------
     def _refresh_layers(self, *_: Any) -> None:
+        for layer in self.viewer.layers:
+            if id(layer) not in self._names:
+                layer.events.name.connect(self._renamed)
+            self._names[id(layer)] = layer.name
         images = [la.name for la in self.viewer.layers if isinstance(la, Image)]
         labels = [la.name for la in self.viewer.layers if isinstance(la, Labels)]
         labels = [name for name in labels if name != PREVIEW]  # ours
@@ -105,6 +112,16 @@ class SegAnyWidget(QWidget):
         self.everything.refresh_layers(labels)
         if self.controls.image_combo.currentText() != before:
             self._image_changed()
+
+    def _renamed(self, event: Any) -> None:
+        """A renamed layer stays chosen where it was (its history goes with it)."""
+        old = self._names.get(id(event.source))
+        combos = (self.controls.image_combo, self.controls.target_combo,
+                  self.everything.target_combo)  # fmt: skip
+        chosen = [combo for combo in combos if combo.currentText() == old]
+        self._refresh_layers()
+        for combo in chosen:
+            combo.setCurrentText(event.source.name)
 
     def image_layer(self, quiet: bool = False) -> Image | None:
         """The chosen image layer (None, with a notification unless ``quiet``, if none)."""
@@ -304,10 +321,20 @@ class SegAnyWidget(QWidget):
 
     segment = commit  # the name of the first widget version
 
-    def undo_commit(self) -> None:
-        """Take back the widget's last write into a Labels layer (Ctrl-Z on the prompt
-        layers; refused when the layer was painted or undone since)."""
-        self.controls.status.setText(self.history.undo(self.viewer.layers))
+    def undo(self) -> None:
+        """Undo the last step in the target Labels layer (Shift-U; Ctrl-Z on the prompt
+        layers): a commit, correction, curation edit, everything-mode write or stroke."""
+        self.curation.undo()
+
+    undo_commit = undo  # the name of the first widget version
+
+    def redo(self) -> None:
+        """Redo the last undone step in the target Labels layer (Shift-R)."""
+        self.curation.redo()
+
+    def delete_objects(self) -> None:
+        """Delete the objects under the prompt points of the shown plane (Shift-D)."""
+        self.curation.delete()
 
     def next_candidate(self) -> None:
         """Show the next of SAM's three candidate masks (Shift-M)."""
@@ -333,51 +360,6 @@ class SegAnyWidget(QWidget):
         """Unbind the shortcuts when the widget closes."""
         _keys.unbind(self.viewer)
         super().closeEvent(event)
-
-
-class ControlsScrollArea(QScrollArea):
-    """Scrolls the controls vertically only, and is always wide enough for them.
-
-    Its minimum width follows the controls' (e.g. when *Everything mode* opens) plus
-    the vertical scroll bar, so nothing is cut on the right; the dock never grows past
-    the screen because the height scrolls.
-    """
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent)
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.setWidget(QWidget())
-
-    def minimumSizeHint(self) -> QSize:
-        """The controls' minimum width plus the scroll bar and frame."""
-        hint = super().minimumSizeHint()
-        bar = self.verticalScrollBar()
-        chrome = bar.style().pixelMetric(QStyle.PM_ScrollBarExtent, None, bar) + 2
-        if self.isVisible() and self.viewport().width() > 0:
-            chrome = max(chrome, self.width() - self.viewport().width())
-        return QSize(self.widget().minimumSizeHint().width() + chrome, hint.height())
-
-    def sizeHint(self) -> QSize:
-        """As narrow as the controls allow, so opening a group never widens the dock."""
-        return QSize(self.minimumSizeHint().width(), super().sizeHint().height())
-
-    def eventFilter(self, watched: Any, event: Any) -> bool:
-        """Ask the dock for a new width whenever the controls' layout changes."""
-        if watched is self.widget() and event.type() == QEvent.LayoutRequest:
-            self.updateGeometry()
-        return super().eventFilter(watched, event)
-
-
-def _scroll_area(widget: QWidget) -> ControlsScrollArea:
-    """A :class:`ControlsScrollArea` filling ``widget``; the controls go into its
-    ``widget()``."""
-    layout = QVBoxLayout(widget)
-    layout.setContentsMargins(0, 0, 0, 0)
-    scroll = ControlsScrollArea(widget)
-    layout.addWidget(scroll)
-    return scroll
 
 
 def _preparing(image: Image, index: tuple[int, ...]) -> str:

@@ -8,7 +8,7 @@
   the model, where its labels are written);
 - :mod:`.widening`: a Labels layer too narrow for the new ids (a uint8 0/255 mask) is
   widened only with the user's consent, else nothing is written;
-- :mod:`.history`: the widget's own undo of its last write into a Labels layer.
+- :mod:`.curating`: one curation (history with undo/redo, provenance) per Labels layer.
 
 Nothing here imports Qt; napari layer *models* are reached through
 :mod:`napari_segany._layers`.

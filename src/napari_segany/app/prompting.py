@@ -105,11 +105,15 @@ class Preview:
     result : SegmentResult
         With the leading N (objects) axis: masks (N, K, H, W).
     candidate : int or None
+    obj_id : int or None
+        The object of the target layer the prompts correct (curation: a click inside
+        an existing object); None: the prompts make new objects.
     """
 
     request: Request
     result: SegmentResult
     candidate: int | None = None
+    obj_id: int | None = None
 
     @property
     def single(self) -> bool:
@@ -137,7 +141,10 @@ class Preview:
         self.candidate = next((k for k in following if masks[0, k].any()), current)
 
     def describe(self) -> str:
-        """``"candidate 2/3 · score 0.90"`` or ``"2 objects · scores 0.80, 0.80"``."""
+        """``"candidate 2/3 · score 0.90"``, ``"2 objects · scores 0.80, 0.80"`` or
+        ``"correcting object 7"``."""
+        if self.obj_id is not None:
+            return f"correcting object {self.obj_id}"
         scores = self.result.scores
         if self.single:
             chosen = self.shown()
