@@ -204,9 +204,53 @@ def through_the_stack() -> None:
     viewer.close()
 
 
+def curation() -> None:
+    """Step 8: another tool's labels curated -- a correction previewed, then a missed
+    nucleus added, a merged pair split and the result."""
+    scene = nuclei_scene_2d()
+    truth = scene.labels.astype(np.int32)
+    eroded, missed, merged = _central_objects(truth, 3)
+    start = truth.copy()
+    start[(truth == eroded) & ~ndimage.binary_erosion(truth == eroded, iterations=3)] = 0
+    start[truth == missed] = 0
+    ring = ndimage.binary_dilation(truth == merged, iterations=2) & (truth != merged)
+    neighbours = np.unique(truth[ring & (truth > 0)])
+    partner = int(neighbours[0]) if neighbours.size else None
+    if partner is not None:
+        start[truth == partner] = merged  # two nuclei under one id
+    viewer, widget = _viewer(scene.image, "nuclei")
+    curated = viewer.add_labels(start, name="cellpose labels", opacity=0.9)
+    curated.contour = 2  # outlines: the filled preview stands out
+    widget.controls.target_combo.setCurrentText("cellpose labels")
+    objects = np.isin(truth, [eroded, missed, merged])
+    ys, xs = np.nonzero(objects)
+    viewer.camera.center = ((ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2)
+    viewer.camera.zoom = 0.8 * viewer.camera.zoom * truth.shape[0] / max(
+        np.ptp(ys) + 40, np.ptp(xs) + 40)  # fmt: skip
+    prompts = viewer.layers[PROMPTS]
+    viewer.layers.selection.active = prompts
+    prompts.add(_interior_yx(start, eroded))  # inside an existing object: a correction
+    _settle(viewer, widget)
+    _shot(viewer, "09-curation-correction.png")
+    widget.commit()
+    prompts.add(_interior_yx(truth, missed))  # on background: a new object
+    _settle(viewer, widget)
+    widget.commit()
+    if partner is not None:
+        widget.controls.negative_box.setChecked(True)
+        prompts.add(_interior_yx(truth, partner))  # Shift-click on the part to cut off
+        widget.controls.negative_box.setChecked(False)
+        widget.curation.split()
+    bar = widget.scroll.verticalScrollBar()
+    bar.setValue(bar.maximum() // 3)  # the curation buttons in view
+    _settle(viewer, widget)
+    _shot(viewer, "10-curation-done.png")
+    viewer.close()
+
+
 if __name__ == "__main__":
     IMAGES.mkdir(parents=True, exist_ok=True)
-    SHOTS = (points_and_boxes, stack, everything, through_the_stack)
+    SHOTS = (points_and_boxes, stack, everything, through_the_stack, curation)
     for shot in SHOTS:  # all, or those named: screenshots.py through_the_stack
         if len(sys.argv) == 1 or shot.__name__ in sys.argv[1:]:
             shot()

@@ -19,6 +19,8 @@ _LAZY = {
     "segment_layers": "napari_segany.scripting",
     "save_labels": "napari_segany.saving",
     "load_labels": "napari_segany.saving",
+    "Curation": "napari_segany.curation",
+    "replay": "napari_segany.curation",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -28,6 +30,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from napari_segany.api import SegmentResult as SegmentResult
     from napari_segany.core.errors import SegAnyError as SegAnyError
     from napari_segany.core.errors import SmallObjectsWarning as SmallObjectsWarning
+    from napari_segany.curation import Curation as Curation
+    from napari_segany.curation import replay as replay
     from napari_segany.saving import load_labels as load_labels
     from napari_segany.saving import save_labels as save_labels
     from napari_segany.scripting import segment_layers as segment_layers

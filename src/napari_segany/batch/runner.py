@@ -214,7 +214,8 @@ class _OnDask:
                 except Exception as raised:  # cancelled futures raise here
                     error = raised
             yield tasks_of.pop(future.key), error
-            future.release()
+        # the futures (each result a part file's path) are held to the end, so the
+        # dashboard's Progress counts the finished planes too
 
 
 @contextlib.contextmanager
