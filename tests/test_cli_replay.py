@@ -60,3 +60,12 @@ def test_replay_of_a_file_that_is_no_record(curated, tmp_path, capsys):
     bad.write_text("{not json")
     status = main(["replay", str(bad), str(folder / "stack.tif"), "-o", str(tmp_path / "o.tif")])
     assert status == 1 and "is not valid JSON" in capsys.readouterr().err
+
+
+def test_replay_never_writes_over_its_inputs(curated, capsys):
+    folder, labels_path = curated
+    image = folder / "stack.tif"
+    before = image.read_bytes()
+    status = main(["replay", str(sidecar_path(labels_path)), str(image), "-o", str(image)])
+    assert status == 1 and "would replace an input" in capsys.readouterr().err
+    assert image.read_bytes() == before

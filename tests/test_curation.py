@@ -194,3 +194,44 @@ def test_labels_of_any_integer_dtype_and_bad_labels(session, scenes):
         Curation(session, image, truth[0])
     with pytest.raises(InputError, match="is not a plane"):
         Curation(session, image, truth).delete(1, plane=5)
+
+
+def test_settings_dtype_and_split_ids_are_recorded_and_replayed(session, scenes):
+    from napari_segany.core.refine_labels import RefineRules
+
+    image, truth = scenes
+    start = truth.astype(np.uint8)
+    start[1][start[1] > 0] += 100  # slice 1 holds the larger ids
+    a, b = _touching_pair(truth[0])
+    start[0][truth[0] == b] = a  # a merged pair on slice 0
+    cur = Curation(session, image, start.copy())
+    cur.use_labels(cur.labels.astype(np.uint16))  # widened, as the widget does on consent
+    outcomes = cur.refine([a], plane=0, split=True)
+    new_ids = [i for o in outcomes for i in o.new_ids]
+    assert all(i > start.max() for i in new_ids)  # above every slice's ids, not slice 0's
+    session.refine_rules = RefineRules(min_score=0.9)  # a setting the next edit depends on
+    try:
+        cur.refine(plane=1)
+        record = cur.provenance()
+        ops = [s["op"] for s in record["steps"]]
+        assert ops == ["dtype", "refine", "model", "refine"]
+        assert record["steps"][2]["model"]["refine_rules"]["min_score"] == 0.9
+        session.refine_rules = RefineRules()  # replay must set the recorded rules itself
+        again = replay(record, image, start_labels=start, segany=session)
+        assert again.identical and again.labels.dtype == np.uint16
+    finally:
+        session.refine_rules = RefineRules()
+
+
+def test_channel_axis_planes_and_a_record_that_switched_images(session, scenes):
+    image, truth = scenes
+    two_channels = np.stack([image, image // 2], axis=1)  # (Z, C, H, W)
+    cur = Curation(session, two_channels, truth.astype(np.int32), channel_axis=0)
+    assert cur.labels.shape == truth.shape
+    with pytest.raises(InputError, match="channel_axis"):
+        Curation(session, two_channels, truth.astype(np.int32))
+    assert Curation(session, two_channels, channel_axis=0).labels.shape == truth.shape
+    other = Curation(session, image)
+    other.use_image(image.copy())
+    with pytest.raises(ProvenanceError, match="another image"):
+        replay(other.provenance(), image, segany=session)

@@ -115,9 +115,16 @@ def test_merged_neighbours_split_off_with_split(sa):
     sa.set_image(scene.image)
     refined = sa.refine_labels(merged, ids=[first], split=True)
     (outcome,) = sa.last_refinement.outcomes
-    assert outcome.obj_id == first and outcome.reason in ("refined", "agrees", "low_score")
-    assert refined.max() == merged.max() + len(outcome.new_ids)  # new ids only by split
+    assert outcome.obj_id == first and outcome.reason == "separated"  # found to be two
+    (new_id,) = outcome.new_ids
+    assert new_id == merged.max() + 1  # the other nucleus, split off with a new id
+    parts = {first: refined == first, new_id: refined == new_id}
+    for truth_id in (first, second):
+        best = max(_iou(mask, truth == truth_id) for mask in parts.values())
+        assert best > 0.6
     assert np.array_equal(refined[merged != first], merged[merged != first])
+    without = sa.refine_labels(merged, ids=[first], split=False)
+    assert not (without == new_id).any() and (without == first).sum() < (merged == first).sum()
 
 
 def test_bad_inputs_are_refused_and_change_nothing(sa):

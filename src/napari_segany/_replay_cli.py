@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT", help=".tif or .zarr")
     parser.add_argument("--labels", metavar="START", help="the labels the curation started from")
     parser.add_argument("--device", default=None, help="torch device (default: the record's)")
+    parser.add_argument("--checkpoint", default=None, help="the model's checkpoint file")
     parser.add_argument("--name", default="labels", help="labels group name in a .zarr output")
 
 
@@ -54,13 +55,18 @@ def run(args: argparse.Namespace) -> int:
     """Replay ``args.record`` on ``args.image`` into ``args.output``."""
     import numpy as np
 
+    from .core.errors import InputError
     from .curation.replay import read_record, replay
     from .saving import save_labels
 
+    output = Path(args.output).resolve()
+    for given in (args.image, args.labels, args.record):
+        if given is not None and Path(given).resolve() == output:
+            raise InputError(f"-o {args.output} would replace an input; write elsewhere.")
     record = read_record(Path(args.record))
     image = read_array(Path(args.image))
     start = None if args.labels is None else np.asarray(read_array(Path(args.labels)))
-    done = replay(record, image, start_labels=start, device=args.device)
+    done = replay(record, image, start_labels=start, device=args.device, checkpoint=args.checkpoint)
     written = save_labels(done.labels, args.output, name=args.name)
     steps = len(record["steps"])
     if done.identical:

@@ -20,17 +20,11 @@ import numpy as np
 
 from .core import planes
 from .core.errors import InputError, NoImageError
+from .core.label_inputs import check_ids, check_labels
 from .core.mask_prompts import MaskFrame, decode_objects
 from .core.plugins import PlaneContext, Prompt, PromptRefiner
 from .core.predictor import Predictor
-from .core.refine_labels import (
-    ObjectOutcome,
-    Refinement,
-    RefineRules,
-    check_ids,
-    check_labels,
-    refine_label_plane,
-)
+from .core.refine_labels import ObjectOutcome, Refinement, RefineRules, refine_label_plane
 from .core.results import SegmentResult
 
 __all__ = ["ObjectOutcome", "RefineMethods", "RefineRules", "Refinement", "refine_stack"]
@@ -44,6 +38,9 @@ class RefineMethods:
     refine_rules : RefineRules
         Prompts and acceptance thresholds used by :meth:`refine_labels` (may be
         replaced, e.g. ``sa.refine_rules = RefineRules(min_score=0.7)``).
+    separate_merged : bool
+        Also find objects that are two under one id (a merged pair) and keep them to one
+        (``core.merged``: each object probed by one click; default True).
     last_refinement : Refinement or None
         The last call's labels and per-object :class:`ObjectOutcome` (why each object
         was or was not changed).
@@ -54,6 +51,7 @@ class RefineMethods:
     _current: PlaneContext | None
     _big: object = None
     refine_rules: RefineRules = RefineRules()
+    separate_merged: bool = True
     last_refinement: Refinement | None = None
 
     def refine_labels(
@@ -126,7 +124,24 @@ class RefineMethods:
             )
             return self._with_refiners(result, points_yx, boxes_yxyx, mask_input, multimask)
 
-        return refine_label_plane(array, ids, decode, frame, self.refine_rules, split)
+        def probe(points_yx):
+            result = decode_objects(
+                self.predictor, context.embedding, points_yx, None, None, multimask=True
+            )
+            result = self._with_refiners(result, points_yx, None, None, True)
+            best = np.argmax(result.scores, axis=1)
+            rows = np.arange(len(best))
+            return result.masks[rows, best], result.scores[rows, best]
+
+        return refine_label_plane(
+            array,
+            ids,
+            decode,
+            frame,
+            self.refine_rules,
+            split,
+            probe if self.separate_merged else None,
+        )
 
     def _with_refiners(self, result, points_yx, boxes_yxyx, mask_input, multimask):
         """Each object's answer through the session's prompt refiners, as
@@ -137,8 +152,9 @@ class RefineMethods:
         for index in range(len(masks)):
             one = SegmentResult(masks[index], result.scores[index], result.logits[index])
             prompt = Prompt(
-                points_yx[index], np.ones(1, np.int64), boxes_yxyx[index], mask_input[index],
-                bool(multimask),
+                points_yx[index], np.ones(1, np.int64),
+                None if boxes_yxyx is None else boxes_yxyx[index],
+                None if mask_input is None else mask_input[index], bool(multimask),
             )  # fmt: skip
             for refiner in self.refiners:
                 one = refiner.refine(one, prompt, self._current)
@@ -181,11 +197,17 @@ def refine_stack(session, volume, labels_zyx, ids=None, slices=None, **options) 
     if any(not 0 <= index < volume.n_slices for index in chosen):
         raise InputError(f"slices must lie in 0 .. {volume.n_slices - 1}, got {list(slices)}.")
     refined = array.copy()
+    top = int(array.max()) if array.size else 0  # split's new ids: above every slice's
     for index in chosen:
         present = {int(v) for v in np.unique(array[index]) if v != 0}
         todo = present if wanted is None else present & wanted
         if not todo:
             continue
         volume.embedding(index)  # the slice becomes the session's current plane
-        refined[index] = session.refine_labels(array[index], sorted(todo), **options)
+        plane = session.refine_labels(array[index], sorted(todo), **options)
+        created = sorted({i for o in session.last_refinement.outcomes for i in o.new_ids})
+        for offset, new_id in enumerate(created, start=1):
+            plane[(plane == new_id) & (array[index] != new_id)] = top + offset
+        top += len(created)
+        refined[index] = plane
     return refined

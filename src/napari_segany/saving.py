@@ -109,6 +109,8 @@ def save_labels(
     target = Path(path)
     kind = _kind(target)
     array, letters = _checked(labels, axes)
+    if provenance is not None:  # a record that does not serialise fails before writing
+        json.dumps(provenance)
     parent = target.parent
     if not parent.is_dir():
         raise InputError(f"{parent} does not exist; create it or save elsewhere.")

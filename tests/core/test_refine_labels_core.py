@@ -7,13 +7,9 @@ import pytest
 from scipy import ndimage
 
 from napari_segany.core.errors import InputError
+from napari_segany.core.label_inputs import check_labels
 from napari_segany.core.mask_prompts import MaskFrame
-from napari_segany.core.refine_labels import (
-    RefineRules,
-    check_labels,
-    object_prompts,
-    refine_label_plane,
-)
+from napari_segany.core.refine_labels import RefineRules, object_prompts, refine_label_plane
 from napari_segany.core.results import SegmentResult
 
 FRAME = MaskFrame((64, 64), (256, 256), 256, (64, 64))  # mask cells = plane pixels

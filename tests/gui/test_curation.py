@@ -143,6 +143,9 @@ def test_saved_labels_replay_bit_for_bit_with_strokes_and_corrections(
     _click(viewer, widget, 1, interior_point_yx(truth[1] == _largest(truth[1]), False))
     widget.delete_objects()
     widget.undo()
+    before_napari_undo = labels.data.copy()
+    labels.undo()  # napari's own Ctrl-Z on the layer: takes back the widget's undo
+    assert not np.array_equal(labels.data, before_napari_undo)
     monkeypatch.setattr(_dialogs, "ask_save_path", lambda *a: str(tmp_path / "curated.tif"))
     widget.curation.save()
     saved = load_labels(tmp_path / "curated.tif")

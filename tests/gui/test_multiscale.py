@@ -5,7 +5,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from napari_segany import _layers
+from napari_segany import _layers, _levels
 from napari_segany._qt.widget import LABELS, PREVIEW, PROMPTS
 from napari_segany.core.synthetic import generate_scene, interior_point_yx
 
@@ -31,7 +31,7 @@ def test_a_large_lazy_level_is_handed_on_unread_and_the_click_lands_on_it(
 ):
     from napari_segany import SegAny
 
-    monkeypatch.setattr(_layers, "LAZY_PLANE_PIXELS", 1000 * 1000)
+    monkeypatch.setattr(_levels, "LAZY_PLANE_PIXELS", 1000 * 1000)
     scene, levels = _scene_levels()
     given = []
     session = SegAny("builtin", device="cpu", precision="fp32", tiling=(384, 64))
@@ -59,7 +59,7 @@ def test_a_large_lazy_level_is_handed_on_unread_and_the_click_lands_on_it(
 def test_levels_too_large_are_skipped_for_the_finest_that_fits(viewer_widget, monkeypatch):
     from napari_segany import SegAny
 
-    monkeypatch.setattr(_layers, "MAX_LEVEL_PIXELS", 600 * 600)
+    monkeypatch.setattr(_levels, "MAX_LEVEL_PIXELS", 600 * 600)
     scene, levels = _scene_levels()
     session = SegAny("builtin", device="cpu", precision="fp32")
     viewer, widget, image = viewer_widget(

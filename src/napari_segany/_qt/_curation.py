@@ -97,18 +97,23 @@ class CurationPanel(QObject):
         return curation
 
     # --- actions ------------------------------------------------------------------------
+    def _history_layer(self) -> Labels | None:
+        """The Labels layer written (or undone) last, else the target."""
+        last = self.widget.curations.last_layer()
+        return last if last is not None and last in self.viewer.layers else self.target()
+
     def undo(self) -> None:
-        """Undo the last step of the target layer (Shift-U)."""
-        target = self.target()
-        text = "nothing to undo: no Labels layer" if target is None else (
-            self.widget.curations.undo(target))  # fmt: skip
+        """Undo the last step of the Labels layer written last (Shift-U)."""
+        layer = self._history_layer()
+        text = "nothing to undo: no Labels layer" if layer is None else (
+            self.widget.curations.undo(layer))  # fmt: skip
         self.widget.controls.status.setText(text)
 
     def redo(self) -> None:
-        """Redo the last undone step of the target layer (Shift-R)."""
-        target = self.target()
-        text = "nothing to redo: no Labels layer" if target is None else (
-            self.widget.curations.redo(target))  # fmt: skip
+        """Redo the last undone step of that layer (Shift-R)."""
+        layer = self._history_layer()
+        text = "nothing to redo: no Labels layer" if layer is None else (
+            self.widget.curations.redo(layer))  # fmt: skip
         self.widget.controls.status.setText(text)
 
     def delete(self) -> None:
@@ -151,18 +156,39 @@ class CurationPanel(QObject):
         self._run("Split", action)
 
     def refine(self) -> None:
-        """Refine the objects under the points (all of the shown plane without points)."""
-
-        def action(image, target, index, points_yx, signs) -> str:
+        """Refine the objects under the points (all of the shown plane without points),
+        in the background; only pixels unchanged meanwhile are written."""
+        if self.widget.segany is None:
+            show_info("Load a model first (Load model).")
+            return
+        try:
+            image, target, index, points_yx, _ = self._picked()
             ids = self._ids_under(target, index, points_yx) or None
-            outcomes = self._curation(image, target).refine(ids, plane=index)
+            curation = self._curation(image, target)
+        except SegAnyError as error:
+            notify_error(error, "Refine: nothing changed")
+            return
+
+        def done(answer: dict) -> None:
+            self.widget.controls.set_busy(False, "")
+            if target not in self.viewer.layers:
+                show_info(f"Labels layer '{target.name}' was deleted; nothing written.")
+                return
+            with self.widget.curations.writing(target):
+                outcomes = curation.apply_refinement(answer)
+            self.widget.prompts.clear_preview()
+            self.widget.prompts._remove_prompts(index, image)
             changed = sum(o.accepted for o in outcomes)
-            return (
+            self.widget.controls.status.setText(
                 f"refined {changed} of {len(outcomes)} objects in '{target.name}' (the "
                 "others kept their pixels: the model agreed or was not sure)"
             )
 
-        self._run("Refine", action)
+        self.widget.start(
+            lambda: curation.refine_answer(ids, plane=index),
+            message=f"refining {'all objects' if ids is None else _ids(ids)} ...",
+            on_done=done,
+        )
 
     def save(self) -> None:
         """Save the target layer (TIFF or OME-Zarr) with its provenance sidecar."""

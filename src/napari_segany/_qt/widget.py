@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import Any
 
 from napari.layers import Image, Labels
@@ -61,7 +62,7 @@ class SegAnyWidget(QWidget):
         self.segany: PromptSession | None = None
         self._job: Job | None = None
         self._shown_once = False
-        self._names: dict[int, str] = {}  # layer id -> name (to follow renames)
+        self._names: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # layer -> name
         self.curations = LayerCurations()  # one history (undo/redo) per Labels layer
         self.scroll = _scroll_area(self)
         self.controls = Controls(self.scroll.widget())
@@ -100,9 +101,9 @@ class SegAnyWidget(QWidget):
     # --- layers ---------------------------------------------------------------------
     def _refresh_layers(self, *_: Any) -> None:
         for layer in self.viewer.layers:
-            if id(layer) not in self._names:
+            if layer not in self._names:
                 layer.events.name.connect(self._renamed)
-            self._names[id(layer)] = layer.name
+            self._names[layer] = layer.name
         images = [la.name for la in self.viewer.layers if isinstance(la, Image)]
         labels = [la.name for la in self.viewer.layers if isinstance(la, Labels)]
         labels = [name for name in labels if name != PREVIEW]  # ours
@@ -115,7 +116,7 @@ class SegAnyWidget(QWidget):
 
     def _renamed(self, event: Any) -> None:
         """A renamed layer stays chosen where it was (its history goes with it)."""
-        old = self._names.get(id(event.source))
+        old = self._names.get(event.source)
         combos = (self.controls.image_combo, self.controls.target_combo,
                   self.everything.target_combo)  # fmt: skip
         chosen = [combo for combo in combos if combo.currentText() == old]

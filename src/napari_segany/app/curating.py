@@ -37,6 +37,8 @@ class LayerCurations:
 
     def __init__(self) -> None:
         self._by_layer: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._watched: weakref.WeakSet = weakref.WeakSet()
+        self._last: Any = None  # weakref to the layer written last
         self._writing = False
         self._captured: dict[int, list] = {}
 
@@ -44,10 +46,18 @@ class LayerCurations:
         """The layer's curation, None before the widget wrote into it."""
         return self._by_layer.get(layer)
 
+    def last_layer(self) -> Any | None:
+        """The Labels layer of the latest step (an edit, a stroke, an undo), if alive."""
+        return None if self._last is None else self._last()
+
     def for_layer(self, layer: Any, image: Any, segany: Any) -> Curation:
-        """The curation of ``layer`` over ``image``'s working level, made on first use;
-        it follows the layer's array (a widened dtype keeps the history), the session
-        and the image's contrast limits (a change of either is a provenance step)."""
+        """The curation of ``layer`` over ``image``'s working level, made on first use.
+
+        It follows the layer: a replaced array of the same shape (a widened dtype:
+        a ``"dtype"`` step), another image (an ``"image"`` step: such a record is not
+        replayed), the session's model and settings and the image's contrast limits
+        (steps too); an array of another shape starts a new curation.
+        """
         if not isinstance(layer.data, np.ndarray):
             raise InputError(
                 f"Labels layer '{layer.name}' is not held in memory ({type(layer.data).__name__}); "
@@ -57,17 +67,20 @@ class LayerCurations:
         level = _layers.working_level(image)[0]
         limits = _layers.contrast_of(image)
         current = self._by_layer.get(layer)
-        fresh = current is None or current.image is not level
-        if not fresh and current.labels is not layer.data:
-            fresh = current.labels.shape != layer.data.shape
-            current.labels = layer.data  # widened: same pixels, wider type
-        if fresh:
+        if current is not None and current.labels.shape != layer.data.shape:
+            current = None
+        if current is None:
             current = Curation(segany, level, layer.data, contrast_limits=limits)
             current.writer = self._writer(layer)
             self._by_layer[layer] = current
             self._watch(layer)
+        else:
+            current.use_labels(layer.data)
+            current.use_image(level)
+        current.name = layer.name
         current.use_session(segany)
         current.use_reading(contrast_limits=limits)
+        self._last = weakref.ref(layer)
         return current
 
     def _writer(self, layer: Any):
@@ -88,8 +101,13 @@ class LayerCurations:
         return write
 
     def _watch(self, layer: Any) -> None:
+        """Record the layer's strokes, and napari's own undo and redo of it."""
+        if layer in self._watched:
+            return
+        self._watched.add(layer)
         owner = weakref.ref(self)
         target = weakref.ref(layer)
+        _record_napari_history(layer, owner)
 
         def on_paint(event: Any) -> None:
             me, watched = owner(), target()
@@ -103,6 +121,7 @@ class LayerCurations:
                 me._captured[id(watched)].append(changes)
             elif changes:
                 curation.record_changes("paint", changes)
+                me._last = target
 
         layer.events.paint.connect(on_paint)
 
@@ -156,6 +175,7 @@ class LayerCurations:
             if not isinstance(layer.data, np.ndarray) or layer.data.shape != curation.labels.shape:
                 return f"nothing to {which}: '{layer.name}' holds other labels now"
             curation.labels = layer.data
+        self._last = weakref.ref(layer)
         with self.writing(layer):
             step = curation.undo() if which == "undo" else curation.redo()
         if step is None:
@@ -167,6 +187,34 @@ class LayerCurations:
 @contextmanager
 def _nothing() -> Iterator[None]:
     yield
+
+
+def _record_napari_history(layer: Any, owner: Any) -> None:
+    """Wrap the layer's ``undo``/``redo`` (what napari's Ctrl-Z and Ctrl-Shift-Z call,
+    without a paint event) so their changes become steps of the layer's curation."""
+    target = weakref.ref(layer)
+
+    def wrap(method: Any, stack_name: str, undoing: bool):
+        def replacement() -> None:
+            watched, me = target(), owner()
+            stack = getattr(watched, stack_name, None) if watched is not None else None
+            atoms = list(stack[-1]) if stack else []
+            method()
+            curation = None if me is None or watched is None else me.get(watched)
+            if curation is None or not atoms or me._writing:
+                return
+            if not undoing:
+                atoms = atoms[::-1]  # napari keeps redo items reversed
+            changes = changes_from_atoms(atoms, watched.data)
+            if undoing:
+                changes = [PlaneChange(c.index, c.flat, c.after, c.before) for c in changes]
+            if changes:
+                curation.record_changes("napari undo" if undoing else "napari redo", changes)
+
+        return replacement
+
+    layer.undo = wrap(layer.undo, "_undo_history", True)
+    layer.redo = wrap(layer.redo, "_redo_history", False)
 
 
 def _atom_pixels(atom: Any, shape: tuple[int, ...]):
@@ -280,6 +328,10 @@ def commit(
     from napari_segany.app.widening import write_with_room
 
     request = preview.request
+    if not isinstance(target.data, np.ndarray) and preview.obj_id is None:
+        from napari_segany.app import prompting  # a lazy layer: written without history
+
+        return prompting.commit(preview, target, overwrite, consent).message
     boxes = request.boxes
     points = request.points_yx if len(request.points_yx) else None
     signs = request.labels if len(request.points_yx) else None

@@ -48,7 +48,14 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    """The process's umask (read by setting it, then restoring it)."""
+    """The process's umask: from /proc on Linux (no race with other threads), else
+    read by setting it and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -95,7 +95,7 @@ def decode_objects(
     predictor,
     embedding: Embedding,
     points_yx: np.ndarray | None,
-    boxes_yxyx: np.ndarray,
+    boxes_yxyx: np.ndarray | None,
     mask_input: np.ndarray | None,
     multimask: bool = False,
 ) -> SegmentResult:
@@ -131,7 +131,9 @@ def decode_objects(
     if points_yx is not None:
         points_xy = torch.as_tensor(to_model_frame(points_yx, *frame), **as_tensor)
         labels = torch.ones(points_xy.shape[:2], dtype=torch.int64, device=device)
-    boxes_xyxy = torch.as_tensor(to_model_frame(boxes_yxyx, *frame), **as_tensor)
+    boxes_xyxy = None
+    if boxes_yxyx is not None:
+        boxes_xyxy = torch.as_tensor(to_model_frame(boxes_yxyx, *frame), **as_tensor)
     if mask_input is not None:
         masks_in = torch.as_tensor(mask_input, **as_tensor)
     with torch.inference_mode():

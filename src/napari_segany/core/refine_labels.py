@@ -38,8 +38,11 @@ id) keeps its id on whatever the answer is: when the answer is one nucleus (the 
 under the interior point), the other becomes background, or, with ``split=True``, each
 connected part of what it loses that covers at least :attr:`RefineRules.split_min_area`
 of the answer's area gets a new id (above every id of the input). Its box and mask
-prompt cover both nuclei, so a model often answers with the pair (the built-in model
-mostly does: such objects are then kept as they are, ``"agrees"``).
+prompt cover both nuclei, so a model often answers with the pair; with a ``probe``
+(one click per object, what ``SegAny.refine_labels`` gives unless
+``separate_merged=False``), objects the model answers as two confident, separate parts
+(``core.merged``) are answered by the part under their interior point instead
+(``"separated"``).
 """
 
 from __future__ import annotations
@@ -50,9 +53,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError, describe_values
+from .label_inputs import check_ids
 from .labels import check_label_room
 from .mask_prompts import MaskFrame, mask_to_logits
+from .merged import Probe, separate
 from .results import SegmentResult
 
 # (points_yx (N, 1, 2), boxes_yxyx (N, 4), mask_input (N, 1, h, w)) -> a result with
@@ -110,7 +114,8 @@ class ObjectOutcome:
     iou_with_input : float
         IoU of the answer with the object's input pixels.
     reason : str
-        ``"refined"``, ``"agrees"``, ``"low_score"``, ``"low_iou"`` or ``"empty"``.
+        ``"refined"``, ``"separated"``, ``"agrees"``, ``"low_score"``, ``"low_iou"`` or
+        ``"empty"``.
     new_ids : tuple of int
         Ids given to the parts it lost (``split=True`` only).
     """
@@ -138,46 +143,6 @@ class ObjectPrompt:
     obj_id: int
     point_yx: tuple[float, float]
     box_yxyx: tuple[float, float, float, float]
-
-
-def check_labels(labels, hw: tuple[int, int]) -> np.ndarray:
-    """``labels`` as an (H, W) integer (or bool) array; :class:`InputError` otherwise.
-
-    Parameters
-    ----------
-    labels : array-like, (H, W)
-        Any integer dtype (uint8 0/255 masks included) or bool.
-    hw : (int, int)
-        The plane's (H, W).
-    """
-    array = np.asarray(labels)
-    if array.dtype.kind not in "biu":
-        raise InputError(
-            f"Labels must hold integer ids, got dtype {array.dtype}; convert them first, "
-            "e.g. labels.astype(np.uint32) (rounded ids) or (mask > 0).astype(np.uint8)."
-        )
-    if array.shape != tuple(hw):
-        raise InputError(
-            f"The labels are {array.shape} but the plane is {tuple(hw)}: pass the label "
-            "plane of the image set with set_image (for a stack, one slice: labels[z])."
-        )
-    return array
-
-
-def check_ids(labels: np.ndarray, ids: Sequence[int] | None) -> list[int]:
-    """The ids to refine: ``ids`` (each present in ``labels``) or every non-zero id."""
-    present = np.unique(labels)
-    present = [int(v) for v in present if v != 0]
-    if ids is None:
-        return present
-    wanted = [int(v) for v in np.atleast_1d(np.asarray(ids))]
-    missing = sorted(set(wanted) - set(present))
-    if missing or any(v == 0 for v in wanted):
-        raise InputError(
-            f"ids {describe_values(missing or [0])} are not objects of these labels "
-            f"(objects: {describe_values(present)}); nothing was changed."
-        )
-    return sorted(set(wanted))
 
 
 def object_prompts(labels: np.ndarray, ids: Sequence[int], rules: RefineRules) -> list:
@@ -360,6 +325,7 @@ def refine_label_plane(
     frame: MaskFrame,
     rules: RefineRules = RefineRules(),
     split: bool = False,
+    probe: Probe | None = None,
 ) -> Refinement:
     """Refine the objects of one checked label plane (:func:`check_labels`).
 
@@ -375,6 +341,9 @@ def refine_label_plane(
     rules : RefineRules
     split : bool
         Give large parts a merged object loses new ids instead of background.
+    probe : callable, optional
+        One click per object (``core.merged.Probe``): objects that are two under one
+        id are then found and kept to one of them (``core.merged.separate``).
 
     Returns
     -------
@@ -385,4 +354,22 @@ def refine_label_plane(
         return Refinement(labels.copy(), ())
     prompts = object_prompts(labels, wanted, rules)
     answers = refine_objects(labels, prompts, decode, frame, rules)
+    if probe is not None:
+        answers = _with_separated(labels, answers, separate(labels, wanted, probe))
     return write_back(labels, answers, split, rules)
+
+
+def _with_separated(labels: np.ndarray, answers: list, parts: dict) -> list:
+    """``answers`` with the objects found to be two (``core.merged``) answered by the
+    part that keeps their id (reason ``"separated"``)."""
+    changed = []
+    for answer in answers:
+        obj_id = answer.outcome.obj_id
+        if obj_id not in parts:
+            changed.append(answer)
+            continue
+        part, score = parts[obj_id]
+        own = labels == obj_id
+        iou = float((part & own).sum() / max(1, (part | own).sum()))
+        changed.append(_Answer(ObjectOutcome(obj_id, True, score, iou, "separated"), part))
+    return changed

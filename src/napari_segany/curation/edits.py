@@ -19,12 +19,17 @@ from ..core.labels import check_label_room
 LABEL_DTYPE = np.uint32
 
 
-def checked_labels(labels: Any, image: Any) -> np.ndarray:
+def checked_labels(labels: Any, image: Any, channel_axis: int | None = None) -> np.ndarray:
     """The labels to curate: ``labels`` itself when it is a writable numpy integer
-    array of the image's plane shape, else a converted copy; zeros when None."""
+    array of the image's plane shape, else a converted copy; zeros when None.
+
+    The image's planes are (H, W), or (H, W, C) with a last colour axis, or have their
+    channels on ``channel_axis`` (an axis of the plane, as ``SegAny.set_image`` takes
+    it); the labels have the image's shape without that axis.
+    """
     image_shape = tuple(int(s) for s in image.shape)
     if labels is None:
-        return np.zeros(image_shape[: _label_ndim(image_shape)], dtype=LABEL_DTYPE)
+        return np.zeros(_plane_shape(image_shape, channel_axis), dtype=LABEL_DTYPE)
     array = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
     if array.dtype == bool:
         array = array.astype(np.uint8)
@@ -33,14 +38,21 @@ def checked_labels(labels: Any, image: Any) -> np.ndarray:
             f"Labels must hold integer ids, got dtype {array.dtype}; convert them first, "
             "e.g. labels.astype(np.uint32) (rounded ids) or (mask > 0).astype(np.uint8)."
         )
-    if (
-        array.ndim < 2
-        or tuple(array.shape) != image_shape[: array.ndim]
-        or (array.ndim < len(image_shape) - 1)
-    ):
+    lead = array.ndim - 2
+    expected = list(image_shape)
+    if channel_axis is not None and 0 <= lead < len(image_shape):
+        plane_ndim = len(image_shape) - lead
+        del expected[lead + channel_axis % plane_ndim]
+    fits = array.ndim >= 2 and (
+        tuple(array.shape) == tuple(expected)
+        or (channel_axis is None and tuple(array.shape) == image_shape[: array.ndim]
+            and len(image_shape) == array.ndim + 1)
+    )  # fmt: skip
+    if not fits:
         raise InputError(
             f"Labels shaped {array.shape} do not fit the image shaped {image_shape}: they "
-            "need the image's shape (without a trailing channel axis)."
+            "need the image's shape without its channel axis (give channel_axis= when the "
+            "channels are not last)."
         )
     if array.size and array.min() < 0:
         raise InputError("Labels must not be negative (0 is background, ids are > 0).")
@@ -49,10 +61,15 @@ def checked_labels(labels: Any, image: Any) -> np.ndarray:
     return array
 
 
-def _label_ndim(image_shape: tuple[int, ...]) -> int:
-    """An image without labels: a last axis of 3 or 4 is taken as colour."""
-    return len(image_shape) - 1 if image_shape[-1] in (3, 4) and len(image_shape) > 2 else len(
-        image_shape)  # fmt: skip
+def _plane_shape(image_shape: tuple[int, ...], channel_axis: int | None) -> tuple[int, ...]:
+    """The labels' shape for an image without labels: the image's, less a channel axis
+    (``channel_axis`` of 3-axis planes, or a last axis of 3 or 4: colour)."""
+    if channel_axis is not None:
+        shape = list(image_shape)
+        del shape[len(shape) - 3 + channel_axis % 3]
+        return tuple(shape)
+    colour = len(image_shape) > 2 and image_shape[-1] in (3, 4)
+    return image_shape[:-1] if colour else image_shape
 
 
 def identity(array: Any) -> dict:
@@ -138,6 +155,12 @@ def object_prompt(segany: Any, view: np.ndarray, obj_id: int) -> dict | None:
     mask = view == obj_id
     if not mask.any():
         return None
+    if segany.current is None:
+        raise InputError(
+            "Corrections use the object's mask on planes seen in one pass; this plane is "
+            "tiled (larger than the model's frame): correct it in a crop, or set "
+            "sa.tiling = None."
+        )
     rules = segany.refine_rules
     found = object_prompts(view, [obj_id], rules)[0]
     model = segany.predictor.model

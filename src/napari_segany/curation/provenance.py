@@ -18,8 +18,10 @@ wrong inputs:
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import sys
+import weakref
 from datetime import datetime, timezone
 from typing import Any
 
@@ -55,20 +57,59 @@ def versions() -> dict:
     }
 
 
-def model_identity(segany: Any) -> dict:
-    """The session's model and settings (what a replay must use)."""
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def weights_hash(model: Any) -> str:
+    """The xxh3-128 hash of a model's weights (``core.store.model_fingerprint``),
+    computed once per model object."""
     from ..core.store import model_fingerprint
 
-    predictor = segany.predictor
+    if model not in _FINGERPRINTS:
+        _FINGERPRINTS[model] = model_fingerprint(model)
+    return _FINGERPRINTS[model]
+
+
+def model_identity(segany: Any) -> dict:
+    """The session's model and every setting an edit's result depends on (what a
+    replay must use): weights, device, precision, prompt refiners, tiling,
+    everything-mode defaults, the refinement rules. A session without some of them
+    (a stand-in) gets ``None`` there, and a weights hash ``"unknown"``."""
+    import torch
+
+    predictor = getattr(segany, "predictor", None)
+    model = getattr(predictor, "model", None)
+    rules = getattr(segany, "refine_rules", None)
+    everything = getattr(segany, "everything", None)
+    defaults = getattr(everything, "defaults", None)
     return {
-        "name": predictor.name,
-        "weights_xxh3_128": model_fingerprint(predictor.model),
-        "device": str(predictor.device),
-        "precision": predictor.precision,
-        "refine": [refiner.name for refiner in segany.refiners],
-        "tiling": edits.jsonable(segany.tiling),
-        "everything_defaults": edits.jsonable(dict(segany.everything.defaults)),
+        "name": getattr(predictor, "name", type(segany).__name__),
+        "weights_xxh3_128": weights_hash(model)
+        if isinstance(model, torch.nn.Module)
+        else "unknown",
+        "device": str(getattr(predictor, "device", "cpu")),
+        "precision": getattr(predictor, "precision", None),
+        "refine": [refiner.name for refiner in getattr(segany, "refiners", ())],
+        "tiling": edits.jsonable(getattr(segany, "tiling", None)),
+        "everything_defaults": None if defaults is None else edits.jsonable(dict(defaults)),
+        "refine_rules": None if rules is None else edits.jsonable(dataclasses.asdict(rules)),
+        "separate_merged": bool(getattr(segany, "separate_merged", True)),
     }
+
+
+def apply_settings(segany: Any, identity: dict) -> None:
+    """Give ``segany`` (of the same weights) the settings of ``identity``."""
+    from ..core.refine_labels import RefineRules
+
+    segany.refiners = list(identity["refine"])
+    segany.tiling = tuple(identity["tiling"]) if isinstance(identity["tiling"], list) else (
+        identity["tiling"])  # fmt: skip
+    if identity.get("everything_defaults") is not None:
+        segany.everything.defaults.clear()
+        segany.everything.defaults.update(identity["everything_defaults"])
+    if identity.get("refine_rules") is not None:
+        segany.refine_rules = RefineRules(**identity["refine_rules"])
+    segany.separate_merged = bool(identity.get("separate_merged", True))
 
 
 def used_planes(steps: list[dict], lead: int) -> list[tuple[int, ...]]:
@@ -100,7 +141,7 @@ def build_record(curation: Any) -> dict:
         "version": VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "software": versions(),
-        "model": model_identity(curation.segany),
+        "model": curation.initial_model,
         "image": image_identity(curation.image, planes, curation.initial_reading),
         "start": curation.start,
         "max_history_bytes": curation.history.max_bytes,
@@ -147,10 +188,8 @@ def check_image(record: dict, image: Any) -> None:
 
 def check_model(record: dict, segany: Any) -> None:
     """:class:`ProvenanceError` unless ``segany`` has the record's model weights."""
-    from ..core.store import model_fingerprint
-
     wanted = record["model"]
-    have = model_fingerprint(segany.predictor.model)
+    have = weights_hash(segany.predictor.model)
     if have != wanted["weights_xxh3_128"]:
         raise ProvenanceError(
             f"The record was made with model {wanted['name']!r} (weights "

@@ -17,7 +17,15 @@ from typing import Any
 import numpy as np
 
 from . import edits
-from .provenance import ProvenanceError, check_image, check_model, check_record, check_start
+from .provenance import (
+    ProvenanceError,
+    apply_settings,
+    check_image,
+    check_model,
+    check_record,
+    check_start,
+    weights_hash,
+)
 from .session import Curation
 
 
@@ -47,24 +55,19 @@ def read_record(source: Any) -> dict:
 
 
 def session_for(record: dict, device: str | None = None, checkpoint: Any = None) -> Any:
-    """A SegAny session with the record's model and settings (``device`` may differ:
-    then the labels may differ too)."""
+    """A SegAny session with the record's model (or ``checkpoint``, a file of the same
+    weights) and settings; ``device`` may differ from the record's (then the labels may
+    differ too)."""
     from ..api import SegAny
 
     model = record["model"]
     segany = SegAny(
-        model["name"] if checkpoint is None else checkpoint,
+        model["name"] if checkpoint is None else str(checkpoint),
         device=device or model["device"],
         precision=model["precision"],
-        refine=list(model["refine"]),
-        tiling=_tiling(model["tiling"]),
     )
-    segany.everything.defaults.update(model.get("everything_defaults", {}))
+    apply_settings(segany, model)
     return segany
-
-
-def _tiling(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
 
 
 def replay(
@@ -74,6 +77,7 @@ def replay(
     start_labels: Any = None,
     segany: Any = None,
     device: str | None = None,
+    checkpoint: Any = None,
 ) -> Replayed:
     """Run a record's steps again on ``image``.
 
@@ -89,6 +93,9 @@ def replay(
         A session to use (its weights are checked); default: one made from the record.
     device : str, optional
         With no ``segany``: another device than the record's.
+    checkpoint : str or Path, optional
+        With no ``segany``: the model's checkpoint file (a local or fine-tuned model
+        the record names by its architecture); its weights are checked.
 
     Raises
     ------
@@ -101,9 +108,12 @@ def replay(
     shape = tuple(record["start"]["shape"])
     dtype = np.dtype(record["start"]["dtype"])
     start = np.zeros(shape, dtype) if start_labels is None else np.array(start_labels)
+    if start.dtype != dtype and np.array_equal(start.astype(dtype), start):
+        start = start.astype(dtype)  # e.g. int32 labels read back as uint32 from OME-Zarr
     check_start(record, start)
-    segany = segany or session_for(record, device)
+    segany = segany or session_for(record, device, checkpoint)
     check_model(record, segany)
+    apply_settings(segany, record["model"])
     curation = Curation(
         segany, image, start, **reading, max_history_bytes=record["max_history_bytes"]
     )
@@ -138,9 +148,19 @@ def _run(curation: Curation, step: dict) -> None:
     elif op == "pixels":
         curation.apply_pixels(step["action"], step)
     elif op == "model":
-        segany = session_for(step, device=str(curation.segany.predictor.device))
-        check_model(step, segany)
+        segany = curation.segany
+        if weights_hash(segany.predictor.model) != step["model"]["weights_xxh3_128"]:
+            segany = session_for(step, device=str(segany.predictor.device))
+            check_model(step, segany)
+        apply_settings(segany, step["model"])
         curation.use_session(segany)
+    elif op == "dtype":
+        curation.use_labels(curation.labels.astype(step["dtype"]))
+    elif op == "image":
+        raise ProvenanceError(
+            "The curation went on with another image at this step; a record replays on "
+            "one image (save each image's labels while curating it)."
+        )
     elif op == "reading":
         curation.use_reading(step["contrast_limits"])
     elif op == "undo":

@@ -19,6 +19,7 @@ objects are never overwritten (an object only takes background pixels or its own
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,17 +30,17 @@ from . import edits
 from .history import (
     DEFAULT_MAX_BYTES,
     LabelsHistory,
-    PlaneChange,
     Step,
     Writer,
     direct_writer,
     plane_change,
 )
+from .tracking import TrackingMethods
 
 __all__ = ["Curation"]
 
 
-class Curation:
+class Curation(TrackingMethods):
     """A label image (curated in place), its image, a SegAny session and the history.
 
     Parameters
@@ -68,7 +69,11 @@ class Curation:
         channel_axis: int | None = None,
         max_history_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
+        from .provenance import model_identity
+
         self.segany = segany
+        self.initial_model = model_identity(segany)  # what the provenance starts from
+        self._model = self.initial_model
         self.image = image
         self.reading = {
             "contrast_limits": None
@@ -78,7 +83,7 @@ class Curation:
             "channel_axis": channel_axis,
         }
         self.initial_reading = dict(self.reading)  # what the provenance starts from
-        self.labels = edits.checked_labels(labels, image)
+        self.labels = edits.checked_labels(labels, image, channel_axis)
         self.history = LabelsHistory(max_history_bytes)
         self.writer: Writer | None = None  # how pixels reach the labels (default: assign)
         self.name = "labels"  # what messages call the labels (the widget: the layer's name)
@@ -104,7 +109,9 @@ class Curation:
         return index
 
     def _set_plane(self, index: tuple[int, ...]) -> np.ndarray:
-        """Make plane ``index`` the session's current image; return its labels view."""
+        """Make plane ``index`` the session's current image; return its labels view
+        (a change of the session's settings is recorded first)."""
+        self.use_session(self.segany)
         plane = self.image[index] if index else self.image
         given = {k: v for k in ("channels", "channel_axis") if (v := self.reading[k]) is not None}
         self.segany.set_image(plane, self.reading["contrast_limits"], **given)
@@ -177,7 +184,8 @@ class Curation:
         written = edits.paint_new(work, masks, self._new_ids(len(masks)), overwrite)
         self._top = max([self._top, *written])
         log = {"op": "add", "plane": list(index), **edits.jsonable(prompt)}
-        log.update(candidate=candidate, multimask=bool(multimask), overwrite=bool(overwrite))
+        log.update(candidate=None if candidate is None else int(candidate))
+        log.update(multimask=bool(multimask), overwrite=bool(overwrite))
         self._write("add", {"ids": written}, log, [(index, work)])
         return written
 
@@ -209,10 +217,11 @@ class Curation:
         return self.segany.segment(**prompt, multimask=False).best()[0]
 
     def split(self, obj_id: int, points_yx: Any, *, plane: int | Sequence[int] = ()) -> int:
-        """Split object ``obj_id`` at negative clicks on the part to cut off: the model
-        answers the object without it (a positive point inside the object far from the
-        clicks, its box, the clicks as negatives); what it leaves out gets a new id,
-        returned. Raises :class:`InputError` (nothing changed) when it separates nothing."""
+        """Split object ``obj_id`` at clicks on the part to cut off (the widget's
+        negative clicks): the model answers the part kept (a click deep in the object,
+        far from the clicks) and the part clicked, each pixel goes to the nearer answer
+        (``edits.split_mask``), and the part clicked gets a new id, returned. Raises
+        :class:`InputError` (nothing changed) when it separates nothing."""
         index = self.plane_index(plane)
         view = self._set_plane(index)
         keep = edits.split_mask(self.segany, view, int(obj_id), points_yx)
@@ -260,15 +269,45 @@ class Curation:
         split: bool = False,
     ) -> tuple:  # fmt: skip
         """``SegAny.refine_labels`` on a plane, written back as one step; returns the
-        per-object outcomes (why each object changed or not)."""
+        per-object outcomes (why each object changed or not). New ids of ``split``
+        are above every id seen (in every plane)."""
+        answer = self.refine_answer(ids, plane=plane, split=split)
+        return self.apply_refinement(answer)
+
+    def refine_answer(
+        self, ids: Sequence[int] | None = None, *, plane: int | Sequence[int] = (),
+        split: bool = False,
+    ) -> dict:  # fmt: skip
+        """What :meth:`refine` would write (nothing is written: a worker thread may
+        compute it while the labels change; :meth:`apply_refinement` writes it)."""
         index = self.plane_index(plane)
         view = self._set_plane(index)
+        snapshot = view.copy()
         chosen = None if ids is None else edits.id_list(ids)
-        refined = self.segany.refine_labels(view, chosen, split=split)
-        self._top = max(self._top, int(refined.max()) if refined.size else 0)
-        log = {"op": "refine", "plane": list(index), "ids": chosen, "split": bool(split)}
-        self._write("refine", {"ids": chosen or []}, log, [(index, refined)])
-        return self.segany.last_refinement.outcomes
+        refined = self.segany.refine_labels(snapshot, chosen, split=split)
+        outcomes = self.segany.last_refinement.outcomes
+        return {"index": index, "ids": chosen, "split": bool(split), "snapshot": snapshot,
+                "refined": refined, "outcomes": outcomes}  # fmt: skip
+
+    def apply_refinement(self, answer: dict) -> tuple:
+        """Write a :meth:`refine_answer` as one step: only pixels that still hold what
+        the refinement read are changed; the outcomes, with their final new ids."""
+        index, refined, outcomes = answer["index"], answer["refined"].copy(), answer["outcomes"]
+        created = sorted({i for outcome in outcomes for i in outcome.new_ids})
+        if created:
+            fresh = dict(zip(created, self._new_ids(len(created))))
+            lookup = np.isin(refined, created) & (answer["snapshot"] != refined)
+            refined[lookup] = np.vectorize(fresh.get)(refined[lookup])
+            outcomes = tuple(
+                dataclasses.replace(o, new_ids=tuple(fresh[i] for i in o.new_ids))
+                for o in outcomes
+            )  # fmt: skip
+            self._top = max(self._top, *fresh.values())
+        view = self._view(index)
+        after = np.where(view == answer["snapshot"], refined, view)
+        log = {"op": "refine", "plane": list(index), "ids": answer["ids"], "split": answer["split"]}
+        self._write("refine", {"ids": answer["ids"] or []}, log, [(index, after)])
+        return outcomes
 
     def everything(self, *, plane: int | Sequence[int] = (), **params: Any) -> list[int]:
         """Everything mode on a plane (``SegAny.segment_everything(**params)``); its
@@ -277,64 +316,20 @@ class Curation:
         view = self._set_plane(index)
         found = self.segany.segment_everything(**params).labels
         present = np.unique(found[found > 0])
-        masks = (found[None] == present[:, None, None]) if present.size else np.zeros(
-            (0, *view.shape), bool)  # fmt: skip
+        new_ids = np.asarray(self._new_ids(len(present)), dtype=np.int64)
+        lookup = np.zeros(int(present.max()) + 1 if present.size else 1, dtype=np.int64)
+        lookup[present] = new_ids  # found's objects are disjoint: one id per pixel
         work = view.copy()
-        written = edits.paint_new(work, masks, self._new_ids(len(masks)), overwrite=False)
+        free = (found > 0) & (work == 0)
+        work[free] = lookup[found[free]]
+        written = sorted(int(i) for i in np.unique(work[free]))
         self._top = max([self._top, *written])
         log = {"op": "everything", "plane": list(index), "params": edits.jsonable(params)}
         self._write("everything", {"ids": written}, log, [(index, work)])
         return written
 
-    def record_pixels(
-        self, action: str, befores: Sequence[tuple[tuple[int, ...], np.ndarray]]
-    ) -> Step | None:
-        """Record a change made to :attr:`labels` by other means (a brush, a
-        propagation, another tool): each ``(plane index, copy before)`` against what the
-        plane holds now. The changed pixels go into the history and, run-length
-        encoded, into the provenance (a replay writes them as they were)."""
-        return self.record_changes(action, [
-            change for index, before in befores
-            if (change := plane_change(index, before, self._view(index))) is not None
-        ])  # fmt: skip
-
-    def record_changes(self, action: str, changes: Sequence[PlaneChange]) -> Step | None:
-        """Record changes already written to :attr:`labels` (see :meth:`record_pixels`)."""
-        step = self.history.push(Step(action, {}, list(changes)))
-        if step is not None:
-            self._top = max([self._top, *(int(c.after.max()) for c in step.changes)])
-            self.steps.append({"op": "pixels", "action": action, **edits.encode_changes(changes)})
-        return step
-
-    def apply_pixels(self, action: str, record: dict) -> Step | None:
-        """Write the changes of a ``"pixels"`` provenance entry and record them (replay)."""
-        changes = edits.decode_changes(record, self.labels)
-        write = self._writer()
-        for change in changes:
-            write(change.index, change.flat, change.after)
-        return self.record_changes(action, changes)
-
     def _view(self, index: tuple[int, ...]) -> np.ndarray:
         return self.labels[index] if index else self.labels
-
-    def use_session(self, segany: Any) -> None:
-        """Go on with another session (e.g. another model): recorded as a ``"model"``
-        step when its weights differ, so a replay switches where the curation did."""
-        from .provenance import model_identity
-
-        if segany is self.segany:
-            return
-        before, after = model_identity(self.segany), model_identity(segany)
-        self.segany = segany
-        if before["weights_xxh3_128"] != after["weights_xxh3_128"] or before != after:
-            self.steps.append({"op": "model", "model": after})
-
-    def use_reading(self, contrast_limits: tuple[float, float] | None) -> None:
-        """Read planes with other contrast limits from now on (a ``"reading"`` step)."""
-        limits = None if contrast_limits is None else tuple(float(c) for c in contrast_limits)
-        if limits != self.reading["contrast_limits"]:
-            self.reading["contrast_limits"] = limits
-            self.steps.append({"op": "reading", "contrast_limits": limits})
 
     # -- history --------------------------------------------------------------------
     def undo(self) -> Step | None:

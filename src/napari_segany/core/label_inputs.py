@@ -1,0 +1,52 @@
+"""Checks of label planes given to a refinement (any integer dtype, the plane's shape,
+ids present)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import InputError, describe_values
+
+__all__ = ["check_ids", "check_labels"]
+
+
+def check_labels(labels, hw: tuple[int, int]) -> np.ndarray:
+    """``labels`` as an (H, W) integer (or bool) array; :class:`InputError` otherwise.
+
+    Parameters
+    ----------
+    labels : array-like, (H, W)
+        Any integer dtype (uint8 0/255 masks included) or bool.
+    hw : (int, int)
+        The plane's (H, W).
+    """
+    array = np.asarray(labels)
+    if array.dtype.kind not in "biu":
+        raise InputError(
+            f"Labels must hold integer ids, got dtype {array.dtype}; convert them first, "
+            "e.g. labels.astype(np.uint32) (rounded ids) or (mask > 0).astype(np.uint8)."
+        )
+    if array.shape != tuple(hw):
+        raise InputError(
+            f"The labels are {array.shape} but the plane is {tuple(hw)}: pass the label "
+            "plane of the image set with set_image (for a stack, one slice: labels[z])."
+        )
+    return array
+
+
+def check_ids(labels: np.ndarray, ids: Sequence[int] | None) -> list[int]:
+    """The ids to refine: ``ids`` (each present in ``labels``) or every non-zero id."""
+    present = np.unique(labels)
+    present = [int(v) for v in present if v != 0]
+    if ids is None:
+        return present
+    wanted = [int(v) for v in np.atleast_1d(np.asarray(ids))]
+    missing = sorted(set(wanted) - set(present))
+    if missing or any(v == 0 for v in wanted):
+        raise InputError(
+            f"ids {describe_values(missing or [0])} are not objects of these labels "
+            f"(objects: {describe_values(present)}); nothing was changed."
+        )
+    return sorted(set(wanted))
