@@ -252,7 +252,7 @@ def test_a_missing_or_unreadable_input_fails_alone(tmp_path, data, capsys):
     assert f"{missing} does not exist" in err and "could not be read as TIFF" in err
     assert "2 of 3 inputs failed" in err
     assert np.array_equal(tifffile.imread(out / "ok.tif"), references["a"][0])
-    assert sorted(p.name for p in out.iterdir()) == ["ok.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["ok.segany.json", "ok.tif"]  # + record
 
 
 def test_an_unreachable_scheduler_fails_quickly_with_what_to_do(

@@ -144,3 +144,28 @@ def test_decoder_mode_flags_reach_the_session(stopped_runs):
             "foreground_threshold": 0.6,
         }
     ]
+
+
+def test_the_outputs_record_replays_the_run_bit_for_bit(tmp_path, checkpoint, capsys):
+    import json
+
+    source, out = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, _stack(), metadata={"axes": "ZYX"})
+    args = [str(source), "-o", str(out), "--checkpoint", checkpoint, "--device", "cpu"]
+    assert main(["segment-all", *args, *FAST, "--link", "-q"]) == 0
+    record = json.loads((tmp_path / "out.segany.json").read_text())
+    assert record["format"] == "napari-segany segment-all" and record["link"] == "overlap"
+    assert record["checkpoint"]["xxh128"] and record["input"]["shape"] == [2, 48, 64]
+    assert record["settings"]["params"]  # the flags given
+    again = tmp_path / "again.tif"
+    status = main(["replay", str(tmp_path / "out.segany.json"), str(source), "-o", str(again)])
+    a, b = tifffile.imread(again), tifffile.imread(out)
+    print("DBG", a.dtype, b.dtype, (a != b).sum())
+    assert status == 0 and "identical" in capsys.readouterr().out
+    np.testing.assert_array_equal(tifffile.imread(again), tifffile.imread(out))
+    other = tmp_path / "other.tif"
+    tifffile.imwrite(other, _stack((3, 48, 64)), metadata={"axes": "ZYX"})
+    refused = main(["replay", str(tmp_path / "out.segany.json"), str(other), "-o",
+                    str(tmp_path / "no.tif")])  # fmt: skip
+    assert refused == 1 and "was made on an input of shape" in capsys.readouterr().err
+    assert not (tmp_path / "no.tif").exists()

@@ -1,7 +1,9 @@
 """``napari-segany replay SIDECAR.json IMAGE -o OUT.tif``: the command's body.
 
-Runs a curation record (the JSON sidecar saved with curated labels) again on IMAGE,
-headless, and writes the labels (TIFF or OME-Zarr, atomically). The record is checked
+A ``segment-all`` output's record runs the same settings on IMAGE again
+(``batch.provenance``); a curation record (the JSON sidecar saved with curated labels)
+runs its steps again on IMAGE, headless, and writes the labels (TIFF or OME-Zarr,
+atomically). The record is checked
 first (the image's shape, dtype and used planes, the start labels, the model's
 weights): a mismatch is refused with the reason, and nothing is written. Exit status
 0 when the labels equal the record's result bit for bit, 1 when they were written but
@@ -63,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     for given in (args.image, args.labels, args.record):
         if given is not None and Path(given).resolve() == output:
             raise InputError(f"-o {args.output} would replace an input; write elsewhere.")
+    if _format_of(Path(args.record)) == RUN_FORMAT:  # a segment-all output's record
+        return _replay_run(args)
     record = read_record(Path(args.record))
     image = read_array(Path(args.image))
     start = None if args.labels is None else np.asarray(read_array(Path(args.labels)))
@@ -75,5 +79,37 @@ def run(args: argparse.Namespace) -> int:
     sys.stderr.write(
         f"napari-segany: {written}: {steps} steps replayed, but the labels differ from "
         "the record's (another device, precision or library version?)\n"
+    )
+    return 1
+
+
+RUN_FORMAT = "napari-segany segment-all"
+
+
+def _format_of(path: Path) -> str | None:
+    """The ``format`` of a JSON record (None when unreadable: the curation reader says
+    why)."""
+    import json
+
+    try:
+        return json.loads(path.read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _replay_run(args: argparse.Namespace) -> int:
+    """Replay a ``segment-all`` record (``batch.provenance.replay_run``)."""
+    import json
+
+    from .batch.provenance import replay_run
+
+    record = json.loads(Path(args.record).read_text())
+    written, same = replay_run(record, args.image, args.output)
+    if same:
+        sys.stdout.write(f"{written}: segment-all replayed; identical to the record's labels\n")
+        return 0
+    sys.stderr.write(
+        f"napari-segany: {written}: segment-all replayed, but the labels differ from the "
+        "record's (another device, precision or library version?)\n"
     )
     return 1

@@ -186,12 +186,25 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("\n")
     _report_warnings(caught)
     _write_labels(output, result.labels, axes)
+    _write_record(args, output)
     if table is not None:
         from .batch.outputs import write_table
 
         write_table(table, result.objects, [a for a in axes if a not in "YX" + "CS"])
     sys.stdout.write(f"{output}: {len(result.objects)} objects\n")
     return 0
+
+
+def _write_record(args: argparse.Namespace, output: Path) -> None:
+    """The provenance record beside the labels written (``batch.provenance``: what a
+    batch run of the same settings writes, and replays)."""
+    from .batch.inputs import open_source
+    from .batch.outputs import Target
+    from .batch.provenance import labels_path, read_labels, write_record
+
+    source = open_source(Path(args.input[0]), args.axes)
+    target = Target("tiff", output, None, source.name)
+    write_record(labels_path(target), _batch_request(args), source, read_labels(target))
 
 
 def _single_file(args: argparse.Namespace) -> bool:

@@ -18,6 +18,7 @@ from .assemble import write_results
 from .inputs import open_array
 from .jobs import Job
 from .outputs import label_axes, take
+from .provenance import write_run_record
 from .units import check_settings, session
 
 
@@ -50,6 +51,7 @@ def run_chained(jobs: list[Job], request) -> None:
                         bar.write(f"napari-segany: warning: {job.source.name}: {note.message}",
                                   file=sys.stderr)  # fmt: skip
                 _write(job, result)
+                write_run_record(job, request)
             except (SegAnyError, OSError) as error:
                 job.error = str(error)
                 bar.write(f"napari-segany: error: {job.source.path}: {error}", file=sys.stderr)

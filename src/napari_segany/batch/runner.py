@@ -25,6 +25,7 @@ from .cluster import dask_client
 from .inputs import expand_inputs
 from .jobs import Job, open_jobs, start_jobs
 from .outputs import OutputLayout, plan_outputs
+from .provenance import write_run_record
 from .units import Settings, UnitTask, check_settings, run_unit
 
 PROG = "napari-segany"
@@ -135,6 +136,7 @@ def _finish(job: Job, request: BatchRequest, bar) -> None:
             bar.write(f"{PROG}: warning: {job.source.name}: {text}", file=sys.stderr)
         planes = numbered_planes(job.parts, numbered)
         write_results(job.target, job.source, planes, numbered.top, numbered.objects)
+        write_run_record(job, request)
         job.parts.mark_written()
     except (SegAnyError, OSError) as error:
         _fail(job, f"writing its outputs failed: {error}", bar)
