@@ -199,9 +199,9 @@ def split_mask(segany: Any, view: np.ndarray, obj_id: int, points_yx: Any) -> np
     the part kept, from a positive point deep in the object and farthest from the
     clicks, and the part cut off, from the clicks as positive points. Each pixel of
     the object goes to the nearer answer (ties: kept). Prompting the kept part with
-    the object's box or the clicks as negatives did worse on generated touching
-    nuclei (mean IoU of both parts with the truth 0.48 and 0.69 against 0.81, 24
-    pairs; ``docs/usage.md``).
+    the object's box and the clicks as negatives, or the negatives alone, did worse on
+    generated touching nuclei (mean IoU of both parts with their nuclei 0.444 and
+    0.540 against 0.762, 21 pairs: ``benchmarks/bench_split.py``).
     """
     own = view == obj_id
     if not own.any():
