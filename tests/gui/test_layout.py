@@ -230,6 +230,10 @@ def test_everything_mode_into_a_0_255_mask_asks_too(viewer_widget, monkeypatch, 
     assert mask.data.dtype == np.uint16
     assert sorted(np.unique(mask.data).tolist()) == [0, 255, 256, 257]
     assert EVERYTHING not in viewer.layers
+    ops = [step["op"] for step in widget.curations.get(mask).steps]
+    assert ops[-2:] == ["dtype", "pixels"]  # the widening and the write, both recorded
+    widget.undo()  # the write taken back on the widened array; the wider type stays
+    assert mask.data.dtype == np.uint16 and np.unique(mask.data).tolist() == [0, 255]
 
 
 def test_ctrl_z_with_the_points_layer_selected_undoes_the_last_commit(viewer_widget, qtbot):

@@ -139,6 +139,8 @@ class LayerCurations:
             yield
         finally:
             batches = self._captured.pop(id(layer), [])
+        if isinstance(layer.data, np.ndarray) and layer.data.shape == curation.labels.shape:
+            curation.use_labels(layer.data)  # widened inside the block: a "dtype" step
         changes = merge_changes([c for batch in batches for c in batch], layer.data)
         if changes:
             curation.record_changes(action, changes)
@@ -174,7 +176,7 @@ class LayerCurations:
         if curation.labels is not layer.data:  # replaced (e.g. widened): same pixels
             if not isinstance(layer.data, np.ndarray) or layer.data.shape != curation.labels.shape:
                 return f"nothing to {which}: '{layer.name}' holds other labels now"
-            curation.labels = layer.data
+            curation.use_labels(layer.data)
         self._last = weakref.ref(layer)
         with self.writing(layer):
             step = curation.undo() if which == "undo" else curation.redo()
