@@ -270,6 +270,7 @@ class SegAnyWidget(QWidget):
 
     def _ready(self, segany: Any) -> None:
         self.segany = segany
+        self.curations.use_session(segany)  # the previous model is not held on
         self._describe_channels(self.image_layer(quiet=True))
         self.everything.use_model_defaults(segany)
         scripting.register_session(self.viewer, segany)

@@ -46,6 +46,12 @@ class LayerCurations:
         """The layer's curation, None before the widget wrote into it."""
         return self._by_layer.get(layer)
 
+    def use_session(self, segany: Any) -> None:
+        """Every curation goes on with ``segany`` (a model just loaded): a ``"model"``
+        step where it differs, and the previous session is no longer held."""
+        for curation in list(self._by_layer.values()):
+            curation.use_session(segany)
+
     def last_layer(self) -> Any | None:
         """The Labels layer of the latest step (an edit, a stroke, an undo), if alive."""
         return None if self._last is None else self._last()

@@ -9,7 +9,19 @@ import numpy as np
 
 from .errors import InputError, describe_values
 
-__all__ = ["check_ids", "check_labels"]
+__all__ = ["check_ids", "check_labels", "integer_labels"]
+
+
+def integer_labels(labels) -> np.ndarray:
+    """``labels`` as an integer or bool numpy array (the same object when it is one);
+    :class:`InputError` for any other dtype, saying how to convert."""
+    array = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
+    if array.dtype.kind not in "biu":
+        raise InputError(
+            f"Labels must hold integer ids, got dtype {array.dtype}; convert them first, "
+            "e.g. labels.astype(np.uint32) (rounded ids) or (mask > 0).astype(np.uint8)."
+        )
+    return array
 
 
 def check_labels(labels, hw: tuple[int, int]) -> np.ndarray:
@@ -22,12 +34,7 @@ def check_labels(labels, hw: tuple[int, int]) -> np.ndarray:
     hw : (int, int)
         The plane's (H, W).
     """
-    array = np.asarray(labels)
-    if array.dtype.kind not in "biu":
-        raise InputError(
-            f"Labels must hold integer ids, got dtype {array.dtype}; convert them first, "
-            "e.g. labels.astype(np.uint32) (rounded ids) or (mask > 0).astype(np.uint8)."
-        )
+    array = integer_labels(labels)
     if array.shape != tuple(hw):
         raise InputError(
             f"The labels are {array.shape} but the plane is {tuple(hw)}: pass the label "

@@ -14,6 +14,7 @@ import xxhash
 from scipy import ndimage
 
 from ..core.errors import InputError, describe_values
+from ..core.label_inputs import integer_labels
 from ..core.labels import check_label_room
 
 LABEL_DTYPE = np.uint32
@@ -30,14 +31,9 @@ def checked_labels(labels: Any, image: Any, channel_axis: int | None = None) -> 
     image_shape = tuple(int(s) for s in image.shape)
     if labels is None:
         return np.zeros(_plane_shape(image_shape, channel_axis), dtype=LABEL_DTYPE)
-    array = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
+    array = integer_labels(labels)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    if array.dtype.kind not in "iu":
-        raise InputError(
-            f"Labels must hold integer ids, got dtype {array.dtype}; convert them first, "
-            "e.g. labels.astype(np.uint32) (rounded ids) or (mask > 0).astype(np.uint8)."
-        )
     lead = array.ndim - 2
     expected = list(image_shape)
     if channel_axis is not None and 0 <= lead < len(image_shape):
