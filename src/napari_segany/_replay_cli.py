@@ -65,9 +65,12 @@ def run(args: argparse.Namespace) -> int:
     for given in (args.image, args.labels, args.record):
         if given is not None and Path(given).resolve() == output:
             raise InputError(f"-o {args.output} would replace an input; write elsewhere.")
-    if _format_of(Path(args.record)) == RUN_FORMAT:  # a segment-all output's record
-        return _replay_run(args)
-    record = read_record(Path(args.record))
+    from .batch.provenance import FORMAT as RUN_FORMAT
+
+    loaded = _json_of(Path(args.record))
+    if isinstance(loaded, dict) and loaded.get("format") == RUN_FORMAT:
+        return _replay_run(args, loaded)  # a segment-all output's record
+    record = read_record(loaded if isinstance(loaded, dict) else Path(args.record))
     image = read_array(Path(args.image))
     start = None if args.labels is None else np.asarray(read_array(Path(args.labels)))
     done = replay(record, image, start_labels=start, device=args.device, checkpoint=args.checkpoint)
@@ -83,27 +86,20 @@ def run(args: argparse.Namespace) -> int:
     return 1
 
 
-RUN_FORMAT = "napari-segany segment-all"
-
-
-def _format_of(path: Path) -> str | None:
-    """The ``format`` of a JSON record (None when unreadable: the curation reader says
-    why)."""
+def _json_of(path: Path):
+    """The JSON in ``path``, None when unreadable (the curation reader then says why)."""
     import json
 
     try:
-        return json.loads(path.read_text()).get("format")
-    except (OSError, ValueError, AttributeError):
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
 
 
-def _replay_run(args: argparse.Namespace) -> int:
+def _replay_run(args: argparse.Namespace, record: dict) -> int:
     """Replay a ``segment-all`` record (``batch.provenance.replay_run``)."""
-    import json
-
     from .batch.provenance import replay_run
 
-    record = json.loads(Path(args.record).read_text())
     written, same = replay_run(record, args.image, args.output)
     if same:
         sys.stdout.write(f"{written}: segment-all replayed; identical to the record's labels\n")

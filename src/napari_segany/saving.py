@@ -26,6 +26,7 @@ import numpy as np
 
 from .core.errors import InputError
 from .core.files import atomic_path
+from .core.label_inputs import integer_labels
 
 __all__ = ["load_labels", "save_labels", "sidecar_path"]
 
@@ -45,14 +46,9 @@ def _kind(path: Path) -> str:
 
 def _checked(labels: Any, axes: str | None) -> tuple[np.ndarray, str]:
     """The labels as a numpy integer array, and their axis letters."""
-    array = np.asarray(labels)
+    array = integer_labels(labels)
     if array.dtype == bool:
         array = array.astype(np.uint8)
-    if not np.issubdtype(array.dtype, np.integer):
-        raise InputError(
-            f"Labels must be integers, not {array.dtype}; convert them first "
-            "(e.g. labels.astype(np.uint32) after checking they hold whole numbers)."
-        )
     if array.size and array.min() < 0:
         raise InputError("Labels must not be negative (0 is background, ids are > 0).")
     letters = (axes or DEFAULT_AXES.get(array.ndim, "")).upper()
@@ -119,7 +115,7 @@ def save_labels(
     else:
         target = _save_zarr(array, letters, target, name, provenance)
     if provenance is not None and kind == "tiff":
-        _write_json(sidecar_path(target), provenance)
+        write_json(sidecar_path(target), provenance)
     return target
 
 
@@ -148,12 +144,13 @@ def _save_zarr(
         for index in np.ndindex(*array.shape[:-2]):
             level[index] = array[index].astype(np.uint32)
         if provenance is not None:
-            _write_json(folder / SIDECAR_NAME, provenance)
+            write_json(folder / SIDECAR_NAME, provenance)
 
     return write_labels_group(store, name, letters, tuple(array.shape), fill)
 
 
-def _write_json(path: Path, record: Mapping) -> None:
+def write_json(path: Path, record: Mapping) -> None:
+    """``record`` as indented JSON at ``path``, atomically."""
     with atomic_path(path) as temporary:
         temporary.write_text(json.dumps(record, indent=1, sort_keys=False) + "\n")
 
@@ -161,15 +158,19 @@ def _write_json(path: Path, record: Mapping) -> None:
 def load_labels(path: str | Path, name: str | None = None) -> np.ndarray:
     """Read labels written by :func:`save_labels` or ``segment-all`` (numpy array).
 
-    ``name`` picks the labels group of a store (default: its only, or first, one).
+    ``path``: a TIFF, or a zarr group holding ``labels/`` (an OME-Zarr store, or an
+    image group inside one, as ``segment-all`` writes them); ``name`` picks its labels
+    group (default: its only, or first, one).
     """
     source = Path(path)
     if not source.exists():
         raise InputError(f"{source} does not exist.")
-    if _kind(source) == "tiff":
+    if source.suffix.lower() in TIFF_SUFFIXES:
         import tifffile
 
         return tifffile.imread(source)
+    if not source.is_dir():
+        raise InputError(f"{source}: read labels from a .tif/.tiff file or a zarr group.")
     import zarr
 
     group = zarr.open_group(str(source), mode="r")

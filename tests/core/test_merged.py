@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from napari_segany.core.merged import MergedRules, deepest_pixel, separate
+from napari_segany.core.depth import deepest_pixel
+from napari_segany.core.merged import MergedRules, separate
 
 
 def _disk(shape, centre, radius):

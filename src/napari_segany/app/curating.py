@@ -333,6 +333,7 @@ def commit(
     napari undo item): a correction of its object, or new objects (new ids, background
     only unless ``overwrite``; a too-narrow dtype widened with ``consent``). Returns
     the status line."""
+    from napari_segany.app.prompting import commit_message
     from napari_segany.app.widening import write_with_room
 
     request = preview.request
@@ -349,7 +350,8 @@ def commit(
         curation.name = target.name
         with curations.writing(target):
             if preview.obj_id is not None:
-                curation.correct(preview.obj_id, points, signs, plane=request.index)
+                mask = preview.result.masks[0, 0]  # the correction previewed
+                curation.correct(preview.obj_id, points, signs, plane=request.index, mask=mask)
                 return [preview.obj_id]
             box = (boxes[0] if len(boxes) == 1 else boxes) if len(boxes) else None
             return curation.add(
@@ -358,12 +360,8 @@ def commit(
             )  # fmt: skip
 
     ids = write_with_room(write, target, consent)
+    if preview.obj_id is None:
+        return commit_message(ids, target.name, request)
     words = _layers.plane_words(request.index, request.image.axis_labels)
     where = f" on {words}" if words else ""
-    if preview.obj_id is not None:
-        return f"corrected object {preview.obj_id} in '{target.name}'{where} (Undo takes it back)"
-    if not ids:
-        return "nothing committed: the mask lies on existing labels only"
-    noun = "objects" if len(ids) > 1 else "object"
-    listed = ", ".join(map(str, ids))
-    return f"committed {noun} {listed} into '{target.name}'{where} (Undo takes it back)"
+    return f"corrected object {preview.obj_id} in '{target.name}'{where} (Undo takes it back)"

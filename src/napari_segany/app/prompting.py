@@ -269,17 +269,21 @@ def commit(
         target,
         consent,
     )
+    undo = "Ctrl-Z or Undo commit takes it back"
+    return Committed(ids, commit_message(ids, target.name, preview.request, undo))
+
+
+def commit_message(
+    ids: Sequence[int], target_name: str, request: Request, undo: str = "Undo takes it back"
+) -> str:
+    """The status line of a commit of ``ids`` (0: an object that wrote nothing)."""
     written = [str(i) for i in ids if i]
-    words = _layers.plane_words(index, preview.request.image.axis_labels)
+    words = _layers.plane_words(request.index, request.image.axis_labels)
     where = f" on {words}" if words else ""
     if not written:
-        return Committed(ids, "nothing committed: the mask lies on existing labels only")
+        return "nothing committed: the mask lies on existing labels only"
     noun = "objects" if len(written) > 1 else "object"
-    return Committed(
-        ids,
-        f"committed {noun} {', '.join(written)} into '{target.name}'{where} "
-        "(Ctrl-Z or Undo commit takes it back)",
-    )
+    return f"committed {noun} {', '.join(written)} into '{target_name}'{where} ({undo})"
 
 
 def prepare_planes(

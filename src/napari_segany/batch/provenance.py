@@ -10,7 +10,6 @@ settings on INPUT in this process and says whether the labels are the same, bit 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.files import atomic_path
 
 FORMAT = "napari-segany segment-all"
 VERSION = 1
@@ -58,14 +56,12 @@ def labels_path(target: Any) -> Path:
 
 
 def read_labels(target: Any) -> np.ndarray:
-    """The labels a run wrote for ``target``."""
-    if target.kind == "zarr":
-        import zarr
+    """The labels a run wrote for ``target`` (``saving.load_labels``)."""
+    from ..saving import load_labels
 
-        return np.asarray(zarr.open_group(str(target.labels), mode="r")["0"])
-    import tifffile
-
-    return tifffile.imread(target.labels)
+    if target.kind == "zarr":  # <store>/<name>/labels/<name>
+        return load_labels(Path(target.labels).parent.parent, name=target.name)
+    return load_labels(target.labels)
 
 
 def write_run_record(job: Any, request: Any) -> Path:
@@ -77,6 +73,7 @@ def write_record(path: Path, request: Any, source: Any, labels: np.ndarray) -> P
     """Write the record of ``labels``, made from ``source`` by ``request``, at ``path``."""
     from ..curation.edits import identity as content_identity
     from ..curation.provenance import versions
+    from ..saving import write_json
     from .inputs import identity
 
     record = {
@@ -92,8 +89,7 @@ def write_record(path: Path, request: Any, source: Any, labels: np.ndarray) -> P
         "input": identity(source),
         "result": content_identity(labels),
     }
-    with atomic_path(path) as temporary:
-        temporary.write_text(json.dumps(record, indent=1) + "\n")
+    write_json(path, record)
     return path
 
 

@@ -133,6 +133,12 @@ class EmbeddingCache:
             return key in self._entries
 
 
+def content_digest(array: np.ndarray) -> str:
+    """xxh3-128 (hex) of an array's bytes in C order: the content part of every key and
+    identity made from pixels (cache keys, curation records)."""
+    return xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(array)).cast("B"))
+
+
 def plane_key(
     image: np.ndarray,
     contrast_limits=None,
@@ -151,7 +157,7 @@ def plane_key(
 
     array = np.asarray(image)
     validate_plane(array, contrast_limits, channels, channel_axis)
-    digest = xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(array)).cast("B"))
+    digest = content_digest(array)
     limits = None
     if contrast_limits is not None:
         limits = tuple(np.asarray(contrast_limits, dtype=np.float64).ravel().tolist())
@@ -181,8 +187,7 @@ class ViewEmbeddings:
     @staticmethod
     def key(rgb_uint8: np.ndarray, enlarge: float = 1.0) -> tuple:
         """Content key of a view: shape, xxh3-128 of its bytes and its enlargement."""
-        view = np.ascontiguousarray(rgb_uint8)
-        return view.shape, xxhash.xxh3_128_hexdigest(memoryview(view).cast("B")), enlarge
+        return np.shape(rgb_uint8), content_digest(rgb_uint8), enlarge
 
     def embed(self, rgb_uint8: np.ndarray, enlarge: float = 1.0) -> Embedding:
         """The view's embedding, computed on first use (``enlarge``: as

@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import InputError
 from .files import atomic_path
+from .label_inputs import check_labels_dtype
 from .rle import counts_to_strings, decode_rle, encode_rle, plane_counts
 
 __all__ = [
@@ -247,15 +248,6 @@ def _plane_annotations(
             annotation["score"] = float(score[i])
         annotations.append(annotation)
     return annotations
-
-
-def check_labels_dtype(dtype) -> None:
-    """Raise :class:`InputError` unless ``dtype`` holds object ids (integer or bool)."""
-    if np.dtype(dtype).kind not in "uib":
-        raise InputError(
-            f"Labels must be integers (object ids), not {np.dtype(dtype)}; convert them, "
-            "e.g. labels.astype(np.uint32), if the values are ids."
-        )
 
 
 def _check(labels) -> tuple[int, ...]:

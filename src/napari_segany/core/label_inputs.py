@@ -9,18 +9,26 @@ import numpy as np
 
 from .errors import InputError, describe_values
 
-__all__ = ["check_ids", "check_labels", "integer_labels"]
+__all__ = ["check_ids", "check_labels", "check_labels_dtype", "integer_labels"]
+
+
+def check_labels_dtype(dtype) -> None:
+    """:class:`InputError` unless ``dtype`` holds object ids (integer or bool), saying
+    how to convert (the one check of every labels input: refinement, curation, saving,
+    exports)."""
+    if np.dtype(dtype).kind not in "biu":
+        raise InputError(
+            f"Labels must be integers (integer ids, 0 = background), not {np.dtype(dtype)}; "
+            "convert them first, e.g. labels.astype(np.uint32) (rounded ids) or "
+            "(mask > 0).astype(np.uint8)."
+        )
 
 
 def integer_labels(labels) -> np.ndarray:
     """``labels`` as an integer or bool numpy array (the same object when it is one);
-    :class:`InputError` for any other dtype, saying how to convert."""
+    :class:`InputError` for any other dtype (:func:`check_labels_dtype`)."""
     array = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
-    if array.dtype.kind not in "biu":
-        raise InputError(
-            f"Labels must hold integer ids, got dtype {array.dtype}; convert them first, "
-            "e.g. labels.astype(np.uint32) (rounded ids) or (mask > 0).astype(np.uint8)."
-        )
+    check_labels_dtype(array.dtype)
     return array
 
 

@@ -11,10 +11,10 @@ two when (:func:`separate`):
    guess either, covers at least ``min_part`` of the object, and lies apart from the
    first (at most ``max_overlap`` of it inside the first answer).
 
-The shapes decide; ``min_score`` (0.35) only drops guesses: the built-in model scores
-its right answers on generated nuclei 0.4 to 0.8, and 0.7 missed most merged pairs
-(``benchmarks/bench_refine.py``, merged pairs: IoU gain +0.05 with 0.7, +0.15 with
-0.35; exact objects left unchanged 0.83 and 0.82).
+The shapes decide; ``min_score`` (0.35) only drops guesses. With 0.7 the built-in
+model's answers missed most merged pairs (``benchmarks/bench_refine.py --images 8``
+with this default edited: merged pairs' IoU gain +0.05 with 0.7, +0.15 with 0.35;
+their exact objects left unchanged 0.83 and 0.82).
 
 Then the object's pixels are shared between the two answers (each pixel to the nearer
 one): the part of the first probe keeps the id, the other part is what the object
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .depth import deepest_pixel
+
 # points_yx (N, 1, 2) -> (masks (N, H, W) bool, scores (N,)): one click each
 Probe = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -43,14 +45,6 @@ class MergedRules:
     max_part: float = 0.75
     max_overlap: float = 0.2
     min_depth_px: float = 2.0
-
-
-def deepest_pixel(mask: np.ndarray) -> tuple[tuple[float, float], float]:
-    """The (row, col) of ``mask``'s most interior pixel and its distance to the edge."""
-    depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    flat = int(np.argmax(depth))
-    y, x = np.unravel_index(flat, depth.shape)
-    return (float(y), float(x)), float(depth.ravel()[flat])
 
 
 def separate(
@@ -69,7 +63,7 @@ def separate(
     if not len(ids):
         return {}
     owns = [labels == obj_id for obj_id in ids]
-    first_points = np.array([[deepest_pixel(own)[0]] for own in owns])
+    first_points = np.array([[deepest_pixel(own)[0]] for own in owns], dtype=np.float64)
     first, first_scores = probe(first_points)
     candidates, second_points = [], []
     for index, own in enumerate(owns):
@@ -83,7 +77,7 @@ def separate(
             second_points.append([point])
     if not candidates:
         return {}
-    second, second_scores = probe(np.array(second_points))
+    second, second_scores = probe(np.array(second_points, dtype=np.float64))
     found = {}
     for k, index in enumerate(candidates):
         own, kept = owns[index], first[index] & owns[index]

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .depth import deepest_pixel
 from .label_inputs import check_ids
 from .labels import check_label_room
 from .mask_prompts import MaskFrame, mask_to_logits
@@ -165,8 +166,7 @@ def object_prompts(labels: np.ndarray, ids: Sequence[int], rules: RefineRules) -
     for obj_id in ids:
         rows, cols = spans[numbers[int(obj_id)] - 1]
         mask = labels[rows, cols] == obj_id
-        depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        (y, x), _ = deepest_pixel(mask)
         box = (rows.start, cols.start, rows.stop, cols.stop)
         margin_y = max(rules.min_margin_px, rules.box_margin * (box[2] - box[0]))
         margin_x = max(rules.min_margin_px, rules.box_margin * (box[3] - box[1]))

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import xxhash
 from scipy import ndimage
 
+from ..core.depth import inner_depth
+from ..core.embeddings import content_digest
 from ..core.errors import InputError, describe_values
 from ..core.label_inputs import integer_labels
 from ..core.labels import check_label_room
@@ -70,9 +71,8 @@ def _plane_shape(image_shape: tuple[int, ...], channel_axis: int | None) -> tupl
 
 def identity(array: Any) -> dict:
     """Shape, dtype and a content hash (xxh3-128 of the bytes) of an array."""
-    data = np.ascontiguousarray(np.asarray(array))
-    digest = xxhash.xxh3_128(memoryview(data.reshape(-1).view(np.uint8))).hexdigest()
-    return {"shape": list(data.shape), "dtype": data.dtype.name, "xxh3_128": digest}
+    data = np.asarray(array)
+    return {"shape": list(data.shape), "dtype": data.dtype.name, "xxh3_128": content_digest(data)}
 
 
 def check_room(labels: np.ndarray, needed: int, name: str = "labels") -> None:
@@ -205,7 +205,7 @@ def split_mask(segany: Any, view: np.ndarray, obj_id: int, points_yx: Any) -> np
     clicks = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
     if not len(clicks):
         raise InputError("Split needs a click on the part to cut off.")
-    depth = ndimage.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1]
+    depth = inner_depth(own)
     rows, cols = np.nonzero(depth >= 0.5 * depth.max())
     far = np.min(np.hypot(rows[:, None] - clicks[:, 0], cols[:, None] - clicks[:, 1]), axis=1)
     seed = np.array([[rows[np.argmax(far)], cols[np.argmax(far)]]], dtype=np.float64)

@@ -190,14 +190,20 @@ class Curation(TrackingMethods):
         return written
 
     def correct(
-        self, obj_id: int, points_yx: Any, labels: Any, *, plane: int | Sequence[int] = ()
-    ) -> int:
+        self, obj_id: int, points_yx: Any, labels: Any, *, plane: int | Sequence[int] = (),
+        mask: np.ndarray | None = None,
+    ) -> int:  # fmt: skip
         """Re-segment object ``obj_id`` on a plane from its own prompts (its box, its
         mask, its most interior point) and the given clicks (1 = belongs, 0 = does not);
         returns the pixels changed. On a plane where the object is absent, the clicks
-        alone start it there (continuing a 3D object)."""
+        alone start it there (continuing a 3D object). ``mask``: the answer
+        :meth:`correction_mask` already gave for these clicks (a preview), not decoded
+        again."""
         index = self.plane_index(plane)
-        mask = self.correction_mask(obj_id, points_yx, labels, plane=index)
+        if mask is None:
+            mask = self.correction_mask(obj_id, points_yx, labels, plane=index)
+        else:
+            self.use_session(self.segany)  # a settings change is recorded all the same
         edits.check_room(self.labels, int(obj_id), self.name)
         work = self._view(index).copy()
         edits.replace_object(work, int(obj_id), mask)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..depth import inner_depth
 from . import render
 from .layout import Layout, draw_layout, grow_cells
 
@@ -122,9 +123,6 @@ def interior_point_yx(mask: np.ndarray, edge_is_background: bool = True) -> tupl
     With ``edge_is_background`` the image border counts as background, so an object cut
     by the border is clicked away from the cut.
     """
-    if edge_is_background:
-        depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    else:
-        depth = ndimage.distance_transform_edt(mask)
+    depth = inner_depth(mask) if edge_is_background else ndimage.distance_transform_edt(mask)
     y, x = np.unravel_index(int(np.argmax(depth)), depth.shape)
     return int(y), int(x)

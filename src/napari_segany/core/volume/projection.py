@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..depth import deepest_pixel
 from ..errors import InputError
 
 __all__ = ["PROMPTS", "ProjectionRules", "continues", "projected_prompt"]
@@ -87,8 +88,7 @@ def projected_prompt(previous: np.ndarray, rules: ProjectionRules) -> dict:
     ``rules.prompt`` says (None for what it leaves out)."""
     prompt = {"points_yx": None, "labels": None, "box_yxyx": None}
     if rules.prompt != "box":
-        depth = ndimage.distance_transform_edt(np.pad(previous, 1))[1:-1, 1:-1]
-        point = np.unravel_index(int(np.argmax(depth)), depth.shape)
+        point, _ = deepest_pixel(previous)
         prompt["points_yx"], prompt["labels"] = np.array([point], np.float64), np.array([1])
     if rules.prompt != "point":
         prompt["box_yxyx"] = _box(previous, rules.box_margin)
