@@ -181,12 +181,13 @@ def test_replay_refuses_another_image_model_or_start(session, scenes, tmp_path):
 
 def test_labels_of_any_integer_dtype_and_bad_labels(session, scenes):
     image, truth = scenes
-    mask = np.where(truth[0] > 0, 255, 0).astype(np.uint8)  # a 0/255 mask
+    missed = truth[0] == _largest(truth[0], 1)[0]
+    mask = np.where((truth[0] > 0) & ~missed, 255, 0).astype(np.uint8)  # a 0/255 mask
     cur = Curation(session, image[0], mask)
     outcomes = cur.refine()
     assert [o.obj_id for o in outcomes] == [255] and set(np.unique(mask)) <= {0, 255}
-    with pytest.raises(LabelsDtypeError, match="256"):
-        cur.add(points_yx=[[5, 5]])  # id 256 does not fit uint8: nothing written
+    with pytest.raises(LabelsDtypeError, match="256"):  # a new object on the missed one:
+        cur.add(points_yx=[interior_point_yx(missed)])  # id 256 does not fit uint8
     assert set(np.unique(mask)) <= {0, 255} and len(cur.steps) == 1
     with pytest.raises(InputError, match="integer ids"):
         Curation(session, image[0], truth[0].astype(np.float32))
@@ -235,3 +236,25 @@ def test_channel_axis_planes_and_a_record_that_switched_images(session, scenes):
     other.use_image(image.copy())
     with pytest.raises(ProvenanceError, match="another image"):
         replay(other.provenance(), image, segany=session)
+
+
+def test_add_follows_the_commit_rules_of_a_labels_layer():
+    """Overlapping boxes with overwrite: a later mask writes over an earlier one; an
+    object with no free pixel takes no id (the ids stay consecutive)."""
+    from napari_segany.core.results import SegmentResult
+
+    labels = np.zeros((1, 10, 10), np.uint16)
+    labels[0, 0:3, 0:3] = 5
+    cur = Curation(object(), np.zeros((1, 10, 10), np.uint8), labels)
+    masks = np.zeros((3, 1, 10, 10), bool)
+    masks[0, 0, 2:6, 2:6] = True
+    masks[1, 0, 4:8, 4:8] = True
+    masks[2, 0, 0:2, 0:2] = True  # inside object 5 only
+    result = SegmentResult(masks, np.ones((3, 1), np.float32), np.zeros((3, 1, 4, 4)))
+    assert cur.add(box_yxyx=np.zeros((3, 4)), plane=0, result=result, overwrite=True) == [6, 7, 8]
+    assert labels[0, 5, 5] == 7 and labels[0, 2, 2] == 6 and labels[0, 1, 1] == 8
+    labels[0] = 0
+    labels[0, 0:3, 0:3] = 5
+    cur = Curation(object(), np.zeros((1, 10, 10), np.uint8), labels)
+    assert cur.add(box_yxyx=np.zeros((3, 4)), plane=0, result=result) == [6, 7]
+    assert labels[0, 5, 5] == 6 and labels[0, 6, 6] == 7 and labels[0, 1, 1] == 5

@@ -17,7 +17,7 @@ from napari_segany._levels import get_plane as get_plane
 from napari_segany._levels import labels_transform as labels_transform
 from napari_segany._levels import working_level as working_level
 from napari_segany.core.errors import InputError
-from napari_segany.core.labels import check_label_room
+from napari_segany.core.labels import check_label_room, free_pixels
 from napari_segany.core.prompts import clip_boxes, points_inside
 
 POSITIVE_COLOR = "lime"
@@ -243,7 +243,7 @@ def commit_masks(
         )
     first_id = next_free_id(np.asarray(labels_layer.data))
     plane = np.array(labels_layer.data[index] if index else labels_layer.data)
-    pixels = _free_pixels(plane, masks, overwrite)
+    pixels = free_pixels(plane, masks, overwrite)
     count = sum(rows.size > 0 for rows, _ in pixels)
     check_label_room(np.asarray(labels_layer.data).dtype, first_id + count - 1, labels_layer.name)
     ids, next_id = [], first_id
@@ -257,20 +257,6 @@ def commit_masks(
             ids.append(next_id)
             next_id += 1
     return ids
-
-
-def _free_pixels(
-    plane: np.ndarray, masks: np.ndarray, overwrite: bool
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(rows, cols) each mask of (N, H, W) will write, in order (nothing is written)."""
-    taken = plane != 0
-    pixels = []
-    for mask in masks:
-        target = mask if overwrite else (mask & ~taken)
-        rows, cols = np.nonzero(target)
-        taken[rows, cols] = True
-        pixels.append((rows, cols))
-    return pixels
 
 
 def widen_labels(labels_layer: Any, dtype: Any) -> None:

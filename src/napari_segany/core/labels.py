@@ -53,6 +53,22 @@ def paint_masks(
     return labels, label_of
 
 
+def free_pixels(
+    plane: np.ndarray, masks: np.ndarray, overwrite: bool
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(rows, cols) each mask of (N, H, W) writes into ``plane``, in order (nothing is
+    written): background pixels not taken by an earlier mask of the call, or, with
+    ``overwrite``, every pixel of the mask (a later mask over an earlier one)."""
+    taken = plane != 0
+    pixels = []
+    for mask in masks:
+        target = mask if overwrite else (mask & ~taken)
+        rows, cols = np.nonzero(target)
+        taken[rows, cols] = True
+        pixels.append((rows, cols))
+    return pixels
+
+
 def next_free_id(labels: np.ndarray) -> int:
     """Smallest id larger than every label in ``labels`` (1 for an empty image)."""
     array = np.asarray(labels)

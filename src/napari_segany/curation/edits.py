@@ -6,7 +6,7 @@ Each function changes one (H, W) label plane in place or answers a question abou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +16,7 @@ from ..core.depth import inner_depth
 from ..core.embeddings import content_digest
 from ..core.errors import InputError, describe_values
 from ..core.label_inputs import integer_labels
-from ..core.labels import check_label_room
+from ..core.labels import check_label_room, free_pixels
 
 LABEL_DTYPE = np.uint32
 
@@ -119,18 +119,18 @@ def jsonable(value: Any) -> Any:
 
 
 def paint_new(
-    view: np.ndarray, masks: np.ndarray, ids: Sequence[int], overwrite: bool
+    view: np.ndarray, masks: np.ndarray, new_ids: Callable[[int], list[int]], overwrite: bool
 ) -> list[int]:
-    """Write masks (N, H, W) with ``ids`` into ``view``, in order; without
-    ``overwrite`` only on pixels that are background (and not taken by an earlier mask
-    of this call). Returns the ids that wrote at least one pixel."""
+    """Write masks (N, H, W) into ``view`` with new ids, as a commit into a Labels layer
+    does (``core.labels.free_pixels``): only the objects that find pixels get an id,
+    ``new_ids(count)`` of them in order. Returns the ids written."""
+    pixels = free_pixels(view, np.asarray(masks, dtype=bool), overwrite)
+    ids = iter(new_ids(sum(rows.size > 0 for rows, _ in pixels)))
     written = []
-    taken = np.zeros(view.shape, dtype=bool)
-    for mask, obj_id in zip(np.asarray(masks, dtype=bool), ids):
-        target = mask & ~taken if overwrite else mask & (view == 0) & ~taken
-        if target.any():
-            view[target] = obj_id
-            taken |= target
+    for rows, cols in pixels:
+        if rows.size:
+            obj_id = next(ids)
+            view[rows, cols] = obj_id
             written.append(int(obj_id))
     return written
 

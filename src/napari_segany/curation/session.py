@@ -179,9 +179,11 @@ class Curation(TrackingMethods):
         if result is None:
             self._set_plane(index)
             result = self.segany.segment(**prompt, multimask=multimask)
+        else:
+            self.use_session(self.segany)  # a settings change is recorded all the same
         masks = result.pick(candidate)
         work = self._view(index).copy()
-        written = edits.paint_new(work, masks, self._new_ids(len(masks)), overwrite)
+        written = edits.paint_new(work, masks, self._new_ids, overwrite)
         self._top = max([self._top, *written])
         log = {"op": "add", "plane": list(index), **edits.jsonable(prompt)}
         log.update(candidate=None if candidate is None else int(candidate))
