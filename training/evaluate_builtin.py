@@ -3,7 +3,10 @@
 The targets of the model card (docs/models.md)::
 
     PYTHONPATH=src .venv/bin/python -m training.evaluate_builtin            # builtin
-    PYTHONPATH=src .venv/bin/python -m training.evaluate_builtin --model training/out/builtin.pt
+    PYTHONPATH=src .venv/bin/python -m training.evaluate_builtin --weights training/out/builtin.pt
+
+(``--weights``: a trained file with the built-in model's rules; ``--model FILE`` would
+run it with none -- no size limit, no refiners -- as any checkpoint file.)
 
 - click: one positive click at each object's most interior pixel (maximum of the
   distance to the background), best-scored of the three candidates, as the session's
@@ -54,6 +57,7 @@ from napari_segany.models.builtin import objects
 from napari_segany.models.builtin.refiner import SnapToObjects
 
 from .input_cases import INPUT_CASES, as_case
+from .sessions import evaluation_session
 
 EVAL_SEED = 987_654_321
 SIZES_HW = ((256, 256), (512, 512), (384, 640), (768, 768))
@@ -253,11 +257,15 @@ def napari_default_limits(image: np.ndarray) -> tuple[float, float] | None:
     return float(image.min()), float(image.max())
 
 
+def held_out_scene(index: int, kind: str | None = None):
+    """Held-out scene number ``index`` as generated (the ``grey`` case)."""
+    rng = np.random.default_rng(EVAL_SEED + index)
+    return generate_scene(rng, SIZES_HW[index % len(SIZES_HW)], kind=kind)
+
+
 def held_out_scenes(count: int, kind: str | None = None, case: str = "grey"):
     for index in range(count):
-        rng = np.random.default_rng(EVAL_SEED + index)
-        scene = generate_scene(rng, SIZES_HW[index % len(SIZES_HW)], kind=kind)
-        yield as_case(scene, case, index)
+        yield as_case(held_out_scene(index, kind), case, index)
 
 
 def evaluate(
@@ -318,6 +326,11 @@ def evaluate(
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="builtin", help="registry name or checkpoint file")
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="a model file run with the built-in model's rules (its plug-in): tuned weights",
+    )
     parser.add_argument("--images", type=int, default=24)
     parser.add_argument("--objects", type=int, default=25, help="prompted objects per image")
     parser.add_argument("--kind", choices=["nuclei", "cells", "cells_rgb"], default=None)
@@ -364,7 +377,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     refine = args.refine if args.refine in ("auto", "none") else args.refine.split(",")
-    session = SegAny(args.model, device=args.device, precision="fp32", refine=refine)
+    session = evaluation_session(args.model, args.weights, args.device, refine)
     if args.head_views is not None:  # the built-in model's snapping refiner, other views
         session.refiners = [
             SnapToObjects(views=args.head_views) if r.name == SnapToObjects.name else r

@@ -61,17 +61,22 @@ def as_case(scene: Scene, case: str, index: int) -> Scene:
     return Scene(image, scene.labels, scene.kind, scene.radius)
 
 
-def _crop_around_an_object(scene: Scene, crop_hw: tuple[int, int]) -> Scene:
-    """The ``crop_hw`` window centred on the object nearest the scene's centre (as a
-    person crops around a cell), kept inside the image."""
-    height, width = scene.labels.shape
-    ys, xs = np.nonzero(scene.labels)
+def tiny_window(labels: np.ndarray, crop_hw: tuple[int, int] = TINY_HW) -> tuple[slice, slice]:
+    """The ``crop_hw`` window of (H, W) ``labels`` the ``tiny`` case crops: centred on
+    the object nearest the plane's centre (as a person crops around a cell), kept inside
+    the plane."""
+    height, width = labels.shape
+    ys, xs = np.nonzero(labels)
     y, x = height // 2, width // 2
     if ys.size:
         nearest = np.argmin((ys - y) ** 2 + (xs - x) ** 2)
-        label = scene.labels[ys[nearest], xs[nearest]]
-        y, x = (int(v.mean()) for v in np.nonzero(scene.labels == label))
+        label = labels[ys[nearest], xs[nearest]]
+        y, x = (int(v.mean()) for v in np.nonzero(labels == label))
     y0 = min(max(y - crop_hw[0] // 2, 0), height - crop_hw[0])
     x0 = min(max(x - crop_hw[1] // 2, 0), width - crop_hw[1])
-    window = np.s_[y0 : y0 + crop_hw[0], x0 : x0 + crop_hw[1]]
+    return np.s_[y0 : y0 + crop_hw[0], x0 : x0 + crop_hw[1]]
+
+
+def _crop_around_an_object(scene: Scene, crop_hw: tuple[int, int]) -> Scene:
+    window = tiny_window(scene.labels, crop_hw)
     return Scene(scene.image[window], scene.labels[window], scene.kind, scene.radius)

@@ -257,8 +257,12 @@ def train_step(
     rng: np.random.Generator,
     args,
     objects: int,
+    origin: tuple[int, int] | None = None,
 ) -> dict:
     """Forward and backward of one batch; returns the loss and per-group IoUs.
+
+    The windows sit at ``origin`` (x, y) of the model frame, a random multiple of the
+    embedding stride by default.
 
     Without ``aux`` (phase 2) only the prompt loss is trained. A batch without any
     prompt (e.g. a frame zoomed out until every object is smaller than
@@ -271,8 +275,9 @@ def train_step(
     dense_loss = auxiliary_loss(aux(embedding), labels) if aux is not None else None
     grid = embedding.shape[-1]
     stride = labels.shape[-1] // grid
-    span = (model.image_size - labels.shape[-1]) // stride
-    origin = tuple(int(v) * stride for v in rng.integers(0, span + 1, 2))
+    if origin is None:
+        span = (model.image_size - labels.shape[-1]) // stride
+        origin = tuple(int(v) * stride for v in rng.integers(0, span + 1, 2))
     pe = window_pe(model, origin, grid, stride)
     groups = sample_prompts(rng, labels, objects, outward_boxes=args.box_jitter == "outward")
     correct = rng.random() < args.correction_rate
