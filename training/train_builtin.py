@@ -149,10 +149,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _nearest(labels: np.ndarray, side: int) -> np.ndarray:
-    """(S, S) array resampled to (side, side) by nearest neighbour (pixel centres)."""
-    index = ((np.arange(side) + 0.5) * labels.shape[0] / side).astype(np.intp)
-    return labels[index][:, index]
+def nearest(labels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """(h, w) array resampled to ``out_hw`` by nearest neighbour (pixel centres)."""
+    rows = ((np.arange(out_hw[0]) + 0.5) * labels.shape[0] / out_hw[0]).astype(np.intp)
+    cols = ((np.arange(out_hw[1]) + 0.5) * labels.shape[1] / out_hw[1]).astype(np.intp)
+    return labels[rows][:, cols]
 
 
 def _zoom(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray, pad: np.ndarray):
@@ -168,14 +169,14 @@ def _zoom(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray, pad: np
         y0, x0 = (int(v) for v in rng.integers(0, size - side + 1, 2))
         crop = np.s_[y0 : y0 + side, x0 : x0 + side]
         pixels = resize_longest_side(rgb[crop], size)[0].permute(1, 2, 0).to(torch.uint8)
-        return pixels.numpy(), _nearest(labels[crop], size), _nearest(pad[crop], size)
+        return pixels.numpy(), nearest(labels[crop], (size, size)), nearest(pad[crop], (size, size))
     side = int(round(size * factor))
     out_rgb = np.zeros_like(rgb)
     out_rgb[:side, :side] = resize_longest_side(rgb, side)[0].permute(1, 2, 0).to(torch.uint8)
     out_labels = np.zeros_like(labels)
-    out_labels[:side, :side] = _nearest(labels, side)
+    out_labels[:side, :side] = nearest(labels, (side, side))
     out_pad = np.ones_like(pad)
-    out_pad[:side, :side] = _nearest(pad, side)
+    out_pad[:side, :side] = nearest(pad, (side, side))
     return out_rgb, out_labels, out_pad
 
 

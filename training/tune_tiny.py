@@ -42,13 +42,6 @@ UPSCALE = 2  # the built-in model's max_upscale
 RESTRETCH_RATE = 0.6
 
 
-def _resample(labels: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """(h, w) labels resampled to ``out_hw`` by nearest neighbour (pixel centres)."""
-    rows = ((np.arange(out_hw[0]) + 0.5) * labels.shape[0] / out_hw[0]).astype(np.intp)
-    cols = ((np.arange(out_hw[1]) + 0.5) * labels.shape[1] / out_hw[1]).astype(np.intp)
-    return labels[rows][:, cols]
-
-
 def tiny_plane(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray):
     """One window (S, S, 3) uint8 / (S, S) as a tiny plane in the model frame.
 
@@ -74,7 +67,7 @@ def tiny_plane(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray):
     out_rgb = np.zeros_like(rgb)
     out_rgb[:out_h, :out_w] = enlarged
     out_labels = np.zeros_like(labels)
-    out_labels[:out_h, :out_w] = _resample(labels[crop], (out_h, out_w))
+    out_labels[:out_h, :out_w] = tb.nearest(labels[crop], (out_h, out_w))
     pad = np.ones(labels.shape, bool)
     pad[:out_h, :out_w] = False
     return out_rgb, out_labels, pad
