@@ -8,6 +8,7 @@ any model. A box prompt gives the filled box itself.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ class DiscSession(PromptSession):
         masks = np.stack([distance <= r for r in self.radii])
         scores = np.array([0.5, 0.9, 0.7], dtype=np.float32)
         return SegmentResult(masks, scores, np.zeros((3, 256, 256), np.float32))
+
+    def without_embedding(self):
+        return contextlib.nullcontext()  # planes are always seen in one pass
 
 
 def tiny_architecture(window_size: int = 4):

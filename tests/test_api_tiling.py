@@ -10,7 +10,7 @@ import pytest
 from training.evaluate_builtin import best_overlap_iou
 
 from napari_segany.api import SegAny
-from napari_segany.core.errors import InputError, PromptError
+from napari_segany.core.errors import InputError, PromptError, WindowNotPrepared
 from napari_segany.core.synthetic import generate_scene
 
 pytestmark = pytest.mark.slow
@@ -61,6 +61,46 @@ def test_clicks_on_objects_crossing_tiles_give_whole_objects():
         ious.append((mask & truth).sum() / (mask | truth).sum())
         assert session.tiled.window not in session.tiled.windows  # decoded again, centred
     assert np.mean(ious) > 0.75 and min(ious) > 0.5  # whole objects, not cut halves
+
+
+def test_prompts_without_embedding_leave_the_windows_to_prepare():
+    """Inside ``without_embedding()`` a click on a nucleus cut by its grid window embeds
+    nothing: it raises WindowNotPrepared naming the centred window; ``prepare`` of the
+    click's region embeds that window too, and the click then gives the answer a
+    session embedding on the spot gives."""
+    scene = generate_scene(np.random.default_rng(3), (1024, 1024), "nuclei", radius=14.0)
+    direct = SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 0))
+    deferred = SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 0))
+    embedded = []
+    embed = deferred.predictor.embed
+    deferred.predictor.embed = lambda *a, **k: embedded.append(1) or embed(*a, **k)
+    for session in (direct, deferred):
+        session.set_image(scene.image)
+    (index, click), *_ = _cut_nuclei(scene, deferred, 1)
+    region = (click[0], click[1], click[0] + 1, click[1] + 1)
+    deferred.prepare(scene.image, region_yxyx=region)  # the click's grid window only
+    first = len(embedded)  # (the model's preparation embeds views of the window too)
+    assert deferred.prepare(scene.image, region_yxyx=region, run=False) is not None
+    with deferred.without_embedding(), pytest.raises(WindowNotPrepared, match="prepare"):
+        deferred.segment(points_yx=[click], labels=[1])
+    assert len(embedded) == first  # the centred window was noted, not embedded
+    assert deferred.prepare(scene.image, region_yxyx=region, run=False) is None
+    deferred.prepare(scene.image, region_yxyx=region)
+    second = len(embedded)
+    assert second > first
+    assert deferred.prepare(scene.image, region_yxyx=region, run=False) is not None
+    with deferred.without_embedding():
+        answer = deferred.segment(points_yx=[click], labels=[1])
+    assert len(embedded) == second
+    expected = direct.segment(points_yx=[click], labels=[1])
+    np.testing.assert_array_equal(answer.masks, expected.masks)
+    truth = scene.labels == index
+    mask = answer.masks[int(np.argmax(answer.scores))]
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.5  # the whole nucleus
+    # outside the block (a script, a worker) the session embeds where it needs to
+    _, other = _cut_nuclei(scene, deferred, 2)[1]
+    deferred.segment(points_yx=[other], labels=[1])
+    assert len(embedded) > second
 
 
 def test_tiled_everything_mode_finds_what_each_quarter_finds():

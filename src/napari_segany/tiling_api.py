@@ -7,17 +7,28 @@ window it needs (``core.tiling``: the grid window holding it, or one around it; 
 cut by its window is decoded again in a window centred on it), and its masks land in
 plane coordinates; everything mode runs window by window and stitches
 (``core.everything.tiled``).
+
+Inside :meth:`TilingMethods.without_embedding` (on the calling thread only) a prompt
+embeds nothing: one that needs a window not yet embedded notes it and raises
+``WindowNotPrepared``; ``prepare(plane, region_yxyx=...)`` then embeds the noted
+windows that hold the region too, and says the region is not ready until they are. So
+the widget embeds only in its background worker, even when a mask cut by its window
+asks for a window centred on it. A window noted once is embedded where it is needed
+the next time (no prompt waits forever on a window that was never prepared).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .core.errors import PromptError
+from .core.errors import PromptError, WindowNotPrepared
 from .core.image import robust_limits, validate_plane
 from .core.results import SegmentResult
 from .core.tiling import (
@@ -34,6 +45,7 @@ from .core.tiling import (
 __all__ = ["TiledPlane", "TilingMethods"]
 
 _LIMIT_SAMPLE = 2048  # pixels per side of the sample the plane's contrast comes from
+_NOTED_WINDOWS = 8  # windows a prompt asked for, remembered for prepare()
 
 
 @dataclass
@@ -156,7 +168,9 @@ class TilingMethods:
 
     def _prepare_tiled(self, image, reading: tuple, tiling: Tiling, region, refine, run):
         """:meth:`prepare` of a tiled plane: the window of ``region`` (a prompt's
-        (y0, x0, y1, x1)), or nothing without one."""
+        (y0, x0, y1, x1)) and the windows noted by prompts that hold it, or nothing
+        without a region. Returns the first window's embedding; with ``run=False``
+        None unless every one of them is ready."""
         if region is None:
             return None
         limits, channels, channel_axis = reading
@@ -164,8 +178,77 @@ class TilingMethods:
             limits = plane_limits(image, channels, channel_axis)
         hw = plane_hw(image, channel_axis)
         window = window_for(tuple(int(v) for v in region), tile_windows(hw, tiling), hw, tiling)
-        pixels = read_window(image, channel_axis, window)
-        return self._prepare_plane(pixels, limits, channels, channel_axis, refine=refine, run=run)
+        noted = self._noted_holding(hw, region)
+        embeddings = []
+        for each in [window, *noted]:
+            pixels = read_window(image, channel_axis, each)
+            found = self._prepare_plane(
+                pixels, limits, channels, channel_axis, refine=refine, run=run
+            )
+            if found is None:
+                return None
+            embeddings.append(found)
+        self._forget_noted(hw, noted)
+        return embeddings[0]
+
+    @contextlib.contextmanager
+    def without_embedding(self) -> Iterator[None]:
+        """A block whose prompts (on this thread) embed no window of a tiled plane: a
+        prompt that needs one not embedded yet raises ``WindowNotPrepared`` and
+        :meth:`prepare` of its region embeds it (module docstring). Planes seen in one
+        pass are not affected."""
+        local = self._window_notes()[0]
+        before = getattr(local, "deferring", False)
+        local.deferring = True
+        try:
+            yield
+        finally:
+            local.deferring = before
+
+    def _window_notes(self) -> tuple[threading.local, deque, threading.Lock]:
+        """(this thread's flags, the noted (hw, window yxyx), their lock), made once."""
+        fresh = (threading.local(), deque(maxlen=_NOTED_WINDOWS), threading.Lock())
+        return self.__dict__.setdefault("_notes", fresh)
+
+    def _noted_holding(self, hw, region) -> list[Window]:
+        _, noted, lock = self._window_notes()
+        with lock:
+            entries = list(noted)
+        return [
+            Window(yxyx, yxyx)
+            for plane, yxyx in entries
+            if plane == hw and yxyx[0] <= region[0] and yxyx[1] <= region[1]
+            and yxyx[2] >= region[2] and yxyx[3] >= region[3]
+        ]  # fmt: skip
+
+    def _forget_noted(self, hw, windows: list[Window]) -> None:
+        _, noted, lock = self._window_notes()
+        with lock:
+            for window in windows:
+                if (hw, window.yxyx) in noted:
+                    noted.remove((hw, window.yxyx))
+
+    def _ensure_ready(self, window: Window) -> None:
+        """Inside :meth:`without_embedding`: raise ``WindowNotPrepared`` for a window of
+        the tiled plane not embedded yet, after noting it; a window noted before and
+        still not prepared is left to be embedded here."""
+        local, noted, lock = self._window_notes()
+        if not getattr(local, "deferring", False):
+            return
+        big = self._big
+        pixels = big.pixels(window)
+        if self._prepare_plane(pixels, *big.reading, refine=True, run=False) is not None:
+            return
+        entry = (big.hw, window.yxyx)
+        with lock:
+            if entry in noted:
+                return
+            noted.append(entry)
+        raise WindowNotPrepared(
+            f"The prompt needs the window {window.yxyx} of the plane, not embedded yet: "
+            "prepare(plane, region_yxyx=...) of the prompt's region embeds it; then "
+            "prompt again."
+        )
 
     def _decode_tiled(self, image, limits, channels, channel_axis, tiling, mode, params):
         """Everything mode's phase 1 on a tiled plane: every window, as a plane of its
@@ -195,6 +278,7 @@ class TilingMethods:
             window = big.window  # the logits are the last window's
         else:
             window = window_for(region, big.windows, big.hw, big.tiling)
+            self._ensure_ready(window)
         result = self._in_window(window, points_yx, labels, box_yxyx, mask_input, multimask)
         best = int(np.argmax(result.scores.reshape(-1)))
         mask = result.masks.reshape(-1, *result.masks.shape[-2:])[best]
@@ -205,6 +289,7 @@ class TilingMethods:
             union = tuple(min(a, b) for a, b in zip(grown[:2], region[:2])) + tuple(
                 max(a, b) for a, b in zip(grown[2:], region[2:]))  # fmt: skip
             window = window_around(union, big.hw, big.tiling)
+            self._ensure_ready(window)
             result = self._in_window(window, points_yx, labels, box_yxyx, None, multimask)
         return _in_plane(result, window, big.hw)
 

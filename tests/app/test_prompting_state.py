@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from napari.components import ViewerModel
@@ -47,6 +49,9 @@ class SquareSession(PromptSession):
                 )
         scores = np.array([0.5, 0.9, 0.7], np.float32)
         return SegmentResult(masks, scores, np.zeros((3, 8, 8), np.float32))
+
+    def without_embedding(self):
+        return contextlib.nullcontext()
 
 
 def _request(image, points=((10, 10),), index=(), plane=None) -> Request:

@@ -266,3 +266,32 @@ def test_clicks_on_a_tiled_plane_embed_their_window_in_the_background(threaded_v
         assert shown.shape == scene.labels.shape and shown[y, x]
         widget.clear_prompts()
     assert on_main and on_main.count(True) == 0, f"{on_main.count(True)} on the GUI thread"
+
+
+def test_a_click_on_a_nucleus_cut_by_its_window_embeds_in_the_background(threaded_viewer, qtbot):
+    """A mask cut by its grid window is decoded again in a window centred on it; that
+    window too is embedded in the background job (the preview waits for it), and the
+    preview is the whole nucleus."""
+    from tests.test_api_tiling import _cut_nuclei
+
+    from napari_segany import SegAny
+    from napari_segany.core.synthetic import generate_scene
+
+    viewer, widget = threaded_viewer
+    scene = generate_scene(np.random.default_rng(3), (1024, 1024), "nuclei", radius=14.0)
+    picker = SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 0))
+    picker.set_image(scene.image)  # (tiled: nothing embedded) to find cut nuclei
+    session = SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 0))
+    on_main = _embedding_threads(session)
+    image = viewer.add_image(scene.image)
+    widget.use_session(session)
+    qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
+    for index, (y, x) in _cut_nuclei(scene, picker, 2):
+        viewer.layers[PROMPTS].add([y, x])
+        qtbot.waitUntil(lambda: _answered(widget, image), timeout=60_000)
+        shown = viewer.layers[PREVIEW].data > 0
+        truth = scene.labels == index
+        assert (shown & truth).sum() / (shown | truth).sum() > 0.5  # whole, not cut
+        assert session.tiled.window not in session.tiled.windows  # the centred window
+        widget.clear_prompts()
+    assert on_main and on_main.count(True) == 0, f"{on_main.count(True)} on the GUI thread"

@@ -18,7 +18,7 @@ from qtpy.QtCore import QObject, QTimer
 from napari_segany import _layers
 from napari_segany.app import curating, prompting
 from napari_segany.app.prompting import Preview, PromptState, Request, Step
-from napari_segany.core.errors import SegAnyError
+from napari_segany.core.errors import SegAnyError, WindowNotPrepared
 
 from . import _dialogs, _keys
 from ._workers import Job, notify_error, prepare_cancellable
@@ -222,6 +222,10 @@ class PromptController(QObject):
             if preview is None:
                 preview = prompting.predict(self.widget.segany, request, embedding)
             self.state.preview = preview
+        except WindowNotPrepared:  # a window of a tiled plane: embedded in the background
+            self.state.wait_for_plane(request)
+            self._prepare(self.widget.segany, request)
+            return
         except Exception as error:
             notify_error(error, "Prediction failed")
             return

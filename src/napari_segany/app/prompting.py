@@ -156,13 +156,19 @@ class Preview:
 def predict(session: PromptSession, request: Request, embedding: Any) -> Preview:
     """Segment ``request`` on its prepared plane (fast: the decoder and the refiners).
 
+    Nothing is embedded here (the caller's thread is the GUI's): a prompt on a plane
+    seen window by window that needs a window not prepared raises
+    ``WindowNotPrepared``; prepare the request's region in the background, then call
+    again.
+
     Raises
     ------
     SegAnyError
-        On an invalid prompt or plane.
+        On an invalid prompt or plane (``WindowNotPrepared``: see above).
     """
-    session.set_image(request.plane, request.limits, embedding=embedding)
-    result = predict_objects(session, request.points_yx, request.labels, request.boxes)
+    with session.without_embedding():
+        session.set_image(request.plane, request.limits, embedding=embedding)
+        result = predict_objects(session, request.points_yx, request.labels, request.boxes)
     return Preview(request, result.per_object())
 
 

@@ -8,6 +8,7 @@ probed with ``getattr``.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -65,6 +66,11 @@ class PromptSession(Protocol):
         multimask: bool = True,
     ) -> SegmentResult:
         """Masks of the current plane for the prompts (row, col pixels)."""
+
+    def without_embedding(self) -> AbstractContextManager[None]:
+        """A block whose prompts embed nothing on the calling thread: one that needs an
+        embedding not made yet raises ``WindowNotPrepared``, and :meth:`prepare` of its
+        region makes it (``SegAny``: the windows of a plane seen window by window)."""
 
 
 class Candidates(Protocol):

@@ -68,6 +68,13 @@ class DownloadError(CheckpointError):
     """A checkpoint could not be downloaded or failed verification."""
 
 
+class WindowNotPrepared(SegAnyError, RuntimeError):
+    """A prompt on a plane seen window by window needs a window not embedded yet, inside
+    ``SegAny.without_embedding()`` (the widget's preview: nothing is embedded on its GUI
+    thread). ``prepare(plane, region_yxyx=...)`` of the prompt's region now embeds it;
+    prompt again after that."""
+
+
 class CancelledError(SegAnyError):
     """Long work was cancelled by the user."""
 
