@@ -164,7 +164,7 @@ def test_the_outputs_record_replays_the_run_bit_for_bit(tmp_path, checkpoint, ca
     assert status == 0 and "identical" in capsys.readouterr().out
     np.testing.assert_array_equal(tifffile.imread(again), tifffile.imread(out))
     other = tmp_path / "other.tif"
-    tifffile.imwrite(other, _stack((3, 48, 64)), metadata={"axes": "ZYX"})
+    tifffile.imwrite(other, _stack((3, 48, 64)), photometric="minisblack", metadata={"axes": "ZYX"})
     refused = main(["replay", str(tmp_path / "out.segany.json"), str(other), "-o",
                     str(tmp_path / "no.tif")])  # fmt: skip
     assert refused == 1 and "was made on an input of shape" in capsys.readouterr().err

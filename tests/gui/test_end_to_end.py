@@ -286,12 +286,22 @@ def test_a_click_on_a_nucleus_cut_by_its_window_embeds_in_the_background(threade
     image = viewer.add_image(scene.image)
     widget.use_session(session)
     qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
-    for index, (y, x) in _cut_nuclei(scene, picker, 2):
-        viewer.layers[PROMPTS].add([y, x])
-        qtbot.waitUntil(lambda: _answered(widget, image), timeout=60_000)
-        shown = viewer.layers[PREVIEW].data > 0
-        truth = scene.labels == index
-        assert (shown & truth).sum() / (shown | truth).sum() > 0.5  # whole, not cut
-        assert session.tiled.window not in session.tiled.windows  # the centred window
-        widget.clear_prompts()
+    (first, (y, x)), (second, (y2, x2)) = _cut_nuclei(scene, picker, 2)
+    viewer.layers[PROMPTS].add([y, x])
+    qtbot.waitUntil(lambda: _answered(widget, image), timeout=60_000)
+    shown = viewer.layers[PREVIEW].data > 0
+    truth = scene.labels == first
+    assert (shown & truth).sum() / (shown | truth).sum() > 0.5  # whole, not cut
+    assert session.tiled.window not in session.tiled.windows  # the centred window
+    widget.clear_prompts()
+    # a commit pressed at once waits for both windows, then writes the whole nucleus
+    viewer.layers[PROMPTS].add([y2, x2])
+    widget.commit()
+    qtbot.waitUntil(
+        lambda: LABELS in viewer.layers and viewer.layers[LABELS].data[y2, x2] > 0,
+        timeout=60_000,
+    )
+    written = viewer.layers[LABELS].data == viewer.layers[LABELS].data[y2, x2]
+    truth = scene.labels == second
+    assert (written & truth).sum() / (written | truth).sum() > 0.5
     assert on_main and on_main.count(True) == 0, f"{on_main.count(True)} on the GUI thread"
