@@ -95,8 +95,15 @@ def test_prompts_without_embedding_leave_the_windows_to_prepare():
     expected = direct.segment(points_yx=[click], labels=[1])
     np.testing.assert_array_equal(answer.masks, expected.masks)
     truth = scene.labels == index
-    mask = answer.masks[int(np.argmax(answer.scores))]
+    best = int(np.argmax(answer.scores))
+    mask = answer.masks[best]
     assert (mask & truth).sum() / (mask | truth).sum() > 0.5  # the whole nucleus
+    with deferred.without_embedding():  # refining it: the logits are the last window's
+        again = deferred.segment(
+            points_yx=[click], labels=[1], mask_input=answer.logits[best], multimask=False
+        )
+    assert len(embedded) == second
+    assert (again.masks[0] & mask).sum() / (again.masks[0] | mask).sum() > 0.8
     # outside the block (a script, a worker) the session embeds where it needs to
     _, other = _cut_nuclei(scene, deferred, 2)[1]
     deferred.segment(points_yx=[other], labels=[1])

@@ -160,10 +160,11 @@ class TilingMethods:
         reading = (contrast_limits, channels, channel_axis)
         self._big = TiledPlane(image, hw, reading, tiling, tile_windows(hw, tiling))
 
-    def _use_window(self, window: Window) -> None:
-        """Embed ``window`` (through the cache and the store) and make it current."""
+    def _use_window(self, window: Window, pixels: np.ndarray | None = None) -> None:
+        """Embed ``window`` (through the cache and the store) and make it current;
+        ``pixels``: the window's, when read already."""
         big = self._big
-        self._set_plane(big.pixels(window), *big.reading)
+        self._set_plane(big.pixels(window) if pixels is None else pixels, *big.reading)
         big.window = window
 
     def _prepare_tiled(self, image, reading: tuple, tiling: Tiling, region, refine, run):
@@ -228,21 +229,22 @@ class TilingMethods:
                 if (hw, window.yxyx) in noted:
                     noted.remove((hw, window.yxyx))
 
-    def _ensure_ready(self, window: Window) -> None:
+    def _ensure_ready(self, window: Window) -> np.ndarray | None:
         """Inside :meth:`without_embedding`: raise ``WindowNotPrepared`` for a window of
         the tiled plane not embedded yet, after noting it; a window noted before and
-        still not prepared is left to be embedded here."""
+        still not prepared is left to be embedded here. Returns the window's pixels
+        when it read them (None outside the block)."""
         local, noted, lock = self._window_notes()
         if not getattr(local, "deferring", False):
-            return
+            return None
         big = self._big
         pixels = big.pixels(window)
         if self._prepare_plane(pixels, *big.reading, refine=True, run=False) is not None:
-            return
+            return pixels
         entry = (big.hw, window.yxyx)
         with lock:
             if entry in noted:
-                return
+                return pixels
             noted.append(entry)
         raise WindowNotPrepared(
             f"The prompt needs the window {window.yxyx} of the plane, not embedded yet: "
@@ -274,12 +276,14 @@ class TilingMethods:
         big = self._big
         region = prompt_region(points_yx, box_yxyx)
         _check_inside(region, big.hw)
+        pixels = None
         if mask_input is not None and big.window is not None:
             window = big.window  # the logits are the last window's
         else:
             window = window_for(region, big.windows, big.hw, big.tiling)
-            self._ensure_ready(window)
-        result = self._in_window(window, points_yx, labels, box_yxyx, mask_input, multimask)
+            pixels = self._ensure_ready(window)
+        prompt = (points_yx, labels, box_yxyx)
+        result = self._in_window(window, *prompt, mask_input, multimask, pixels)
         best = int(np.argmax(result.scores.reshape(-1)))
         mask = result.masks.reshape(-1, *result.masks.shape[-2:])[best]
         if mask_input is None and cut_sides(mask, window, big.hw):
@@ -289,12 +293,12 @@ class TilingMethods:
             union = tuple(min(a, b) for a, b in zip(grown[:2], region[:2])) + tuple(
                 max(a, b) for a, b in zip(grown[2:], region[2:]))  # fmt: skip
             window = window_around(union, big.hw, big.tiling)
-            self._ensure_ready(window)
-            result = self._in_window(window, points_yx, labels, box_yxyx, None, multimask)
+            pixels = self._ensure_ready(window)
+            result = self._in_window(window, *prompt, None, multimask, pixels)
         return _in_plane(result, window, big.hw)
 
-    def _in_window(self, window, points_yx, labels, box_yxyx, mask_input, multimask):
-        self._use_window(window)
+    def _in_window(self, window, points_yx, labels, box_yxyx, mask_input, multimask, pixels):
+        self._use_window(window, pixels)
         y0, x0 = window.yxyx[:2]
         points = None if points_yx is None else np.asarray(points_yx, np.float64) - (y0, x0)
         box = None if box_yxyx is None else np.asarray(box_yxyx, np.float64) - (y0, x0, y0, x0)
