@@ -110,6 +110,35 @@ def test_prompts_without_embedding_leave_the_windows_to_prepare():
     assert len(embedded) > second
 
 
+def test_window_notes_are_passed_by_only_by_a_prepare_of_their_region_that_saw_them():
+    """A prompt that needs a window not embedded raises until a prepare of its region
+    embeds it; only a prepare that knew the note, for the same region, and did not
+    embed it (regions that disagree) lets the prompt embed it itself."""
+    from napari_segany.core.tiling import Window
+    from napari_segany.tiling_api import WindowNotes
+
+    notes, hw, region = WindowNotes(), (1000, 1000), (10, 10, 11, 11)
+    window = Window((0, 0, 512, 512), (0, 0, 512, 512))
+    held, seen = notes.holding(hw, region)  # a prepare of the region starts first
+    assert held == [] and notes.note(hw, window, region)  # then the prompt notes it
+    notes.prepared(hw, region, held, seen)  # that prepare never saw the note
+    assert notes.note(hw, window, region)  # so the prompt still waits for it
+    other = (600, 600, 601, 601)
+    notes.prepared(hw, other, *notes.holding(hw, other))  # another region's prepare
+    assert notes.note(hw, window, region)
+    held, seen = notes.holding(hw, region)
+    assert held == [window]
+    notes.prepared(hw, region, held, seen)  # embedded: forgotten
+    assert notes.holding(hw, region)[0] == []
+    apart = Window((400, 400, 912, 912), (400, 400, 912, 912))  # does not hold the region
+    assert notes.note(hw, apart, region)
+    notes.prepared(hw, region, *notes.holding(hw, region))  # saw it, could not embed it
+    assert not notes.note(hw, apart, region)  # the prompt embeds it itself: no loop
+    bottom = Window((488, 0, 1000, 512), (488, 0, 1000, 512))
+    notes.note(hw, bottom, (999, 5, 1001, 6))  # a click on the last row: clipped
+    assert notes.holding(hw, (999, 5, 1001, 6))[0] == [bottom]
+
+
 def test_tiled_everything_mode_finds_what_each_quarter_finds():
     # "auto"'s tiles for this model (windows of its 512 frame), forced on a 1024 plane
     session = SegAny("builtin", device="cpu", precision="fp32", tiling=(384, 64))

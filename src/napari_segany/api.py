@@ -47,7 +47,7 @@ from .core.results import SegmentResult
 from .everything_api import EverythingMethods
 from .refine_api import RefineMethods
 from .store_api import StoreMethods
-from .tiling_api import TilingMethods
+from .tiling_api import TilingMethods, WindowNotes
 from .volume_api import VolumeMethods
 
 __all__ = ["SegAny", "SegmentResult"]
@@ -185,6 +185,7 @@ class SegAny(EverythingMethods, TilingMethods, StoreMethods, VolumeMethods, Refi
         self._plugin = plugin
         self._planes = planes.PlaneStore(self.predictor)
         self._current: PlaneContext | None = None
+        self._window_notes = WindowNotes()
         logger.info("SegAny ready: model %s on %s (%s)", name, device, precision)
 
     @property

@@ -13,15 +13,15 @@ embeds nothing: one that needs a window not yet embedded notes it and raises
 ``WindowNotPrepared``; ``prepare(plane, region_yxyx=...)`` then embeds the noted
 windows that hold the region too, and says the region is not ready until they are. So
 the widget embeds only in its background worker, even when a mask cut by its window
-asks for a window centred on it. A window noted once is embedded where it is needed
-the next time (no prompt waits forever on a window that was never prepared).
+asks for a window centred on it. A noted window that a prepare of the plane passed by
+without embedding it (its region and the prompt's disagree) is embedded where it is
+needed, so no prompt waits forever.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +42,7 @@ from .core.tiling import (
     window_for,
 )
 
-__all__ = ["TiledPlane", "TilingMethods"]
+__all__ = ["TiledPlane", "TilingMethods", "WindowNotes"]
 
 _LIMIT_SAMPLE = 2048  # pixels per side of the sample the plane's contrast comes from
 _NOTED_WINDOWS = 8  # windows a prompt asked for, remembered for prepare()
@@ -117,11 +117,66 @@ def plane_limits(image, channels, channel_axis) -> Any:
     return limits
 
 
+class WindowNotes:
+    """The windows prompts asked for inside ``without_embedding`` (module docstring),
+    shared by the prompting thread and the preparing one.
+
+    A note: (plane (H, W), window yxyx) -> (the prompt's region, whether a prepare of
+    that region which knew the note has passed it by without embedding it); at most
+    :data:`_NOTED_WINDOWS`, oldest dropped. ``local.deferring``: this thread's
+    ``without_embedding`` flag.
+    """
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+        self._notes: dict[tuple, tuple[tuple, bool]] = {}
+        self._lock = threading.Lock()
+
+    def note(self, hw, window: Window, region) -> bool:
+        """Note a window the prompt of ``region`` needs; False when a prepare of that
+        region passed it by (then the prompt embeds it itself)."""
+        entry = (tuple(hw), window.yxyx)
+        with self._lock:
+            if entry in self._notes and self._notes[entry][1]:
+                return False
+            self._notes[entry] = (tuple(region), False)
+            while len(self._notes) > _NOTED_WINDOWS:
+                del self._notes[next(iter(self._notes))]
+        return True
+
+    def holding(self, hw, region) -> tuple[list[Window], set]:
+        """The noted windows of an (H, W) plane that hold ``region`` (clipped to the
+        plane), and every note seen (for :meth:`prepared`)."""
+        y0, x0 = region[0], region[1]
+        y1, x1 = min(region[2], hw[0]), min(region[3], hw[1])
+        with self._lock:
+            seen = set(self._notes)
+        windows = [
+            Window(yxyx, yxyx)
+            for plane, yxyx in seen
+            if plane == tuple(hw) and yxyx[0] <= y0 and yxyx[1] <= x0
+            and yxyx[2] >= y1 and yxyx[3] >= x1
+        ]  # fmt: skip
+        return windows, seen
+
+    def prepared(self, hw, region, windows: list[Window], seen: set) -> None:
+        """A prepare of ``region`` on an (H, W) plane embedded ``windows``: forget
+        them; the notes it saw for the same region and did not embed are passed by."""
+        done = {(tuple(hw), window.yxyx) for window in windows}
+        with self._lock:
+            for entry in seen & set(self._notes):
+                if entry in done:
+                    del self._notes[entry]
+                elif self._notes[entry][0] == tuple(region):
+                    self._notes[entry] = (tuple(region), True)
+
+
 class TilingMethods:
     """Tiled planes of a session (module docstring; mixed into ``SegAny``)."""
 
     _tiling_setting: Any = "auto"
     _big: TiledPlane | None = None
+    _window_notes: WindowNotes  # made by SegAny's setup
     predictor: Any
     _segment_plane: Callable[..., SegmentResult]  # SegAny's segment of one window
     _set_plane: Callable[..., Any]  # SegAny's set_image of one window
@@ -160,27 +215,29 @@ class TilingMethods:
         reading = (contrast_limits, channels, channel_axis)
         self._big = TiledPlane(image, hw, reading, tiling, tile_windows(hw, tiling))
 
-    def _use_window(self, window: Window, pixels: np.ndarray | None = None) -> None:
+    def _use_window(self, window: Window, pixels=None, embedding=None) -> None:
         """Embed ``window`` (through the cache and the store) and make it current;
-        ``pixels``: the window's, when read already."""
+        ``pixels`` and ``embedding``: the window's, when read and found already."""
         big = self._big
-        self._set_plane(big.pixels(window) if pixels is None else pixels, *big.reading)
+        pixels = big.pixels(window) if pixels is None else pixels
+        self._set_plane(pixels, *big.reading, embedding)
         big.window = window
 
     def _prepare_tiled(self, image, reading: tuple, tiling: Tiling, region, refine, run):
         """:meth:`prepare` of a tiled plane: the window of ``region`` (a prompt's
-        (y0, x0, y1, x1)) and the windows noted by prompts that hold it, or nothing
-        without a region. Returns the first window's embedding; with ``run=False``
-        None unless every one of them is ready."""
+        (y0, x0, y1, x1), as ``core.tiling.prompt_region`` gives it) and the windows
+        noted by prompts that hold it, or nothing without a region. Returns the first
+        window's embedding; with ``run=False`` None unless every one of them is ready."""
         if region is None:
             return None
         limits, channels, channel_axis = reading
         if limits is None:
             limits = plane_limits(image, channels, channel_axis)
         hw = plane_hw(image, channel_axis)
-        window = window_for(tuple(int(v) for v in region), tile_windows(hw, tiling), hw, tiling)
-        noted = self._noted_holding(hw, region)
-        embeddings = []
+        region = tuple(int(v) for v in region)
+        window = window_for(region, tile_windows(hw, tiling), hw, tiling)
+        noted, seen = self._window_notes.holding(hw, region)
+        first = None
         for each in [window, *noted]:
             pixels = read_window(image, channel_axis, each)
             found = self._prepare_plane(
@@ -188,9 +245,10 @@ class TilingMethods:
             )
             if found is None:
                 return None
-            embeddings.append(found)
-        self._forget_noted(hw, noted)
-        return embeddings[0]
+            first = found if first is None else first
+        if run:
+            self._window_notes.prepared(hw, region, noted, seen)
+        return first
 
     @contextlib.contextmanager
     def without_embedding(self) -> Iterator[None]:
@@ -198,7 +256,7 @@ class TilingMethods:
         prompt that needs one not embedded yet raises ``WindowNotPrepared`` and
         :meth:`prepare` of its region embeds it (module docstring). Planes seen in one
         pass are not affected."""
-        local = self._window_notes()[0]
+        local = self._window_notes.local
         before = getattr(local, "deferring", False)
         local.deferring = True
         try:
@@ -206,46 +264,20 @@ class TilingMethods:
         finally:
             local.deferring = before
 
-    def _window_notes(self) -> tuple[threading.local, deque, threading.Lock]:
-        """(this thread's flags, the noted (hw, window yxyx), their lock), made once."""
-        fresh = (threading.local(), deque(maxlen=_NOTED_WINDOWS), threading.Lock())
-        return self.__dict__.setdefault("_notes", fresh)
-
-    def _noted_holding(self, hw, region) -> list[Window]:
-        _, noted, lock = self._window_notes()
-        with lock:
-            entries = list(noted)
-        return [
-            Window(yxyx, yxyx)
-            for plane, yxyx in entries
-            if plane == hw and yxyx[0] <= region[0] and yxyx[1] <= region[1]
-            and yxyx[2] >= region[2] and yxyx[3] >= region[3]
-        ]  # fmt: skip
-
-    def _forget_noted(self, hw, windows: list[Window]) -> None:
-        _, noted, lock = self._window_notes()
-        with lock:
-            for window in windows:
-                if (hw, window.yxyx) in noted:
-                    noted.remove((hw, window.yxyx))
-
-    def _ensure_ready(self, window: Window) -> np.ndarray | None:
-        """Inside :meth:`without_embedding`: raise ``WindowNotPrepared`` for a window of
-        the tiled plane not embedded yet, after noting it; a window noted before and
-        still not prepared is left to be embedded here. Returns the window's pixels
-        when it read them (None outside the block)."""
-        local, noted, lock = self._window_notes()
-        if not getattr(local, "deferring", False):
-            return None
+    def _ensure_ready(self, window: Window, region) -> tuple[np.ndarray | None, Any]:
+        """Inside :meth:`without_embedding`: the window's (pixels, embedding) when it is
+        embedded; else ``WindowNotPrepared`` after noting it, except for a window that
+        a prepare after its note passed by (the prompt's region and the prepared one
+        disagree): that one is embedded here rather than asked for forever. Outside the
+        block (None, None): the caller reads and embeds."""
+        notes = self._window_notes
+        if not getattr(notes.local, "deferring", False):
+            return None, None
         big = self._big
         pixels = big.pixels(window)
-        if self._prepare_plane(pixels, *big.reading, refine=True, run=False) is not None:
-            return pixels
-        entry = (big.hw, window.yxyx)
-        with lock:
-            if entry in noted:
-                return pixels
-            noted.append(entry)
+        found = self._prepare_plane(pixels, *big.reading, refine=True, run=False)
+        if found is not None or not notes.note(big.hw, window, region):
+            return pixels, found
         raise WindowNotPrepared(
             f"The prompt needs the window {window.yxyx} of the plane, not embedded yet: "
             "prepare(plane, region_yxyx=...) of the prompt's region embeds it; then "
@@ -276,14 +308,14 @@ class TilingMethods:
         big = self._big
         region = prompt_region(points_yx, box_yxyx)
         _check_inside(region, big.hw)
-        pixels = None
+        ready = None, None
         if mask_input is not None and big.window is not None:
             window = big.window  # the logits are the last window's
         else:
             window = window_for(region, big.windows, big.hw, big.tiling)
-            pixels = self._ensure_ready(window)
+            ready = self._ensure_ready(window, region)
         prompt = (points_yx, labels, box_yxyx)
-        result = self._in_window(window, *prompt, mask_input, multimask, pixels)
+        result = self._in_window(window, *prompt, mask_input, multimask, ready)
         best = int(np.argmax(result.scores.reshape(-1)))
         mask = result.masks.reshape(-1, *result.masks.shape[-2:])[best]
         if mask_input is None and cut_sides(mask, window, big.hw):
@@ -293,12 +325,12 @@ class TilingMethods:
             union = tuple(min(a, b) for a, b in zip(grown[:2], region[:2])) + tuple(
                 max(a, b) for a, b in zip(grown[2:], region[2:]))  # fmt: skip
             window = window_around(union, big.hw, big.tiling)
-            pixels = self._ensure_ready(window)
-            result = self._in_window(window, *prompt, None, multimask, pixels)
+            ready = self._ensure_ready(window, region)
+            result = self._in_window(window, *prompt, None, multimask, ready)
         return _in_plane(result, window, big.hw)
 
-    def _in_window(self, window, points_yx, labels, box_yxyx, mask_input, multimask, pixels):
-        self._use_window(window, pixels)
+    def _in_window(self, window, points_yx, labels, box_yxyx, mask_input, multimask, ready):
+        self._use_window(window, *ready)
         y0, x0 = window.yxyx[:2]
         points = None if points_yx is None else np.asarray(points_yx, np.float64) - (y0, x0)
         box = None if box_yxyx is None else np.asarray(box_yxyx, np.float64) - (y0, x0, y0, x0)

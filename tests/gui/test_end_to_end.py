@@ -279,14 +279,14 @@ def test_a_click_on_a_nucleus_cut_by_its_window_embeds_in_the_background(threade
 
     viewer, widget = threaded_viewer
     scene = generate_scene(np.random.default_rng(3), (1024, 1024), "nuclei", radius=14.0)
-    picker = SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 0))
-    picker.set_image(scene.image)  # (tiled: nothing embedded) to find cut nuclei
     session = SegAny("builtin", device="cpu", precision="fp32", tiling=(256, 0))
+    session.set_image(scene.image)  # tiled: nothing embedded; its windows find cut nuclei
+    cut = _cut_nuclei(scene, session, 2)
     on_main = _embedding_threads(session)
     image = viewer.add_image(scene.image)
     widget.use_session(session)
     qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
-    (first, (y, x)), (second, (y2, x2)) = _cut_nuclei(scene, picker, 2)
+    (first, (y, x)), (second, (y2, x2)) = cut
     viewer.layers[PROMPTS].add([y, x])
     qtbot.waitUntil(lambda: _answered(widget, image), timeout=60_000)
     shown = viewer.layers[PREVIEW].data > 0

@@ -154,20 +154,16 @@ class PromptController(QObject):
         request = self._request(image)
         try:
             region = request.region_yxyx
-            prepared = (
-                session.prepare(request.plane, request.limits, run=False, region_yxyx=region)
-                is not None
-            )
+            ready = session.prepare(request.plane, request.limits, run=False, region_yxyx=region)
         except SegAnyError as error:
             notify_error(error, f"image '{image.name}'")
             return
+        prepared = ready is not None  # (its embedding: what prepare would return now)
         step = self.state.step(request, prepared)
         if step is Step.CLEAR:
             self.clear_preview()
         if step is Step.PREDICT:
-            self._predict(
-                request, session.prepare(request.plane, request.limits, region_yxyx=region)
-            )
+            self._predict(request, ready)
         elif step is Step.PREPARE:
             self.state.wait_for_plane(request)
             self._prepare(session, request)

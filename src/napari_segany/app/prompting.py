@@ -20,6 +20,7 @@ import numpy as np
 from napari_segany import _layers
 from napari_segany.core.progress import Progress
 from napari_segany.core.results import SegmentResult
+from napari_segany.core.tiling import prompt_region
 from napari_segany.scripting import predict_objects
 
 from .sessions import PromptSession
@@ -54,15 +55,13 @@ class Request:
     boxes: np.ndarray
 
     @property
-    def region_yxyx(self) -> tuple[float, float, float, float] | None:
-        """(y0, x0, y1, x1) around the prompts, or None without any (a plane seen
-        window by window prepares the window holding them)."""
-        corners = [self.points_yx.reshape(-1, 2), self.boxes.reshape(-1, 2)]
-        both = np.concatenate(corners)
-        if both.size == 0:
+    def region_yxyx(self) -> tuple[int, int, int, int] | None:
+        """(y0, x0, y1, x1) around the prompts as the session's ``segment`` takes it
+        (``core.tiling.prompt_region``), or None without any (a plane seen window by
+        window prepares the window holding them)."""
+        if not len(self.points_yx) and not len(self.boxes):
             return None
-        low, high = both.min(axis=0), both.max(axis=0)
-        return float(low[0]), float(low[1]), float(high[0]) + 1, float(high[1]) + 1
+        return prompt_region(self.points_yx, self.boxes)
 
     @property
     def signature(self) -> tuple:
