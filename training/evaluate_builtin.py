@@ -325,8 +325,9 @@ def evaluate(
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="builtin", help="registry name or checkpoint file")
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--model", default="builtin", help="registry name or checkpoint file")
+    which.add_argument(
         "--weights",
         default=None,
         help="a model file run with the built-in model's rules (its plug-in): tuned weights",

@@ -24,7 +24,7 @@ import json
 import numpy as np
 
 from .evaluate_builtin import held_out_scene, matching_f1
-from .input_cases import as_case, tiny_window
+from .input_cases import tiny_window
 from .sessions import evaluation_session
 
 INSIDE_SHARE = 0.95  # a crop of which one object covers this much lies inside it
@@ -36,23 +36,23 @@ def crop_rows(session, count: int) -> list[dict]:
     rows = []
     for index in range(count):
         scene = held_out_scene(index)
-        window = tiny_window(scene.labels)
-        crop = as_case(scene, "tiny", index)
-        session.set_image(crop.image)
-        alone = matching_f1(crop.labels, session.segment_everything().labels)[0]
+        window = tiny_window(scene.labels)  # the crop of the ``tiny`` case
+        crop_image, crop_labels = scene.image[window], scene.labels[window]
+        session.set_image(crop_image)
+        alone = matching_f1(crop_labels, session.segment_everything().labels)[0]
         session.set_image(scene.image)
         around = session.segment_everything().labels[window]
-        areas = np.bincount(crop.labels.ravel())[1:]
+        areas = np.bincount(crop_labels.ravel())[1:]
         rows.append(
             {
                 "scene": index,
                 "kind": scene.kind,
                 "radius": round(float(scene.radius), 1),
-                "largest_share": round(float(areas.max() / crop.labels.size), 2)
+                "largest_share": round(float(areas.max() / crop_labels.size), 2)
                 if areas.size
                 else 0.0,
                 "everything_f1": round(alone, 3),
-                "everything_f1_in_context": round(matching_f1(crop.labels, around)[0], 3),
+                "everything_f1_in_context": round(matching_f1(crop_labels, around)[0], 3),
             }
         )
     return rows

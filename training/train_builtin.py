@@ -180,7 +180,7 @@ def _zoom(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray, pad: np
     return out_rgb, out_labels, out_pad
 
 
-def _augment(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray, zoom_rate: float):
+def augment(rng: np.random.Generator, rgb: np.ndarray, labels: np.ndarray, zoom_rate: float):
     """Random rotation by 90 degrees and flip of each window, a zoom (:func:`_zoom`)
     with probability ``zoom_rate``; a band of some windows becomes padding (zero after
     normalisation, no objects), as at image edges."""
@@ -357,9 +357,7 @@ def _train_dense(
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, steps, peak)
         chosen = rng.integers(0, len(windows), args.batch)
-        rgb, labels, pad = _augment(
-            rng, windows.rgb[chosen], windows.labels[chosen], args.zoom_rate
-        )
+        rgb, labels, pad = augment(rng, windows.rgb[chosen], windows.labels[chosen], args.zoom_rate)
         optimizer.zero_grad(set_to_none=True)
         pixels = _normalise(rgb, pad).to(parameters[0].device)
         loss = auxiliary_loss(predict(pixels), labels, *contacts)
@@ -374,20 +372,35 @@ def _train_dense(
             logger.info("%s step %d/%d  %.0f s  aux %.3f", name, step, steps, elapsed, mean)
 
 
-def _optimise(model, aux, optimizer, parameters, source, count, objects, steps, rng, args):
+def window_batch(args):
+    """The training's batches: :func:`augment` windows at a random origin (the
+    ``batches`` of :func:`optimise`)."""
+
+    def make(rng, rgb, labels):
+        return augment(rng, rgb, labels, args.zoom_rate), None, ""
+
+    return make
+
+
+def optimise(
+    model, aux, optimizer, parameters, source, count, objects, steps, rng, args, batches=None
+):
     """Steps ``steps`` (a range of step indexes of the schedule) on ``count`` items of
-    ``source`` per step, logging every 25 steps."""
+    ``source`` per step, logging every 25 steps. ``batches(rng, rgb, labels)`` makes a
+    step's batch from the chosen items: (batch, the windows' origin or None for a
+    random one, a prefix for its statistics); :func:`window_batch` by default."""
+    batches = window_batch(args) if batches is None else batches
     started, history = time.perf_counter(), []
     for step in steps:
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, args.steps, args.lr)
         chosen = rng.integers(0, len(source), count)
-        batch = _augment(rng, source.rgb[chosen], source.labels[chosen], args.zoom_rate)
+        batch, origin, tag = batches(rng, source.rgb[chosen], source.labels[chosen])
         optimizer.zero_grad(set_to_none=True)
-        stats = train_step(model, aux, batch, rng, args, objects)
+        stats = train_step(model, aux, batch, rng, args, objects, origin)
         stats["grad"] = float(torch.nn.utils.clip_grad_norm_(parameters, args.clip))
         optimizer.step()
-        history.append(stats)
+        history.append({tag + key: value for key, value in stats.items()})
         if step % 25 == 0 or step == args.steps - 1 or step + 1 == args.stop_at:
             recent = history[-25:]
             keys = sorted({k for s in recent for k in s})
@@ -415,14 +428,14 @@ def train(args, windows: WindowSet, frames: WindowSet) -> Sam:
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
     window_steps = range(args.steps - args.frame_steps)
     phase_1 = (windows, args.batch, args.objects, window_steps)
-    if not _optimise(model, aux, optimizer, parameters, *phase_1, rng, args):
+    if not optimise(model, aux, optimizer, parameters, *phase_1, rng, args):
         return model.eval()
     # Kept to measure what phase 2 adds (docs/models.md) and to restart phase 2.
     torch.save(model.state_dict(), before_frames_path(args))
     if args.restartable_frames:
         return train_frames(model, frames, args)
     phase_2 = (frames, 1, args.frame_objects, range(args.steps - args.frame_steps, args.steps))
-    _optimise(model, aux, optimizer, parameters, *phase_2, rng, args)
+    optimise(model, aux, optimizer, parameters, *phase_2, rng, args)
     return model.eval()
 
 
@@ -463,7 +476,7 @@ def train_frames(model: Sam, frames: WindowSet, args) -> Sam:
     parameters = list(model.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
     steps = range(args.steps - args.frame_steps, args.steps)
-    _optimise(model, None, optimizer, parameters, frames, 1, args.frame_objects, steps, rng, args)
+    optimise(model, None, optimizer, parameters, frames, 1, args.frame_objects, steps, rng, args)
     return model.eval()
 
 

@@ -98,6 +98,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def tiny_or_window(args):
+    """The tune's batches (``train_builtin.optimise``): tiny planes at the frame's origin
+    with probability ``args.tiny_rate``, else the training's own windows."""
+
+    def make(rng, rgb, labels):
+        if rng.random() < args.tiny_rate:
+            return tiny_batch(rng, rgb, labels), (0, 0), "tiny "
+        return tb.augment(rng, rgb, labels, args.zoom_rate), None, ""
+
+    return make
+
+
 def tune(model, windows, args):
     """``args.steps`` steps on the prompt encoder and mask decoder of ``model``, the
     image encoder and foreground head frozen; returns the model in eval mode."""
@@ -108,26 +120,10 @@ def tune(model, windows, args):
     parameters = [*model.prompt_encoder.parameters(), *model.mask_decoder.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(args.seed + 4)
-    started, history = time.perf_counter(), []
-    for step in range(args.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = tb._learning_rate(step, args.steps, args.lr)
-        chosen = rng.integers(0, len(windows), args.batch)
-        tiny = rng.random() < args.tiny_rate
-        pick = (windows.rgb[chosen], windows.labels[chosen])
-        batch = tiny_batch(rng, *pick) if tiny else tb._augment(rng, *pick, args.zoom_rate)
-        optimizer.zero_grad(set_to_none=True)
-        stats = tb.train_step(model, None, batch, rng, args, args.objects, (0, 0) if tiny else None)
-        stats["grad"] = float(torch.nn.utils.clip_grad_norm_(parameters, args.clip))
-        optimizer.step()
-        history.append({("tiny " if tiny else "") + k: v for k, v in stats.items()})
-        if step % 50 == 0 or step == args.steps - 1:
-            recent = history[-50:]
-            keys = sorted({k for s in recent for k in s if "click" not in k})
-            means = {k: np.mean([s[k] for s in recent if k in s]) for k in keys}
-            elapsed = time.perf_counter() - started
-            report = "  ".join(f"{k} {v:.3f}" for k, v in means.items())
-            logger.info("step %d/%d  %.0f s  %s", step, args.steps, elapsed, report)
+    steps = range(args.steps)
+    batches = tiny_or_window(args)
+    tb.optimise(model, None, optimizer, parameters, windows, args.batch, args.objects, steps,
+                rng, args, batches)  # fmt: skip
     return model.eval()
 
 
