@@ -189,3 +189,24 @@ def test_bad_tiling_and_prompts_outside_are_refused(session):
     session.set_image(np.zeros((1024, 1024), np.uint16))
     with pytest.raises(PromptError, match="outside"):
         session.segment(points_yx=[[1100, 20]], labels=[1])
+
+
+def test_focus_window_makes_the_window_of_a_region_current(session):
+    """The window holding a region becomes the current plane (what a mask prompt is
+    framed in); inside ``without_embedding`` a window not embedded is asked for, not
+    embedded; a plane seen in one pass has no window."""
+    plane = np.random.default_rng(0).integers(0, 255, (900, 900)).astype(np.uint8)
+    session.set_image(plane)
+    region = (430.5, 440, 470, 480.2)
+    with session.without_embedding(), pytest.raises(WindowNotPrepared):
+        session.focus_window(region)
+    y0, x0, y1, x1 = session.focus_window(region)
+    assert y0 <= 430 and x0 <= 440 and y1 >= 470 and x1 >= 481
+    assert session.current.hw == (y1 - y0, x1 - x0)
+    np.testing.assert_array_equal(session.current.embedding.features, session.set_image(
+        plane[y0:y1, x0:x1]).features)  # fmt: skip
+    session.set_image(plane)
+    with pytest.raises(PromptError, match="outside"):
+        session.focus_window((850, 850, 950, 950))
+    session.set_image(plane[:300, :300])
+    assert session.focus_window((10, 10, 20, 20)) is None

@@ -94,6 +94,28 @@ def test_split_gives_the_cut_part_a_new_id_and_merge_joins_them(session, scenes)
         cur.split(a, points_yx=[[y, x]])
 
 
+def test_a_split_computed_while_its_object_changed_writes_nothing(session, scenes):
+    """The widget computes a split in the background: if the object's pixels change
+    meanwhile (a brush stroke), writing it is refused and the labels stay as they are."""
+    image, truth = scenes
+    a, b = _touching_pair(truth[0])
+    labels = truth[0].astype(np.uint32)
+    labels[labels == b] = a
+    cur = Curation(session, image[0], labels)
+    y, x = interior_point_yx(truth[0] == b, edge_is_background=False)
+    answer = cur.split_answer(a, points_yx=[[y, x]])
+    np.testing.assert_array_equal(labels[truth[0] == b], a)  # nothing written yet
+    ys, xs = np.nonzero(labels == 0)
+    labels[ys[0], xs[0]] = a  # a stroke adds a pixel to the object
+    painted = labels.copy()
+    with pytest.raises(InputError, match="changed while"):
+        cur.apply_split(answer)
+    np.testing.assert_array_equal(labels, painted)
+    labels[ys[0], xs[0]] = 0
+    new = cur.apply_split(answer)  # the object as it was: written
+    assert _iou(labels == new, truth[0] == b) > 0.6 and len(cur.steps) == 1
+
+
 def test_undo_redo_sequences_across_planes_restore_exact_states(session, scenes):
     image, truth = scenes
     cur = Curation(session, image, truth.astype(np.uint16))
@@ -258,3 +280,37 @@ def test_add_follows_the_commit_rules_of_a_labels_layer():
     cur = Curation(object(), np.zeros((1, 10, 10), np.uint8), labels)
     assert cur.add(box_yxyx=np.zeros((3, 4)), plane=0, result=result) == [6, 7]
     assert labels[0, 5, 5] == 6 and labels[0, 6, 6] == 7 and labels[0, 1, 1] == 5
+
+
+def test_corrections_on_a_tiled_plane_are_the_ones_in_their_windows(session):
+    """On a plane seen window by window (the default tiling of a plane over twice the
+    model's frame), a correction is decoded in the window holding the object and the
+    click: the labels become, bit for bit, what the same correction of that window cut
+    out as a plane of its own gives, nothing outside the window changes, and the
+    objects get closer to their nuclei."""
+    scene = generate_scene(np.random.default_rng(5), (1100, 1100), "nuclei", radius=12.0)
+    low, high = np.percentile(scene.image, [0.5, 99.8])  # uint8: read as it is, no limits
+    image = (np.clip((scene.image - low) / (high - low), 0, 1) * 255).astype(np.uint8)
+    assert session.tiling_of(image) is not None
+    truth = scene.labels.astype(np.int32)
+    ids, areas = np.unique(truth[truth > 0], return_counts=True)
+    before, after = [], []
+    for target in (int(i) for i in ids[np.argsort(-areas)][:3]):
+        labels = truth.copy()
+        labels[(truth == target) & ~ndimage.binary_erosion(truth == target, iterations=3)] = 0
+        start = labels.copy()
+        ys, xs = np.nonzero((truth == target) & (labels == 0))
+        click = [[ys[len(ys) // 2], xs[len(xs) // 2]]]  # on the part the labels lack
+        Curation(session, image, labels).correct(target, points_yx=click, labels=[1])
+        assert session.tiled.window in session.tiled.windows  # a grid window holds it
+        y0, x0, y1, x1 = session.tiled.window.yxyx
+        outside = np.ones(truth.shape, bool)
+        outside[y0:y1, x0:x1] = False
+        np.testing.assert_array_equal(labels[outside], start[outside])
+        crop = start[y0:y1, x0:x1].copy()
+        alone = Curation(session, image[y0:y1, x0:x1], crop)  # one pass
+        alone.correct(target, points_yx=np.subtract(click, (y0, x0)), labels=[1])
+        np.testing.assert_array_equal(labels[y0:y1, x0:x1], crop)
+        before.append(_iou(start == target, truth == target))
+        after.append(_iou(labels == target, truth == target))
+    assert np.mean(after) > np.mean(before) + 0.05  # (as corrections of planes that fit)

@@ -144,11 +144,88 @@ def test_bad_inputs_are_refused_and_change_nothing(sa):
     assert sa.last_refinement is last
 
 
-def test_tiled_plane_is_refused_with_a_way_out():
-    session = SegAny("builtin", device="cpu", precision="fp32", tiling=(128, 16))
-    session.set_image(np.zeros((600, 600), np.uint8))
-    with pytest.raises(InputError, match="tiled"):
-        session.refine_labels(np.zeros((600, 600), np.uint8))
+def _tiled_scene():
+    rng = np.random.default_rng(10)
+    return generate_scene(rng, (1100, 1100), kind="nuclei", radius=12.0, dtype="uint8")
+
+
+def test_a_tiled_plane_is_refined_window_by_window(sa):
+    """A plane over twice the frame (seen window by window): degraded objects get
+    closer to the truth as on a plane seen in one pass, ids are kept, and one object
+    is refined bit for bit as in its window cut out as a plane of its own."""
+    scene = _tiled_scene()
+    degraded, changed = _degrade(scene.labels, "erode", 1)
+    given = degraded.copy()
+    sa.set_image(scene.image)
+    assert sa.tiled is not None and len(sa.tiled.windows) == 9
+    refined = sa.refine_labels(degraded)
+    assert np.array_equal(degraded, given) and refined.dtype == degraded.dtype
+    before = np.mean([_iou(degraded == i, scene.labels == i) for i in changed])
+    after = np.mean([_iou(refined == i, scene.labels == i) for i in changed])
+    assert after - before >= 0.08, (before, after)
+    outcomes = {o.obj_id: o for o in sa.last_refinement.outcomes}
+    assert set(outcomes) == {int(v) for v in np.unique(degraded) if v}
+    for obj_id, outcome in outcomes.items():
+        if not outcome.accepted:
+            assert np.array_equal(refined == obj_id, degraded == obj_id)
+    assert set(np.unique(refined)) <= set(np.unique(degraded))
+    kept = [i for i in changed if (degraded == i).any()]  # (erosion removes small ones)
+    centres = ndimage.center_of_mass(degraded > 0, degraded, kept)
+    middle = min(zip(kept, centres), key=lambda c: np.hypot(c[1][0] - 550, c[1][1] - 550))[0]
+    one = sa.refine_labels(degraded, ids=[middle])
+    y0, x0, y1, x1 = sa.tiled.window.yxyx
+    outside = np.ones(one.shape, bool)
+    outside[y0:y1, x0:x1] = False
+    assert np.array_equal(one[outside], degraded[outside])
+    sa.set_image(scene.image[y0:y1, x0:x1])  # one pass
+    alone = sa.refine_labels(degraded[y0:y1, x0:x1], ids=[middle])
+    assert np.array_equal(one[y0:y1, x0:x1], alone)
+
+
+def test_split_on_a_tiled_plane_gives_ids_above_the_whole_plane(sa):
+    """A merged pair refined in a window whose own highest id is below the plane's:
+    the part split off gets the plane's highest id + 1, not the window's (which
+    another object of the plane holds)."""
+    scene = _tiled_scene()
+    truth = scene.labels
+    sa.set_image(scene.image)
+    pair = None
+    for window in sa.tiled.windows:
+        y0, x0, y1, x1 = window.core_yxyx
+        core = truth[y0:y1, x0:x1]
+        if truth[window.slices].max() == truth.max():
+            continue
+        for a in np.unique(core)[1:]:
+            ring = ndimage.binary_dilation(core == a, iterations=2) & (core != a) & (core > 0)
+            if ring.any():
+                pair = (int(a), int(np.unique(core[ring])[0]))
+                break
+        if pair:
+            break
+    merged = truth.copy()
+    merged[merged == pair[1]] = pair[0]
+    refined = sa.refine_labels(merged, ids=[pair[0]], split=True)
+    assert merged[sa.tiled.window.slices].max() < merged.max()  # the window refined in
+    (outcome,) = sa.last_refinement.outcomes
+    assert outcome.reason == "separated" and outcome.new_ids == (int(merged.max()) + 1,)
+    assert (refined == outcome.new_ids[0]).any()
+    assert np.array_equal(refined[merged != pair[0]], merged[merged != pair[0]])
+
+
+def test_new_ids_are_moved_above_the_top_in_one_pass():
+    """Two new ids 4 and 5 moved above a top of 4 become 5 and 6: the part moved to 5
+    is not moved again with the part that was 5."""
+    from napari_segany.core.refine_labels import ObjectOutcome, Refinement
+    from napari_segany.refine_api import _renumbered
+
+    before = np.array([[1, 2, 3, 0, 0]], np.uint8)
+    after = np.array([[1, 2, 3, 4, 5]], np.uint8)
+    outcome = ObjectOutcome(3, True, 0.9, 0.5, "refined", new_ids=(4, 5))
+    found, top = _renumbered(before, Refinement(after, (outcome,)), 4)
+    assert found.labels.tolist() == [[1, 2, 3, 5, 6]] and top == 6
+    assert found.outcomes[0].new_ids == (5, 6)
+    with pytest.raises(InputError, match="uint8"):
+        _renumbered(before, Refinement(after, (outcome,)), 254)
 
 
 def test_volume_refines_slice_by_slice(sa):

@@ -14,18 +14,28 @@ and the write-back: :mod:`napari_segany.core.refine_labels`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .core import planes
 from .core.errors import InputError, NoImageError
 from .core.label_inputs import check_ids, check_labels
+from .core.labels import check_label_room
 from .core.mask_prompts import MaskFrame, decode_objects
 from .core.plugins import PlaneContext, Prompt, PromptRefiner
 from .core.predictor import Predictor
-from .core.refine_labels import ObjectOutcome, Refinement, RefineRules, refine_label_plane
+from .core.refine_labels import (
+    ObjectOutcome,
+    Refinement,
+    RefineRules,
+    object_prompts,
+    refine_label_plane,
+)
 from .core.results import SegmentResult
+from .core.tiling import Window, clipped_region, prompt_region, window_for
 
 __all__ = ["ObjectOutcome", "RefineMethods", "RefineRules", "Refinement", "refine_stack"]
 
@@ -49,7 +59,8 @@ class RefineMethods:
     predictor: Predictor
     refiners: tuple[PromptRefiner, ...]
     _current: PlaneContext | None
-    _big: object = None
+    _big: Any = None  # TilingMethods' tiled plane
+    _use_window: Callable[..., None]  # TilingMethods': a window made the current plane
     refine_rules: RefineRules = RefineRules()
     separate_merged: bool = True
     last_refinement: Refinement | None = None
@@ -89,9 +100,15 @@ class RefineMethods:
         NoImageError
             Before ``set_image``.
         InputError
-            On labels that are not integers, not of the plane's shape, unknown ids, a
-            tiled plane, or new ids (``split``) the dtype cannot hold
-            (``LabelsDtypeError``); nothing changes.
+            On labels that are not integers, not of the plane's shape, unknown ids, or
+            new ids (``split``) the dtype cannot hold (``LabelsDtypeError``); nothing
+            changes.
+
+        Notes
+        -----
+        On a tiled plane (:attr:`tiled`) each object is refined in the window holding
+        its prompts, as on that window alone: window after window, each on the labels
+        as the windows before left them.
         """
         refinement = self._refine_current(labels, ids, split, multimask)
         self.last_refinement = refinement
@@ -100,20 +117,40 @@ class RefineMethods:
     def _refine_current(self, labels, ids, split: bool, multimask: bool) -> Refinement:
         """:meth:`refine_labels` on the current plane, as a :class:`Refinement`."""
         if self._big is not None:
-            raise InputError(
-                "refine_labels works on planes seen in one pass; this plane is tiled "
-                "(larger than the model's frame): refine a crop of it (set_image(plane[y0:y1, "
-                "x0:x1]) with labels[y0:y1, x0:x1]) or set sa.tiling = None first."
-            )
+            return self._refine_tiled(labels, ids, split, multimask)
         context = self._current
         if context is None:
             raise NoImageError("No image set: call set_image(plane) before refine_labels(...).")
         array = check_labels(labels, context.hw)
-        if split and array.dtype == bool:
-            raise InputError(
-                "split needs integer labels to give new ids; pass labels.astype(np.uint16)."
-            )
+        _check_split(array, split)
         check_ids(array, ids)
+        return self._refine_plane(array, ids, split, multimask)
+
+    def _refine_tiled(self, labels, ids, split: bool, multimask: bool) -> Refinement:
+        """:meth:`refine_labels` on a tiled plane: each object in the window holding its
+        prompts (``core.tiling.window_for``: the grid window with the widest margin, or
+        one around the object), window after window on the labels as refined so far;
+        the new ids of ``split`` above every id of the plane."""
+        big = self._big
+        array = check_labels(labels, big.hw)
+        _check_split(array, split)
+        wanted = check_ids(array, ids)
+        work = array.copy()
+        top = int(array.max()) if array.size else 0
+        outcomes: list[ObjectOutcome] = []
+        for window, group in _by_window(array, wanted, self.refine_rules, big):
+            self._use_window(window)
+            before = work[window.slices]
+            found, top = _renumbered(
+                before, self._refine_plane(before, group, split, multimask), top
+            )
+            work[window.slices] = found.labels
+            outcomes.extend(found.outcomes)
+        return Refinement(work, tuple(sorted(outcomes, key=lambda o: o.obj_id)))
+
+    def _refine_plane(self, array, ids, split: bool, multimask: bool) -> Refinement:
+        """Refine ``ids`` of checked labels of the current plane (seen in one pass)."""
+        context = self._current
         planes.prepare(context, self.refiners)
         model = self.predictor.model
         frame = MaskFrame.of(context.embedding, model.image_size, model.square_frame)
@@ -162,6 +199,50 @@ class RefineMethods:
         return result.with_masks(masks)
 
 
+def _check_split(array: np.ndarray, split: bool) -> None:
+    if split and array.dtype == bool:
+        raise InputError(
+            "split needs integer labels to give new ids; pass labels.astype(np.uint16)."
+        )
+
+
+def _by_window(labels: np.ndarray, ids: list[int], rules: RefineRules, big) -> list[tuple]:
+    """``(window, ids)`` pairs: the objects ``ids`` of a tiled plane's labels grouped by
+    the window holding each one's prompts (grid windows in grid order, then windows
+    of their own)."""
+    groups: dict[Window, list[int]] = {}
+    for found in object_prompts(labels, ids, rules):
+        region = prompt_region(np.asarray([found.point_yx]), np.asarray(found.box_yxyx))
+        window = window_for(clipped_region(region, big.hw), big.windows, big.hw, big.tiling)
+        groups.setdefault(window, []).append(found.obj_id)
+    order = {window: rank for rank, window in enumerate(big.windows)}
+    return sorted(groups.items(), key=lambda item: (order.get(item[0], len(order)), item[0].yxyx))
+
+
+def _renumbered(before: np.ndarray, refinement: Refinement, top: int) -> tuple[Refinement, int]:
+    """``refinement`` (of the labels ``before``) with the new ids its split parts got
+    moved to ``top + 1, top + 2, ...`` in one pass (no id moved twice), and the new top.
+
+    Raises
+    ------
+    LabelsDtypeError
+        When the dtype cannot hold them.
+    """
+    created = np.array(sorted({i for o in refinement.outcomes for i in o.new_ids}), np.int64)
+    if not created.size:
+        return refinement, top
+    check_label_room(before.dtype, top + len(created), "labels")
+    labels = refinement.labels.copy()
+    moved = np.isin(labels, created) & (labels != before)
+    labels[moved] = top + 1 + np.searchsorted(created, labels[moved])
+    fresh = {int(old): top + rank for rank, old in enumerate(created, start=1)}
+    outcomes = tuple(
+        dataclasses.replace(o, new_ids=tuple(fresh[i] for i in o.new_ids))
+        for o in refinement.outcomes
+    )  # fmt: skip
+    return Refinement(labels, outcomes), top + len(created)
+
+
 def refine_stack(session, volume, labels_zyx, ids=None, slices=None, **options) -> np.ndarray:
     """:meth:`Volume.refine_labels`: each slice's labels refined on its embedding.
 
@@ -204,10 +285,8 @@ def refine_stack(session, volume, labels_zyx, ids=None, slices=None, **options) 
         if not todo:
             continue
         volume.embedding(index)  # the slice becomes the session's current plane
-        plane = session.refine_labels(array[index], sorted(todo), **options)
-        created = sorted({i for o in session.last_refinement.outcomes for i in o.new_ids})
-        for offset, new_id in enumerate(created, start=1):
-            plane[(plane == new_id) & (array[index] != new_id)] = top + offset
-        top += len(created)
-        refined[index] = plane
+        session.refine_labels(array[index], sorted(todo), **options)
+        found, top = _renumbered(array[index], session.last_refinement, top)
+        session.last_refinement = found
+        refined[index] = found.labels
     return refined

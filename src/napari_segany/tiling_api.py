@@ -35,6 +35,7 @@ from .core.tiling import (
     Tiling,
     Window,
     choose_tiling,
+    clipped_region,
     cut_sides,
     prompt_region,
     tile_windows,
@@ -283,6 +284,43 @@ class TilingMethods:
             "prepare(plane, region_yxyx=...) of the prompt's region embeds it; then "
             "prompt again."
         )
+
+    def focus_window(self, region_yxyx) -> tuple[int, int, int, int] | None:
+        """Make the window of the tiled plane that holds ``region_yxyx`` current.
+
+        The window is the grid window holding the region with the widest margin, or
+        one around it (as large as the region and its halo: a large region is seen
+        scaled down). :attr:`current` is then the window's, and a prompt with
+        ``mask_input`` is decoded in it: logits made for that window's frame, e.g. an
+        existing object's mask cropped to the window (curation's corrections).
+
+        Parameters
+        ----------
+        region_yxyx : (4,) numbers
+            (y0, x0, y1, x1) in plane pixels, end-exclusive; clipped to the plane.
+
+        Returns
+        -------
+        (int, int, int, int) or None
+            The window's (y0, x0, y1, x1) in plane pixels; None on a plane seen in one
+            pass (the whole plane is current).
+
+        Raises
+        ------
+        PromptError
+            On a region outside the plane.
+        WindowNotPrepared
+            Inside :meth:`without_embedding`, for a window not embedded yet (noted:
+            ``prepare`` of a region it holds embeds it).
+        """
+        big = self._big
+        if big is None:
+            return None
+        _check_inside(tuple(float(v) for v in region_yxyx), big.hw)
+        region = clipped_region(region_yxyx, big.hw)
+        window = window_for(region, big.windows, big.hw, big.tiling)
+        self._use_window(window, *self._ensure_ready(window, region))
+        return window.yxyx
 
     def _decode_tiled(self, image, limits, channels, channel_axis, tiling, mode, params):
         """Everything mode's phase 1 on a tiled plane: every window, as a plane of its

@@ -305,3 +305,62 @@ def test_a_click_on_a_nucleus_cut_by_its_window_embeds_in_the_background(threade
     truth = scene.labels == second
     assert (written & truth).sum() / (written | truth).sum() > 0.5
     assert on_main and on_main.count(True) == 0, f"{on_main.count(True)} on the GUI thread"
+
+
+def test_a_click_on_an_object_of_a_tiled_plane_corrects_it(threaded_viewer, qtbot):
+    """With clicks routed to objects (the default), a click inside an object of the
+    target layer on a plane seen window by window previews its correction, the window
+    holding it embedded in the background job; the commit writes the corrected object
+    and touches no other. A split there is computed in the background job too."""
+    from scipy import ndimage
+
+    from napari_segany import SegAny
+    from napari_segany.core.synthetic import generate_scene, interior_point_yx
+
+    viewer, widget = threaded_viewer
+    scene = generate_scene(np.random.default_rng(5), (1100, 1100), "nuclei", radius=12.0)
+    session = SegAny("builtin", device="cpu", precision="fp32")  # "auto": tiled
+    on_main = _embedding_threads(session)
+    truth = scene.labels.astype(np.int32)
+    ids, areas = np.unique(truth[truth > 0], return_counts=True)
+    target = int(ids[np.argmax(areas)])
+    start = truth.copy()
+    start[(truth == target) & ~ndimage.binary_erosion(truth == target, iterations=3)] = 0
+    image = viewer.add_image(scene.image)
+    labels = viewer.add_labels(start.copy(), name="cellpose")
+    widget.use_session(session)
+    qtbot.waitUntil(lambda: widget.segany is session, timeout=60_000)
+    widget.controls.target_combo.setCurrentText("cellpose")
+    y, x = interior_point_yx(start == target, edge_is_background=False)
+    viewer.layers[PROMPTS].add([y, x])
+    qtbot.waitUntil(lambda: _answered(widget, image), timeout=60_000)
+    assert session.tiled is not None and widget.prompts.preview.obj_id == target
+    widget.commit()
+    qtbot.waitUntil(
+        lambda: (labels.data == target).sum() != (start == target).sum(), timeout=60_000
+    )
+    others = (start != 0) & (start != target)
+    np.testing.assert_array_equal(labels.data[others], start[others])
+    iou = ((labels.data == target) & (truth == target)).sum() / (
+        (labels.data == target) | (truth == target)).sum()  # fmt: skip
+    assert iou > ((start == target) & (truth == target)).sum() / (truth == target).sum()
+    # Split: two touching nuclei under one id, a negative click on one; computed in the job
+    for a in ids[np.argsort(-areas)]:
+        ring = ndimage.binary_dilation(truth == a, iterations=2) & (truth != a) & (truth > 0)
+        if ring.any() and a != target:
+            b = int(np.unique(truth[ring])[0])
+            break
+    data = labels.data.copy()
+    data[truth == b] = a
+    labels.data = data
+    widget.clear_prompts()
+    y, x = interior_point_yx(truth == b, edge_is_background=False)
+    points = viewer.layers[PROMPTS]
+    points.feature_defaults["positive"] = False
+    points.add([y, x])
+    qtbot.waitUntil(lambda: widget.idle() and not widget.prompts.busy(), timeout=60_000)
+    widget.curation.split()
+    qtbot.waitUntil(lambda: labels.data[y, x] not in (0, a), timeout=60_000)
+    new = labels.data == labels.data[y, x]
+    assert ((new & (truth == b)).sum() / (new | (truth == b)).sum()) > 0.6
+    assert on_main and on_main.count(True) == 0, f"{on_main.count(True)} on the GUI thread"

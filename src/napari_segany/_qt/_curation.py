@@ -141,19 +141,33 @@ class CurationPanel(QObject):
         self._run("Merge", action)
 
     def split(self) -> None:
-        """Split the object under the negative points at them (a new id for that part)."""
-
-        def action(image, target, index, points_yx, signs) -> str:
+        """Split the object under the negative points at them (a new id for that part),
+        the model's part in the background."""
+        if self.widget.segany is None:
+            show_info("Load a model first (Load model).")
+            return
+        try:
+            image, target, index, points_yx, signs = self._picked()
             negative = points_yx[signs == 0]
             ids = self._ids_under(target, index, negative)
             if len(ids) != 1:
                 raise InputError(
                     "Shift-click (negative point) on the part of one object to cut off, then Split."
                 )
-            new = self._curation(image, target).split(ids[0], negative, plane=index)
+            curation = self._curation(image, target)
+        except SegAnyError as error:
+            notify_error(error, "Split: nothing changed")
+            return
+
+        def write(answer: dict) -> str:
+            new = curation.apply_split(answer)
             return f"split object {ids[0]}: the part clicked is object {new}"
 
-        self._run("Split", action)
+        self._in_background(
+            "Split", (image, target, index), write,
+            lambda: curation.split_answer(ids[0], negative, plane=index),
+            message=f"splitting object {ids[0]} ...",
+        )  # fmt: skip
 
     def refine(self) -> None:
         """Refine the objects under the points (all of the shown plane without points),
@@ -169,26 +183,42 @@ class CurationPanel(QObject):
             notify_error(error, "Refine: nothing changed")
             return
 
+        def write(answer: dict) -> str:
+            outcomes = curation.apply_refinement(answer)
+            changed = sum(o.accepted for o in outcomes)
+            return (
+                f"refined {changed} of {len(outcomes)} objects in '{target.name}' (the "
+                "others kept their pixels: the model agreed or was not sure)"
+            )
+
+        self._in_background(
+            "Refine", (image, target, index), write,
+            lambda: curation.refine_answer(ids, plane=index),
+            message=f"refining {'all objects' if ids is None else _ids(ids)} ...",
+        )  # fmt: skip
+
+    def _in_background(self, what: str, picked: tuple, write, compute, message: str) -> None:
+        """Run ``compute()`` (the model's part) as the widget's job; then, on the GUI
+        thread, ``write(answer) -> status`` as one napari undo item, unless the target
+        ``picked[1]`` was deleted meanwhile (errors: a notification, nothing written)."""
+        image, target, index = picked
+
         def done(answer: dict) -> None:
             self.widget.controls.set_busy(False, "")
             if target not in self.viewer.layers:
                 show_info(f"Labels layer '{target.name}' was deleted; nothing written.")
                 return
-            with self.widget.curations.writing(target):
-                outcomes = curation.apply_refinement(answer)
+            try:
+                with self.widget.curations.writing(target):
+                    text = write(answer)
+            except SegAnyError as error:
+                notify_error(error, f"{what}: nothing changed")
+                return
             self.widget.prompts.clear_preview()
             self.widget.prompts._remove_prompts(index, image)
-            changed = sum(o.accepted for o in outcomes)
-            self.widget.controls.status.setText(
-                f"refined {changed} of {len(outcomes)} objects in '{target.name}' (the "
-                "others kept their pixels: the model agreed or was not sure)"
-            )
+            self.widget.controls.status.setText(text)
 
-        self.widget.start(
-            lambda: curation.refine_answer(ids, plane=index),
-            message=f"refining {'all objects' if ids is None else _ids(ids)} ...",
-            on_done=done,
-        )
+        self.widget.start(compute, message=message, on_done=done)
 
     def save(self) -> None:
         """Save the target layer (TIFF or OME-Zarr) with its provenance sidecar."""

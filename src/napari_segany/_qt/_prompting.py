@@ -238,9 +238,9 @@ class PromptController(QObject):
         target = self.widget.curation.target()
         if target is None or tuple(target.data.shape) != _layers.plane_shape(request.image):
             return None
-        return curating.correction_preview(
-            self.widget.curations, request, target, self.widget.segany
-        )
+        session = self.widget.segany
+        with session.without_embedding():  # a tiled plane's window: prepared in the job
+            return curating.correction_preview(self.widget.curations, request, target, session)
 
     def _draw(self) -> None:
         preview = self.preview

@@ -159,6 +159,14 @@ def prompt_region(points_yx: np.ndarray | None, box_yxyx: np.ndarray | None) -> 
     return int(low[0]), int(low[1]), int(high[0]), int(high[1])
 
 
+def clipped_region(region, plane_hw) -> tuple[int, int, int, int]:
+    """``region`` (y0, x0, y1, x1), any numbers, as whole pixels holding it (ends
+    rounded up) cut to the plane."""
+    y0, x0, y1, x1 = (float(v) for v in region)
+    return (max(0, math.floor(y0)), max(0, math.floor(x0)),
+            min(int(plane_hw[0]), math.ceil(y1)), min(int(plane_hw[1]), math.ceil(x1)))  # fmt: skip
+
+
 def window_for(region, windows: list[Window], plane_hw, tiling: Tiling) -> Window:
     """The grid window holding ``region`` with the widest margin, or a window of its
     own around it when none holds it (module docstring)."""

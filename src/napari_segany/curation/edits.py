@@ -143,28 +143,36 @@ def replace_object(view: np.ndarray, obj_id: int, mask: np.ndarray) -> None:
     view[mask & ((view == 0) | own)] = obj_id
 
 
-def object_prompt(segany: Any, view: np.ndarray, obj_id: int) -> dict | None:
+def object_prompt(segany: Any, view: np.ndarray, obj_id: int, points_yx: Any = None) -> dict | None:
     """Object ``obj_id``'s own prompts on the session's current plane (the refinement's:
-    grown box, most interior point, its mask as ``mask_input``), None when absent."""
+    grown box, most interior point, its mask as ``mask_input``), None when absent.
+
+    On a tiled plane the window holding the object and the clicks ``points_yx``
+    ((N, 2) plane pixels) becomes current (``SegAny.focus_window``) and the mask is
+    cropped to it; the points and box stay in plane pixels, as ``segment`` takes them.
+    """
     from ..core.refine_labels import MaskFrame, mask_to_logits, object_prompts
+    from ..core.tiling import prompt_region
 
     mask = view == obj_id
     if not mask.any():
         return None
-    if segany.current is None:
-        raise InputError(
-            "Corrections use the object's mask on planes seen in one pass; this plane is "
-            "tiled (larger than the model's frame): correct it in a crop, or set "
-            "sa.tiling = None."
-        )
-    rules = segany.refine_rules
-    found = object_prompts(view, [obj_id], rules)[0]
+    found = object_prompts(view, [obj_id], segany.refine_rules)[0]
+    point_yx = np.asarray(found.point_yx, np.float64)
+    box_yxyx = np.asarray(found.box_yxyx, np.float64)
+    corners = [point_yx[None]]
+    if points_yx is not None:
+        corners.append(np.asarray(points_yx, np.float64).reshape(-1, 2))
+    window = segany.focus_window(prompt_region(np.concatenate(corners), box_yxyx))
+    if window is not None:
+        y0, x0, y1, x1 = window
+        mask = mask[y0:y1, x0:x1]
     model = segany.predictor.model
     frame = MaskFrame.of(segany.current.embedding, model.image_size, model.square_frame)
     return {
-        "point_yx": np.asarray(found.point_yx, np.float64),
-        "box_yxyx": np.asarray(found.box_yxyx, np.float64),
-        "mask_input": mask_to_logits(mask[None], frame, rules.mask_logit)[0],
+        "point_yx": point_yx,
+        "box_yxyx": box_yxyx,
+        "mask_input": mask_to_logits(mask[None], frame, segany.refine_rules.mask_logit)[0],
     }
 
 
@@ -174,7 +182,7 @@ def correction_prompt(
     """``SegAny.segment`` keywords correcting ``obj_id``: its own prompts plus the
     clicks (the clicks alone where the object is absent from this plane)."""
     clicks = prompt_dict(points_yx, labels, None)
-    own = object_prompt(segany, view, obj_id)
+    own = object_prompt(segany, view, obj_id, clicks["points_yx"])
     if own is None:
         return clicks
     points = np.concatenate([own["point_yx"][None], clicks["points_yx"]])

@@ -230,16 +230,35 @@ class Curation(TrackingMethods):
         far from the clicks) and the part clicked, each pixel goes to the nearer answer
         (``edits.split_mask``), and the part clicked gets a new id, returned. Raises
         :class:`InputError` (nothing changed) when it separates nothing."""
+        return self.apply_split(self.split_answer(obj_id, points_yx, plane=plane))
+
+    def split_answer(self, obj_id: int, points_yx: Any, *, plane: int | Sequence[int] = ()) -> dict:
+        """What :meth:`split` would write (nothing is written: a worker thread may
+        compute it while the labels change; :meth:`apply_split` writes it)."""
         index = self.plane_index(plane)
         view = self._set_plane(index)
+        own = view == int(obj_id)
         keep = edits.split_mask(self.segany, view, int(obj_id), points_yx)
+        clicks = np.asarray(points_yx, float).reshape(-1, 2)
+        return {"index": index, "id": int(obj_id), "points_yx": clicks, "own": own, "keep": keep}
+
+    def apply_split(self, answer: dict) -> int:
+        """Write a :meth:`split_answer` as one step; returns the new id. Raises
+        :class:`InputError` (nothing written) when the object's pixels changed since."""
+        index, obj_id = answer["index"], answer["id"]
+        view = self._view(index)
+        if not np.array_equal(view == obj_id, answer["own"]):
+            raise InputError(
+                f"Object {obj_id} changed while its split was computed; nothing was "
+                "written: split it again."
+            )
         new_id = self._new_ids(1)[0]
         work = view.copy()
-        edits.split_object(work, int(obj_id), keep, new_id)
+        edits.split_object(work, obj_id, answer["keep"], new_id)
         self._top = new_id
-        log = {"op": "split", "plane": list(index), "id": int(obj_id)}
-        log["points_yx"] = np.asarray(points_yx, float).reshape(-1, 2).tolist()
-        self._write("split", {"ids": [int(obj_id), new_id]}, log, [(index, work)])
+        log = {"op": "split", "plane": list(index), "id": obj_id}
+        log["points_yx"] = answer["points_yx"].tolist()
+        self._write("split", {"ids": [obj_id, new_id]}, log, [(index, work)])
         return new_id
 
     def delete(self, ids: int | Sequence[int], *, plane: int | Sequence[int] | None = None) -> int:
