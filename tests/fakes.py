@@ -113,6 +113,9 @@ class DiscSession(PromptSession):
     def without_embedding(self):
         return contextlib.nullcontext()  # planes are always seen in one pass
 
+    def fork(self):
+        return self  # (the fakes' jobs record their calls on the session itself)
+
 
 def tiny_architecture(window_size: int = 4):
     """A SAM-shaped architecture small enough for CPU tests (ViT 32 wide, 2 blocks).

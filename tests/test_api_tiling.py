@@ -210,3 +210,27 @@ def test_focus_window_makes_the_window_of_a_region_current(session):
         session.focus_window((850, 850, 950, 950))
     session.set_image(plane[:300, :300])
     assert session.focus_window((10, 10, 20, 20)) is None
+
+
+def test_a_fork_never_moves_the_sessions_plane(session):
+    """A fork (what the widget's jobs compute with) shares the model and the caches but
+    not the current plane: its windows and planes leave the session's where they were,
+    and what it embeds the session finds ready."""
+    plane = np.random.default_rng(1).integers(0, 255, (900, 900)).astype(np.uint8)
+    session.set_image(plane)
+    window = session.focus_window((430, 440, 470, 480))
+    context = session.current
+    fork = session.fork()
+    assert fork.predictor is session.predictor and fork.cache is session.cache
+    assert fork.current is None and fork.tiled is None
+    fork.set_image(plane)
+    corner = fork.focus_window((10, 10, 20, 20))
+    labels = np.zeros((900, 900), np.uint8)
+    labels[5:30, 5:30] = 1
+    fork.refine_labels(labels)
+    fork.set_image(plane[:300, :300])
+    assert session.current is context and session.tiled.window.yxyx == window
+    assert session.last_refinement is None or session.last_refinement is not fork.last_refinement
+    session.set_image(plane)
+    with session.without_embedding():
+        assert session.focus_window((10, 10, 20, 20)) == corner  # embedded by the fork

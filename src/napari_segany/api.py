@@ -17,6 +17,7 @@ chosen proposer, then ``core.everything.selection``.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -205,6 +206,20 @@ class SegAny(EverythingMethods, TilingMethods, StoreMethods, VolumeMethods, Refi
         """The current plane (None before :meth:`set_image`): its ``embedding``, ``hw``
         (H, W) and, when known, ``rgb`` (the plane as the model saw it)."""
         return self._current
+
+    def fork(self) -> SegAny:
+        """A session sharing this one's model, embedding cache and store, prepared
+        planes and settings, with a current plane of its own (none yet).
+
+        A worker thread computes with the fork while this session answers prompts on
+        another thread (the widget's jobs): neither changes the other's current plane.
+        Settings assigned later on one are not seen by the other.
+        """
+        twin = copy.copy(self)
+        twin._current = None
+        twin._big = None
+        twin.last_refinement = None
+        return twin
 
     def prepare(
         self,

@@ -368,7 +368,8 @@ class TilingMethods:
         return _in_plane(result, window, big.hw)
 
     def _in_window(self, window, points_yx, labels, box_yxyx, mask_input, multimask, ready):
-        self._use_window(window, *ready)
+        if self._big.window != window or self._current is None:  # else current already
+            self._use_window(window, *ready)
         y0, x0 = window.yxyx[:2]
         points = None if points_yx is None else np.asarray(points_yx, np.float64) - (y0, x0)
         box = None if box_yxyx is None else np.asarray(box_yxyx, np.float64) - (y0, x0, y0, x0)

@@ -53,6 +53,9 @@ class SquareSession(PromptSession):
     def without_embedding(self):
         return contextlib.nullcontext()
 
+    def fork(self):
+        return self
+
 
 def _request(image, points=((10, 10),), index=(), plane=None) -> Request:
     points = np.asarray(points, dtype=float).reshape(-1, 2)

@@ -165,7 +165,7 @@ class CurationPanel(QObject):
 
         self._in_background(
             "Split", (image, target, index), write,
-            lambda: curation.split_answer(ids[0], negative, plane=index),
+            lambda fork: curation.split_answer(ids[0], negative, plane=index, segany=fork),
             message=f"splitting object {ids[0]} ...",
         )  # fmt: skip
 
@@ -193,13 +193,14 @@ class CurationPanel(QObject):
 
         self._in_background(
             "Refine", (image, target, index), write,
-            lambda: curation.refine_answer(ids, plane=index),
+            lambda fork: curation.refine_answer(ids, plane=index, segany=fork),
             message=f"refining {'all objects' if ids is None else _ids(ids)} ...",
         )  # fmt: skip
 
     def _in_background(self, what: str, picked: tuple, write, compute, message: str) -> None:
-        """Run ``compute()`` (the model's part) as the widget's job; then, on the GUI
-        thread, ``write(answer) -> status`` as one napari undo item, unless the target
+        """Run ``compute(fork)`` (the model's part, on a fork of the session: the
+        prompts' plane stays theirs) as the widget's job; then, on the GUI thread,
+        ``write(answer) -> status`` as one napari undo item, unless the target
         ``picked[1]`` was deleted meanwhile (errors: a notification, nothing written)."""
         image, target, index = picked
 
@@ -218,7 +219,7 @@ class CurationPanel(QObject):
             self.widget.prompts._remove_prompts(index, image)
             self.widget.controls.status.setText(text)
 
-        self.widget.start(compute, message=message, on_done=done)
+        self.widget.start(compute, self.widget.segany.fork(), message=message, on_done=done)
 
     def save(self) -> None:
         """Save the target layer (TIFF or OME-Zarr) with its provenance sidecar."""

@@ -269,7 +269,7 @@ class EverythingPanel(QObject):
         self.timer.stop()
         self.widget.start(
             app.decode_run,
-            session,
+            session.fork(),  # (a stack linked by propagation sets its planes as current)
             image,
             indices,
             _layers.contrast_of(image),

@@ -107,7 +107,7 @@ class VolumePanel(QObject):
         axis = int(self.axis_combo.currentData())
         self.widget.start(
             app.propagate_run,
-            session,
+            session.fork(),  # its volume sets planes of its own, not the prompts' plane
             image,
             index,
             axis,

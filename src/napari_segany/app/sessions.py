@@ -67,6 +67,11 @@ class PromptSession(Protocol):
     ) -> SegmentResult:
         """Masks of the current plane for the prompts (row, col pixels)."""
 
+    def fork(self) -> Any:
+        """A session sharing this one's model and caches, with a current plane of its
+        own: the widget's background jobs compute with one, so they never change the
+        plane the GUI thread's prompts are answered on."""
+
     def without_embedding(self) -> AbstractContextManager[None]:
         """A block whose prompts embed nothing on the calling thread: one that needs an
         embedding not made yet raises ``WindowNotPrepared``, and :meth:`prepare` of its
@@ -83,6 +88,9 @@ class Candidates(Protocol):
 @runtime_checkable
 class EverythingSession(Protocol):
     """A session with everything mode."""
+
+    def fork(self) -> Any:
+        """As :meth:`PromptSession.fork`."""
 
     def decode_everything(
         self,

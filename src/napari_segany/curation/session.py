@@ -108,13 +108,14 @@ class Curation(TrackingMethods):
             )
         return index
 
-    def _set_plane(self, index: tuple[int, ...]) -> np.ndarray:
-        """Make plane ``index`` the session's current image; return its labels view
-        (a change of the session's settings is recorded first)."""
+    def _set_plane(self, index: tuple[int, ...], segany: Any = None) -> np.ndarray:
+        """Make plane ``index`` the current image of ``segany`` (default: the
+        curation's session); return its labels view (a change of the session's
+        settings is recorded first)."""
         self.use_session(self.segany)
         plane = self.image[index] if index else self.image
         given = {k: v for k in ("channels", "channel_axis") if (v := self.reading[k]) is not None}
-        self.segany.set_image(plane, self.reading["contrast_limits"], **given)
+        (segany or self.segany).set_image(plane, self.reading["contrast_limits"], **given)
         return self.labels[index] if index else self.labels
 
     def _new_ids(self, count: int) -> list[int]:
@@ -232,13 +233,18 @@ class Curation(TrackingMethods):
         :class:`InputError` (nothing changed) when it separates nothing."""
         return self.apply_split(self.split_answer(obj_id, points_yx, plane=plane))
 
-    def split_answer(self, obj_id: int, points_yx: Any, *, plane: int | Sequence[int] = ()) -> dict:
+    def split_answer(
+        self, obj_id: int, points_yx: Any, *, plane: int | Sequence[int] = (),
+        segany: Any = None,
+    ) -> dict:  # fmt: skip
         """What :meth:`split` would write (nothing is written: a worker thread may
-        compute it while the labels change; :meth:`apply_split` writes it)."""
+        compute it while the labels change, with ``segany`` a fork of the session,
+        ``SegAny.fork``; :meth:`apply_split` writes it)."""
         index = self.plane_index(plane)
-        view = self._set_plane(index)
+        session = segany or self.segany
+        view = self._set_plane(index, session).copy()  # one snapshot of the labels
         own = view == int(obj_id)
-        keep = edits.split_mask(self.segany, view, int(obj_id), points_yx)
+        keep = edits.split_mask(session, view, int(obj_id), points_yx)
         clicks = np.asarray(points_yx, float).reshape(-1, 2)
         return {"index": index, "id": int(obj_id), "points_yx": clicks, "own": own, "keep": keep}
 
@@ -303,16 +309,17 @@ class Curation(TrackingMethods):
 
     def refine_answer(
         self, ids: Sequence[int] | None = None, *, plane: int | Sequence[int] = (),
-        split: bool = False,
+        split: bool = False, segany: Any = None,
     ) -> dict:  # fmt: skip
         """What :meth:`refine` would write (nothing is written: a worker thread may
-        compute it while the labels change; :meth:`apply_refinement` writes it)."""
+        compute it while the labels change, with ``segany`` a fork of the session,
+        ``SegAny.fork``; :meth:`apply_refinement` writes it)."""
         index = self.plane_index(plane)
-        view = self._set_plane(index)
-        snapshot = view.copy()
+        session = segany or self.segany
+        snapshot = self._set_plane(index, session).copy()
         chosen = None if ids is None else edits.id_list(ids)
-        refined = self.segany.refine_labels(snapshot, chosen, split=split)
-        outcomes = self.segany.last_refinement.outcomes
+        refined = session.refine_labels(snapshot, chosen, split=split)
+        outcomes = session.last_refinement.outcomes
         return {"index": index, "ids": chosen, "split": bool(split), "snapshot": snapshot,
                 "refined": refined, "outcomes": outcomes}  # fmt: skip
 
