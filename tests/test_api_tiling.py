@@ -223,6 +223,12 @@ def test_a_fork_never_moves_the_sessions_plane(session):
     fork = session.fork()
     assert fork.predictor is session.predictor and fork.cache is session.cache
     assert fork.current is None and fork.tiled is None
+    before = dict(session.everything.defaults)
+    session.everything.defaults["points_per_side"] = 999  # a setting changed during a job
+    try:
+        assert fork.everything.defaults == before  # the job keeps the settings it began with
+    finally:
+        session.everything.defaults = before
     fork.set_image(plane)
     corner = fork.focus_window((10, 10, 20, 20))
     labels = np.zeros((900, 900), np.uint8)

@@ -216,8 +216,11 @@ class SegAny(EverythingMethods, TilingMethods, StoreMethods, VolumeMethods, Refi
         Settings assigned later on one are not seen by the other.
         """
         twin = copy.copy(self)
+        twin.everything = copy.copy(self.everything)  # its defaults: a snapshot too
+        twin.everything.defaults = dict(self.everything.defaults)
         twin._current = None
         twin._big = None
+        twin._everything = None  # (this session's last candidates stay this session's)
         twin.last_refinement = None
         return twin
 

@@ -185,7 +185,7 @@ def _grown(start: int, stop: int, length: int, rules: Any) -> tuple[int, int]:
     """An object's extent ``start:stop`` on one axis grown by more than the
     refinement's box margin, cut to ``0:length``: the object's prompts in that crop
     are its prompts in the plane (a whole plane's ``object_prompts`` is slow)."""
-    margin = math.ceil(max(rules.min_margin_px, rules.box_margin * (stop - start))) + 1
+    margin = math.ceil(max(0.0, rules.min_margin_px, rules.box_margin * (stop - start))) + 1
     return max(0, int(start) - margin), min(int(length), int(stop) + margin)
 
 
