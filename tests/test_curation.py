@@ -316,23 +316,17 @@ def test_corrections_on_a_tiled_plane_are_the_ones_in_their_windows(session):
     assert np.mean(after) > np.mean(before) + 0.05  # (as corrections of planes that fit)
 
 
-def test_an_objects_prompts_in_its_grown_crop_are_its_prompts_in_the_plane(scenes):
-    """A correction finds the object's prompts in a crop around it (fast on large
-    planes): the same point and box as on the whole plane, objects at the edges too."""
-    from napari_segany.core.refine_labels import RefineRules, object_prompts
-    from napari_segany.curation.edits import _grown
+def test_an_objects_prompts_from_its_mask_are_its_prompts_in_the_plane(scenes):
+    """A correction finds the object's prompts from its mask alone (fast on large
+    planes): the same point and box as ``object_prompts`` on the whole plane gives,
+    objects at the edges too."""
+    from napari_segany.core.refine_labels import RefineRules, mask_prompt, object_prompts
 
     _, truth = scenes
     labels = truth[0]
     rules = RefineRules()
-    height, width = labels.shape
     ids = [int(i) for i in np.unique(labels) if i]
     edge = [i for i in ids if (labels[[0, -1]] == i).any() or (labels[:, [0, -1]] == i).any()]
     assert edge  # objects cut by the plane's border are among them
     for obj_id, whole in zip(ids, object_prompts(labels, ids, rules)):
-        rows, cols = np.nonzero(labels == obj_id)
-        y0, y1 = _grown(rows.min(), rows.max() + 1, height, rules)
-        x0, x1 = _grown(cols.min(), cols.max() + 1, width, rules)
-        (crop,) = object_prompts(labels[y0:y1, x0:x1], [obj_id], rules)
-        assert np.add(crop.point_yx, (y0, x0)).tolist() == list(whole.point_yx)
-        assert np.add(crop.box_yxyx, (y0, x0, y0, x0)).tolist() == list(whole.box_yxyx)
+        assert mask_prompt(labels == obj_id, obj_id, rules) == whole

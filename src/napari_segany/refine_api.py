@@ -31,7 +31,7 @@ from .core.refine_labels import (
     ObjectOutcome,
     Refinement,
     RefineRules,
-    object_prompts,
+    grown_boxes,
     refine_label_plane,
 )
 from .core.results import SegmentResult
@@ -211,10 +211,10 @@ def _by_window(labels: np.ndarray, ids: list[int], rules: RefineRules, big) -> l
     the window holding each one's prompts (grid windows in grid order, then windows
     of their own)."""
     groups: dict[Window, list[int]] = {}
-    for found in object_prompts(labels, ids, rules):
-        region = prompt_region(np.asarray([found.point_yx]), np.asarray(found.box_yxyx))
+    for obj_id, box in zip(ids, grown_boxes(labels, ids, rules)):  # (the box holds the point)
+        region = prompt_region(None, np.asarray(box))
         window = window_for(clipped_region(region, big.hw), big.windows, big.hw, big.tiling)
-        groups.setdefault(window, []).append(found.obj_id)
+        groups.setdefault(window, []).append(obj_id)
     order = {window: rank for rank, window in enumerate(big.windows)}
     return sorted(groups.items(), key=lambda item: (order.get(item[0], len(order)), item[0].yxyx))
 

@@ -161,24 +161,46 @@ def object_prompts(labels: np.ndarray, ids: Sequence[int], rules: RefineRules) -
         In the order of ``ids``.
     """
     numbers, spans = _object_spans(labels)
-    height, width = labels.shape
     found = []
     for obj_id in ids:
         rows, cols = spans[numbers[int(obj_id)] - 1]
-        mask = labels[rows, cols] == obj_id
-        (y, x), _ = deepest_pixel(mask)
-        box = (rows.start, cols.start, rows.stop, cols.stop)
-        margin_y = max(rules.min_margin_px, rules.box_margin * (box[2] - box[0]))
-        margin_x = max(rules.min_margin_px, rules.box_margin * (box[3] - box[1]))
-        grown = (
-            max(0.0, box[0] - margin_y),
-            max(0.0, box[1] - margin_x),
-            min(float(height), box[2] + margin_y),
-            min(float(width), box[3] + margin_x),
-        )
-        point = (float(rows.start + y), float(cols.start + x))  # a pixel's (row, col)
-        found.append(ObjectPrompt(int(obj_id), point, grown))
+        found.append(_prompt(labels[rows, cols] == obj_id, rows, cols, labels.shape, obj_id, rules))
     return found
+
+
+def mask_prompt(mask: np.ndarray, obj_id: int, rules: RefineRules) -> ObjectPrompt:
+    """The prompts :func:`object_prompts` gives object ``obj_id`` whose (H, W) bool
+    ``mask`` (not empty) is given: no pass over the other ids (fast on large planes)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    rows, cols = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    return _prompt(mask[rows, cols], rows, cols, mask.shape, obj_id, rules)
+
+
+def grown_boxes(labels: np.ndarray, ids: Sequence[int], rules: RefineRules) -> list:
+    """Each object's grown, clipped box as in :func:`object_prompts` (which holds its
+    point too), without the point; in the order of ``ids``."""
+    numbers, spans = _object_spans(labels)
+    return [_grown_box(*spans[numbers[int(i)] - 1], labels.shape, rules) for i in ids]
+
+
+def _prompt(own: np.ndarray, rows: slice, cols: slice, hw, obj_id: int, rules) -> ObjectPrompt:
+    """An object's prompts from ``own``, its mask within its bounding box
+    ``(rows, cols)`` of an (H, W) plane."""
+    (y, x), _ = deepest_pixel(own)
+    point = (float(rows.start + y), float(cols.start + x))  # a pixel's (row, col)
+    return ObjectPrompt(int(obj_id), point, _grown_box(rows, cols, hw, rules))
+
+
+def _grown_box(rows: slice, cols: slice, hw, rules: RefineRules) -> tuple:
+    """A bounding box ``(rows, cols)`` grown by the rules' margins, cut to the plane."""
+    margin_y = max(rules.min_margin_px, rules.box_margin * (rows.stop - rows.start))
+    margin_x = max(rules.min_margin_px, rules.box_margin * (cols.stop - cols.start))
+    return (
+        max(0.0, rows.start - margin_y),
+        max(0.0, cols.start - margin_x),
+        min(float(hw[0]), rows.stop + margin_y),
+        min(float(hw[1]), cols.stop + margin_x),
+    )
 
 
 def _object_spans(labels: np.ndarray) -> tuple[dict[int, int], list]:

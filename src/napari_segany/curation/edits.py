@@ -6,7 +6,6 @@ Each function changes one (H, W) label plane in place or answers a question abou
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -152,19 +151,16 @@ def object_prompt(segany: Any, view: np.ndarray, obj_id: int, points_yx: Any = N
     ((N, 2) plane pixels) becomes current (``SegAny.focus_window``) and the mask is
     cropped to it; the points and box stay in plane pixels, as ``segment`` takes them.
     """
-    from ..core.refine_labels import MaskFrame, mask_to_logits, object_prompts
+    from ..core.refine_labels import MaskFrame, mask_prompt, mask_to_logits
     from ..core.tiling import prompt_region
 
     mask = view == obj_id
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not rows.size:
+    if not mask.any():
         return None
-    rules = segany.refine_rules  # the prompts are found in a crop holding the grown box
-    y0, y1 = _grown(rows[0], rows[-1] + 1, view.shape[0], rules)
-    x0, x1 = _grown(cols[0], cols[-1] + 1, view.shape[1], rules)
-    found = object_prompts(view[y0:y1, x0:x1], [obj_id], rules)[0]
-    point_yx = np.asarray(found.point_yx, np.float64) + (y0, x0)
-    box_yxyx = np.asarray(found.box_yxyx, np.float64) + (y0, x0, y0, x0)
+    rules = segany.refine_rules
+    found = mask_prompt(mask, obj_id, rules)
+    point_yx = np.asarray(found.point_yx, np.float64)
+    box_yxyx = np.asarray(found.box_yxyx, np.float64)
     corners = [point_yx[None]]
     if points_yx is not None:
         corners.append(np.asarray(points_yx, np.float64).reshape(-1, 2))
@@ -179,14 +175,6 @@ def object_prompt(segany: Any, view: np.ndarray, obj_id: int, points_yx: Any = N
         "box_yxyx": box_yxyx,
         "mask_input": mask_to_logits(mask[None], frame, rules.mask_logit)[0],
     }
-
-
-def _grown(start: int, stop: int, length: int, rules: Any) -> tuple[int, int]:
-    """An object's extent ``start:stop`` on one axis grown by more than the
-    refinement's box margin, cut to ``0:length``: the object's prompts in that crop
-    are its prompts in the plane (a whole plane's ``object_prompts`` is slow)."""
-    margin = math.ceil(max(0.0, rules.min_margin_px, rules.box_margin * (stop - start))) + 1
-    return max(0, int(start) - margin), min(int(length), int(stop) + margin)
 
 
 def correction_prompt(
